@@ -1,0 +1,96 @@
+//! The blob-store trait: content-addressed bytes and staged uploads.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use berth_oci::Digest;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+
+use crate::StoreError;
+
+/// A stream of blob bytes.
+pub type ByteStream = BoxStream<'static, Result<Bytes, std::io::Error>>;
+
+/// An upload session id: a random UUID in its hyphenated form.
+///
+/// **Invariant:** only `[0-9a-f-]`, 36 characters, so it is safe in paths and URLs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UploadId(String);
+
+impl UploadId {
+    /// A fresh random id.
+    pub fn random() -> Self {
+        UploadId(uuid::Uuid::new_v4().hyphenated().to_string())
+    }
+
+    /// Accepts only the hyphenated lowercase UUID form berth hands out.
+    pub fn parse(s: &str) -> Option<Self> {
+        let ok = s.len() == 36
+            && s.bytes().all(|b| b == b'-' || b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            && uuid::Uuid::try_parse(s).is_ok();
+        ok.then(|| UploadId(s.to_owned()))
+    }
+
+    /// The id as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for UploadId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Content-addressed blob storage with staged uploads.
+///
+/// Contract: a blob is readable at its digest only after [`BlobStore::upload_commit`] or
+/// [`BlobStore::put`] returned, and then it is durable. The store does not hash: callers verify
+/// the digest while streaming (so hashing overlaps writing) and pass only verified digests.
+#[async_trait]
+pub trait BlobStore: Send + Sync + fmt::Debug + 'static {
+    /// The size of a stored blob, `None` when absent.
+    async fn stat(&self, digest: &Digest) -> Result<Option<u64>, StoreError>;
+
+    /// Streams `len` bytes from `offset` (the whole blob for `0..size`).
+    async fn read(&self, digest: &Digest, offset: u64, len: u64) -> Result<ByteStream, StoreError>;
+
+    /// Reads a small blob (a manifest) whole.
+    async fn get(&self, digest: &Digest) -> Result<Bytes, StoreError>;
+
+    /// Stores small, already verified bytes (a manifest) durably at `digest`.
+    async fn put(&self, digest: &Digest, bytes: Bytes) -> Result<(), StoreError>;
+
+    /// Removes a blob; absent blobs are not an error.
+    async fn delete(&self, digest: &Digest) -> Result<(), StoreError>;
+
+    /// Creates empty staging space for an upload.
+    async fn upload_start(&self, id: &UploadId) -> Result<(), StoreError>;
+
+    /// How many bytes are staged.
+    async fn upload_size(&self, id: &UploadId) -> Result<u64, StoreError>;
+
+    /// Appends a stream at `offset`, which must be the staged size; returns the new size. On a
+    /// stream error the bytes received before it stay staged (a client may resume after them).
+    async fn upload_append(
+        &self,
+        id: &UploadId,
+        offset: u64,
+        data: ByteStream,
+    ) -> Result<u64, StoreError>;
+
+    /// Streams the staged bytes back (to re-hash an upload whose hash state was lost).
+    async fn upload_read(&self, id: &UploadId) -> Result<ByteStream, StoreError>;
+
+    /// Makes the staged bytes the durable blob `digest` (verified by the caller) and ends the
+    /// upload. Returns the blob size.
+    async fn upload_commit(&self, id: &UploadId, digest: &Digest) -> Result<u64, StoreError>;
+
+    /// Discards an upload's staged bytes; absent uploads are not an error.
+    async fn upload_abort(&self, id: &UploadId) -> Result<(), StoreError>;
+
+    /// Every upload id with staged data (to clean up sessions the metadata store forgot).
+    async fn upload_list(&self) -> Result<Vec<UploadId>, StoreError>;
+}

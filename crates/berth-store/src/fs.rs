@@ -1,0 +1,335 @@
+//! The filesystem blob store: `blobs/<alg>/<2 hex>/<hex>`, `uploads/<id>`, `tmp/`.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufWriter, ErrorKind, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use berth_oci::Digest;
+use bytes::{Bytes, BytesMut};
+use futures::{StreamExt, TryStreamExt, stream};
+
+use crate::blob::{BlobStore, ByteStream, UploadId};
+use crate::StoreError;
+
+/// Size of each read when streaming a blob out.
+const READ_CHUNK: u64 = 1024 * 1024;
+/// Buffer of the upload writer (a write syscall per this many bytes at most).
+const WRITE_BUFFER: usize = 1024 * 1024;
+/// Frames queued between the receiving task and the writing thread (bounds memory per upload).
+const WRITE_QUEUE: usize = 32;
+
+/// Content-addressed blobs on a local filesystem.
+///
+/// **Invariant:** a file exists under `blobs/` only after its bytes were fsynced under another
+/// name and renamed into place, and the directory entry was fsynced; partial data only ever lives
+/// under `uploads/` and `tmp/`.
+#[derive(Debug, Clone)]
+pub struct FsBlobStore {
+    root: Arc<PathBuf>,
+}
+
+impl FsBlobStore {
+    /// Opens (creating if needed) a store rooted at `root`.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        let root = root.into();
+        for sub in ["blobs", "uploads", "tmp"] {
+            fs::create_dir_all(root.join(sub))?;
+        }
+        // Leftovers of writes interrupted by a crash are never visible; remove them.
+        for entry in fs::read_dir(root.join("tmp"))? {
+            let _ = fs::remove_file(entry?.path());
+        }
+        Ok(FsBlobStore {
+            root: Arc::new(root),
+        })
+    }
+
+    fn blob_path(&self, d: &Digest) -> PathBuf {
+        let hex = d.hex();
+        self.root
+            .join("blobs")
+            .join(d.algorithm().as_str())
+            .join(&hex[..2])
+            .join(hex)
+    }
+
+    fn upload_path(&self, id: &UploadId) -> PathBuf {
+        self.root.join("uploads").join(id.as_str())
+    }
+
+    fn tmp_path(&self) -> PathBuf {
+        self.root
+            .join("tmp")
+            .join(format!("{:016x}", rand::random::<u64>()))
+    }
+}
+
+fn not_found_as<T>(r: std::io::Result<T>, e: impl FnOnce() -> StoreError) -> Result<T, StoreError> {
+    r.map_err(|io| {
+        if io.kind() == ErrorKind::NotFound {
+            e()
+        } else {
+            StoreError::Io(io)
+        }
+    })
+}
+
+fn fsync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Renames a fully written and fsynced file to `dest`, creating and fsyncing directories so the
+/// new entry survives a crash. If `dest` exists (same digest, same bytes) the source is removed.
+fn publish(src: &Path, dest: &Path) -> std::io::Result<()> {
+    if dest.exists() {
+        return fs::remove_file(src);
+    }
+    let dir = dest
+        .parent()
+        .ok_or_else(|| std::io::Error::other("blob path has no parent"))?;
+    if !dir.exists() {
+        fs::create_dir_all(dir)?;
+        if let Some(parent) = dir.parent() {
+            fsync_dir(parent)?;
+            if let Some(grand) = parent.parent() {
+                fsync_dir(grand)?;
+            }
+        }
+    }
+    fs::rename(src, dest)?;
+    fsync_dir(dir)
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f).await?
+}
+
+#[async_trait]
+impl BlobStore for FsBlobStore {
+    async fn stat(&self, digest: &Digest) -> Result<Option<u64>, StoreError> {
+        match tokio::fs::metadata(self.blob_path(digest)).await {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn read(&self, digest: &Digest, offset: u64, len: u64) -> Result<ByteStream, StoreError> {
+        let path = self.blob_path(digest);
+        let d = digest.clone();
+        let file = Arc::new(blocking(move || not_found_as(File::open(path), || StoreError::BlobNotFound(d))).await?);
+        let end = offset.saturating_add(len);
+        let chunks = (0..len.div_ceil(READ_CHUNK)).map(move |i| {
+            let start = offset + i * READ_CHUNK;
+            (start, (end - start).min(READ_CHUNK))
+        });
+        let s = stream::iter(chunks)
+            .map(move |(start, n)| {
+                let file = Arc::clone(&file);
+                async move {
+                    tokio::task::spawn_blocking(move || -> std::io::Result<Bytes> {
+                        let n = usize::try_from(n).map_err(std::io::Error::other)?;
+                        let mut buf = BytesMut::zeroed(n);
+                        file.read_exact_at(&mut buf, start)?;
+                        Ok(buf.freeze())
+                    })
+                    .await
+                    .map_err(std::io::Error::other)?
+                }
+            })
+            .buffered(2);
+        Ok(s.boxed())
+    }
+
+    async fn get(&self, digest: &Digest) -> Result<Bytes, StoreError> {
+        let path = self.blob_path(digest);
+        let d = digest.clone();
+        blocking(move || Ok(Bytes::from(not_found_as(fs::read(path), || StoreError::BlobNotFound(d))?))).await
+    }
+
+    async fn put(&self, digest: &Digest, bytes: Bytes) -> Result<(), StoreError> {
+        let dest = self.blob_path(digest);
+        let tmp = self.tmp_path();
+        blocking(move || {
+            if dest.exists() {
+                return Ok(());
+            }
+            let mut f = File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            drop(f);
+            publish(&tmp, &dest).inspect_err(|_| {
+                let _ = fs::remove_file(&tmp);
+            })?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete(&self, digest: &Digest) -> Result<(), StoreError> {
+        match tokio::fs::remove_file(self.blob_path(digest)).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn upload_start(&self, id: &UploadId) -> Result<(), StoreError> {
+        let path = self.upload_path(id);
+        blocking(move || {
+            OpenOptions::new().write(true).create_new(true).open(path)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn upload_size(&self, id: &UploadId) -> Result<u64, StoreError> {
+        let r = tokio::fs::metadata(self.upload_path(id)).await;
+        Ok(not_found_as(r, || StoreError::UploadUnknown(id.to_string()))?.len())
+    }
+
+    async fn upload_append(
+        &self,
+        id: &UploadId,
+        offset: u64,
+        mut data: ByteStream,
+    ) -> Result<u64, StoreError> {
+        let path = self.upload_path(id);
+        let id_s = id.to_string();
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(WRITE_QUEUE);
+        // The writing thread; the receiving task (this one) pulls frames (and the caller's
+        // wrapper hashes them) while the previous frames are written, so the two overlap.
+        let writer = tokio::task::spawn_blocking(move || -> Result<u64, StoreError> {
+            let f = not_found_as(OpenOptions::new().append(true).open(&path), || {
+                StoreError::UploadUnknown(id_s)
+            })?;
+            let actual = f.metadata()?.len();
+            if actual != offset {
+                return Err(StoreError::OffsetMismatch {
+                    expected: offset,
+                    actual,
+                });
+            }
+            let mut size = actual;
+            let mut w = BufWriter::with_capacity(WRITE_BUFFER, f);
+            while let Some(chunk) = rx.blocking_recv() {
+                w.write_all(&chunk)?;
+                size += chunk.len() as u64;
+            }
+            w.flush()?;
+            Ok(size)
+        });
+        let mut stream_error = None;
+        while let Some(item) = data.next().await {
+            match item {
+                Ok(chunk) => {
+                    if tx.send(chunk).await.is_err() {
+                        break; // the writer failed; its error is reported below
+                    }
+                }
+                Err(e) => {
+                    stream_error = Some(e);
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        let size = writer.await??;
+        match stream_error {
+            Some(e) => Err(StoreError::Io(e)),
+            None => Ok(size),
+        }
+    }
+
+    async fn upload_read(&self, id: &UploadId) -> Result<ByteStream, StoreError> {
+        let path = self.upload_path(id);
+        let id_s = id.to_string();
+        let file = blocking(move || not_found_as(File::open(path), || StoreError::UploadUnknown(id_s))).await?;
+        let s = stream::try_unfold(file, |mut file| async move {
+            tokio::task::spawn_blocking(move || -> std::io::Result<Option<(Bytes, File)>> {
+                let mut buf = vec![0u8; 1024 * 1024];
+                let n = file.read(&mut buf)?;
+                if n == 0 {
+                    return Ok(None);
+                }
+                buf.truncate(n);
+                Ok(Some((Bytes::from(buf), file)))
+            })
+            .await
+            .map_err(std::io::Error::other)?
+        });
+        Ok(s.into_stream().boxed())
+    }
+
+    async fn upload_commit(&self, id: &UploadId, digest: &Digest) -> Result<u64, StoreError> {
+        let src = self.upload_path(id);
+        let dest = self.blob_path(digest);
+        let id_s = id.to_string();
+        blocking(move || {
+            let f = not_found_as(File::open(&src), || StoreError::UploadUnknown(id_s))?;
+            let size = f.metadata()?.len();
+            f.sync_all()?;
+            drop(f);
+            publish(&src, &dest)?;
+            Ok(size)
+        })
+        .await
+    }
+
+    async fn upload_abort(&self, id: &UploadId) -> Result<(), StoreError> {
+        match tokio::fs::remove_file(self.upload_path(id)).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn upload_list(&self) -> Result<Vec<UploadId>, StoreError> {
+        let dir = self.root.join("uploads");
+        blocking(move || {
+            let mut ids = Vec::new();
+            for entry in fs::read_dir(dir)? {
+                if let Some(id) = entry?.file_name().to_str().and_then(UploadId::parse) {
+                    ids.push(id);
+                }
+            }
+            Ok(ids)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn upload_roundtrip() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FsBlobStore::open(dir.path()).expect("open");
+        let id = UploadId::random();
+        store.upload_start(&id).await.expect("start");
+        let parts: Vec<Result<Bytes, std::io::Error>> =
+            vec![Ok(Bytes::from_static(b"hello ")), Ok(Bytes::from_static(b"world"))];
+        let size = store
+            .upload_append(&id, 0, stream::iter(parts).boxed())
+            .await
+            .expect("append");
+        assert_eq!(size, 11);
+        let wrong = store
+            .upload_append(&id, 3, stream::iter(Vec::new()).boxed())
+            .await;
+        assert!(matches!(wrong, Err(StoreError::OffsetMismatch { expected: 3, actual: 11 })));
+        let d = Digest::sha256(b"hello world");
+        assert_eq!(store.upload_commit(&id, &d).await.expect("commit"), 11);
+        assert_eq!(store.stat(&d).await.expect("stat"), Some(11));
+        let got: Vec<Bytes> = store.read(&d, 6, 5).await.expect("read").try_collect().await.expect("collect");
+        assert_eq!(got.concat(), b"world");
+        assert!(matches!(store.upload_size(&id).await, Err(StoreError::UploadUnknown(_))));
+    }
+}

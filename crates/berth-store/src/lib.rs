@@ -1,0 +1,32 @@
+//! `berth-store` — where registry content lives.
+//!
+//! Two traits split the job: a [`BlobStore`] holds content-addressed bytes (layers, configs,
+//! manifests) and staged uploads; a [`MetadataStore`] holds everything else (repositories, which
+//! blobs a repository may serve, manifests and what they reference, tags, upload sessions) and is
+//! the only place where consistency is decided, in transactions.
+//!
+//! The embedded defaults are [`FsBlobStore`] (temp file → fsync → rename) and [`SqliteMeta`]
+//! (WAL, versioned migrations). The HTTP layer only sees the traits, so an object-store blob store
+//! and a PostgreSQL metadata store can be added beside them.
+
+mod blob;
+mod error;
+mod fs;
+mod meta;
+mod sqlite;
+
+pub use blob::{BlobStore, ByteStream, UploadId};
+pub use error::StoreError;
+pub use fs::FsBlobStore;
+pub use meta::{
+    ManifestRecord, MetadataStore, NewManifest, RepoSummary, TagRecord, UploadRecord,
+};
+pub use sqlite::{Durability, SqliteMeta};
+
+/// Milliseconds since the Unix epoch (the timestamp unit of the metadata store).
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

@@ -1,0 +1,609 @@
+//! The SQLite metadata store (WAL, versioned migrations, one writer connection, pooled readers).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use berth_oci::{Digest, RefKind, RepoName, Tag};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params};
+
+use crate::blob::UploadId;
+use crate::meta::{
+    ManifestRecord, MetadataStore, NewManifest, RepoSummary, TagRecord, UploadRecord,
+};
+use crate::{StoreError, now_millis};
+
+/// How hard a commit tries to reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Durability {
+    /// `synchronous=FULL`: an acknowledged change survives power loss.
+    #[default]
+    Full,
+    /// `synchronous=NORMAL`: survives a process crash (kill -9), may lose the last commits on
+    /// power loss.
+    Normal,
+}
+
+/// Versioned schema migrations; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE repositories (
+    id          INTEGER PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    created_at  INTEGER NOT NULL
+);
+CREATE TABLE blobs (
+    digest      TEXT PRIMARY KEY,
+    size        INTEGER NOT NULL,
+    created_at  INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE repo_blobs (
+    repo_id     INTEGER NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+    digest      TEXT NOT NULL REFERENCES blobs(digest),
+    created_at  INTEGER NOT NULL,
+    PRIMARY KEY (repo_id, digest)
+) WITHOUT ROWID;
+CREATE INDEX repo_blobs_digest ON repo_blobs(digest);
+CREATE TABLE manifests (
+    repo_id       INTEGER NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+    digest        TEXT NOT NULL,
+    media_type    TEXT NOT NULL,
+    size          INTEGER NOT NULL,
+    artifact_type TEXT,
+    subject       TEXT,
+    annotations   TEXT,
+    pushed_at     INTEGER NOT NULL,
+    PRIMARY KEY (repo_id, digest)
+) WITHOUT ROWID;
+CREATE INDEX manifests_subject ON manifests(repo_id, subject) WHERE subject IS NOT NULL;
+CREATE TABLE manifest_refs (
+    repo_id   INTEGER NOT NULL,
+    manifest  TEXT NOT NULL,
+    child     TEXT NOT NULL,
+    kind      TEXT NOT NULL CHECK (kind IN ('blob', 'manifest')),
+    PRIMARY KEY (repo_id, manifest, child),
+    FOREIGN KEY (repo_id, manifest) REFERENCES manifests(repo_id, digest) ON DELETE CASCADE
+) WITHOUT ROWID;
+CREATE INDEX manifest_refs_child ON manifest_refs(repo_id, child, kind);
+CREATE TABLE tags (
+    repo_id     INTEGER NOT NULL,
+    name        TEXT NOT NULL,
+    digest      TEXT NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    PRIMARY KEY (repo_id, name),
+    FOREIGN KEY (repo_id, digest) REFERENCES manifests(repo_id, digest)
+) WITHOUT ROWID;
+CREATE INDEX tags_digest ON tags(repo_id, digest);
+CREATE TABLE uploads (
+    id          TEXT PRIMARY KEY,
+    repo        TEXT NOT NULL,
+    created_at  INTEGER NOT NULL
+) WITHOUT ROWID;
+"#];
+
+/// Reader connections kept open for reuse.
+const MAX_IDLE_READERS: usize = 8;
+
+/// Metadata in one SQLite database file.
+#[derive(Debug, Clone)]
+pub struct SqliteMeta {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+fn configure(conn: &Connection, durability: Durability) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(
+        None,
+        "synchronous",
+        match durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        },
+    )?;
+    Ok(())
+}
+
+impl SqliteMeta {
+    /// Opens (creating and migrating if needed) the database at `path`.
+    pub fn open(path: impl AsRef<Path>, durability: Durability) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let mut conn = Connection::open(&path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        configure(&conn, durability)?;
+        migrate(&mut conn)?;
+        Ok(SqliteMeta {
+            inner: Arc::new(Inner {
+                path,
+                writer: Mutex::new(conn),
+                readers: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    fn reader(inner: &Inner) -> Result<Connection, StoreError> {
+        if let Some(c) = inner.readers.lock().map_err(poisoned)?.pop() {
+            return Ok(c);
+        }
+        let c = Connection::open_with_flags(
+            &inner.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        c.busy_timeout(std::time::Duration::from_secs(30))?;
+        Ok(c)
+    }
+
+    /// Runs a read-only closure on a pooled reader connection, off the async threads.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let conn = Self::reader(&inner)?;
+            let out = f(&conn);
+            let mut pool = inner.readers.lock().map_err(poisoned)?;
+            if pool.len() < MAX_IDLE_READERS {
+                pool.push(conn);
+            }
+            out
+        })
+        .await?
+    }
+
+    /// Runs a closure in one immediate (write-locked) transaction, committed if it returns Ok.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let mut conn = inner.writer.lock().map_err(poisoned)?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        })
+        .await?
+    }
+}
+
+fn poisoned<T>(_: std::sync::PoisonError<T>) -> StoreError {
+    StoreError::Worker("a metadata worker panicked while holding a connection".into())
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let version = usize::try_from(version).unwrap_or(0);
+    if version > MIGRATIONS.len() {
+        return Err(StoreError::Corrupt(format!(
+            "database schema version {version} is newer than this berth ({})",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i64::try_from(i + 1).unwrap_or(i64::MAX))?;
+        tx.commit()?;
+        tracing::info!(version = i + 1, "metadata schema migrated");
+    }
+    Ok(())
+}
+
+fn repo_id(conn: &Connection, repo: &str) -> Result<Option<i64>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT id FROM repositories WHERE name = ?1")?
+        .query_row([repo], |r| r.get(0))
+        .optional()?)
+}
+
+fn ensure_repo(tx: &Transaction<'_>, repo: &str) -> Result<i64, StoreError> {
+    if let Some(id) = repo_id(tx, repo)? {
+        return Ok(id);
+    }
+    tx.prepare_cached("INSERT INTO repositories (name, created_at) VALUES (?1, ?2)")?
+        .execute(params![repo, now_millis()])?;
+    Ok(tx.last_insert_rowid())
+}
+
+fn parse_digest(s: String) -> Result<Digest, StoreError> {
+    Digest::parse(&s).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+const MANIFEST_COLUMNS: &str = "digest, media_type, size, artifact_type, annotations, pushed_at";
+
+fn manifest_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, i64, Option<String>, Option<String>, i64)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+}
+
+fn to_record(
+    (digest, media_type, size, artifact_type, annotations_json, pushed_at): (
+        String,
+        String,
+        i64,
+        Option<String>,
+        Option<String>,
+        i64,
+    ),
+) -> Result<ManifestRecord, StoreError> {
+    Ok(ManifestRecord {
+        digest: parse_digest(digest)?,
+        media_type,
+        size: u64::try_from(size).map_err(|_| StoreError::Corrupt("negative size".into()))?,
+        artifact_type,
+        annotations_json,
+        pushed_at,
+    })
+}
+
+fn size_i64(size: u64) -> i64 {
+    i64::try_from(size).unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+impl MetadataStore for SqliteMeta {
+    async fn repository_exists(&self, repo: &RepoName) -> Result<bool, StoreError> {
+        let repo = repo.to_string();
+        self.read(move |c| Ok(repo_id(c, &repo)?.is_some())).await
+    }
+
+    async fn list_repositories(
+        &self,
+        last: Option<&str>,
+        n: usize,
+    ) -> Result<Vec<RepoSummary>, StoreError> {
+        let last = last.unwrap_or("").to_owned();
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT name, created_at FROM repositories WHERE name > ?1 ORDER BY name LIMIT ?2",
+            )?;
+            let rows = st.query_map(params![last, n], |r| {
+                Ok(RepoSummary {
+                    name: r.get(0)?,
+                    created_at: r.get(1)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn blob_in_repo(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<u64>, StoreError> {
+        let (repo, digest) = (repo.to_string(), digest.to_string());
+        self.read(move |c| {
+            let size: Option<i64> = c
+                .prepare_cached(
+                    "SELECT b.size FROM repo_blobs rb JOIN repositories r ON r.id = rb.repo_id
+                     JOIN blobs b ON b.digest = rb.digest WHERE r.name = ?1 AND rb.digest = ?2",
+                )?
+                .query_row([repo, digest], |r| r.get(0))
+                .optional()?;
+            Ok(size.and_then(|s| u64::try_from(s).ok()))
+        })
+        .await
+    }
+
+    async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<(), StoreError> {
+        let (repo, digest) = (repo.to_string(), digest.to_string());
+        self.write(move |tx| {
+            let id = ensure_repo(tx, &repo)?;
+            let now = now_millis();
+            tx.prepare_cached("INSERT OR IGNORE INTO blobs (digest, size, created_at) VALUES (?1, ?2, ?3)")?
+                .execute(params![digest, size_i64(size), now])?;
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO repo_blobs (repo_id, digest, created_at) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![id, digest, now])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<(), StoreError> {
+        let (repo, d) = (repo.to_string(), digest.clone());
+        self.write(move |tx| {
+            let digest = d.to_string();
+            let Some(id) = repo_id(tx, &repo)? else {
+                return Err(StoreError::BlobNotFound(d));
+            };
+            let user: Option<String> = tx
+                .prepare_cached(
+                    "SELECT manifest FROM manifest_refs WHERE repo_id = ?1 AND child = ?2 AND kind = 'blob' LIMIT 1",
+                )?
+                .query_row(params![id, digest], |r| r.get(0))
+                .optional()?;
+            if let Some(by) = user {
+                return Err(StoreError::InUse { digest: d, by });
+            }
+            let n = tx
+                .prepare_cached("DELETE FROM repo_blobs WHERE repo_id = ?1 AND digest = ?2")?
+                .execute(params![id, digest])?;
+            if n == 0 {
+                return Err(StoreError::BlobNotFound(d));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn put_manifest(
+        &self,
+        repo: &RepoName,
+        manifest: &NewManifest,
+        tag: Option<&Tag>,
+    ) -> Result<(), StoreError> {
+        let (repo, m, tag) = (repo.to_string(), manifest.clone(), tag.map(|t| t.to_string()));
+        self.write(move |tx| {
+            let id = ensure_repo(tx, &repo)?;
+            let digest = m.digest.to_string();
+            for r in &m.references {
+                let child = r.digest.to_string();
+                match r.kind {
+                    RefKind::Manifest => {
+                        let found = tx
+                            .prepare_cached("SELECT 1 FROM manifests WHERE repo_id = ?1 AND digest = ?2")?
+                            .exists(params![id, child])?;
+                        if !found {
+                            return Err(StoreError::ManifestChildUnknown(r.digest.clone()));
+                        }
+                    }
+                    _ => {
+                        let size: Option<i64> = tx
+                            .prepare_cached(
+                                "SELECT b.size FROM repo_blobs rb JOIN blobs b ON b.digest = rb.digest
+                                 WHERE rb.repo_id = ?1 AND rb.digest = ?2",
+                            )?
+                            .query_row(params![id, child], |row| row.get(0))
+                            .optional()?;
+                        match size {
+                            None => return Err(StoreError::ManifestBlobUnknown(r.digest.clone())),
+                            Some(s) if s != size_i64(r.size) => {
+                                return Err(StoreError::SizeMismatch {
+                                    digest: r.digest.clone(),
+                                    declared: r.size,
+                                    actual: u64::try_from(s).unwrap_or(0),
+                                });
+                            }
+                            Some(_) => {}
+                        }
+                    }
+                }
+            }
+            let now = now_millis();
+            tx.prepare_cached("INSERT OR IGNORE INTO blobs (digest, size, created_at) VALUES (?1, ?2, ?3)")?
+                .execute(params![digest, size_i64(m.size), now])?;
+            let inserted = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO manifests
+                     (repo_id, digest, media_type, size, artifact_type, subject, annotations, pushed_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )?
+                .execute(params![
+                    id,
+                    digest,
+                    m.media_type,
+                    size_i64(m.size),
+                    m.artifact_type,
+                    m.subject.as_ref().map(|s| s.to_string()),
+                    m.annotations_json,
+                    now
+                ])?;
+            if inserted > 0 {
+                let mut st = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO manifest_refs (repo_id, manifest, child, kind) VALUES (?1, ?2, ?3, ?4)",
+                )?;
+                for r in &m.references {
+                    st.execute(params![id, digest, r.digest.to_string(), r.kind.as_str()])?;
+                }
+            }
+            if let Some(tag) = tag {
+                tx.prepare_cached(
+                    "INSERT INTO tags (repo_id, name, digest, updated_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (repo_id, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at",
+                )?
+                .execute(params![id, tag, digest, now])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn manifest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<ManifestRecord>, StoreError> {
+        let (repo, digest) = (repo.to_string(), digest.to_string());
+        self.read(move |c| {
+            let row = c
+                .prepare_cached(&format!(
+                    "SELECT {MANIFEST_COLUMNS} FROM manifests
+                     WHERE repo_id = (SELECT id FROM repositories WHERE name = ?1) AND digest = ?2"
+                ))?
+                .query_row([repo, digest], manifest_row)
+                .optional()?;
+            row.map(to_record).transpose()
+        })
+        .await
+    }
+
+    async fn manifest_by_tag(
+        &self,
+        repo: &RepoName,
+        tag: &Tag,
+    ) -> Result<Option<ManifestRecord>, StoreError> {
+        let (repo, tag) = (repo.to_string(), tag.to_string());
+        self.read(move |c| {
+            let row = c
+                .prepare_cached(
+                    "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations, m.pushed_at
+                     FROM tags t JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.digest
+                     WHERE t.repo_id = (SELECT id FROM repositories WHERE name = ?1) AND t.name = ?2",
+                )?
+                .query_row([repo, tag], manifest_row)
+                .optional()?;
+            row.map(to_record).transpose()
+        })
+        .await
+    }
+
+    async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<(), StoreError> {
+        let (repo, d) = (repo.to_string(), digest.clone());
+        self.write(move |tx| {
+            let digest = d.to_string();
+            let unknown = || StoreError::ManifestUnknown(d.to_string());
+            let id = repo_id(tx, &repo)?.ok_or_else(unknown)?;
+            let exists = tx
+                .prepare_cached("SELECT 1 FROM manifests WHERE repo_id = ?1 AND digest = ?2")?
+                .exists(params![id, digest])?;
+            if !exists {
+                return Err(unknown());
+            }
+            let parent: Option<String> = tx
+                .prepare_cached(
+                    "SELECT manifest FROM manifest_refs WHERE repo_id = ?1 AND child = ?2 AND kind = 'manifest' LIMIT 1",
+                )?
+                .query_row(params![id, digest], |r| r.get(0))
+                .optional()?;
+            if let Some(by) = parent {
+                return Err(StoreError::InUse { digest: d, by });
+            }
+            tx.prepare_cached("DELETE FROM tags WHERE repo_id = ?1 AND digest = ?2")?
+                .execute(params![id, digest])?;
+            tx.prepare_cached("DELETE FROM manifests WHERE repo_id = ?1 AND digest = ?2")?
+                .execute(params![id, digest])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<(), StoreError> {
+        let (repo, tag) = (repo.to_string(), tag.to_string());
+        self.write(move |tx| {
+            let n = tx
+                .prepare_cached(
+                    "DELETE FROM tags WHERE repo_id = (SELECT id FROM repositories WHERE name = ?1) AND name = ?2",
+                )?
+                .execute([&repo, &tag])?;
+            if n == 0 {
+                return Err(StoreError::ManifestUnknown(tag));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_tags(
+        &self,
+        repo: &RepoName,
+        last: Option<&str>,
+        n: usize,
+    ) -> Result<Vec<TagRecord>, StoreError> {
+        let (repo, last) = (repo.to_string(), last.unwrap_or("").to_owned());
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        self.read(move |c| {
+            let id = repo_id(c, &repo)?.ok_or(StoreError::RepositoryUnknown(repo))?;
+            let mut st = c.prepare_cached(
+                "SELECT name, digest FROM tags WHERE repo_id = ?1 AND name > ?2 ORDER BY name LIMIT ?3",
+            )?;
+            let rows = st.query_map(params![id, last, n], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (name, digest) = row?;
+                out.push(TagRecord {
+                    name,
+                    digest: parse_digest(digest)?,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<ManifestRecord>, StoreError> {
+        let (repo, subject) = (repo.to_string(), subject.to_string());
+        let artifact_type = artifact_type.map(str::to_owned);
+        self.read(move |c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {MANIFEST_COLUMNS} FROM manifests
+                 WHERE repo_id = (SELECT id FROM repositories WHERE name = ?1) AND subject = ?2
+                   AND (?3 IS NULL OR artifact_type = ?3)
+                 ORDER BY pushed_at, digest"
+            ))?;
+            let rows = st.query_map(params![repo, subject, artifact_type], manifest_row)?;
+            rows.map(|r| to_record(r?)).collect()
+        })
+        .await
+    }
+
+    async fn create_upload(&self, id: &UploadId, repo: &RepoName) -> Result<(), StoreError> {
+        let (id, repo) = (id.to_string(), repo.to_string());
+        self.write(move |tx| {
+            tx.prepare_cached("INSERT INTO uploads (id, repo, created_at) VALUES (?1, ?2, ?3)")?
+                .execute(params![id, repo, now_millis()])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn upload(&self, id: &UploadId) -> Result<Option<UploadRecord>, StoreError> {
+        let id = id.clone();
+        self.read(move |c| {
+            let row: Option<(String, i64)> = c
+                .prepare_cached("SELECT repo, created_at FROM uploads WHERE id = ?1")?
+                .query_row([id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            row.map(|(repo, created_at)| {
+                Ok(UploadRecord {
+                    repo: RepoName::parse(&repo).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    id,
+                    created_at,
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn delete_upload(&self, id: &UploadId) -> Result<(), StoreError> {
+        let id = id.to_string();
+        self.write(move |tx| {
+            tx.prepare_cached("DELETE FROM uploads WHERE id = ?1")?.execute([id])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn stale_uploads(&self, before: i64) -> Result<Vec<UploadId>, StoreError> {
+        self.read(move |c| {
+            let mut st = c.prepare_cached("SELECT id FROM uploads WHERE created_at < ?1")?;
+            let ids = st.query_map([before], |r| r.get::<_, String>(0))?;
+            let mut out = Vec::new();
+            for id in ids {
+                if let Some(id) = UploadId::parse(&id?) {
+                    out.push(id);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
