@@ -1,0 +1,519 @@
+//! The axum router: thin handlers translating HTTP to [`Registry`] calls.
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use berth_oci::{Digest, Reference, RepoName, media};
+use berth_store::ByteStream;
+use bytes::Bytes;
+use futures::StreamExt;
+use http_body_util::BodyExt;
+
+use crate::error::{InternalError, RegistryError, range_header};
+use crate::route::{self, Route};
+use crate::service::Registry;
+
+type Result<T> = std::result::Result<T, RegistryError>;
+
+const API_VERSION: &str = "Docker-Distribution-API-Version";
+const CONTENT_DIGEST: &str = "Docker-Content-Digest";
+const UPLOAD_UUID: &str = "Docker-Upload-UUID";
+
+/// Builds the HTTP application: `/v2/…`, `/healthz`, logging and the API-version header.
+pub fn router(registry: Registry) -> Router {
+    Router::new()
+        .route("/v2", get(base))
+        .route("/v2/", get(base))
+        .route("/v2/{*rest}", any(dispatch))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(registry)
+        .layer(middleware::from_fn(observe))
+}
+
+/// Adds `Docker-Distribution-API-Version` to every response and logs each request with its
+/// latency (internal errors with their cause, which the client never sees).
+async fn observe(req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let mut resp = next.run(req).await;
+    resp.headers_mut()
+        .insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
+    let status = resp.status().as_u16();
+    let ms = start.elapsed().as_secs_f64() * 1000.0;
+    if let Some(InternalError(cause)) = resp.extensions().get::<InternalError>() {
+        tracing::error!(%method, %path, status, latency_ms = ms, error = %cause, "request failed");
+    } else {
+        tracing::info!(%method, %path, status, latency_ms = ms, "request");
+    }
+    resp
+}
+
+async fn base() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        "{}",
+    )
+        .into_response()
+}
+
+async fn dispatch(State(reg): State<Registry>, req: Request) -> Response {
+    match route_request(reg, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+fn repo(name: &str) -> Result<RepoName> {
+    Ok(RepoName::parse(name)?)
+}
+
+fn digest(s: &str) -> Result<Digest> {
+    Digest::parse(s).map_err(|e| RegistryError::DigestInvalid(e.to_string()))
+}
+
+async fn route_request(reg: Registry, req: Request) -> Result<Response> {
+    let path = req.uri().path().to_owned();
+    let rest = path.strip_prefix("/v2/").unwrap_or_default();
+    let route = route::parse(rest).ok_or_else(|| RegistryError::NotFound(path.clone()))?;
+    let method = req.method().clone();
+    let query = Query::parse(req.uri().query());
+    match (route, &method) {
+        (Route::Catalog, &Method::GET) => catalog(&reg, &query).await,
+        (Route::Tags(n), &Method::GET) => tags(&reg, &repo(n)?, &query).await,
+        (Route::Manifest(n, r), m) if m == Method::GET || m == Method::HEAD => {
+            get_manifest(&reg, &repo(n)?, r, m == Method::HEAD).await
+        }
+        (Route::Manifest(n, r), &Method::PUT) => put_manifest(&reg, &repo(n)?, r, req).await,
+        (Route::Manifest(n, r), &Method::DELETE) => {
+            let name = repo(n)?;
+            reg.delete_manifest(&name, &Reference::parse(r)?).await?;
+            Ok(StatusCode::ACCEPTED.into_response())
+        }
+        (Route::Blob(n, d), m) if m == Method::GET || m == Method::HEAD => {
+            get_blob(&reg, &repo(n)?, &digest(d)?, m == Method::HEAD, req.headers()).await
+        }
+        (Route::Blob(n, d), &Method::DELETE) => {
+            reg.delete_blob(&repo(n)?, &digest(d)?).await?;
+            Ok(StatusCode::ACCEPTED.into_response())
+        }
+        (Route::UploadStart(n), &Method::POST) => start_upload(&reg, &repo(n)?, &query, req).await,
+        (Route::Upload(n, id), &Method::GET) => {
+            let name = repo(n)?;
+            let st = reg.upload_status(&name, id).await?;
+            Ok(upload_response(StatusCode::NO_CONTENT, &name, &st.id.to_string(), st.size))
+        }
+        (Route::Upload(n, id), &Method::PATCH) => {
+            let name = repo(n)?;
+            let range = content_range(req.headers())?;
+            let declared = content_length(req.headers())?;
+            let st = reg
+                .append_upload(&name, id, range, declared, body_stream(req))
+                .await?;
+            Ok(upload_response(StatusCode::ACCEPTED, &name, &st.id.to_string(), st.size))
+        }
+        (Route::Upload(n, id), &Method::PUT) => {
+            let name = repo(n)?;
+            let d = digest(query.get("digest").ok_or_else(|| {
+                RegistryError::DigestInvalid("the digest query parameter is required".into())
+            })?)?;
+            let range = content_range(req.headers())?;
+            let declared = content_length(req.headers())?;
+            reg.complete_upload(&name, id, &d, range, declared, body_stream(req))
+                .await?;
+            Ok(blob_created(&name, &d))
+        }
+        (Route::Upload(n, id), &Method::DELETE) => {
+            reg.cancel_upload(&repo(n)?, id).await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        (Route::Referrers(n, d), &Method::GET) => {
+            referrers(&reg, &repo(n)?, &digest(d)?, &query).await
+        }
+        (route, m) => Err(RegistryError::Unsupported(format!(
+            "method {m} is not supported on {}",
+            route_kind(&route)
+        ))),
+    }
+}
+
+fn route_kind(r: &Route<'_>) -> &'static str {
+    match r {
+        Route::Catalog => "the catalog",
+        Route::Tags(_) => "tag lists",
+        Route::Manifest(..) => "manifests",
+        Route::Blob(..) => "blobs",
+        Route::UploadStart(_) => "the upload start endpoint",
+        Route::Upload(..) => "uploads",
+        Route::Referrers(..) => "referrers",
+    }
+}
+
+/// Query parameters (first value wins).
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(q: Option<&str>) -> Self {
+        let pairs = q
+            .unwrap_or_default()
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                (percent_decode(k), percent_decode(v))
+            })
+            .collect();
+        Query(pairs)
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn count(&self, key: &str) -> Result<Option<usize>> {
+        self.get(key)
+            .map(|v| {
+                v.parse::<usize>().map_err(|_| {
+                    RegistryError::SizeInvalid(format!("{key}={v:?} is not a non-negative integer"))
+                })
+            })
+            .transpose()
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let hex = |c: u8| (c as char).to_digit(16);
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match (b[i], b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(h), Some(l)) => {
+                out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
+                i += 3;
+            }
+            (b'+', _, _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn header_str<'a>(h: &'a HeaderMap, name: header::HeaderName) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn content_length(h: &HeaderMap) -> Result<Option<u64>> {
+    header_str(h, header::CONTENT_LENGTH)
+        .map(|v| {
+            v.trim()
+                .parse::<u64>()
+                .map_err(|_| RegistryError::UploadInvalid(format!("bad Content-Length {v:?}")))
+        })
+        .transpose()
+}
+
+/// `Content-Range: <start>-<end>` (also accepting a `bytes ` prefix and a `/<total>` suffix).
+fn content_range(h: &HeaderMap) -> Result<Option<(u64, u64)>> {
+    let Some(v) = header_str(h, header::CONTENT_RANGE) else {
+        return Ok(None);
+    };
+    let bad = || RegistryError::UploadInvalid(format!("bad Content-Range {v:?}"));
+    let s = v.trim();
+    let s = s.strip_prefix("bytes").map(str::trim_start).unwrap_or(s);
+    let s = s.strip_prefix('=').unwrap_or(s);
+    let s = s.split('/').next().unwrap_or(s);
+    let (a, b) = s.split_once('-').ok_or_else(bad)?;
+    let a = a.trim().parse::<u64>().map_err(|_| bad())?;
+    let b = b.trim().parse::<u64>().map_err(|_| bad())?;
+    Ok(Some((a, b)))
+}
+
+fn body_stream(req: Request) -> ByteStream {
+    req.into_body()
+        .into_data_stream()
+        .map(|r| r.map_err(std::io::Error::other))
+        .boxed()
+}
+
+fn location(name: &RepoName, tail: &str) -> HeaderValue {
+    HeaderValue::from_str(&format!("/v2/{name}/{tail}"))
+        .unwrap_or_else(|_| HeaderValue::from_static("/v2/"))
+}
+
+fn hv(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+fn upload_response(status: StatusCode, name: &RepoName, id: &str, size: u64) -> Response {
+    let mut r = status.into_response();
+    let h = r.headers_mut();
+    h.insert(header::LOCATION, location(name, &format!("blobs/uploads/{id}")));
+    h.insert(header::RANGE, hv(&range_header(size)));
+    h.insert(UPLOAD_UUID, hv(id));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    r
+}
+
+fn blob_created(name: &RepoName, d: &Digest) -> Response {
+    let mut r = StatusCode::CREATED.into_response();
+    let h = r.headers_mut();
+    h.insert(header::LOCATION, location(name, &format!("blobs/{d}")));
+    h.insert(CONTENT_DIGEST, hv(&d.to_string()));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    r
+}
+
+async fn start_upload(reg: &Registry, name: &RepoName, q: &Query, req: Request) -> Result<Response> {
+    if let Some(m) = q.get("mount") {
+        let d = digest(m)?;
+        if let Some(from) = q.get("from")
+            && let Ok(from) = RepoName::parse(from)
+            && reg.mount_blob(name, &from, &d).await?
+        {
+            return Ok(blob_created(name, &d));
+        }
+        // Not mountable: fall back to a regular upload session (202), as the spec allows.
+    } else if let Some(dg) = q.get("digest") {
+        let d = digest(dg)?;
+        let declared = content_length(req.headers())?;
+        reg.put_blob(name, &d, declared, body_stream(req)).await?;
+        return Ok(blob_created(name, &d));
+    }
+    let id = reg.start_upload(name).await?;
+    Ok(upload_response(StatusCode::ACCEPTED, name, id.as_str(), 0))
+}
+
+/// A parsed `Range: bytes=…` request for a blob of `size` bytes: `(offset, len)`.
+fn byte_range(h: &HeaderMap, size: u64) -> Result<Option<(u64, u64)>> {
+    let Some(v) = header_str(h, header::RANGE) else {
+        return Ok(None);
+    };
+    let Some(spec) = v.trim().strip_prefix("bytes=") else {
+        return Ok(None); // unknown unit: ignore, serve the whole blob
+    };
+    if spec.contains(',') {
+        return Ok(None); // multiple ranges: serve the whole blob (allowed by RFC 9110)
+    }
+    let invalid = || RegistryError::BlobRangeInvalid { size };
+    let (a, b) = spec.trim().split_once('-').ok_or_else(invalid)?;
+    let (start, end) = match (a.trim(), b.trim()) {
+        ("", suffix) => {
+            let n: u64 = suffix.parse().map_err(|_| invalid())?;
+            if n == 0 {
+                return Err(invalid());
+            }
+            (size.saturating_sub(n), size.saturating_sub(1))
+        }
+        (a, "") => (a.parse().map_err(|_| invalid())?, size.saturating_sub(1)),
+        (a, b) => {
+            let a: u64 = a.parse().map_err(|_| invalid())?;
+            let b: u64 = b.parse().map_err(|_| invalid())?;
+            (a, b.min(size.saturating_sub(1)))
+        }
+    };
+    if size == 0 || start >= size || end < start {
+        return Err(invalid());
+    }
+    Ok(Some((start, end - start + 1)))
+}
+
+async fn get_blob(
+    reg: &Registry,
+    name: &RepoName,
+    d: &Digest,
+    head: bool,
+    headers: &HeaderMap,
+) -> Result<Response> {
+    let size = reg.blob_size(name, d).await?;
+    let range = if head { None } else { byte_range(headers, size)? };
+    let (status, offset, len) = match range {
+        Some((o, l)) => (StatusCode::PARTIAL_CONTENT, o, l),
+        None => (StatusCode::OK, 0, size),
+    };
+    let body = if head || len == 0 {
+        Body::empty()
+    } else {
+        Body::from_stream(reg.read_blob(d, offset, len).await?)
+    };
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_LENGTH, hv(&len.to_string()));
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    h.insert(CONTENT_DIGEST, hv(&d.to_string()));
+    h.insert(header::ETAG, hv(&format!("\"{d}\"")));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("max-age=31536000"),
+    );
+    if status == StatusCode::PARTIAL_CONTENT {
+        h.insert(
+            header::CONTENT_RANGE,
+            hv(&format!("bytes {offset}-{}/{size}", offset + len - 1)),
+        );
+    }
+    Ok(r)
+}
+
+async fn get_manifest(reg: &Registry, name: &RepoName, r: &str, head: bool) -> Result<Response> {
+    let reference = Reference::parse(r).map_err(|e| match e {
+        berth_oci::NameError::InvalidTag(_) => RegistryError::ManifestUnknown(r.chars().take(160).collect()),
+        other => other.into(),
+    })?;
+    let rec = reg.resolve(name, &reference).await?;
+    let body = if head {
+        Body::empty()
+    } else {
+        Body::from(reg.manifest_bytes(&rec).await?)
+    };
+    let mut resp = Response::new(body);
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, hv(&rec.media_type));
+    h.insert(header::CONTENT_LENGTH, hv(&rec.size.to_string()));
+    h.insert(CONTENT_DIGEST, hv(&rec.digest.to_string()));
+    h.insert(header::ETAG, hv(&format!("\"{}\"", rec.digest)));
+    Ok(resp)
+}
+
+async fn put_manifest(reg: &Registry, name: &RepoName, r: &str, req: Request) -> Result<Response> {
+    let reference = Reference::parse(r)?;
+    let limit = reg.config().max_manifest_size;
+    let too_large = || RegistryError::TooLarge {
+        what: "manifest",
+        limit: limit as u64,
+    };
+    if content_length(req.headers())?.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let content_type = header_str(req.headers(), header::CONTENT_TYPE).map(str::to_owned);
+    let bytes = read_limited(req.into_body(), limit).await?.ok_or_else(too_large)?;
+    let out = reg
+        .put_manifest(name, &reference, content_type.as_deref(), bytes)
+        .await?;
+    let mut resp = StatusCode::CREATED.into_response();
+    let h = resp.headers_mut();
+    h.insert(header::LOCATION, location(name, &format!("manifests/{}", out.digest)));
+    h.insert(CONTENT_DIGEST, hv(&out.digest.to_string()));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    if let Some(s) = out.subject {
+        h.insert("OCI-Subject", hv(&s.to_string()));
+    }
+    Ok(resp)
+}
+
+/// Reads a whole body if it is at most `limit` bytes (`None` if larger).
+async fn read_limited(body: Body, limit: usize) -> Result<Option<Bytes>> {
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(Some(c.to_bytes())),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Ok(None),
+        Err(e) => Err(RegistryError::Body(e.to_string())),
+    }
+}
+
+/// Appends `Link: <…?n=N&last=L>; rel="next"` when a page is full.
+fn paginate(resp: &mut Response, path: &str, n: usize, last: Option<&str>) {
+    if let Some(last) = last {
+        let link = format!("<{path}?n={n}&last={last}>; rel=\"next\"");
+        resp.headers_mut().insert(header::LINK, hv(&link));
+    }
+}
+
+fn json_response(value: &serde_json::Value, content_type: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, content_type)], value.to_string()).into_response()
+}
+
+async fn tags(reg: &Registry, name: &RepoName, q: &Query) -> Result<Response> {
+    let n = q.count("n")?;
+    let last = q.get("last");
+    let want = n.unwrap_or(usize::MAX);
+    let mut list = if want == 0 {
+        // n=0: an empty page, but the repository must still exist.
+        reg.tags(name, last, 0).await?
+    } else {
+        reg.tags(name, last, want.saturating_add(1)).await?
+    };
+    let more = list.len() > want;
+    list.truncate(want);
+    let names: Vec<&str> = list.iter().map(|t| t.name.as_str()).collect();
+    let mut resp = json_response(
+        &serde_json::json!({ "name": name.as_str(), "tags": names }),
+        "application/json",
+    );
+    if more {
+        paginate(&mut resp, &format!("/v2/{name}/tags/list"), want, names.last().copied());
+    }
+    Ok(resp)
+}
+
+async fn catalog(reg: &Registry, q: &Query) -> Result<Response> {
+    let want = q.count("n")?.unwrap_or(usize::MAX);
+    let mut list = if want == 0 {
+        Vec::new()
+    } else {
+        reg.meta()
+            .list_repositories(q.get("last"), want.saturating_add(1))
+            .await?
+    };
+    let more = list.len() > want;
+    list.truncate(want);
+    let names: Vec<&str> = list.iter().map(|r| r.name.as_str()).collect();
+    let mut resp = json_response(&serde_json::json!({ "repositories": names }), "application/json");
+    if more {
+        paginate(&mut resp, "/v2/_catalog", want, names.last().copied());
+    }
+    Ok(resp)
+}
+
+async fn referrers(reg: &Registry, name: &RepoName, subject: &Digest, q: &Query) -> Result<Response> {
+    let filter = q.get("artifactType").filter(|t| !t.is_empty());
+    let list = reg.referrers(name, subject, filter).await?;
+    let manifests: Vec<serde_json::Value> = list
+        .iter()
+        .map(|m| {
+            let mut d = serde_json::json!({
+                "mediaType": m.media_type,
+                "digest": m.digest.to_string(),
+                "size": m.size,
+            });
+            if let Some(t) = &m.artifact_type {
+                d["artifactType"] = serde_json::Value::String(t.clone());
+            }
+            if let Some(a) = m
+                .annotations_json
+                .as_deref()
+                .and_then(|a| serde_json::from_str::<serde_json::Value>(a).ok())
+            {
+                d["annotations"] = a;
+            }
+            d
+        })
+        .collect();
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media::OCI_INDEX,
+        "manifests": manifests,
+    });
+    let mut resp = json_response(&index, media::OCI_INDEX);
+    if filter.is_some() {
+        resp.headers_mut()
+            .insert("OCI-Filters-Applied", HeaderValue::from_static("artifactType"));
+    }
+    Ok(resp)
+}

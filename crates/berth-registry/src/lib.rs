@@ -1,0 +1,15 @@
+//! `berth-registry` — the HTTP registry behind `berth serve`.
+//!
+//! [`Registry`] holds the operations (upload, verify, commit, manifest validation, tags,
+//! referrers) over `berth-store`'s traits; [`router`] exposes them as the OCI Distribution v1.1
+//! API with thin axum handlers; every failure is a [`RegistryError`], which knows its HTTP status
+//! and OCI error code.
+
+mod error;
+mod http;
+mod route;
+mod service;
+
+pub use error::{ErrorCode, InternalError, RegistryError};
+pub use http::router;
+pub use service::{PutManifest, Registry, RegistryConfig, UploadStatus};

@@ -1,0 +1,548 @@
+//! The registry's operations, independent of HTTP: the OCI handlers call these, and so will the
+//! ECR API (one code path for `PutImage` and the manifest PUT).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use berth_oci::{Algorithm, Digest, Hasher, Manifest, Reference, RepoName, Tag};
+use berth_store::{
+    BlobStore, ByteStream, ManifestRecord, MetadataStore, NewManifest, StoreError, TagRecord,
+    UploadId, now_millis,
+};
+use bytes::Bytes;
+use futures::StreamExt;
+
+use crate::error::RegistryError;
+
+/// Tunables of the registry.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RegistryConfig {
+    /// The largest blob accepted, in bytes.
+    pub max_blob_size: u64,
+    /// The largest manifest accepted, in bytes.
+    pub max_manifest_size: usize,
+    /// Upload sessions idle longer than this are discarded.
+    pub upload_ttl: Duration,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            max_blob_size: 64 * 1024 * 1024 * 1024,
+            max_manifest_size: berth_oci::MAX_MANIFEST_BYTES,
+            upload_ttl: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// Hash state of an upload in progress: what the bytes staged so far hash to.
+#[derive(Debug)]
+struct HashState {
+    hasher: Hasher,
+    bytes: u64,
+}
+
+/// Per-upload lock and hash cache. The lock serialises requests on one upload; the hash state
+/// is only a cache (it is rebuilt from the staged bytes when missing or stale, e.g. after a
+/// restart), so losing it never loses data.
+type UploadSlot = Arc<tokio::sync::Mutex<Option<HashState>>>;
+
+/// The outcome of putting a manifest.
+#[derive(Debug, Clone)]
+pub struct PutManifest {
+    /// Digest of the stored bytes.
+    pub digest: Digest,
+    /// The manifest's subject, for the `OCI-Subject` header.
+    pub subject: Option<Digest>,
+}
+
+/// Where an upload stands.
+#[derive(Debug, Clone)]
+pub struct UploadStatus {
+    /// Its id.
+    pub id: UploadId,
+    /// Bytes staged.
+    pub size: u64,
+}
+
+/// The registry service.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    blobs: Arc<dyn BlobStore>,
+    meta: Arc<dyn MetadataStore>,
+    config: Arc<RegistryConfig>,
+    uploads: Arc<Mutex<HashMap<UploadId, UploadSlot>>>,
+}
+
+/// A body stream with a byte limit that hashes what passes through.
+struct Metered {
+    hash: Arc<Mutex<HashState>>,
+    over_limit: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Registry {
+    /// A registry over the given stores.
+    pub fn new(
+        blobs: Arc<dyn BlobStore>,
+        meta: Arc<dyn MetadataStore>,
+        config: RegistryConfig,
+    ) -> Self {
+        Registry {
+            blobs,
+            meta,
+            config: Arc::new(config),
+            uploads: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RegistryConfig {
+        &self.config
+    }
+
+    /// The metadata store (for listings).
+    pub fn meta(&self) -> &Arc<dyn MetadataStore> {
+        &self.meta
+    }
+
+    fn slot(&self, id: &UploadId) -> UploadSlot {
+        let mut map = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(map.entry(id.clone()).or_default())
+    }
+
+    fn forget_slot(&self, id: &UploadId) {
+        self.uploads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+    }
+
+    /// Removes staged uploads nobody can resume: expired sessions, and staged data without a
+    /// session (left by a crash during a monolithic upload).
+    pub async fn clean_uploads(&self, at_start: bool) -> Result<usize, RegistryError> {
+        let ttl = i64::try_from(self.config.upload_ttl.as_millis()).unwrap_or(i64::MAX);
+        let mut removed = 0;
+        for id in self.meta.stale_uploads(now_millis().saturating_sub(ttl)).await? {
+            self.blobs.upload_abort(&id).await?;
+            self.meta.delete_upload(&id).await?;
+            self.forget_slot(&id);
+            removed += 1;
+        }
+        if at_start {
+            for id in self.blobs.upload_list().await? {
+                if self.meta.upload(&id).await?.is_none() {
+                    self.blobs.upload_abort(&id).await?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    // ---- blobs -------------------------------------------------------------------------
+
+    /// The size of a blob the repository can serve.
+    pub async fn blob_size(&self, repo: &RepoName, digest: &Digest) -> Result<u64, RegistryError> {
+        self.meta
+            .blob_in_repo(repo, digest)
+            .await?
+            .ok_or_else(|| RegistryError::BlobUnknown(digest.clone()))
+    }
+
+    /// Streams part of a blob.
+    pub async fn read_blob(
+        &self,
+        digest: &Digest,
+        offset: u64,
+        len: u64,
+    ) -> Result<ByteStream, RegistryError> {
+        Ok(self.blobs.read(digest, offset, len).await?)
+    }
+
+    /// Unlinks a blob from a repository.
+    pub async fn delete_blob(&self, repo: &RepoName, digest: &Digest) -> Result<(), RegistryError> {
+        Ok(self.meta.unlink_blob(repo, digest).await?)
+    }
+
+    /// Links a blob another repository has into `repo`; false if `from` does not have it.
+    pub async fn mount_blob(
+        &self,
+        repo: &RepoName,
+        from: &RepoName,
+        digest: &Digest,
+    ) -> Result<bool, RegistryError> {
+        let Some(size) = self.meta.blob_in_repo(from, digest).await? else {
+            return Ok(false);
+        };
+        if self.blobs.stat(digest).await?.is_none() {
+            return Ok(false);
+        }
+        self.meta.link_blob(repo, digest, size).await?;
+        Ok(true)
+    }
+
+    // ---- uploads -----------------------------------------------------------------------
+
+    /// Opens an upload session.
+    pub async fn start_upload(&self, repo: &RepoName) -> Result<UploadId, RegistryError> {
+        let id = UploadId::random();
+        self.blobs.upload_start(&id).await?;
+        self.meta.create_upload(&id, repo).await?;
+        Ok(id)
+    }
+
+    async fn session(&self, repo: &RepoName, id: &str) -> Result<UploadId, RegistryError> {
+        let id = UploadId::parse(id).ok_or(RegistryError::UploadUnknown)?;
+        match self.meta.upload(&id).await? {
+            Some(rec) if rec.repo == *repo => Ok(id),
+            _ => Err(RegistryError::UploadUnknown),
+        }
+    }
+
+    /// Bytes staged in an upload.
+    pub async fn upload_status(&self, repo: &RepoName, id: &str) -> Result<UploadStatus, RegistryError> {
+        let id = self.session(repo, id).await?;
+        let size = self.blobs.upload_size(&id).await?;
+        Ok(UploadStatus { id, size })
+    }
+
+    /// Appends a chunk. `range` is the `Content-Range` (`start`, `end` inclusive) if sent,
+    /// `declared` the `Content-Length` if sent.
+    pub async fn append_upload(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        range: Option<(u64, u64)>,
+        declared: Option<u64>,
+        body: ByteStream,
+    ) -> Result<UploadStatus, RegistryError> {
+        let id = self.session(repo, id).await?;
+        let slot = self.slot(&id);
+        let mut state = slot.lock().await;
+        let size = self.append_locked(&id, &mut state, range, declared, body).await?;
+        Ok(UploadStatus { id, size })
+    }
+
+    async fn append_locked(
+        &self,
+        id: &UploadId,
+        state: &mut Option<HashState>,
+        range: Option<(u64, u64)>,
+        declared: Option<u64>,
+        body: ByteStream,
+    ) -> Result<u64, RegistryError> {
+        let offset = self.blobs.upload_size(id).await?;
+        let mut expect = declared;
+        if let Some((start, end)) = range {
+            if end < start {
+                return Err(RegistryError::UploadInvalid(format!(
+                    "Content-Range {start}-{end} is inverted"
+                )));
+            }
+            if start != offset {
+                return Err(RegistryError::RangeNotSatisfiable { start, offset });
+            }
+            let len = end - start + 1;
+            if declared.is_some_and(|d| d != len) {
+                return Err(RegistryError::UploadInvalid(format!(
+                    "Content-Range covers {len} bytes but Content-Length is {}",
+                    declared.unwrap_or_default()
+                )));
+            }
+            expect = Some(len);
+        }
+        let limit = self.config.max_blob_size;
+        if offset.saturating_add(expect.unwrap_or(0)) > limit {
+            return Err(RegistryError::TooLarge { what: "blob", limit });
+        }
+        let current = match state.take() {
+            Some(h) if h.bytes == offset && h.hasher.algorithm() == Algorithm::Sha256 => h,
+            _ => self.rehash(id, Algorithm::Sha256).await?,
+        };
+        let meter = Metered {
+            hash: Arc::new(Mutex::new(current)),
+            over_limit: Arc::default(),
+        };
+        let max_total = match expect {
+            Some(n) => offset + n,
+            None => limit,
+        };
+        let stream = metered(body, &meter, max_total);
+        let appended = self.blobs.upload_append(id, offset, stream).await;
+        let over = meter.over_limit.load(std::sync::atomic::Ordering::SeqCst);
+        let hash = Arc::try_unwrap(meter.hash)
+            .ok()
+            .and_then(|m| m.into_inner().ok());
+        let new_size = match appended {
+            Ok(n) => n,
+            Err(StoreError::Io(e)) if over => {
+                // The bytes before the limit stay staged; the hash cache is rebuilt on demand.
+                tracing::debug!(%id, error = %e, "upload over its limit");
+                return Err(if expect.is_some() {
+                    RegistryError::UploadInvalid("body is longer than declared".into())
+                } else {
+                    RegistryError::TooLarge { what: "blob", limit }
+                });
+            }
+            Err(StoreError::Io(e)) => return Err(RegistryError::Body(e.to_string())),
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(h) = hash.filter(|h| h.bytes == new_size) {
+            *state = Some(h);
+        }
+        if let Some(n) = expect
+            && new_size != offset + n
+        {
+            return Err(RegistryError::UploadInvalid(format!(
+                "body ended after {} of {n} declared bytes",
+                new_size - offset
+            )));
+        }
+        Ok(new_size)
+    }
+
+    async fn rehash(&self, id: &UploadId, alg: Algorithm) -> Result<HashState, RegistryError> {
+        let mut hasher = alg.hasher();
+        let mut bytes = 0u64;
+        let mut s = self.blobs.upload_read(id).await?;
+        while let Some(chunk) = s.next().await {
+            let chunk = chunk.map_err(StoreError::Io)?;
+            hasher.update(&chunk);
+            bytes += chunk.len() as u64;
+        }
+        Ok(HashState { hasher, bytes })
+    }
+
+    /// Finishes an upload: appends the final body (if any), verifies the digest and makes the
+    /// blob durable and visible in the repository. On a digest mismatch the upload is discarded.
+    pub async fn complete_upload(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        digest: &Digest,
+        range: Option<(u64, u64)>,
+        declared: Option<u64>,
+        body: ByteStream,
+    ) -> Result<u64, RegistryError> {
+        let id = self.session(repo, id).await?;
+        let slot = self.slot(&id);
+        let mut state = slot.lock().await;
+        let result = self
+            .finish(repo, &id, &mut state, digest, range, declared, body)
+            .await;
+        if !matches!(result, Err(RegistryError::RangeNotSatisfiable { .. } | RegistryError::Body(_)))
+        {
+            // Finished or failed for good: the session ends (a digest mismatch discards the data).
+            if result.is_err() {
+                self.blobs.upload_abort(&id).await?;
+            }
+            self.meta.delete_upload(&id).await?;
+            drop(state);
+            self.forget_slot(&id);
+        }
+        result
+    }
+
+    /// A monolithic upload (`POST …/blobs/uploads/?digest=`): no session is recorded.
+    pub async fn put_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        declared: Option<u64>,
+        body: ByteStream,
+    ) -> Result<u64, RegistryError> {
+        let id = UploadId::random();
+        self.blobs.upload_start(&id).await?;
+        let mut state = None;
+        let result = self
+            .finish(repo, &id, &mut state, digest, None, declared, body)
+            .await;
+        if result.is_err() {
+            self.blobs.upload_abort(&id).await?;
+        }
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn finish(
+        &self,
+        repo: &RepoName,
+        id: &UploadId,
+        state: &mut Option<HashState>,
+        digest: &Digest,
+        range: Option<(u64, u64)>,
+        declared: Option<u64>,
+        body: ByteStream,
+    ) -> Result<u64, RegistryError> {
+        let size = self.append_locked(id, state, range, declared, body).await?;
+        let computed = match state.take() {
+            Some(h) if h.bytes == size && h.hasher.algorithm() == digest.algorithm() => {
+                h.hasher.finish()
+            }
+            _ => self.rehash(id, digest.algorithm()).await?.hasher.finish(),
+        };
+        if computed != *digest {
+            return Err(RegistryError::DigestInvalid(format!(
+                "content digest {computed} does not match the digest {digest} given"
+            )));
+        }
+        let size = self.blobs.upload_commit(id, digest).await?;
+        self.meta.link_blob(repo, digest, size).await?;
+        Ok(size)
+    }
+
+    /// Cancels an upload.
+    pub async fn cancel_upload(&self, repo: &RepoName, id: &str) -> Result<(), RegistryError> {
+        let id = self.session(repo, id).await?;
+        let slot = self.slot(&id);
+        let _guard = slot.lock().await;
+        self.blobs.upload_abort(&id).await?;
+        self.meta.delete_upload(&id).await?;
+        self.forget_slot(&id);
+        Ok(())
+    }
+
+    // ---- manifests ---------------------------------------------------------------------
+
+    /// Validates and stores a manifest under `reference` (a tag, or the digest of `bytes`).
+    /// The one path for every manifest write (OCI PUT today, ECR PutImage later).
+    pub async fn put_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        content_type: Option<&str>,
+        bytes: Bytes,
+    ) -> Result<PutManifest, RegistryError> {
+        if bytes.len() > self.config.max_manifest_size {
+            return Err(RegistryError::TooLarge {
+                what: "manifest",
+                limit: self.config.max_manifest_size as u64,
+            });
+        }
+        let (digest, tag) = match reference {
+            Reference::Digest(d) => {
+                let computed = Digest::of(d.algorithm(), &bytes);
+                if computed != *d {
+                    return Err(RegistryError::DigestInvalid(format!(
+                        "manifest digest {computed} does not match the reference {d}"
+                    )));
+                }
+                (computed, None)
+            }
+            Reference::Tag(t) => (Digest::sha256(&bytes), Some(t)),
+            _ => return Err(RegistryError::Unsupported("unknown reference kind".into())),
+        };
+        let m = Manifest::parse(content_type, &bytes)?;
+        let annotations_json = (!m.annotations.is_empty())
+            .then(|| serde_json::to_string(&m.annotations).ok())
+            .flatten();
+        let record = NewManifest {
+            digest: digest.clone(),
+            media_type: m.media_type,
+            size: bytes.len() as u64,
+            artifact_type: m.artifact_type,
+            subject: m.subject.clone(),
+            annotations_json,
+            references: m.references,
+        };
+        // Bytes first (durable, content-addressed), then the metadata transaction that makes them
+        // reachable: a crash in between leaves only an unreferenced blob.
+        self.blobs.put(&digest, bytes).await?;
+        self.meta.put_manifest(repo, &record, tag).await?;
+        Ok(PutManifest {
+            digest,
+            subject: m.subject,
+        })
+    }
+
+    /// Resolves a reference to a stored manifest.
+    pub async fn resolve(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<ManifestRecord, RegistryError> {
+        let found = match reference {
+            Reference::Digest(d) => self.meta.manifest(repo, d).await?,
+            Reference::Tag(t) => self.meta.manifest_by_tag(repo, t).await?,
+            _ => None,
+        };
+        match found {
+            Some(r) => Ok(r),
+            None if !self.meta.repository_exists(repo).await? => {
+                Err(RegistryError::NameUnknown(repo.to_string()))
+            }
+            None => Err(RegistryError::ManifestUnknown(reference.to_string())),
+        }
+    }
+
+    /// The raw bytes of a stored manifest.
+    pub async fn manifest_bytes(&self, record: &ManifestRecord) -> Result<Bytes, RegistryError> {
+        Ok(self.blobs.get(&record.digest).await?)
+    }
+
+    /// Deletes a manifest (by digest, with its tags) or a tag (by tag).
+    pub async fn delete_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<(), RegistryError> {
+        if !self.meta.repository_exists(repo).await? {
+            return Err(RegistryError::NameUnknown(repo.to_string()));
+        }
+        match reference {
+            Reference::Digest(d) => self.meta.delete_manifest(repo, d).await?,
+            Reference::Tag(t) => self.meta.delete_tag(repo, t).await?,
+            _ => return Err(RegistryError::Unsupported("unknown reference kind".into())),
+        }
+        Ok(())
+    }
+
+    /// Tags after `last`, at most `n`.
+    pub async fn tags(
+        &self,
+        repo: &RepoName,
+        last: Option<&str>,
+        n: usize,
+    ) -> Result<Vec<TagRecord>, RegistryError> {
+        Ok(self.meta.list_tags(repo, last, n).await?)
+    }
+
+    /// Manifests whose subject is `subject`.
+    pub async fn referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<ManifestRecord>, RegistryError> {
+        if !self.meta.repository_exists(repo).await? {
+            return Err(RegistryError::NameUnknown(repo.to_string()));
+        }
+        Ok(self.meta.referrers(repo, subject, artifact_type).await?)
+    }
+
+    /// Checks a tag name (used by the HTTP layer before reading bodies).
+    pub fn check_tag(tag: &str) -> Result<Tag, RegistryError> {
+        Ok(Tag::parse(tag)?)
+    }
+}
+
+/// Wraps a body: hashes each frame into the meter and fails once more than `max_total` bytes
+/// (counting those already staged) would be staged.
+fn metered(body: ByteStream, meter: &Metered, max_total: u64) -> ByteStream {
+    let hash = Arc::clone(&meter.hash);
+    let over = Arc::clone(&meter.over_limit);
+    body.map(move |frame| {
+        let frame = frame?;
+        let mut h = hash.lock().unwrap_or_else(|p| p.into_inner());
+        if h.bytes + frame.len() as u64 > max_total {
+            over.store(true, std::sync::atomic::Ordering::SeqCst);
+            return Err(std::io::Error::other("upload exceeds its size limit"));
+        }
+        h.hasher.update(&frame);
+        h.bytes += frame.len() as u64;
+        Ok(frame)
+    })
+    .boxed()
+}

@@ -1,0 +1,38 @@
+//! `berth.toml`: every `serve` setting can live there; flags and environment variables win.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::UsageError;
+
+/// The `[serve]`-less, flat configuration file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Address to listen on.
+    pub listen: Option<String>,
+    /// Data directory.
+    pub data: Option<PathBuf>,
+    /// Log filter (tracing `EnvFilter` syntax, e.g. `info` or `berth_registry=debug`).
+    pub log_level: Option<String>,
+    /// `text` or `json`.
+    pub log_format: Option<String>,
+    /// Largest blob accepted, bytes.
+    pub max_blob_size: Option<u64>,
+    /// Upload sessions idle longer than this many seconds are discarded.
+    pub upload_ttl_secs: Option<u64>,
+    /// `full` (survives power loss) or `normal` (survives a process crash).
+    pub durability: Option<String>,
+}
+
+impl FileConfig {
+    /// Reads a config file; a missing or malformed file is a usage error.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            UsageError(format!("cannot read config file {}: {e}", path.display()))
+        })?;
+        toml::from_str(&text)
+            .map_err(|e| UsageError(format!("config file {}: {e}", path.display())).into())
+    }
+}
