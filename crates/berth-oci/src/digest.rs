@@ -51,7 +51,9 @@ pub enum DigestError {
     #[error("digest algorithm {0:?} is not supported (use sha256 or sha512)")]
     UnsupportedAlgorithm(String),
     /// Wrong length or characters other than lowercase hex.
-    #[error("digest {0:?} does not have the length and lowercase hex encoding its algorithm requires")]
+    #[error(
+        "digest {0:?} does not have the length and lowercase hex encoding its algorithm requires"
+    )]
     BadEncoding(String),
 }
 
@@ -89,7 +91,9 @@ impl Digest {
             other => return Err(DigestError::UnsupportedAlgorithm(truncate(other))),
         };
         if hex.len() != algorithm.hex_len()
-            || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            || !hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         {
             return Err(DigestError::BadEncoding(truncate(s)));
         }

@@ -113,9 +113,9 @@ impl Manifest {
     pub fn parse(content_type: Option<&str>, bytes: &[u8]) -> Result<Self, ManifestError> {
         let probe: Probe =
             serde_json::from_slice(bytes).map_err(|e| ManifestError::Invalid(e.to_string()))?;
-        let header = content_type
-            .map(media::essence)
-            .filter(|h| !h.is_empty() && h != "application/json" && h != "application/octet-stream");
+        let header = content_type.map(media::essence).filter(|h| {
+            !h.is_empty() && h != "application/json" && h != "application/octet-stream"
+        });
         if let (Some(h), Some(f)) = (&header, &probe.media_type)
             && h != f
         {
@@ -173,7 +173,11 @@ impl Manifest {
             media_type,
             artifact_type,
             references,
-            subject: m.subject().as_ref().map(|s| convert(s.digest())).transpose()?,
+            subject: m
+                .subject()
+                .as_ref()
+                .map(|s| convert(s.digest()))
+                .transpose()?,
             annotations: m.annotations().clone().unwrap_or_default(),
         })
     }
@@ -203,7 +207,11 @@ impl Manifest {
             media_type,
             artifact_type: m.artifact_type().as_ref().map(|t| t.to_string()),
             references,
-            subject: m.subject().as_ref().map(|s| convert(s.digest())).transpose()?,
+            subject: m
+                .subject()
+                .as_ref()
+                .map(|s| convert(s.digest()))
+                .transpose()?,
             annotations: m.annotations().clone().unwrap_or_default(),
         })
     }

@@ -218,7 +218,9 @@ mod tests {
         assert!(Tag::parse("").is_err());
         assert!(matches!(Reference::parse("v1"), Ok(Reference::Tag(_))));
         assert!(matches!(
-            Reference::parse("sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
+            Reference::parse(
+                "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+            ),
             Ok(Reference::Digest(_))
         ));
         assert!(Reference::parse("sha256:zz").is_err());

@@ -209,7 +209,10 @@ impl IntoResponse for RegistryError {
         let body = serde_json::json!({ "errors": [entry] });
         let mut resp = (
             status,
-            [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
             body.to_string(),
         )
             .into_response();
@@ -248,9 +251,9 @@ impl From<StoreError> for RegistryError {
             StoreError::ManifestBlobUnknown(d) => RegistryError::ManifestBlobUnknown(d),
             StoreError::ManifestChildUnknown(d) => RegistryError::ManifestChildUnknown(d),
             StoreError::SizeMismatch { .. } => RegistryError::ManifestInvalid(e.to_string()),
-            StoreError::InUse { .. } => RegistryError::Denied(format!(
-                "{e}; delete the referencing manifest first"
-            )),
+            StoreError::InUse { .. } => {
+                RegistryError::Denied(format!("{e}; delete the referencing manifest first"))
+            }
             StoreError::RepositoryUnknown(r) => RegistryError::NameUnknown(r),
             StoreError::ManifestUnknown(r) => RegistryError::ManifestUnknown(r),
             other => RegistryError::Store(other),

@@ -56,11 +56,7 @@ async fn observe(req: Request, next: Next) -> Response {
 }
 
 async fn base() -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        "{}",
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "application/json")], "{}").into_response()
 }
 
 async fn dispatch(State(reg): State<Registry>, req: Request) -> Response {
@@ -97,7 +93,14 @@ async fn route_request(reg: Registry, req: Request) -> Result<Response> {
             Ok(StatusCode::ACCEPTED.into_response())
         }
         (Route::Blob(n, d), m) if m == Method::GET || m == Method::HEAD => {
-            get_blob(&reg, &repo(n)?, &digest(d)?, m == Method::HEAD, req.headers()).await
+            get_blob(
+                &reg,
+                &repo(n)?,
+                &digest(d)?,
+                m == Method::HEAD,
+                req.headers(),
+            )
+            .await
         }
         (Route::Blob(n, d), &Method::DELETE) => {
             reg.delete_blob(&repo(n)?, &digest(d)?).await?;
@@ -107,7 +110,12 @@ async fn route_request(reg: Registry, req: Request) -> Result<Response> {
         (Route::Upload(n, id), &Method::GET) => {
             let name = repo(n)?;
             let st = reg.upload_status(&name, id).await?;
-            Ok(upload_response(StatusCode::NO_CONTENT, &name, &st.id.to_string(), st.size))
+            Ok(upload_response(
+                StatusCode::NO_CONTENT,
+                &name,
+                &st.id.to_string(),
+                st.size,
+            ))
         }
         (Route::Upload(n, id), &Method::PATCH) => {
             let name = repo(n)?;
@@ -116,7 +124,12 @@ async fn route_request(reg: Registry, req: Request) -> Result<Response> {
             let st = reg
                 .append_upload(&name, id, range, declared, body_stream(req))
                 .await?;
-            Ok(upload_response(StatusCode::ACCEPTED, &name, &st.id.to_string(), st.size))
+            Ok(upload_response(
+                StatusCode::ACCEPTED,
+                &name,
+                &st.id.to_string(),
+                st.size,
+            ))
         }
         (Route::Upload(n, id), &Method::PUT) => {
             let name = repo(n)?;
@@ -196,7 +209,11 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        match (b[i], b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex)) {
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
             (b'%', Some(h), Some(l)) => {
                 out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
                 i += 3;
@@ -263,7 +280,10 @@ fn hv(s: &str) -> HeaderValue {
 fn upload_response(status: StatusCode, name: &RepoName, id: &str, size: u64) -> Response {
     let mut r = status.into_response();
     let h = r.headers_mut();
-    h.insert(header::LOCATION, location(name, &format!("blobs/uploads/{id}")));
+    h.insert(
+        header::LOCATION,
+        location(name, &format!("blobs/uploads/{id}")),
+    );
     h.insert(header::RANGE, hv(&range_header(size)));
     h.insert(UPLOAD_UUID, hv(id));
     h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
@@ -279,7 +299,12 @@ fn blob_created(name: &RepoName, d: &Digest) -> Response {
     r
 }
 
-async fn start_upload(reg: &Registry, name: &RepoName, q: &Query, req: Request) -> Result<Response> {
+async fn start_upload(
+    reg: &Registry,
+    name: &RepoName,
+    q: &Query,
+    req: Request,
+) -> Result<Response> {
     if let Some(m) = q.get("mount") {
         let d = digest(m)?;
         if let Some(from) = q.get("from")
@@ -341,7 +366,11 @@ async fn get_blob(
     headers: &HeaderMap,
 ) -> Result<Response> {
     let size = reg.blob_size(name, d).await?;
-    let range = if head { None } else { byte_range(headers, size)? };
+    let range = if head {
+        None
+    } else {
+        byte_range(headers, size)?
+    };
     let (status, offset, len) = match range {
         Some((o, l)) => (StatusCode::PARTIAL_CONTENT, o, l),
         None => (StatusCode::OK, 0, size),
@@ -355,7 +384,10 @@ async fn get_blob(
     *r.status_mut() = status;
     let h = r.headers_mut();
     h.insert(header::CONTENT_LENGTH, hv(&len.to_string()));
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
     h.insert(CONTENT_DIGEST, hv(&d.to_string()));
     h.insert(header::ETAG, hv(&format!("\"{d}\"")));
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
@@ -374,7 +406,9 @@ async fn get_blob(
 
 async fn get_manifest(reg: &Registry, name: &RepoName, r: &str, head: bool) -> Result<Response> {
     let reference = Reference::parse(r).map_err(|e| match e {
-        berth_oci::NameError::InvalidTag(_) => RegistryError::ManifestUnknown(r.chars().take(160).collect()),
+        berth_oci::NameError::InvalidTag(_) => {
+            RegistryError::ManifestUnknown(r.chars().take(160).collect())
+        }
         other => other.into(),
     })?;
     let rec = reg.resolve(name, &reference).await?;
@@ -403,13 +437,18 @@ async fn put_manifest(reg: &Registry, name: &RepoName, r: &str, req: Request) ->
         return Err(too_large());
     }
     let content_type = header_str(req.headers(), header::CONTENT_TYPE).map(str::to_owned);
-    let bytes = read_limited(req.into_body(), limit).await?.ok_or_else(too_large)?;
+    let bytes = read_limited(req.into_body(), limit)
+        .await?
+        .ok_or_else(too_large)?;
     let out = reg
         .put_manifest(name, &reference, content_type.as_deref(), bytes)
         .await?;
     let mut resp = StatusCode::CREATED.into_response();
     let h = resp.headers_mut();
-    h.insert(header::LOCATION, location(name, &format!("manifests/{}", out.digest)));
+    h.insert(
+        header::LOCATION,
+        location(name, &format!("manifests/{}", out.digest)),
+    );
     h.insert(CONTENT_DIGEST, hv(&out.digest.to_string()));
     h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
     if let Some(s) = out.subject {
@@ -457,7 +496,12 @@ async fn tags(reg: &Registry, name: &RepoName, q: &Query) -> Result<Response> {
         "application/json",
     );
     if more {
-        paginate(&mut resp, &format!("/v2/{name}/tags/list"), want, names.last().copied());
+        paginate(
+            &mut resp,
+            &format!("/v2/{name}/tags/list"),
+            want,
+            names.last().copied(),
+        );
     }
     Ok(resp)
 }
@@ -474,14 +518,22 @@ async fn catalog(reg: &Registry, q: &Query) -> Result<Response> {
     let more = list.len() > want;
     list.truncate(want);
     let names: Vec<&str> = list.iter().map(|r| r.name.as_str()).collect();
-    let mut resp = json_response(&serde_json::json!({ "repositories": names }), "application/json");
+    let mut resp = json_response(
+        &serde_json::json!({ "repositories": names }),
+        "application/json",
+    );
     if more {
         paginate(&mut resp, "/v2/_catalog", want, names.last().copied());
     }
     Ok(resp)
 }
 
-async fn referrers(reg: &Registry, name: &RepoName, subject: &Digest, q: &Query) -> Result<Response> {
+async fn referrers(
+    reg: &Registry,
+    name: &RepoName,
+    subject: &Digest,
+    q: &Query,
+) -> Result<Response> {
     let filter = q.get("artifactType").filter(|t| !t.is_empty());
     let list = reg.referrers(name, subject, filter).await?;
     let manifests: Vec<serde_json::Value> = list
@@ -512,8 +564,10 @@ async fn referrers(reg: &Registry, name: &RepoName, subject: &Digest, q: &Query)
     });
     let mut resp = json_response(&index, media::OCI_INDEX);
     if filter.is_some() {
-        resp.headers_mut()
-            .insert("OCI-Filters-Applied", HeaderValue::from_static("artifactType"));
+        resp.headers_mut().insert(
+            "OCI-Filters-Applied",
+            HeaderValue::from_static("artifactType"),
+        );
     }
     Ok(resp)
 }

@@ -61,16 +61,28 @@ mod tests {
     fn routes_from_the_end() {
         assert_eq!(parse("_catalog"), Some(Route::Catalog));
         assert_eq!(parse("a/b/c/tags/list"), Some(Route::Tags("a/b/c")));
-        assert_eq!(parse("a/manifests/latest"), Some(Route::Manifest("a", "latest")));
+        assert_eq!(
+            parse("a/manifests/latest"),
+            Some(Route::Manifest("a", "latest"))
+        );
         assert_eq!(
             parse("x/manifests/y/manifests/v1"),
             Some(Route::Manifest("x/manifests/y", "v1"))
         );
-        assert_eq!(parse("a/b/blobs/sha256:x"), Some(Route::Blob("a/b", "sha256:x")));
+        assert_eq!(
+            parse("a/b/blobs/sha256:x"),
+            Some(Route::Blob("a/b", "sha256:x"))
+        );
         assert_eq!(parse("a/b/blobs/uploads/"), Some(Route::UploadStart("a/b")));
         assert_eq!(parse("a/b/blobs/uploads"), Some(Route::UploadStart("a/b")));
-        assert_eq!(parse("a/blobs/uploads/u-1"), Some(Route::Upload("a", "u-1")));
-        assert_eq!(parse("a/referrers/sha256:x"), Some(Route::Referrers("a", "sha256:x")));
+        assert_eq!(
+            parse("a/blobs/uploads/u-1"),
+            Some(Route::Upload("a", "u-1"))
+        );
+        assert_eq!(
+            parse("a/referrers/sha256:x"),
+            Some(Route::Referrers("a", "sha256:x"))
+        );
         assert_eq!(parse("blobs/uploads/"), None);
         assert_eq!(parse("manifests/x"), None);
         assert_eq!(parse("a/unknown/x"), None);

@@ -124,7 +124,11 @@ impl Registry {
     pub async fn clean_uploads(&self, at_start: bool) -> Result<usize, RegistryError> {
         let ttl = i64::try_from(self.config.upload_ttl.as_millis()).unwrap_or(i64::MAX);
         let mut removed = 0;
-        for id in self.meta.stale_uploads(now_millis().saturating_sub(ttl)).await? {
+        for id in self
+            .meta
+            .stale_uploads(now_millis().saturating_sub(ttl))
+            .await?
+        {
             self.blobs.upload_abort(&id).await?;
             self.meta.delete_upload(&id).await?;
             self.forget_slot(&id);
@@ -202,7 +206,11 @@ impl Registry {
     }
 
     /// Bytes staged in an upload.
-    pub async fn upload_status(&self, repo: &RepoName, id: &str) -> Result<UploadStatus, RegistryError> {
+    pub async fn upload_status(
+        &self,
+        repo: &RepoName,
+        id: &str,
+    ) -> Result<UploadStatus, RegistryError> {
         let id = self.session(repo, id).await?;
         let size = self.blobs.upload_size(&id).await?;
         Ok(UploadStatus { id, size })
@@ -221,7 +229,9 @@ impl Registry {
         let id = self.session(repo, id).await?;
         let slot = self.slot(&id);
         let mut state = slot.lock().await;
-        let size = self.append_locked(&id, &mut state, range, declared, body).await?;
+        let size = self
+            .append_locked(&id, &mut state, range, declared, body)
+            .await?;
         Ok(UploadStatus { id, size })
     }
 
@@ -255,7 +265,10 @@ impl Registry {
         }
         let limit = self.config.max_blob_size;
         if offset.saturating_add(expect.unwrap_or(0)) > limit {
-            return Err(RegistryError::TooLarge { what: "blob", limit });
+            return Err(RegistryError::TooLarge {
+                what: "blob",
+                limit,
+            });
         }
         let current = match state.take() {
             Some(h) if h.bytes == offset && h.hasher.algorithm() == Algorithm::Sha256 => h,
@@ -283,7 +296,10 @@ impl Registry {
                 return Err(if expect.is_some() {
                     RegistryError::UploadInvalid("body is longer than declared".into())
                 } else {
-                    RegistryError::TooLarge { what: "blob", limit }
+                    RegistryError::TooLarge {
+                        what: "blob",
+                        limit,
+                    }
                 });
             }
             Err(StoreError::Io(e)) => return Err(RegistryError::Body(e.to_string())),
@@ -332,8 +348,10 @@ impl Registry {
         let result = self
             .finish(repo, &id, &mut state, digest, range, declared, body)
             .await;
-        if !matches!(result, Err(RegistryError::RangeNotSatisfiable { .. } | RegistryError::Body(_)))
-        {
+        if !matches!(
+            result,
+            Err(RegistryError::RangeNotSatisfiable { .. } | RegistryError::Body(_))
+        ) {
             // Finished or failed for good: the session ends (a digest mismatch discards the data).
             if result.is_err() {
                 self.blobs.upload_abort(&id).await?;
@@ -447,6 +465,7 @@ impl Registry {
             annotations_json,
             references: m.references,
         };
+        self.meta.check_references(repo, &record.references).await?;
         // Bytes first (durable, content-addressed), then the metadata transaction that makes them
         // reachable: a crash in between leaves only an unreferenced blob.
         self.blobs.put(&digest, bytes).await?;

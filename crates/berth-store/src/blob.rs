@@ -27,7 +27,8 @@ impl UploadId {
     /// Accepts only the hyphenated lowercase UUID form berth hands out.
     pub fn parse(s: &str) -> Option<Self> {
         let ok = s.len() == 36
-            && s.bytes().all(|b| b == b'-' || b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            && s.bytes()
+                .all(|b| b == b'-' || b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
             && uuid::Uuid::try_parse(s).is_ok();
         ok.then(|| UploadId(s.to_owned()))
     }

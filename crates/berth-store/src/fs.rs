@@ -11,8 +11,8 @@ use berth_oci::Digest;
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt, stream};
 
-use crate::blob::{BlobStore, ByteStream, UploadId};
 use crate::StoreError;
+use crate::blob::{BlobStore, ByteStream, UploadId};
 
 /// Size of each read when streaming a blob out.
 const READ_CHUNK: u64 = 1024 * 1024;
@@ -122,7 +122,10 @@ impl BlobStore for FsBlobStore {
     async fn read(&self, digest: &Digest, offset: u64, len: u64) -> Result<ByteStream, StoreError> {
         let path = self.blob_path(digest);
         let d = digest.clone();
-        let file = Arc::new(blocking(move || not_found_as(File::open(path), || StoreError::BlobNotFound(d))).await?);
+        let file = Arc::new(
+            blocking(move || not_found_as(File::open(path), || StoreError::BlobNotFound(d)))
+                .await?,
+        );
         let end = offset.saturating_add(len);
         let chunks = (0..len.div_ceil(READ_CHUNK)).map(move |i| {
             let start = offset + i * READ_CHUNK;
@@ -149,7 +152,12 @@ impl BlobStore for FsBlobStore {
     async fn get(&self, digest: &Digest) -> Result<Bytes, StoreError> {
         let path = self.blob_path(digest);
         let d = digest.clone();
-        blocking(move || Ok(Bytes::from(not_found_as(fs::read(path), || StoreError::BlobNotFound(d))?))).await
+        blocking(move || {
+            Ok(Bytes::from(not_found_as(fs::read(path), || {
+                StoreError::BlobNotFound(d)
+            })?))
+        })
+        .await
     }
 
     async fn put(&self, digest: &Digest, bytes: Bytes) -> Result<(), StoreError> {
@@ -249,7 +257,9 @@ impl BlobStore for FsBlobStore {
     async fn upload_read(&self, id: &UploadId) -> Result<ByteStream, StoreError> {
         let path = self.upload_path(id);
         let id_s = id.to_string();
-        let file = blocking(move || not_found_as(File::open(path), || StoreError::UploadUnknown(id_s))).await?;
+        let file =
+            blocking(move || not_found_as(File::open(path), || StoreError::UploadUnknown(id_s)))
+                .await?;
         let s = stream::try_unfold(file, |mut file| async move {
             tokio::task::spawn_blocking(move || -> std::io::Result<Option<(Bytes, File)>> {
                 let mut buf = vec![0u8; 1024 * 1024];
@@ -314,8 +324,10 @@ mod tests {
         let store = FsBlobStore::open(dir.path()).expect("open");
         let id = UploadId::random();
         store.upload_start(&id).await.expect("start");
-        let parts: Vec<Result<Bytes, std::io::Error>> =
-            vec![Ok(Bytes::from_static(b"hello ")), Ok(Bytes::from_static(b"world"))];
+        let parts: Vec<Result<Bytes, std::io::Error>> = vec![
+            Ok(Bytes::from_static(b"hello ")),
+            Ok(Bytes::from_static(b"world")),
+        ];
         let size = store
             .upload_append(&id, 0, stream::iter(parts).boxed())
             .await
@@ -324,12 +336,27 @@ mod tests {
         let wrong = store
             .upload_append(&id, 3, stream::iter(Vec::new()).boxed())
             .await;
-        assert!(matches!(wrong, Err(StoreError::OffsetMismatch { expected: 3, actual: 11 })));
+        assert!(matches!(
+            wrong,
+            Err(StoreError::OffsetMismatch {
+                expected: 3,
+                actual: 11
+            })
+        ));
         let d = Digest::sha256(b"hello world");
         assert_eq!(store.upload_commit(&id, &d).await.expect("commit"), 11);
         assert_eq!(store.stat(&d).await.expect("stat"), Some(11));
-        let got: Vec<Bytes> = store.read(&d, 6, 5).await.expect("read").try_collect().await.expect("collect");
+        let got: Vec<Bytes> = store
+            .read(&d, 6, 5)
+            .await
+            .expect("read")
+            .try_collect()
+            .await
+            .expect("collect");
         assert_eq!(got.concat(), b"world");
-        assert!(matches!(store.upload_size(&id).await, Err(StoreError::UploadUnknown(_))));
+        assert!(matches!(
+            store.upload_size(&id).await,
+            Err(StoreError::UploadUnknown(_))
+        ));
     }
 }

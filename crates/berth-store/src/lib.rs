@@ -18,9 +18,7 @@ mod sqlite;
 pub use blob::{BlobStore, ByteStream, UploadId};
 pub use error::StoreError;
 pub use fs::FsBlobStore;
-pub use meta::{
-    ManifestRecord, MetadataStore, NewManifest, RepoSummary, TagRecord, UploadRecord,
-};
+pub use meta::{ManifestRecord, MetadataStore, NewManifest, RepoSummary, TagRecord, UploadRecord};
 pub use sqlite::{Durability, SqliteMeta};
 
 /// Milliseconds since the Unix epoch (the timestamp unit of the metadata store).

@@ -5,8 +5,8 @@ use std::fmt;
 use async_trait::async_trait;
 use berth_oci::{Digest, ManifestRef, RepoName, Tag};
 
-use crate::blob::UploadId;
 use crate::StoreError;
+use crate::blob::UploadId;
 
 /// A manifest about to be recorded (its bytes are already durable in the blob store).
 #[derive(Debug, Clone)]
@@ -91,16 +91,32 @@ pub trait MetadataStore: Send + Sync + fmt::Debug + 'static {
     ) -> Result<Vec<RepoSummary>, StoreError>;
 
     /// The size of a blob linked into the repository, `None` if not linked.
-    async fn blob_in_repo(&self, repo: &RepoName, digest: &Digest)
-    -> Result<Option<u64>, StoreError>;
+    async fn blob_in_repo(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<u64>, StoreError>;
 
     /// Links a durable blob into a repository (creating the repository if needed).
-    async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64)
-    -> Result<(), StoreError>;
+    async fn link_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<(), StoreError>;
 
     /// Unlinks a blob from a repository; `InUse` if a manifest there references it,
     /// `BlobNotFound` if it was not linked.
     async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<(), StoreError>;
+
+    /// Checks that every reference is present in the repository (the same checks
+    /// [`MetadataStore::put_manifest`] makes in its transaction), so a manifest that would be
+    /// refused is refused before its bytes are written.
+    async fn check_references(
+        &self,
+        repo: &RepoName,
+        references: &[ManifestRef],
+    ) -> Result<(), StoreError>;
 
     /// Records a manifest (and optionally points `tag` at it) after checking its references.
     /// Creates the repository if needed.

@@ -4,8 +4,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use berth_oci::{Digest, RefKind, RepoName, Tag};
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params};
+use berth_oci::{Digest, ManifestRef, RefKind, RepoName, Tag};
+use rusqlite::{
+    Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
+};
 
 use crate::blob::UploadId;
 use crate::meta::{
@@ -191,7 +193,11 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
         tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", i64::try_from(i + 1).unwrap_or(i64::MAX))?;
+        tx.pragma_update(
+            None,
+            "user_version",
+            i64::try_from(i + 1).unwrap_or(i64::MAX),
+        )?;
         tx.commit()?;
         tracing::info!(version = i + 1, "metadata schema migrated");
     }
@@ -220,8 +226,17 @@ fn parse_digest(s: String) -> Result<Digest, StoreError> {
 
 const MANIFEST_COLUMNS: &str = "digest, media_type, size, artifact_type, annotations, pushed_at";
 
-fn manifest_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, i64, Option<String>, Option<String>, i64)> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+fn manifest_row(
+    r: &rusqlite::Row<'_>,
+) -> rusqlite::Result<(String, String, i64, Option<String>, Option<String>, i64)> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    ))
 }
 
 fn to_record(
@@ -248,8 +263,65 @@ fn size_i64(size: u64) -> i64 {
     i64::try_from(size).unwrap_or(i64::MAX)
 }
 
+/// Fails with the first reference the repository does not have (or has with another size).
+fn check_refs(c: &Connection, id: i64, refs: &[ManifestRef]) -> Result<(), StoreError> {
+    for r in refs {
+        let child = r.digest.to_string();
+        match r.kind {
+            RefKind::Manifest => {
+                let found = c
+                    .prepare_cached("SELECT 1 FROM manifests WHERE repo_id = ?1 AND digest = ?2")?
+                    .exists(params![id, child])?;
+                if !found {
+                    return Err(StoreError::ManifestChildUnknown(r.digest.clone()));
+                }
+            }
+            _ => {
+                let size: Option<i64> = c
+                    .prepare_cached(
+                        "SELECT b.size FROM repo_blobs rb JOIN blobs b ON b.digest = rb.digest
+                         WHERE rb.repo_id = ?1 AND rb.digest = ?2",
+                    )?
+                    .query_row(params![id, child], |row| row.get(0))
+                    .optional()?;
+                match size {
+                    None => return Err(StoreError::ManifestBlobUnknown(r.digest.clone())),
+                    Some(s) if s != size_i64(r.size) => {
+                        return Err(StoreError::SizeMismatch {
+                            digest: r.digest.clone(),
+                            declared: r.size,
+                            actual: u64::try_from(s).unwrap_or(0),
+                        });
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl MetadataStore for SqliteMeta {
+    async fn check_references(
+        &self,
+        repo: &RepoName,
+        references: &[ManifestRef],
+    ) -> Result<(), StoreError> {
+        let (repo, refs) = (repo.to_string(), references.to_vec());
+        self.read(move |c| match repo_id(c, &repo)? {
+            Some(id) => check_refs(c, id, &refs),
+            None => match refs.first() {
+                Some(r) if r.kind == RefKind::Manifest => {
+                    Err(StoreError::ManifestChildUnknown(r.digest.clone()))
+                }
+                Some(r) => Err(StoreError::ManifestBlobUnknown(r.digest.clone())),
+                None => Ok(()),
+            },
+        })
+        .await
+    }
+
     async fn repository_exists(&self, repo: &RepoName) -> Result<bool, StoreError> {
         let repo = repo.to_string();
         self.read(move |c| Ok(repo_id(c, &repo)?.is_some())).await
@@ -296,7 +368,12 @@ impl MetadataStore for SqliteMeta {
         .await
     }
 
-    async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<(), StoreError> {
+    async fn link_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<(), StoreError> {
         let (repo, digest) = (repo.to_string(), digest.to_string());
         self.write(move |tx| {
             let id = ensure_repo(tx, &repo)?;
@@ -345,43 +422,15 @@ impl MetadataStore for SqliteMeta {
         manifest: &NewManifest,
         tag: Option<&Tag>,
     ) -> Result<(), StoreError> {
-        let (repo, m, tag) = (repo.to_string(), manifest.clone(), tag.map(|t| t.to_string()));
+        let (repo, m, tag) = (
+            repo.to_string(),
+            manifest.clone(),
+            tag.map(|t| t.to_string()),
+        );
         self.write(move |tx| {
             let id = ensure_repo(tx, &repo)?;
             let digest = m.digest.to_string();
-            for r in &m.references {
-                let child = r.digest.to_string();
-                match r.kind {
-                    RefKind::Manifest => {
-                        let found = tx
-                            .prepare_cached("SELECT 1 FROM manifests WHERE repo_id = ?1 AND digest = ?2")?
-                            .exists(params![id, child])?;
-                        if !found {
-                            return Err(StoreError::ManifestChildUnknown(r.digest.clone()));
-                        }
-                    }
-                    _ => {
-                        let size: Option<i64> = tx
-                            .prepare_cached(
-                                "SELECT b.size FROM repo_blobs rb JOIN blobs b ON b.digest = rb.digest
-                                 WHERE rb.repo_id = ?1 AND rb.digest = ?2",
-                            )?
-                            .query_row(params![id, child], |row| row.get(0))
-                            .optional()?;
-                        match size {
-                            None => return Err(StoreError::ManifestBlobUnknown(r.digest.clone())),
-                            Some(s) if s != size_i64(r.size) => {
-                                return Err(StoreError::SizeMismatch {
-                                    digest: r.digest.clone(),
-                                    declared: r.size,
-                                    actual: u64::try_from(s).unwrap_or(0),
-                                });
-                            }
-                            Some(_) => {}
-                        }
-                    }
-                }
-            }
+            check_refs(tx, id, &m.references)?;
             let now = now_millis();
             tx.prepare_cached("INSERT OR IGNORE INTO blobs (digest, size, created_at) VALUES (?1, ?2, ?3)")?
                 .execute(params![digest, size_i64(m.size), now])?;
@@ -586,7 +635,8 @@ impl MetadataStore for SqliteMeta {
     async fn delete_upload(&self, id: &UploadId) -> Result<(), StoreError> {
         let id = id.to_string();
         self.write(move |tx| {
-            tx.prepare_cached("DELETE FROM uploads WHERE id = ?1")?.execute([id])?;
+            tx.prepare_cached("DELETE FROM uploads WHERE id = ?1")?
+                .execute([id])?;
             Ok(())
         })
         .await

@@ -29,9 +29,8 @@ pub struct FileConfig {
 impl FileConfig {
     /// Reads a config file; a missing or malformed file is a usage error.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            UsageError(format!("cannot read config file {}: {e}", path.display()))
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| UsageError(format!("cannot read config file {}: {e}", path.display())))?;
         toml::from_str(&text)
             .map_err(|e| UsageError(format!("config file {}: {e}", path.display())).into())
     }

@@ -100,7 +100,9 @@ fn init_logging(level: &str, format: &str) -> anyhow::Result<()> {
         "text" => builder.init(),
         "json" => builder.json().init(),
         other => {
-            return Err(UsageError(format!("log format must be text or json, not {other:?}")).into());
+            return Err(
+                UsageError(format!("log format must be text or json, not {other:?}")).into(),
+            );
         }
     }
     Ok(())

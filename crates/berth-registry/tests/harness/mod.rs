@@ -1,0 +1,308 @@
+//! Drives the registry either in-process (router `oneshot`) or over a real loopback socket, so
+//! every protocol scenario runs both ways.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use berth_oci::Digest;
+use berth_registry::{Registry, RegistryConfig, router};
+use berth_store::{Durability, FsBlobStore, SqliteMeta};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The OCI error code of an error response.
+    pub fn code(&self) -> String {
+        self.json()["errors"][0]["code"]
+            .as_str()
+            .unwrap_or("<no error code>")
+            .to_owned()
+    }
+
+    #[track_caller]
+    pub fn expect(&self, status: u16) -> &Self {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected status; body: {}",
+            String::from_utf8_lossy(&self.body)
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn expect_error(&self, status: u16, code: &str) -> &Self {
+        self.expect(status);
+        assert_eq!(
+            self.code(),
+            code,
+            "body: {}",
+            String::from_utf8_lossy(&self.body)
+        );
+        self
+    }
+}
+
+pub enum Mode {
+    InProcess(Router),
+    Socket {
+        base: String,
+        client: reqwest::Client,
+        task: tokio::task::JoinHandle<()>,
+    },
+}
+
+pub struct Harness {
+    pub mode: Mode,
+    pub dir: tempfile::TempDir,
+}
+
+pub fn open_registry(dir: &Path, config: RegistryConfig) -> Registry {
+    let blobs = FsBlobStore::open(dir).unwrap();
+    let meta = SqliteMeta::open(dir.join("meta.db"), Durability::Normal).unwrap();
+    Registry::new(Arc::new(blobs), Arc::new(meta), config)
+}
+
+impl Harness {
+    pub async fn in_process() -> Self {
+        Self::in_process_with(RegistryConfig::default()).await
+    }
+
+    pub async fn in_process_with(config: RegistryConfig) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = open_registry(dir.path(), config);
+        Harness {
+            mode: Mode::InProcess(router(reg)),
+            dir,
+        }
+    }
+
+    pub async fn socket() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = open_registry(dir.path(), RegistryConfig::default());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, router(reg)).await.unwrap();
+        });
+        Harness {
+            mode: Mode::Socket {
+                base: format!("http://{addr}"),
+                client: reqwest::Client::builder().no_proxy().build().unwrap(),
+                task,
+            },
+            dir,
+        }
+    }
+
+    /// Both modes, for scenarios that must behave the same either way.
+    pub async fn both() -> Vec<Self> {
+        vec![Self::in_process().await, Self::socket().await]
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self.mode {
+            Mode::InProcess(_) => "in-process",
+            Mode::Socket { .. } => "socket",
+        }
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    pub async fn req(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Vec<u8>>,
+    ) -> Resp {
+        let body = body.into();
+        match &self.mode {
+            Mode::InProcess(r) => {
+                let mut b = Request::builder().method(method).uri(path);
+                for (k, v) in headers {
+                    b = b.header(*k, *v);
+                }
+                let resp = r
+                    .clone()
+                    .oneshot(b.body(Body::from(body)).unwrap())
+                    .await
+                    .unwrap();
+                let status = resp.status();
+                let headers = resp.headers().clone();
+                let body = resp
+                    .into_body()
+                    .collect()
+                    .await
+                    .unwrap()
+                    .to_bytes()
+                    .to_vec();
+                Resp {
+                    status,
+                    headers,
+                    body,
+                }
+            }
+            Mode::Socket { base, client, .. } => {
+                let m = reqwest::Method::from_bytes(method.as_str().as_bytes()).unwrap();
+                let mut b = client.request(m, format!("{base}{path}"));
+                for (k, v) in headers {
+                    b = b.header(*k, *v);
+                }
+                let resp = b.body(body).send().await.unwrap();
+                let status = StatusCode::from_u16(resp.status().as_u16()).unwrap();
+                let mut headers = HeaderMap::new();
+                for (k, v) in resp.headers() {
+                    headers.insert(
+                        axum::http::HeaderName::from_bytes(k.as_str().as_bytes()).unwrap(),
+                        axum::http::HeaderValue::from_bytes(v.as_bytes()).unwrap(),
+                    );
+                }
+                let body = resp.bytes().await.unwrap().to_vec();
+                Resp {
+                    status,
+                    headers,
+                    body,
+                }
+            }
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        self.req(Method::GET, path, &[], Vec::new()).await
+    }
+
+    pub async fn head(&self, path: &str) -> Resp {
+        self.req(Method::HEAD, path, &[], Vec::new()).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Resp {
+        self.req(Method::DELETE, path, &[], Vec::new()).await
+    }
+
+    /// Pushes a blob monolithically and returns its digest.
+    pub async fn push_blob(&self, repo: &str, data: &[u8]) -> Digest {
+        let d = Digest::sha256(data);
+        self.req(
+            Method::POST,
+            &format!("/v2/{repo}/blobs/uploads/?digest={d}"),
+            &[("Content-Type", "application/octet-stream")],
+            data,
+        )
+        .await
+        .expect(201);
+        d
+    }
+
+    pub async fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Resp {
+        self.req(
+            Method::PUT,
+            &format!("/v2/{repo}/manifests/{reference}"),
+            &[("Content-Type", media_type)],
+            bytes,
+        )
+        .await
+    }
+
+    /// Every file under the data directory except the SQLite files, with sizes.
+    pub fn files(&self) -> Vec<(String, u64)> {
+        let mut out = Vec::new();
+        walk(self.dir.path(), self.dir.path(), &mut out);
+        out.retain(|(p, _)| !p.starts_with("meta.db"));
+        out.sort();
+        out
+    }
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, u64)>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let p = e.path();
+        if p.is_dir() {
+            walk(root, &p, out);
+        } else {
+            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            out.push((rel, e.metadata().unwrap().len()));
+        }
+    }
+}
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// An image manifest over a config and layers (digest, size).
+pub fn image_manifest(
+    media_type: &str,
+    config: (&Digest, usize),
+    layers: &[(&Digest, usize)],
+    extra: &str,
+) -> Vec<u8> {
+    let (cfg_type, layer_type) = if media_type == DOCKER_MANIFEST {
+        (
+            "application/vnd.docker.container.image.v1+json",
+            "application/vnd.docker.image.rootfs.diff.tar.gzip",
+        )
+    } else {
+        (
+            "application/vnd.oci.image.config.v1+json",
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+        )
+    };
+    let layers: Vec<String> = layers
+        .iter()
+        .map(|(d, s)| format!(r#"{{"mediaType":"{layer_type}","digest":"{d}","size":{s}}}"#))
+        .collect();
+    format!(
+        r#"{{"schemaVersion":2,"mediaType":"{media_type}","config":{{"mediaType":"{cfg_type}","digest":"{}","size":{}}},"layers":[{}]{extra}}}"#,
+        config.0,
+        config.1,
+        layers.join(",")
+    )
+    .into_bytes()
+}
+
+/// An index over (media type, digest, size, architecture).
+pub fn index_manifest(media_type: &str, children: &[(&str, &Digest, usize, &str)]) -> Vec<u8> {
+    let m: Vec<String> = children
+        .iter()
+        .map(|(t, d, s, arch)| {
+            format!(
+                r#"{{"mediaType":"{t}","digest":"{d}","size":{s},"platform":{{"architecture":"{arch}","os":"linux"}}}}"#
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"schemaVersion":2,"mediaType":"{media_type}","manifests":[{}]}}"#,
+        m.join(",")
+    )
+    .into_bytes()
+}
