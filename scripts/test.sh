@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Installs what the tests need (idempotent: skipped when present) and runs every test.
+# Usage: scripts/test.sh            (from anywhere; needs root for apt-get on a fresh machine)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+log() { printf '\n==> %s\n' "$*"; }
+
+# ---- system packages -------------------------------------------------------------------------
+# skopeo and podman are the real clients the tests drive; runc is the OCI runtime podman uses
+# here (Debian's crun cannot run in this cgroup layout); qemu-user-static + binfmt-support run the
+# arm64 image; busybox-static is the amd64 fixture rootfs (the arm64 one is `apt-get download`ed).
+packages=(skopeo podman runc crun uidmap qemu-user-static binfmt-support busybox-static curl ca-certificates)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  log "installing: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# ---- arm64 emulation ---------------------------------------------------------------------------
+if [ ! -e /proc/sys/fs/binfmt_misc/register ]; then
+  mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null || true
+fi
+if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] && command -v update-binfmts >/dev/null; then
+  update-binfmts --enable qemu-aarch64 2>/dev/null || update-binfmts --import qemu-aarch64 2>/dev/null || true
+fi
+[ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || echo "warning: qemu-aarch64 binfmt handler is not registered; arm64 tests will fail" >&2
+
+# ---- offline fixture images --------------------------------------------------------------------
+log "building fixture images"
+export BERTH_FIXTURES="$root/target/fixtures"
+scripts/make-fixtures.sh "$BERTH_FIXTURES"
+
+# ---- static checks -----------------------------------------------------------------------------
+log "cargo fmt --check"
+cargo fmt --all -- --check
+log "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# ---- tests -------------------------------------------------------------------------------------
+log "tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+  cargo test --workspace --locked --doc
+else
+  cargo test --workspace --locked --no-fail-fast
+fi
+log "all tests passed"
