@@ -15,6 +15,9 @@
 # Each image: one gzip layer with /bin/busybox + applet symlinks, /tmp (1777),
 # /etc/passwd, /etc/group (root 0, app 1000), /root (0700), /home/app (owned
 # 1000:1000). Config: Env PATH=/bin, Cmd ["uname","-m"], created at the epoch.
+# The tar is made as root from a tree chowned to 0:0 (/home/app to 1000:1000),
+# with --numeric-owner instead of --owner=0 --group=0 so /home/app keeps its
+# owner; entries carry uid/gid only (no user/group names).
 #
 # Reproducible: fixed mtimes (@0), numeric owners, name-sorted tar entries, no
 # pax atime/ctime or PID-bearing header names, `gzip -n`, JSON written with
@@ -27,6 +30,7 @@
 #
 # Requirements: root on Debian 12; bash, coreutils, tar, gzip, dpkg-deb,
 # sha256sum, stat (flock, from util-linux, is used if present).
+# KEEP_WORK=1 keeps the temporary build directory (OUTDIR/.build.*) for debugging.
 
 set -euo pipefail
 export LC_ALL=C
@@ -92,6 +96,8 @@ all_complete() {
 if all_complete; then
     exit 0
 fi
+
+[ "$(id -u)" = 0 ] || die "must run as root to build (chown of the rootfs, apt-get update)"
 
 # Serialize concurrent invocations (e.g. parallel test binaries).
 if command -v flock >/dev/null 2>&1; then

@@ -158,7 +158,7 @@ impl Manifest {
         references.push(blob_ref(m.config())?);
         for layer in m.layers() {
             let external = layer.urls().as_ref().is_some_and(|u| !u.is_empty())
-                && media::is_non_distributable(&layer.media_type().to_string());
+                && media::is_non_distributable(layer.media_type().as_ref());
             if !external {
                 references.push(blob_ref(layer)?);
             }

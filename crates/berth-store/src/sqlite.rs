@@ -226,36 +226,35 @@ fn parse_digest(s: String) -> Result<Digest, StoreError> {
 
 const MANIFEST_COLUMNS: &str = "digest, media_type, size, artifact_type, annotations, pushed_at";
 
-fn manifest_row(
-    r: &rusqlite::Row<'_>,
-) -> rusqlite::Result<(String, String, i64, Option<String>, Option<String>, i64)> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-    ))
+/// A `manifests` row as read, before its values are validated.
+struct RawManifest {
+    digest: String,
+    media_type: String,
+    size: i64,
+    artifact_type: Option<String>,
+    annotations_json: Option<String>,
+    pushed_at: i64,
 }
 
-fn to_record(
-    (digest, media_type, size, artifact_type, annotations_json, pushed_at): (
-        String,
-        String,
-        i64,
-        Option<String>,
-        Option<String>,
-        i64,
-    ),
-) -> Result<ManifestRecord, StoreError> {
+fn manifest_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawManifest> {
+    Ok(RawManifest {
+        digest: r.get(0)?,
+        media_type: r.get(1)?,
+        size: r.get(2)?,
+        artifact_type: r.get(3)?,
+        annotations_json: r.get(4)?,
+        pushed_at: r.get(5)?,
+    })
+}
+
+fn to_record(raw: RawManifest) -> Result<ManifestRecord, StoreError> {
     Ok(ManifestRecord {
-        digest: parse_digest(digest)?,
-        media_type,
-        size: u64::try_from(size).map_err(|_| StoreError::Corrupt("negative size".into()))?,
-        artifact_type,
-        annotations_json,
-        pushed_at,
+        digest: parse_digest(raw.digest)?,
+        media_type: raw.media_type,
+        size: u64::try_from(raw.size).map_err(|_| StoreError::Corrupt("negative size".into()))?,
+        artifact_type: raw.artifact_type,
+        annotations_json: raw.annotations_json,
+        pushed_at: raw.pushed_at,
     })
 }
 

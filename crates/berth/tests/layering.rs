@@ -34,7 +34,11 @@ fn metadata() -> serde_json::Value {
         .current_dir(&root)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -55,7 +59,9 @@ fn lower_layers_never_depend_on_higher_ones() {
         }
         let name = pkg["name"].as_str().unwrap();
         let Some(&own) = layer.get(name) else {
-            violations.push(format!("{name} has no layer in LAYERS (and ARCHITECTURE.md)"));
+            violations.push(format!(
+                "{name} has no layer in LAYERS (and ARCHITECTURE.md)"
+            ));
             continue;
         };
         for dep in pkg["dependencies"].as_array().unwrap() {
@@ -69,15 +75,21 @@ fn lower_layers_never_depend_on_higher_ones() {
             }
         }
     }
-    assert!(violations.is_empty(), "layering violations:\n{}", violations.join("\n"));
+    assert!(
+        violations.is_empty(),
+        "layering violations:\n{}",
+        violations.join("\n")
+    );
 }
 
 #[test]
 fn oci_model_has_no_io_runtime() {
     let meta = metadata();
     let nodes = meta["resolve"]["nodes"].as_array().unwrap();
-    let by_id: BTreeMap<&str, &serde_json::Value> =
-        nodes.iter().map(|n| (n["id"].as_str().unwrap(), n)).collect();
+    let by_id: BTreeMap<&str, &serde_json::Value> = nodes
+        .iter()
+        .map(|n| (n["id"].as_str().unwrap(), n))
+        .collect();
     let name_of = |id: &str| -> String {
         meta["packages"]
             .as_array()

@@ -58,7 +58,11 @@ async fn one_gib_chunked_push_and_pull_in_bounded_memory() {
     }
     let digest = format!("sha256:{}", hex::encode(hasher.finalize()));
 
-    let r = c.post(server.url("/v2/big/blobs/uploads/")).send().await.unwrap();
+    let r = c
+        .post(server.url("/v2/big/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 202);
     let mut loc = server.url(r.headers()["location"].to_str().unwrap());
     let mut off = 0;
@@ -74,14 +78,25 @@ async fn one_gib_chunked_push_and_pull_in_bounded_memory() {
             .await
             .unwrap();
         assert_eq!(r.status(), 202, "{:?}", r.text().await);
-        assert_eq!(r.headers()["range"].to_str().unwrap(), format!("0-{}", off + len - 1));
+        assert_eq!(
+            r.headers()["range"].to_str().unwrap(),
+            format!("0-{}", off + len - 1)
+        );
         loc = server.url(r.headers()["location"].to_str().unwrap());
         off += len;
     }
-    let r = c.put(format!("{loc}?digest={digest}")).send().await.unwrap();
+    let r = c
+        .put(format!("{loc}?digest={digest}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201, "{:?}", r.text().await);
 
-    let r = c.get(server.url(&format!("/v2/big/blobs/{digest}"))).send().await.unwrap();
+    let r = c
+        .get(server.url(&format!("/v2/big/blobs/{digest}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.content_length(), Some(SIZE));
     let mut h = sha2::Sha256::new();
@@ -96,7 +111,14 @@ async fn one_gib_chunked_push_and_pull_in_bounded_memory() {
     assert_eq!(format!("sha256:{}", hex::encode(h.finalize())), digest);
 
     let peak = server.peak_rss();
-    eprintln!("berth serve peak RSS during 1 GiB push+pull: {} MiB", peak >> 20);
-    assert!(peak < 100 << 20, "peak RSS {} MiB is not under 100 MiB", peak >> 20);
+    eprintln!(
+        "berth serve peak RSS during 1 GiB push+pull: {} MiB",
+        peak >> 20
+    );
+    assert!(
+        peak < 100 << 20,
+        "peak RSS {} MiB is not under 100 MiB",
+        peak >> 20
+    );
     assert!(server.terminate().success());
 }

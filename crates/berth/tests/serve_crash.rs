@@ -39,7 +39,13 @@ fn sha2_block(seed: u64, i: u64) -> [u8; 32] {
     h.finalize().into()
 }
 
-async fn push_blob(c: &reqwest::Client, base: &str, repo: &str, data: &[u8], chunked: bool) -> Option<String> {
+async fn push_blob(
+    c: &reqwest::Client,
+    base: &str,
+    repo: &str,
+    data: &[u8],
+    chunked: bool,
+) -> Option<String> {
     let digest = format!("sha256:{}", sha256_hex(data));
     if !chunked {
         let r = c
@@ -50,13 +56,20 @@ async fn push_blob(c: &reqwest::Client, base: &str, repo: &str, data: &[u8], chu
             .ok()?;
         return (r.status() == 201).then_some(digest);
     }
-    let r = c.post(format!("{base}/v2/{repo}/blobs/uploads/")).send().await.ok()?;
+    let r = c
+        .post(format!("{base}/v2/{repo}/blobs/uploads/"))
+        .send()
+        .await
+        .ok()?;
     let mut loc = format!("{base}{}", r.headers().get("location")?.to_str().ok()?);
     let half = data.len() / 2;
     for (start, part) in [(0, &data[..half]), (half, &data[half..])] {
         let r = c
             .patch(&loc)
-            .header("Content-Range", format!("{start}-{}", start + part.len() - 1))
+            .header(
+                "Content-Range",
+                format!("{start}-{}", start + part.len() - 1),
+            )
             .body(part.to_vec())
             .send()
             .await
@@ -78,11 +91,26 @@ async fn worker(base: String, round: u64, w: u64, stop: Arc<AtomicBool>) -> Vec<
     while !stop.load(Ordering::SeqCst) {
         let seed = round * 1_000_000 + w * 10_000 + i;
         let layer = content(seed, (1 + (seed % 5) as usize) << 20);
-        let Some(ld) = push_blob(&c, &base, &repo, &layer, i % 2 == 0).await else { break };
-        acked.push(Acked { repo: repo.clone(), digest: ld.clone(), bytes: layer.clone(), tag: None });
-        let config = format!(r#"{{"architecture":"amd64","os":"linux","seed":{seed}}}"#).into_bytes();
-        let Some(cd) = push_blob(&c, &base, &repo, &config, false).await else { break };
-        acked.push(Acked { repo: repo.clone(), digest: cd.clone(), bytes: config.clone(), tag: None });
+        let Some(ld) = push_blob(&c, &base, &repo, &layer, i % 2 == 0).await else {
+            break;
+        };
+        acked.push(Acked {
+            repo: repo.clone(),
+            digest: ld.clone(),
+            bytes: layer.clone(),
+            tag: None,
+        });
+        let config =
+            format!(r#"{{"architecture":"amd64","os":"linux","seed":{seed}}}"#).into_bytes();
+        let Some(cd) = push_blob(&c, &base, &repo, &config, false).await else {
+            break;
+        };
+        acked.push(Acked {
+            repo: repo.clone(),
+            digest: cd.clone(),
+            bytes: config.clone(),
+            tag: None,
+        });
         let manifest = format!(
             r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{cd}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{ld}","size":{}}}]}}"#,
             config.len(),
@@ -131,7 +159,10 @@ async fn sigkill_mid_write_loses_nothing_acknowledged() {
             acked.extend(w.await.unwrap());
         }
     }
-    assert!(acked.iter().filter(|a| a.tag.is_some()).count() >= 4, "too little work was acknowledged to prove anything");
+    assert!(
+        acked.iter().filter(|a| a.tag.is_some()).count() >= 4,
+        "too little work was acknowledged to prove anything"
+    );
 
     let server = Server::start(dir.path());
     let c = client();
@@ -144,11 +175,22 @@ async fn sigkill_mid_write_loses_nothing_acknowledged() {
         };
         let r = c.get(&path).send().await.unwrap();
         assert_eq!(r.status(), 200, "acknowledged {path} lost");
-        assert_eq!(r.bytes().await.unwrap().as_ref(), a.bytes.as_slice(), "{path} corrupt");
+        assert_eq!(
+            r.bytes().await.unwrap().as_ref(),
+            a.bytes.as_slice(),
+            "{path} corrupt"
+        );
         if let Some(tag) = &a.tag {
-            let r = c.get(format!("{base}/v2/{}/manifests/{tag}", a.repo)).send().await.unwrap();
+            let r = c
+                .get(format!("{base}/v2/{}/manifests/{tag}", a.repo))
+                .send()
+                .await
+                .unwrap();
             assert_eq!(r.status(), 200, "acknowledged tag {tag} lost");
-            assert_eq!(r.headers()["docker-content-digest"].to_str().unwrap(), a.digest);
+            assert_eq!(
+                r.headers()["docker-content-digest"].to_str().unwrap(),
+                a.digest
+            );
         }
     }
     // No blob file is visible whose content does not match its name.
@@ -161,28 +203,57 @@ async fn sigkill_mid_write_loses_nothing_acknowledged() {
     }
     assert!(checked > 0);
     // Every tag resolves to a manifest whose blobs are all readable.
-    let catalog: serde_json::Value = c.get(format!("{base}/v2/_catalog")).send().await.unwrap().json().await.unwrap();
+    let catalog: serde_json::Value = c
+        .get(format!("{base}/v2/_catalog"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     for repo in catalog["repositories"].as_array().unwrap() {
         let repo = repo.as_str().unwrap();
-        let tags: serde_json::Value =
-            c.get(format!("{base}/v2/{repo}/tags/list")).send().await.unwrap().json().await.unwrap();
+        let tags: serde_json::Value = c
+            .get(format!("{base}/v2/{repo}/tags/list"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         for tag in tags["tags"].as_array().unwrap() {
             let r = c
-                .get(format!("{base}/v2/{repo}/manifests/{}", tag.as_str().unwrap()))
+                .get(format!(
+                    "{base}/v2/{repo}/manifests/{}",
+                    tag.as_str().unwrap()
+                ))
                 .send()
                 .await
                 .unwrap();
             assert_eq!(r.status(), 200, "tag {repo}:{tag} dangles");
             let m: serde_json::Value = r.json().await.unwrap();
             let mut refs = vec![m["config"]["digest"].as_str().unwrap().to_owned()];
-            refs.extend(m["layers"].as_array().unwrap().iter().map(|l| l["digest"].as_str().unwrap().to_owned()));
+            refs.extend(
+                m["layers"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|l| l["digest"].as_str().unwrap().to_owned()),
+            );
             for d in refs {
-                let r = c.head(format!("{base}/v2/{repo}/blobs/{d}")).send().await.unwrap();
+                let r = c
+                    .head(format!("{base}/v2/{repo}/blobs/{d}"))
+                    .send()
+                    .await
+                    .unwrap();
                 assert_eq!(r.status(), 200, "{repo}:{tag} references missing blob {d}");
             }
         }
     }
-    eprintln!("verified {} acknowledged writes and {checked} blob files after 4 SIGKILLs", acked.len());
+    eprintln!(
+        "verified {} acknowledged writes and {checked} blob files after 4 SIGKILLs",
+        acked.len()
+    );
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

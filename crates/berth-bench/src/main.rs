@@ -1,0 +1,426 @@
+//! `berth-bench registry`: berth serve vs the reference registry (distribution v2.8, Debian's
+//! `docker-registry`), same client, same machine, same run; prints each figure and the ratio.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use clap::{Parser, Subcommand};
+use futures::StreamExt;
+use sha2::Digest as _;
+
+#[derive(Debug, Parser)]
+#[command(about = "berth benchmark harness (berth and its peers side by side)")]
+struct Cli {
+    #[command(subcommand)]
+    bench: Bench,
+}
+
+#[derive(Debug, Subcommand)]
+enum Bench {
+    /// berth serve vs docker-registry (distribution v2.8): blob push/pull throughput, manifest
+    /// HEAD/GET request rates, peak RSS.
+    Registry {
+        /// Seconds per request-rate measurement.
+        #[arg(long, default_value_t = 3)]
+        seconds: u64,
+        /// Skip the 1 GiB blob (quicker run).
+        #[arg(long)]
+        no_gib: bool,
+        /// The reference registry binary.
+        #[arg(long, default_value = "/usr/bin/docker-registry")]
+        reference: PathBuf,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().bench {
+        Bench::Registry {
+            seconds,
+            no_gib,
+            reference,
+        } => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(registry(seconds, no_gib, &reference)),
+    }
+}
+
+struct Proc {
+    child: Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Proc {
+    fn peak_rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        let kb: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0.0);
+        kb / 1024.0
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn berth_binary() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe.parent().context("bench binary has no directory")?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--release", "--locked", "-p", "berth"])
+        .status()
+        .context("building berth")?;
+    if !status.success() {
+        bail!("cargo build --release -p berth failed");
+    }
+    Ok(dir.join("berth"))
+}
+
+fn start_berth(bin: &Path) -> anyhow::Result<Proc> {
+    let dir = tempfile::tempdir()?;
+    let mut child = Command::new(bin)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-level",
+            "warn",
+            "--data",
+        ])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting berth serve")?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().context("no stdout")?).read_line(&mut line)?;
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .context("berth serve did not report its address")?
+        .to_owned();
+    Ok(Proc {
+        child,
+        base: format!("http://{addr}"),
+        _dir: dir,
+    })
+}
+
+async fn start_reference(bin: &Path) -> anyhow::Result<Proc> {
+    if !bin.exists() {
+        bail!(
+            "{} not found: install the reference with `apt-get install docker-registry`",
+            bin.display()
+        );
+    }
+    let dir = tempfile::tempdir()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let config = dir.path().join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        ),
+    )?;
+    let child = Command::new(bin)
+        .arg("serve")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting docker-registry")?;
+    let base = format!("http://127.0.0.1:{port}");
+    let c = client()?;
+    for _ in 0..100 {
+        if c.get(format!("{base}/v2/")).send().await.is_ok() {
+            return Ok(Proc {
+                child,
+                base,
+                _dir: dir,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("docker-registry did not start")
+}
+
+fn client() -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(128)
+        .build()?)
+}
+
+fn digest_of(data: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
+}
+
+/// POST + PUT with the whole body (what every registry supports): seconds taken.
+async fn push(c: &reqwest::Client, base: &str, repo: &str, data: Bytes) -> anyhow::Result<f64> {
+    let digest = digest_of(&data);
+    let start = Instant::now();
+    let r = c
+        .post(format!("{base}/v2/{repo}/blobs/uploads/"))
+        .send()
+        .await?;
+    if r.status() != 202 {
+        bail!("POST upload: {}", r.status());
+    }
+    let loc = r.headers()["location"].to_str()?.to_owned();
+    let url = if loc.starts_with("http") {
+        loc
+    } else {
+        format!("{base}{loc}")
+    };
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let r = c
+        .put(format!("{url}{sep}digest={digest}"))
+        .header("Content-Type", "application/octet-stream")
+        .body(data)
+        .send()
+        .await?;
+    if r.status() != 201 {
+        bail!(
+            "PUT upload: {} {}",
+            r.status(),
+            r.text().await.unwrap_or_default()
+        );
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
+
+async fn pull(
+    c: &reqwest::Client,
+    base: &str,
+    repo: &str,
+    digest: &str,
+) -> anyhow::Result<(f64, u64)> {
+    let start = Instant::now();
+    let r = c
+        .get(format!("{base}/v2/{repo}/blobs/{digest}"))
+        .send()
+        .await?;
+    if r.status() != 200 {
+        bail!("GET blob: {}", r.status());
+    }
+    let mut n = 0u64;
+    let mut s = r.bytes_stream();
+    while let Some(chunk) = s.next().await {
+        n += chunk?.len() as u64;
+    }
+    Ok((start.elapsed().as_secs_f64(), n))
+}
+
+fn payload(size: usize, salt: u64) -> Bytes {
+    let mut v = vec![0u8; size];
+    let mut x = salt.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    for chunk in v.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let b = x.to_le_bytes();
+        chunk.copy_from_slice(&b[..chunk.len()]);
+    }
+    Bytes::from(v)
+}
+
+struct Figure {
+    name: String,
+    unit: &'static str,
+    berth: f64,
+    reference: f64,
+    higher_is_better: bool,
+}
+
+async fn blob_figures(
+    c: &reqwest::Client,
+    berth: &str,
+    reference: &str,
+    size: usize,
+    reps: usize,
+    out: &mut Vec<Figure>,
+) -> anyhow::Result<()> {
+    let label = human(size);
+    let mut push_s = [0.0f64; 2];
+    let mut pull_s = [0.0f64; 2];
+    for rep in 0..reps {
+        let data = payload(size, (size as u64) ^ (rep as u64 + 1));
+        let digest = digest_of(&data);
+        // Alternate which server goes first so neither always gets the warmer page cache.
+        let order: [(usize, &str); 2] = if rep % 2 == 0 {
+            [(0, berth), (1, reference)]
+        } else {
+            [(1, reference), (0, berth)]
+        };
+        for (i, base) in order {
+            push_s[i] += push(c, base, "bench/blob", data.clone()).await?;
+        }
+        for (i, base) in order {
+            let (t, n) = pull(c, base, "bench/blob", &digest).await?;
+            if n != size as u64 {
+                bail!("pulled {n} bytes of {size}");
+            }
+            pull_s[i] += t;
+        }
+    }
+    let total = (size * reps) as f64 / 1e6;
+    out.push(Figure {
+        name: format!("blob push {label}"),
+        unit: "MB/s",
+        berth: total / push_s[0],
+        reference: total / push_s[1],
+        higher_is_better: true,
+    });
+    out.push(Figure {
+        name: format!("blob pull {label}"),
+        unit: "MB/s",
+        berth: total / pull_s[0],
+        reference: total / pull_s[1],
+        higher_is_better: true,
+    });
+    Ok(())
+}
+
+fn human(size: usize) -> String {
+    if size >= 1 << 30 {
+        format!("{} GiB", size >> 30)
+    } else {
+        format!("{} MiB", size >> 20)
+    }
+}
+
+/// Pushes a small image and returns its manifest path.
+async fn seed_manifest(c: &reqwest::Client, base: &str) -> anyhow::Result<String> {
+    let config = Bytes::from_static(br#"{"architecture":"amd64","os":"linux"}"#);
+    let layer = payload(4096, 7);
+    push(c, base, "bench/app", config.clone()).await?;
+    push(c, base, "bench/app", layer.clone()).await?;
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{}","size":{}}}]}}"#,
+        digest_of(&config),
+        config.len(),
+        digest_of(&layer),
+        layer.len()
+    );
+    let r = c
+        .put(format!("{base}/v2/bench/app/manifests/latest"))
+        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+        .body(manifest)
+        .send()
+        .await?;
+    if r.status() != 201 {
+        bail!("manifest PUT: {}", r.status());
+    }
+    Ok(format!("{base}/v2/bench/app/manifests/latest"))
+}
+
+/// Requests per second with `concurrency` loops for `secs` seconds.
+async fn rate(
+    c: &reqwest::Client,
+    url: &str,
+    head: bool,
+    concurrency: usize,
+    secs: u64,
+) -> anyhow::Result<f64> {
+    let done = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let accept = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json";
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (c, url, done) = (c.clone(), url.to_owned(), Arc::clone(&done));
+            tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    let req = if head { c.head(&url) } else { c.get(&url) };
+                    let r = req.header("Accept", accept).send().await?;
+                    if r.status() != 200 {
+                        bail!("manifest request: {}", r.status());
+                    }
+                    r.bytes().await?;
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok::<_, anyhow::Error>(())
+            })
+        })
+        .collect();
+    let start = Instant::now();
+    for t in tasks {
+        t.await??;
+    }
+    Ok(done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64())
+}
+
+async fn registry(secs: u64, no_gib: bool, reference_bin: &Path) -> anyhow::Result<()> {
+    let bin = berth_binary()?;
+    let berth = start_berth(&bin)?;
+    let reference = start_reference(reference_bin).await?;
+    let c = client()?;
+    println!(
+        "berth serve: {}   reference (distribution v2.8): {}",
+        berth.base, reference.base
+    );
+    let mut figures = Vec::new();
+    let mut sizes = vec![(1usize << 20, 30usize), (10 << 20, 10), (100 << 20, 3)];
+    if !no_gib {
+        sizes.push((1 << 30, 1));
+    }
+    for (size, reps) in sizes {
+        blob_figures(&c, &berth.base, &reference.base, size, reps, &mut figures).await?;
+    }
+    let urls = [
+        seed_manifest(&c, &berth.base).await?,
+        seed_manifest(&c, &reference.base).await?,
+    ];
+    for head in [true, false] {
+        for conc in [1usize, 16, 64] {
+            let b = rate(&c, &urls[0], head, conc, secs).await?;
+            let r = rate(&c, &urls[1], head, conc, secs).await?;
+            figures.push(Figure {
+                name: format!("manifest {} c={conc}", if head { "HEAD" } else { "GET" }),
+                unit: "req/s",
+                berth: b,
+                reference: r,
+                higher_is_better: true,
+            });
+        }
+    }
+    figures.push(Figure {
+        name: "peak RSS".into(),
+        unit: "MiB",
+        berth: berth.peak_rss_mib(),
+        reference: reference.peak_rss_mib(),
+        higher_is_better: false,
+    });
+    println!();
+    println!("| figure | berth | reference | berth / reference |");
+    println!("|---|---:|---:|---:|");
+    for f in &figures {
+        let ratio = f.berth / f.reference;
+        let note = if f.higher_is_better {
+            ""
+        } else {
+            " (lower is better)"
+        };
+        println!(
+            "| {} | {:.1} {} | {:.1} {} | {:.2}×{} |",
+            f.name, f.berth, f.unit, f.reference, f.unit, ratio, note
+        );
+    }
+    Ok(())
+}
