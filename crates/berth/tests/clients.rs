@@ -1,0 +1,237 @@
+//! Real clients nobody here wrote — skopeo and podman — against `berth serve` on an ephemeral
+//! loopback port, with the offline busybox fixtures (linux/amd64 + linux/arm64).
+//!
+//! Needs root, skopeo, podman, runc and qemu-user-static: `scripts/test.sh` installs them.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::{Server, client, sha256_hex};
+
+fn workspace() -> PathBuf {
+    std::fs::canonicalize(Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")).unwrap()
+}
+
+/// The fixture layouts, built (or found cached) by `scripts/make-fixtures.sh`.
+fn fixtures() -> PathBuf {
+    let dir = std::env::var_os("BERTH_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target/fixtures"));
+    let out = Command::new(workspace().join("scripts/make-fixtures.sh"))
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "scripts/make-fixtures.sh failed (run scripts/test.sh, which installs what it needs):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir
+}
+
+#[track_caller]
+fn run(cmd: &mut Command) -> String {
+    let out: Output = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?} ({e}); scripts/test.sh installs it"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn skopeo() -> Command {
+    let mut c = Command::new("skopeo");
+    c.arg("--insecure-policy");
+    c
+}
+
+/// The digest of the image index the multi-arch fixture layout's `latest` points at.
+fn fixture_index_digest(fx: &Path) -> String {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fx.join("busybox/index.json")).unwrap()).unwrap();
+    index["manifests"][0]["digest"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skopeo_copy_all_roundtrip_list_tags_and_delete() {
+    let fx = fixtures();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let reg = &server.addr;
+    let want = fixture_index_digest(&fx);
+
+    run(skopeo()
+        .args(["copy", "--all", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:latest", fx.join("busybox").display()))
+        .arg(format!("docker://{reg}/fixtures/busybox:latest")));
+    // The index is served byte-exact under the same digest, with both platforms.
+    let raw = run(skopeo()
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{reg}/fixtures/busybox:latest")));
+    assert_eq!(format!("sha256:{}", sha256_hex(raw.as_bytes())), want);
+    let index: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    let archs: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["platform"]["architecture"].as_str().unwrap())
+        .collect();
+    assert_eq!(archs, ["amd64", "arm64"]);
+    let r = client()
+        .head(server.url("/v2/fixtures/busybox/manifests/latest"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["docker-content-digest"].to_str().unwrap(), want);
+
+    // And back out: identical digests for the index and every manifest.
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("layout");
+    run(skopeo()
+        .args(["copy", "--all", "--src-tls-verify=false"])
+        .arg(format!("docker://{reg}/fixtures/busybox:latest"))
+        .arg(format!("oci:{}:latest", dest.display())));
+    let back = run(skopeo()
+        .args(["inspect", "--raw"])
+        .arg(format!("oci:{}:latest", dest.display())));
+    assert_eq!(back, raw);
+    for m in index["manifests"].as_array().unwrap() {
+        let d = m["digest"].as_str().unwrap();
+        let hex = d.strip_prefix("sha256:").unwrap();
+        let ours = std::fs::read(dest.join("blobs/sha256").join(hex)).unwrap();
+        let theirs = std::fs::read(fx.join("busybox/blobs/sha256").join(hex)).unwrap();
+        assert_eq!(ours, theirs, "manifest {d} changed on the round trip");
+        let manifest: serde_json::Value = serde_json::from_slice(&ours).unwrap();
+        for layer in manifest["layers"].as_array().unwrap() {
+            let lhex = layer["digest"]
+                .as_str()
+                .unwrap()
+                .strip_prefix("sha256:")
+                .unwrap();
+            let bytes = std::fs::read(dest.join("blobs/sha256").join(lhex)).unwrap();
+            assert_eq!(sha256_hex(&bytes), lhex);
+        }
+    }
+
+    // list-tags, then delete.
+    run(skopeo()
+        .args(["copy", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:latest", fx.join("busybox-amd64").display()))
+        .arg(format!("docker://{reg}/fixtures/busybox:amd64")));
+    let tags: serde_json::Value = serde_json::from_str(&run(skopeo()
+        .args(["list-tags", "--tls-verify=false"])
+        .arg(format!("docker://{reg}/fixtures/busybox"))))
+    .unwrap();
+    assert_eq!(tags["Tags"], serde_json::json!(["amd64", "latest"]));
+    run(skopeo()
+        .args(["delete", "--tls-verify=false"])
+        .arg(format!("docker://{reg}/fixtures/busybox:latest")));
+    let r = client()
+        .get(server.url("/v2/fixtures/busybox/manifests/latest"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let tags: serde_json::Value = serde_json::from_str(&run(skopeo()
+        .args(["list-tags", "--tls-verify=false"])
+        .arg(format!("docker://{reg}/fixtures/busybox"))))
+    .unwrap();
+    assert_eq!(tags["Tags"], serde_json::json!(["amd64"]));
+    assert!(server.terminate().success());
+}
+
+/// A private podman environment (config, storage, locks) that trusts only our registry.
+struct Podman {
+    env: Vec<(String, String)>,
+    _dir: tempfile::TempDir,
+}
+
+impl Podman {
+    fn new(registry: &str) -> Podman {
+        let dir = tempfile::tempdir().unwrap();
+        let out = run(Command::new(workspace().join("scripts/podman-env.sh"))
+            .arg(dir.path())
+            .env("INSECURE_REGISTRY", registry));
+        let env = out
+            .lines()
+            .filter_map(|l| l.strip_prefix("export "))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.trim_matches('\'').replace("\\ ", " ")))
+            .collect();
+        Podman { env, _dir: dir }
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new("podman");
+        c.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        c
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn podman_push_pull_and_run_both_architectures() {
+    let fx = fixtures();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let reg = server.addr.clone();
+    let podman = Podman::new(&reg);
+
+    for (arch, expect) in [("amd64", "x86_64"), ("arm64", "aarch64")] {
+        let local = format!("localhost/fixture/busybox:{arch}");
+        let remote = format!("{reg}/podman/busybox:{arch}");
+        let platform = format!("linux/{arch}");
+        // `podman pull` prints the image id last.
+        let pulled = run(podman
+            .cmd()
+            .args(["pull", "--platform", &platform])
+            .arg(format!(
+                "oci:{}:latest",
+                fx.join(format!("busybox-{arch}")).display()
+            )));
+        let id = pulled.lines().last().unwrap().trim().to_owned();
+        run(podman.cmd().args(["tag", &id, &local]));
+        run(podman.cmd().args(["push", &local, &remote]));
+        // Forget every local copy, then pull and run from berth.
+        run(podman.cmd().args(["rmi", "--all", "--force"]));
+        run(podman
+            .cmd()
+            .args(["pull", "--platform", &platform, &remote]));
+        let out = run(podman
+            .cmd()
+            .args(["run", "--rm", "--platform", &platform, &remote]));
+        assert_eq!(out.trim(), expect, "podman run {remote}");
+        let tags = client()
+            .get(server.url("/v2/podman/busybox/tags/list"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(tags.contains(arch), "{tags}");
+        run(podman.cmd().args(["rmi", "--all", "--force"]));
+    }
+    // The multi-arch index pushed by skopeo runs on either platform through podman.
+    run(skopeo()
+        .args(["copy", "--all", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:latest", fx.join("busybox").display()))
+        .arg(format!("docker://{reg}/multi/busybox:latest")));
+    run(podman.cmd().args(["rmi", "--all", "--force"]));
+    for (platform, expect) in [("linux/arm64", "aarch64"), ("linux/amd64", "x86_64")] {
+        let out = run(podman
+            .cmd()
+            .args(["run", "--rm", "--pull", "always", "--platform", platform])
+            .arg(format!("{reg}/multi/busybox:latest")));
+        assert_eq!(out.trim(), expect, "podman run --platform {platform}");
+    }
+    run(podman.cmd().args(["rmi", "--all", "--force"]));
+    assert!(server.terminate().success());
+}
