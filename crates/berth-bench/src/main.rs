@@ -376,13 +376,18 @@ async fn registry(secs: u64, no_gib: bool, reference_bin: &Path) -> anyhow::Resu
         berth.base, reference.base
     );
     let mut figures = Vec::new();
-    let mut sizes = vec![(1usize << 20, 30usize), (10 << 20, 10), (100 << 20, 3)];
+    let mut sizes = vec![(1usize << 20, 50usize), (10 << 20, 10), (100 << 20, 3)];
     if !no_gib {
         sizes.push((1 << 30, 1));
     }
     for (size, reps) in sizes {
         blob_figures(&c, &berth.base, &reference.base, size, reps, &mut figures).await?;
     }
+    let after_blobs = (berth.peak_rss_mib(), reference.peak_rss_mib());
+    println!(
+        "peak RSS after blob transfers: berth {:.1} MiB, reference {:.1} MiB",
+        after_blobs.0, after_blobs.1
+    );
     let urls = [
         seed_manifest(&c, &berth.base).await?,
         seed_manifest(&c, &reference.base).await?,

@@ -183,7 +183,7 @@ impl Registry {
         if self.blobs.stat(digest).await?.is_none() {
             return Ok(false);
         }
-        self.meta.link_blob(repo, digest, size).await?;
+        self.meta.link_blob(repo, digest, size, None).await?;
         Ok(true)
     }
 
@@ -346,17 +346,18 @@ impl Registry {
         let slot = self.slot(&id);
         let mut state = slot.lock().await;
         let result = self
-            .finish(repo, &id, &mut state, digest, range, declared, body)
+            .finish(repo, &id, true, &mut state, digest, range, declared, body)
             .await;
         if !matches!(
             result,
             Err(RegistryError::RangeNotSatisfiable { .. } | RegistryError::Body(_))
         ) {
-            // Finished or failed for good: the session ends (a digest mismatch discards the data).
+            // Finished (the session row went with the link) or failed for good: the session
+            // ends, and a failure (e.g. a digest mismatch) discards the data.
             if result.is_err() {
                 self.blobs.upload_abort(&id).await?;
+                self.meta.delete_upload(&id).await?;
             }
-            self.meta.delete_upload(&id).await?;
             drop(state);
             self.forget_slot(&id);
         }
@@ -375,7 +376,7 @@ impl Registry {
         self.blobs.upload_start(&id).await?;
         let mut state = None;
         let result = self
-            .finish(repo, &id, &mut state, digest, None, declared, body)
+            .finish(repo, &id, false, &mut state, digest, None, declared, body)
             .await;
         if result.is_err() {
             self.blobs.upload_abort(&id).await?;
@@ -388,13 +389,16 @@ impl Registry {
         &self,
         repo: &RepoName,
         id: &UploadId,
+        session: bool,
         state: &mut Option<HashState>,
         digest: &Digest,
         range: Option<(u64, u64)>,
         declared: Option<u64>,
         body: ByteStream,
     ) -> Result<u64, RegistryError> {
+        let t0 = std::time::Instant::now();
         let size = self.append_locked(id, state, range, declared, body).await?;
+        let t1 = t0.elapsed();
         let computed = match state.take() {
             Some(h) if h.bytes == size && h.hasher.algorithm() == digest.algorithm() => {
                 h.hasher.finish()
@@ -406,8 +410,20 @@ impl Registry {
                 "content digest {computed} does not match the digest {digest} given"
             )));
         }
+        let t2 = t0.elapsed();
         let size = self.blobs.upload_commit(id, digest).await?;
-        self.meta.link_blob(repo, digest, size).await?;
+        let t3 = t0.elapsed();
+        self.meta
+            .link_blob(repo, digest, size, session.then_some(id))
+            .await?;
+        tracing::debug!(
+            %digest,
+            size,
+            receive_ms = t1.as_secs_f64() * 1e3,
+            commit_ms = (t3 - t2).as_secs_f64() * 1e3,
+            link_ms = (t0.elapsed() - t3).as_secs_f64() * 1e3,
+            "blob stored"
+        );
         Ok(size)
     }
 

@@ -97,12 +97,14 @@ pub trait MetadataStore: Send + Sync + fmt::Debug + 'static {
         digest: &Digest,
     ) -> Result<Option<u64>, StoreError>;
 
-    /// Links a durable blob into a repository (creating the repository if needed).
+    /// Links a durable blob into a repository (creating the repository if needed) and, in the
+    /// same transaction, ends the upload session that produced it, if any.
     async fn link_blob(
         &self,
         repo: &RepoName,
         digest: &Digest,
         size: u64,
+        finished_upload: Option<&UploadId>,
     ) -> Result<(), StoreError>;
 
     /// Unlinks a blob from a repository; `InUse` if a manifest there references it,
@@ -164,7 +166,8 @@ pub trait MetadataStore: Send + Sync + fmt::Debug + 'static {
         artifact_type: Option<&str>,
     ) -> Result<Vec<ManifestRecord>, StoreError>;
 
-    /// Records a new upload session.
+    /// Records a new upload session. Session rows are not acknowledged content: they may be
+    /// committed without waiting for the disk (a power loss can forget a session, never a blob).
     async fn create_upload(&self, id: &UploadId, repo: &RepoName) -> Result<(), StoreError>;
 
     /// An upload session.

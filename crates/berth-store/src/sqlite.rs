@@ -83,8 +83,8 @@ CREATE TABLE uploads (
 ) WITHOUT ROWID;
 "#];
 
-/// Reader connections kept open for reuse.
-const MAX_IDLE_READERS: usize = 8;
+/// Reader connections (and concurrent reads).
+const MAX_READERS: usize = 4;
 
 /// Metadata in one SQLite database file.
 #[derive(Debug, Clone)]
@@ -95,8 +95,14 @@ pub struct SqliteMeta {
 #[derive(Debug)]
 struct Inner {
     path: PathBuf,
+    durability: Durability,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    /// Bounds concurrent reads to the pool size, so a burst of requests waits asynchronously
+    /// instead of occupying a blocking thread (and a fresh connection) each.
+    read_permits: tokio::sync::Semaphore,
+    /// Writes are serialised by SQLite anyway; waiting here keeps them off blocking threads.
+    write_permit: tokio::sync::Semaphore,
 }
 
 fn configure(conn: &Connection, durability: Durability) -> rusqlite::Result<()> {
@@ -124,8 +130,11 @@ impl SqliteMeta {
         Ok(SqliteMeta {
             inner: Arc::new(Inner {
                 path,
+                durability,
                 writer: Mutex::new(conn),
                 readers: Mutex::new(Vec::new()),
+                read_permits: tokio::sync::Semaphore::new(MAX_READERS),
+                write_permit: tokio::sync::Semaphore::new(1),
             }),
         })
     }
@@ -148,30 +157,61 @@ impl SqliteMeta {
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let inner = Arc::clone(&self.inner);
+        let _permit = self
+            .inner
+            .read_permits
+            .acquire()
+            .await
+            .map_err(|e| StoreError::Worker(e.to_string()))?;
         tokio::task::spawn_blocking(move || {
             let conn = Self::reader(&inner)?;
             let out = f(&conn);
-            let mut pool = inner.readers.lock().map_err(poisoned)?;
-            if pool.len() < MAX_IDLE_READERS {
-                pool.push(conn);
-            }
+            inner.readers.lock().map_err(poisoned)?.push(conn);
             out
         })
         .await?
     }
 
-    /// Runs a closure in one immediate (write-locked) transaction, committed if it returns Ok.
+    /// Runs a closure in one immediate (write-locked) transaction, committed durably (per the
+    /// configured [`Durability`]) if it returns Ok.
     async fn write<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        self.write_with(false, f).await
+    }
+
+    /// Like [`Self::write`], but with `relaxed` the commit does not wait for the disk
+    /// (`synchronous=NORMAL` in WAL mode: still atomic and crash-safe for the process; the next
+    /// durable commit makes it durable too). For state that is not acknowledged content.
+    async fn write_with<T: Send + 'static>(
+        &self,
+        relaxed: bool,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
         let inner = Arc::clone(&self.inner);
+        let _permit = self
+            .inner
+            .write_permit
+            .acquire()
+            .await
+            .map_err(|e| StoreError::Worker(e.to_string()))?;
         tokio::task::spawn_blocking(move || {
             let mut conn = inner.writer.lock().map_err(poisoned)?;
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let out = f(&tx)?;
-            tx.commit()?;
-            Ok(out)
+            let switch = relaxed && inner.durability == Durability::Full;
+            if switch {
+                conn.pragma_update(None, "synchronous", "NORMAL")?;
+            }
+            let result = (|| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let out = f(&tx)?;
+                tx.commit()?;
+                Ok(out)
+            })();
+            if switch {
+                conn.pragma_update(None, "synchronous", "FULL")?;
+            }
+            result
         })
         .await?
     }
@@ -372,9 +412,15 @@ impl MetadataStore for SqliteMeta {
         repo: &RepoName,
         digest: &Digest,
         size: u64,
+        finished_upload: Option<&UploadId>,
     ) -> Result<(), StoreError> {
         let (repo, digest) = (repo.to_string(), digest.to_string());
+        let upload = finished_upload.map(|u| u.to_string());
         self.write(move |tx| {
+            if let Some(id) = upload {
+                tx.prepare_cached("DELETE FROM uploads WHERE id = ?1")?
+                    .execute([id])?;
+            }
             let id = ensure_repo(tx, &repo)?;
             let now = now_millis();
             tx.prepare_cached("INSERT OR IGNORE INTO blobs (digest, size, created_at) VALUES (?1, ?2, ?3)")?
@@ -604,7 +650,7 @@ impl MetadataStore for SqliteMeta {
 
     async fn create_upload(&self, id: &UploadId, repo: &RepoName) -> Result<(), StoreError> {
         let (id, repo) = (id.to_string(), repo.to_string());
-        self.write(move |tx| {
+        self.write_with(true, move |tx| {
             tx.prepare_cached("INSERT INTO uploads (id, repo, created_at) VALUES (?1, ?2, ?3)")?
                 .execute(params![id, repo, now_millis()])?;
             Ok(())
@@ -633,7 +679,7 @@ impl MetadataStore for SqliteMeta {
 
     async fn delete_upload(&self, id: &UploadId) -> Result<(), StoreError> {
         let id = id.to_string();
-        self.write(move |tx| {
+        self.write_with(true, move |tx| {
             tx.prepare_cached("DELETE FROM uploads WHERE id = ?1")?
                 .execute([id])?;
             Ok(())
