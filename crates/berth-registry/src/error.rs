@@ -113,6 +113,9 @@ pub enum RegistryError {
     /// The operation is refused (e.g. deleting content a manifest still references).
     #[error("{0}")]
     Denied(String),
+    /// Too many requests of a kind at once (429, with `Retry-After`).
+    #[error("{0}")]
+    TooManyRequests(String),
     /// The method or operation is not supported on this route.
     #[error("{0}")]
     Unsupported(String),
@@ -147,6 +150,7 @@ impl RegistryError {
             E::SizeInvalid(_) | E::TooLarge { .. } => ErrorCode::SizeInvalid,
             E::Denied(_) => ErrorCode::Denied,
             E::Unsupported(_) => ErrorCode::Unsupported,
+            E::TooManyRequests(_) => ErrorCode::TooManyRequests,
             E::Store(_) => ErrorCode::Unknown,
         }
     }
@@ -166,6 +170,7 @@ impl RegistryError {
             E::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             E::Denied(_) => StatusCode::FORBIDDEN,
             E::Unsupported(_) => StatusCode::METHOD_NOT_ALLOWED,
+            E::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             E::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
             E::UploadInvalid(_)
             | E::DigestInvalid(_)
@@ -226,6 +231,10 @@ impl IntoResponse for RegistryError {
         {
             resp.headers_mut().insert(header::CONTENT_RANGE, v);
         }
+        if let RegistryError::TooManyRequests(_) = &self {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if let RegistryError::Store(e) = &self {
             resp.extensions_mut().insert(InternalError(e.to_string()));
         }
@@ -273,6 +282,34 @@ impl From<NameError> for RegistryError {
             NameError::Digest(d) => RegistryError::DigestInvalid(d.to_string()),
             NameError::InvalidTag(_) => RegistryError::ManifestInvalid(e.to_string()),
             other => RegistryError::NameInvalid(other.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fourteen_codes_are_spelled_as_the_spec_does() {
+        let all = [
+            (ErrorCode::BlobUnknown, "BLOB_UNKNOWN"),
+            (ErrorCode::BlobUploadInvalid, "BLOB_UPLOAD_INVALID"),
+            (ErrorCode::BlobUploadUnknown, "BLOB_UPLOAD_UNKNOWN"),
+            (ErrorCode::DigestInvalid, "DIGEST_INVALID"),
+            (ErrorCode::ManifestBlobUnknown, "MANIFEST_BLOB_UNKNOWN"),
+            (ErrorCode::ManifestInvalid, "MANIFEST_INVALID"),
+            (ErrorCode::ManifestUnknown, "MANIFEST_UNKNOWN"),
+            (ErrorCode::NameInvalid, "NAME_INVALID"),
+            (ErrorCode::NameUnknown, "NAME_UNKNOWN"),
+            (ErrorCode::SizeInvalid, "SIZE_INVALID"),
+            (ErrorCode::Unauthorized, "UNAUTHORIZED"),
+            (ErrorCode::Denied, "DENIED"),
+            (ErrorCode::Unsupported, "UNSUPPORTED"),
+            (ErrorCode::TooManyRequests, "TOOMANYREQUESTS"),
+        ];
+        for (code, text) in all {
+            assert_eq!(code.as_str(), text);
         }
     }
 }

@@ -25,6 +25,8 @@ pub struct RegistryConfig {
     pub max_manifest_size: usize,
     /// Upload sessions idle longer than this are discarded.
     pub upload_ttl: Duration,
+    /// Requests streaming blob data at once; more are answered 429 `TOOMANYREQUESTS`.
+    pub max_concurrent_uploads: usize,
 }
 
 impl Default for RegistryConfig {
@@ -33,6 +35,7 @@ impl Default for RegistryConfig {
             max_blob_size: 64 * 1024 * 1024 * 1024,
             max_manifest_size: berth_oci::MAX_MANIFEST_BYTES,
             upload_ttl: Duration::from_secs(24 * 3600),
+            max_concurrent_uploads: 256,
         }
     }
 }
@@ -74,6 +77,7 @@ pub struct Registry {
     meta: Arc<dyn MetadataStore>,
     config: Arc<RegistryConfig>,
     uploads: Arc<Mutex<HashMap<UploadId, UploadSlot>>>,
+    upload_permits: Arc<tokio::sync::Semaphore>,
 }
 
 /// A body stream with a byte limit that hashes what passes through.
@@ -92,6 +96,7 @@ impl Registry {
         Registry {
             blobs,
             meta,
+            upload_permits: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_uploads)),
             config: Arc::new(config),
             uploads: Arc::new(Mutex::new(HashMap::new())),
         }
@@ -105,6 +110,18 @@ impl Registry {
     /// The metadata store (for listings).
     pub fn meta(&self) -> &Arc<dyn MetadataStore> {
         &self.meta
+    }
+
+    /// A slot among the requests allowed to stream blob data at once.
+    fn upload_permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, RegistryError> {
+        Arc::clone(&self.upload_permits)
+            .try_acquire_owned()
+            .map_err(|_| {
+                RegistryError::TooManyRequests(format!(
+                    "{} blob uploads are already in progress; retry shortly",
+                    self.config.max_concurrent_uploads
+                ))
+            })
     }
 
     fn slot(&self, id: &UploadId) -> UploadSlot {
@@ -211,6 +228,7 @@ impl Registry {
         repo: &RepoName,
         id: &str,
     ) -> Result<UploadStatus, RegistryError> {
+        let _permit = self.upload_permit()?;
         let id = self.session(repo, id).await?;
         let size = self.blobs.upload_size(&id).await?;
         Ok(UploadStatus { id, size })
@@ -226,6 +244,7 @@ impl Registry {
         declared: Option<u64>,
         body: ByteStream,
     ) -> Result<UploadStatus, RegistryError> {
+        let _permit = self.upload_permit()?;
         let id = self.session(repo, id).await?;
         let slot = self.slot(&id);
         let mut state = slot.lock().await;
@@ -342,6 +361,7 @@ impl Registry {
         declared: Option<u64>,
         body: ByteStream,
     ) -> Result<u64, RegistryError> {
+        let _permit = self.upload_permit()?;
         let id = self.session(repo, id).await?;
         let slot = self.slot(&id);
         let mut state = slot.lock().await;
@@ -372,6 +392,7 @@ impl Registry {
         declared: Option<u64>,
         body: ByteStream,
     ) -> Result<u64, RegistryError> {
+        let _permit = self.upload_permit()?;
         let id = UploadId::random();
         self.blobs.upload_start(&id).await?;
         let mut state = None;

@@ -922,3 +922,77 @@ async fn blob_size_limit() {
         .expect_error(413, "SIZE_INVALID");
     h.get(&format!("/v2/lim/blobs/{d}")).await.expect(404);
 }
+
+#[tokio::test]
+async fn too_many_concurrent_uploads_answer_429() {
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    let mut config = berth_registry::RegistryConfig::default();
+    config.max_concurrent_uploads = 1;
+    let dir = tempfile::tempdir().unwrap();
+    let app = berth_registry::router(open_registry(dir.path(), config));
+    let h = Harness {
+        mode: Mode::InProcess(app.clone()),
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let loc = h
+        .req(Method::POST, "/v2/busy/blobs/uploads/", &[], Vec::new())
+        .await
+        .header("location")
+        .unwrap()
+        .to_owned();
+    // One upload streaming a body that has not ended yet holds the only slot...
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(1);
+    let body = Body::from_stream(tokio_stream(rx));
+    let req = axum::http::Request::patch(&loc).body(body).unwrap();
+    let slow = tokio::spawn(app.clone().oneshot(req));
+    tx.send(Ok(bytes::Bytes::from_static(b"first part")))
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // ...so a second one is told to come back later.
+    let d = Digest::sha256(b"x");
+    let r = h
+        .req(
+            Method::POST,
+            &format!("/v2/busy/blobs/uploads/?digest={d}"),
+            &[],
+            b"x".to_vec(),
+        )
+        .await;
+    r.expect_error(429, "TOOMANYREQUESTS");
+    assert_eq!(r.header("retry-after"), Some("1"));
+    drop(tx);
+    assert_eq!(slow.await.unwrap().unwrap().status(), 202);
+    // The slot is free again.
+    h.req(
+        Method::POST,
+        &format!("/v2/busy/blobs/uploads/?digest={d}"),
+        &[],
+        b"x".to_vec(),
+    )
+    .await
+    .expect(201);
+}
+
+fn tokio_stream(
+    mut rx: tokio::sync::mpsc::Receiver<Result<bytes::Bytes, std::io::Error>>,
+) -> impl futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+#[tokio::test]
+async fn deeply_nested_json_is_refused_not_crashed() {
+    for h in Harness::both().await {
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        h.put_manifest("deep", "x", OCI_MANIFEST, deep.as_bytes())
+            .await
+            .expect_error(400, "MANIFEST_INVALID");
+        let arrays = format!("{}1{}", "[".repeat(5000), "]".repeat(5000));
+        let nested = format!(r#"{{"schemaVersion":2,"config":{{"annotations":{arrays}}}}}"#);
+        h.put_manifest("deep", "x", OCI_MANIFEST, nested.as_bytes())
+            .await
+            .expect_error(400, "MANIFEST_INVALID");
+    }
+}

@@ -25,7 +25,7 @@ pub struct ServeArgs {
     #[arg(long, env = "BERTH_DATA", value_name = "DIR")]
     data: Option<PathBuf>,
     /// TOML config file with any of: listen, data, log_level, log_format, max_blob_size,
-    /// upload_ttl_secs, durability
+    /// upload_ttl_secs, max_concurrent_uploads, durability
     #[arg(long, env = "BERTH_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
     /// Log filter: a level (error, warn, info, debug, trace) or tracing directives such as
@@ -62,6 +62,9 @@ fn settings(args: ServeArgs) -> anyhow::Result<(Settings, String, String)> {
     let mut registry = RegistryConfig::default();
     if let Some(n) = file.max_blob_size {
         registry.max_blob_size = n;
+    }
+    if let Some(n) = file.max_concurrent_uploads {
+        registry.max_concurrent_uploads = n;
     }
     if let Some(s) = file.upload_ttl_secs {
         registry.upload_ttl = Duration::from_secs(s);

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 pub struct Server {
-    pub child: Child,
+    child: Option<Child>,
     pub addr: String,
     pub data: PathBuf,
 }
@@ -20,15 +20,19 @@ impl Server {
     }
 
     pub fn start_with(data: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
             .args(extra)
             .env("BERTH_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
+            .stderr(Stdio::inherit());
+        Self::spawn(cmd, data)
+    }
+
+    /// Spawns a prepared `berth serve` command (stdout must be piped) and waits for its address.
+    pub fn spawn(mut cmd: Command, data: &Path) -> Server {
+        let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).unwrap();
@@ -38,7 +42,7 @@ impl Server {
             .unwrap_or_else(|| panic!("unexpected first line from berth serve: {line:?}"))
             .to_owned();
         Server {
-            child,
+            child: Some(child),
             addr,
             data: data.to_path_buf(),
         }
@@ -49,7 +53,7 @@ impl Server {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.as_ref().map(Child::id).unwrap_or_default()
     }
 
     /// Peak resident set size of the server so far, in bytes (VmHWM).
@@ -63,31 +67,41 @@ impl Server {
         kb * 1024
     }
 
+    /// Hands over the process (the server is no longer killed on drop).
+    pub fn into_child(mut self) -> Child {
+        self.child.take().unwrap()
+    }
+
     pub fn kill9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 
     /// SIGTERM, then wait for a clean exit.
-    pub fn terminate(mut self) -> std::process::ExitStatus {
+    pub fn terminate(self) -> std::process::ExitStatus {
         Command::new("kill")
             .args(["-TERM", &self.pid().to_string()])
             .status()
             .unwrap();
+        let mut child = self.into_child();
         for _ in 0..100 {
-            if let Some(s) = self.child.try_wait().unwrap() {
+            if let Some(s) = child.try_wait().unwrap() {
                 return s;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        let _ = child.kill();
         panic!("berth serve did not exit within 5 s of SIGTERM");
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
