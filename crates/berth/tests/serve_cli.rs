@@ -165,7 +165,7 @@ async fn json_logs_carry_latency_and_healthz_answers() {
     let r = client().get(server.url("/healthz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), "ok");
-    let mut child = server.into_child();
+    let child = server.into_child();
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
