@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
-use futures::StreamExt;
 use sha2::Digest as _;
 
 #[derive(Debug, Parser)]
@@ -206,26 +205,47 @@ async fn push(c: &reqwest::Client, base: &str, repo: &str, data: Bytes) -> anyho
     Ok(start.elapsed().as_secs_f64())
 }
 
-async fn pull(
-    c: &reqwest::Client,
-    base: &str,
-    repo: &str,
-    digest: &str,
-) -> anyhow::Result<(f64, u64)> {
+/// Runs curl (the tool the reference's published figures were measured with) and returns its
+/// `-w` output split on spaces, after checking the HTTP status.
+fn curl(args: &[&str], want_status: &str) -> anyhow::Result<Vec<String>> {
+    let out = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-H", "Expect:"])
+        .args(args)
+        .output()
+        .context("running curl (apt-get install curl)")?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let fields: Vec<String> = text.split_whitespace().map(str::to_owned).collect();
+    if fields.first().map(String::as_str) != Some(want_status) {
+        bail!("curl {args:?}: {text} {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(fields)
+}
+
+/// POST (reqwest) + PUT of the file (curl): seconds taken.
+async fn push_file(c: &reqwest::Client, base: &str, repo: &str, file: &Path, digest: &str) -> anyhow::Result<f64> {
     let start = Instant::now();
-    let r = c
-        .get(format!("{base}/v2/{repo}/blobs/{digest}"))
-        .send()
-        .await?;
-    if r.status() != 200 {
-        bail!("GET blob: {}", r.status());
+    let r = c.post(format!("{base}/v2/{repo}/blobs/uploads/")).send().await?;
+    if r.status() != 202 {
+        bail!("POST upload: {}", r.status());
     }
-    let mut n = 0u64;
-    let mut s = r.bytes_stream();
-    while let Some(chunk) = s.next().await {
-        n += chunk?.len() as u64;
-    }
-    Ok((start.elapsed().as_secs_f64(), n))
+    let loc = r.headers()["location"].to_str()?.to_owned();
+    let post = start.elapsed().as_secs_f64();
+    let url = if loc.starts_with("http") { loc } else { format!("{base}{loc}") };
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let url = format!("{url}{sep}digest={digest}");
+    let file = file.to_string_lossy();
+    let w = curl(
+        &["-w", "%{http_code} %{time_total}", "-H", "Content-Type: application/octet-stream", "-X", "PUT", "-T", &file, &url],
+        "201",
+    )?;
+    Ok(post + w[1].parse::<f64>()?)
+}
+
+/// GET of a blob with curl to /dev/null: (seconds, bytes).
+fn pull_curl(base: &str, repo: &str, digest: &str) -> anyhow::Result<(f64, u64)> {
+    let url = format!("{base}/v2/{repo}/blobs/{digest}");
+    let w = curl(&["-w", "%{http_code} %{size_download} %{time_total}", &url], "200")?;
+    Ok((w[2].parse()?, w[1].parse()?))
 }
 
 fn payload(size: usize, salt: u64) -> Bytes {
@@ -260,9 +280,13 @@ async fn blob_figures(
     let label = human(size);
     let mut push_s = [0.0f64; 2];
     let mut pull_s = [0.0f64; 2];
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("payload");
     for rep in 0..reps {
         let data = payload(size, (size as u64) ^ (rep as u64 + 1));
         let digest = digest_of(&data);
+        std::fs::write(&file, &data)?;
+        drop(data);
         // Alternate which server goes first so neither always gets the warmer page cache.
         let order: [(usize, &str); 2] = if rep % 2 == 0 {
             [(0, berth), (1, reference)]
@@ -270,10 +294,10 @@ async fn blob_figures(
             [(1, reference), (0, berth)]
         };
         for (i, base) in order {
-            push_s[i] += push(c, base, "bench/blob", data.clone()).await?;
+            push_s[i] += push_file(c, base, "bench/blob", &file, &digest).await?;
         }
         for (i, base) in order {
-            let (t, n) = pull(c, base, "bench/blob", &digest).await?;
+            let (t, n) = pull_curl(base, "bench/blob", &digest)?;
             if n != size as u64 {
                 bail!("pulled {n} bytes of {size}");
             }
@@ -376,9 +400,9 @@ async fn registry(secs: u64, no_gib: bool, reference_bin: &Path) -> anyhow::Resu
         berth.base, reference.base
     );
     let mut figures = Vec::new();
-    let mut sizes = vec![(1usize << 20, 50usize), (10 << 20, 10), (100 << 20, 3)];
+    let mut sizes = vec![(1usize << 20, 50usize), (10 << 20, 10), (100 << 20, 5)];
     if !no_gib {
-        sizes.push((1 << 30, 1));
+        sizes.push((1 << 30, 2));
     }
     for (size, reps) in sizes {
         blob_figures(&c, &berth.base, &reference.base, size, reps, &mut figures).await?;
