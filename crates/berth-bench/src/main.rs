@@ -216,26 +216,52 @@ fn curl(args: &[&str], want_status: &str) -> anyhow::Result<Vec<String>> {
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let fields: Vec<String> = text.split_whitespace().map(str::to_owned).collect();
     if fields.first().map(String::as_str) != Some(want_status) {
-        bail!("curl {args:?}: {text} {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "curl {args:?}: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(fields)
 }
 
 /// POST (reqwest) + PUT of the file (curl): seconds taken.
-async fn push_file(c: &reqwest::Client, base: &str, repo: &str, file: &Path, digest: &str) -> anyhow::Result<f64> {
+async fn push_file(
+    c: &reqwest::Client,
+    base: &str,
+    repo: &str,
+    file: &Path,
+    digest: &str,
+) -> anyhow::Result<f64> {
     let start = Instant::now();
-    let r = c.post(format!("{base}/v2/{repo}/blobs/uploads/")).send().await?;
+    let r = c
+        .post(format!("{base}/v2/{repo}/blobs/uploads/"))
+        .send()
+        .await?;
     if r.status() != 202 {
         bail!("POST upload: {}", r.status());
     }
     let loc = r.headers()["location"].to_str()?.to_owned();
     let post = start.elapsed().as_secs_f64();
-    let url = if loc.starts_with("http") { loc } else { format!("{base}{loc}") };
+    let url = if loc.starts_with("http") {
+        loc
+    } else {
+        format!("{base}{loc}")
+    };
     let sep = if url.contains('?') { '&' } else { '?' };
     let url = format!("{url}{sep}digest={digest}");
     let file = file.to_string_lossy();
     let w = curl(
-        &["-w", "%{http_code} %{time_total}", "-H", "Content-Type: application/octet-stream", "-X", "PUT", "-T", &file, &url],
+        &[
+            "-w",
+            "%{http_code} %{time_total}",
+            "-H",
+            "Content-Type: application/octet-stream",
+            "-X",
+            "PUT",
+            "-T",
+            &file,
+            &url,
+        ],
         "201",
     )?;
     Ok(post + w[1].parse::<f64>()?)
@@ -244,7 +270,10 @@ async fn push_file(c: &reqwest::Client, base: &str, repo: &str, file: &Path, dig
 /// GET of a blob with curl to /dev/null: (seconds, bytes).
 fn pull_curl(base: &str, repo: &str, digest: &str) -> anyhow::Result<(f64, u64)> {
     let url = format!("{base}/v2/{repo}/blobs/{digest}");
-    let w = curl(&["-w", "%{http_code} %{size_download} %{time_total}", &url], "200")?;
+    let w = curl(
+        &["-w", "%{http_code} %{size_download} %{time_total}", &url],
+        "200",
+    )?;
     Ok((w[2].parse()?, w[1].parse()?))
 }
 

@@ -163,10 +163,12 @@ impl Manifest {
                 references.push(blob_ref(layer)?);
             }
         }
+        // An empty artifactType counts as absent: fall back to the config's media type.
         let artifact_type = m
             .artifact_type()
             .as_ref()
             .map(|t| t.to_string())
+            .filter(|t| !t.is_empty())
             .or_else(|| Some(m.config().media_type().to_string()));
         Ok(Manifest {
             kind: ManifestKind::Image,

@@ -260,6 +260,7 @@ impl From<StoreError> for RegistryError {
             StoreError::ManifestBlobUnknown(d) => RegistryError::ManifestBlobUnknown(d),
             StoreError::ManifestChildUnknown(d) => RegistryError::ManifestChildUnknown(d),
             StoreError::SizeMismatch { .. } => RegistryError::ManifestInvalid(e.to_string()),
+            StoreError::Stream(e) => RegistryError::Body(e.to_string()),
             StoreError::InUse { .. } => {
                 RegistryError::Denied(format!("{e}; delete the referencing manifest first"))
             }

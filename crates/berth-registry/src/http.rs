@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use axum::Router;
-use axum::body::Body;
+use axum::body::{Body, HttpBody};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -77,6 +77,11 @@ fn digest(s: &str) -> Result<Digest> {
 async fn route_request(reg: Registry, req: Request) -> Result<Response> {
     let path = req.uri().path().to_owned();
     let rest = path.strip_prefix("/v2/").unwrap_or_default();
+    // One trailing slash is tolerated (`…/tags/list/`), except where it is part of the route.
+    let rest = match rest.strip_suffix('/') {
+        Some(r) if !r.ends_with("/blobs/uploads") => r,
+        _ => rest,
+    };
     let route = route::parse(rest).ok_or_else(|| RegistryError::NotFound(path.clone()))?;
     let method = req.method().clone();
     let query = Query::parse(req.uri().query());
@@ -286,7 +291,9 @@ fn upload_response(status: StatusCode, name: &RepoName, id: &str, size: u64) -> 
     );
     h.insert(header::RANGE, hv(&range_header(size)));
     h.insert(UPLOAD_UUID, hv(id));
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    if status != StatusCode::NO_CONTENT {
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    }
     r
 }
 
@@ -317,6 +324,12 @@ async fn start_upload(
     } else if let Some(dg) = q.get("digest") {
         let d = digest(dg)?;
         let declared = content_length(req.headers())?;
+        let empty_body = req.body().size_hint().exact() == Some(0);
+        if empty_body && d != Digest::sha256(b"") {
+            // No body to go with the digest: a regular session (as the spec allows).
+            let id = reg.start_upload(name).await?;
+            return Ok(upload_response(StatusCode::ACCEPTED, name, id.as_str(), 0));
+        }
         reg.put_blob(name, &d, declared, body_stream(req)).await?;
         return Ok(blob_created(name, &d));
     }
@@ -352,6 +365,9 @@ fn byte_range(h: &HeaderMap, size: u64) -> Result<Option<(u64, u64)>> {
             (a, b.min(size.saturating_sub(1)))
         }
     };
+    if end < start && start < size {
+        return Ok(None); // an invalid range is ignored (RFC 9110 §14.2): serve the whole blob
+    }
     if size == 0 || start >= size || end < start {
         return Err(invalid());
     }
@@ -436,6 +452,7 @@ async fn put_manifest(reg: &Registry, name: &RepoName, r: &str, req: Request) ->
     if content_length(req.headers())?.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
+    let _permit = reg.manifest_permit()?;
     let content_type = header_str(req.headers(), header::CONTENT_TYPE).map(str::to_owned);
     let bytes = read_limited(req.into_body(), limit)
         .await?

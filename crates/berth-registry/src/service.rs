@@ -27,6 +27,8 @@ pub struct RegistryConfig {
     pub upload_ttl: Duration,
     /// Requests streaming blob data at once; more are answered 429 `TOOMANYREQUESTS`.
     pub max_concurrent_uploads: usize,
+    /// A request body that sends nothing for this long is failed.
+    pub body_idle_timeout: Duration,
 }
 
 impl Default for RegistryConfig {
@@ -36,12 +38,16 @@ impl Default for RegistryConfig {
             max_manifest_size: berth_oci::MAX_MANIFEST_BYTES,
             upload_ttl: Duration::from_secs(24 * 3600),
             max_concurrent_uploads: 256,
+            body_idle_timeout: Duration::from_secs(60),
         }
     }
 }
 
+/// Manifest PUTs buffered at once (each up to the manifest size limit): bounds that memory.
+const MAX_CONCURRENT_MANIFEST_PUTS: usize = 64;
+
 /// Hash state of an upload in progress: what the bytes staged so far hash to.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct HashState {
     hasher: Hasher,
     bytes: u64,
@@ -78,6 +84,7 @@ pub struct Registry {
     config: Arc<RegistryConfig>,
     uploads: Arc<Mutex<HashMap<UploadId, UploadSlot>>>,
     upload_permits: Arc<tokio::sync::Semaphore>,
+    manifest_permits: Arc<tokio::sync::Semaphore>,
 }
 
 /// A body stream with a byte limit that hashes what passes through.
@@ -97,6 +104,7 @@ impl Registry {
             blobs,
             meta,
             upload_permits: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_uploads)),
+            manifest_permits: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_MANIFEST_PUTS)),
             config: Arc::new(config),
             uploads: Arc::new(Mutex::new(HashMap::new())),
         }
@@ -124,6 +132,17 @@ impl Registry {
             })
     }
 
+    /// A slot among the manifest PUTs allowed at once (each may buffer a whole manifest).
+    pub fn manifest_permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, RegistryError> {
+        Arc::clone(&self.manifest_permits)
+            .try_acquire_owned()
+            .map_err(|_| {
+                RegistryError::TooManyRequests(format!(
+                    "{MAX_CONCURRENT_MANIFEST_PUTS} manifest uploads are already in progress; retry shortly"
+                ))
+            })
+    }
+
     fn slot(&self, id: &UploadId) -> UploadSlot {
         let mut map = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(map.entry(id.clone()).or_default())
@@ -139,24 +158,44 @@ impl Registry {
     /// Removes staged uploads nobody can resume: expired sessions, and staged data without a
     /// session (left by a crash during a monolithic upload).
     pub async fn clean_uploads(&self, at_start: bool) -> Result<usize, RegistryError> {
+        let now = now_millis();
         let ttl = i64::try_from(self.config.upload_ttl.as_millis()).unwrap_or(i64::MAX);
+        let cutoff = now.saturating_sub(ttl);
         let mut removed = 0;
-        for id in self
-            .meta
-            .stale_uploads(now_millis().saturating_sub(ttl))
-            .await?
-        {
+        // Sessions started before the cutoff and idle since: never one a request is working on.
+        for id in self.meta.stale_uploads(cutoff).await? {
+            let slot = self.slot(&id);
+            let Ok(_busy) = slot.try_lock() else {
+                continue;
+            };
+            match self.blobs.upload_modified(&id).await {
+                Ok(modified) if modified >= cutoff => continue,
+                Ok(_) | Err(StoreError::UploadUnknown(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
             self.blobs.upload_abort(&id).await?;
             self.meta.delete_upload(&id).await?;
             self.forget_slot(&id);
             removed += 1;
         }
-        if at_start {
-            for id in self.blobs.upload_list().await? {
-                if self.meta.upload(&id).await?.is_none() {
+        // Staged data without a session: monolithic uploads cut off by a crash (any, at start)
+        // or whose request vanished without cleaning up (idle for an hour, later on).
+        let orphan_cutoff = if at_start {
+            i64::MAX
+        } else {
+            now.saturating_sub(3_600_000)
+        };
+        for id in self.blobs.upload_list().await? {
+            if self.meta.upload(&id).await?.is_some() {
+                continue;
+            }
+            match self.blobs.upload_modified(&id).await {
+                Ok(modified) if modified < orphan_cutoff => {
                     self.blobs.upload_abort(&id).await?;
                     removed += 1;
                 }
+                Ok(_) | Err(StoreError::UploadUnknown(_)) => {}
+                Err(e) => return Err(e.into()),
             }
         }
         Ok(removed)
@@ -228,7 +267,6 @@ impl Registry {
         repo: &RepoName,
         id: &str,
     ) -> Result<UploadStatus, RegistryError> {
-        let _permit = self.upload_permit()?;
         let id = self.session(repo, id).await?;
         let size = self.blobs.upload_size(&id).await?;
         Ok(UploadStatus { id, size })
@@ -254,6 +292,9 @@ impl Registry {
         Ok(UploadStatus { id, size })
     }
 
+    /// Appends one request body to an upload. A body of known length (`Content-Range` or
+    /// `Content-Length`) lands whole or not at all: if it breaks off, the staged data is cut back
+    /// to where it was. A streamed body of unknown length keeps what arrived.
     async fn append_locked(
         &self,
         id: &UploadId,
@@ -265,77 +306,79 @@ impl Registry {
         let offset = self.blobs.upload_size(id).await?;
         let mut expect = declared;
         if let Some((start, end)) = range {
-            if end < start {
-                return Err(RegistryError::UploadInvalid(format!(
-                    "Content-Range {start}-{end} is inverted"
-                )));
-            }
+            let len = end
+                .checked_sub(start)
+                .and_then(|d| d.checked_add(1))
+                .ok_or_else(|| {
+                    RegistryError::UploadInvalid(format!("Content-Range {start}-{end} is inverted"))
+                })?;
             if start != offset {
                 return Err(RegistryError::RangeNotSatisfiable { start, offset });
             }
-            let len = end - start + 1;
-            if declared.is_some_and(|d| d != len) {
+            if let Some(d) = declared.filter(|&d| d != len) {
                 return Err(RegistryError::UploadInvalid(format!(
-                    "Content-Range covers {len} bytes but Content-Length is {}",
-                    declared.unwrap_or_default()
+                    "Content-Range covers {len} bytes but Content-Length is {d}"
                 )));
             }
             expect = Some(len);
         }
         let limit = self.config.max_blob_size;
-        if offset.saturating_add(expect.unwrap_or(0)) > limit {
-            return Err(RegistryError::TooLarge {
-                what: "blob",
-                limit,
-            });
-        }
-        let current = match state.take() {
+        let too_large = || RegistryError::TooLarge {
+            what: "blob",
+            limit,
+        };
+        let max_total = match expect {
+            Some(n) => offset
+                .checked_add(n)
+                .filter(|&t| t <= limit)
+                .ok_or_else(too_large)?,
+            None => limit,
+        };
+        let before = match state.take() {
             Some(h) if h.bytes == offset && h.hasher.algorithm() == Algorithm::Sha256 => h,
             _ => self.rehash(id, Algorithm::Sha256).await?,
         };
         let meter = Metered {
-            hash: Arc::new(Mutex::new(current)),
+            hash: Arc::new(Mutex::new(before.clone())),
             over_limit: Arc::default(),
         };
-        let max_total = match expect {
-            Some(n) => offset + n,
-            None => limit,
-        };
-        let stream = metered(body, &meter, max_total);
+        let stream = with_idle_timeout(
+            metered(body, &meter, max_total),
+            self.config.body_idle_timeout,
+        );
         let appended = self.blobs.upload_append(id, offset, stream).await;
         let over = meter.over_limit.load(std::sync::atomic::Ordering::SeqCst);
         let hash = Arc::try_unwrap(meter.hash)
             .ok()
             .and_then(|m| m.into_inner().ok());
-        let new_size = match appended {
-            Ok(n) => n,
-            Err(StoreError::Io(e)) if over => {
-                // The bytes before the limit stay staged; the hash cache is rebuilt on demand.
-                tracing::debug!(%id, error = %e, "upload over its limit");
-                return Err(if expect.is_some() {
-                    RegistryError::UploadInvalid("body is longer than declared".into())
-                } else {
-                    RegistryError::TooLarge {
-                        what: "blob",
-                        limit,
-                    }
-                });
+        let failure = match appended {
+            Ok(new_size) if expect.is_none_or(|n| new_size == offset + n) => {
+                *state = hash.filter(|h| h.bytes == new_size);
+                return Ok(new_size);
             }
-            Err(StoreError::Io(e)) => return Err(RegistryError::Body(e.to_string())),
-            Err(e) => return Err(e.into()),
+            Ok(new_size) => RegistryError::UploadInvalid(format!(
+                "body ended after {} of {} declared bytes",
+                new_size - offset,
+                expect.unwrap_or_default()
+            )),
+            Err(StoreError::Stream(_)) if over && expect.is_some() => {
+                RegistryError::UploadInvalid("body is longer than declared".into())
+            }
+            Err(StoreError::Stream(_)) if over => too_large(),
+            Err(StoreError::Stream(e)) => RegistryError::Body(e.to_string()),
+            Err(e) => {
+                // A storage failure: nothing is known about the staged bytes' hash any more.
+                return Err(e.into());
+            }
         };
-        if let Some(h) = hash.filter(|h| h.bytes == new_size) {
-            *state = Some(h);
+        if expect.is_some() {
+            self.blobs.upload_truncate(id, offset).await?;
+            *state = Some(before);
+        } else {
+            let size = self.blobs.upload_size(id).await?;
+            *state = hash.filter(|h| h.bytes == size);
         }
-        if let Some(n) = expect
-            && new_size != offset + n
-        {
-            return Err(RegistryError::UploadInvalid(format!(
-                "body ended after {} of {n} declared bytes",
-                new_size - offset
-            )));
-        }
-        Ok(new_size)
+        Err(failure)
     }
 
     async fn rehash(&self, id: &UploadId, alg: Algorithm) -> Result<HashState, RegistryError> {
@@ -395,10 +438,17 @@ impl Registry {
         let _permit = self.upload_permit()?;
         let id = UploadId::random();
         self.blobs.upload_start(&id).await?;
+        // Discards the staged bytes on failure, and also if the request is dropped midway
+        // (client gone): nobody could ever resume a session-less upload.
+        let mut guard = DiscardOnDrop {
+            blobs: Arc::clone(&self.blobs),
+            id: Some(id.clone()),
+        };
         let mut state = None;
         let result = self
             .finish(repo, &id, false, &mut state, digest, None, declared, body)
             .await;
+        guard.id = None;
         if result.is_err() {
             self.blobs.upload_abort(&id).await?;
         }
@@ -572,9 +622,8 @@ impl Registry {
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<Vec<ManifestRecord>, RegistryError> {
-        if !self.meta.repository_exists(repo).await? {
-            return Err(RegistryError::NameUnknown(repo.to_string()));
-        }
+        // An unknown repository has no referrers: 200 with an empty index (the spec forbids a
+        // 404 here, which clients would read as "no referrers API").
         Ok(self.meta.referrers(repo, subject, artifact_type).await?)
     }
 
@@ -582,6 +631,44 @@ impl Registry {
     pub fn check_tag(tag: &str) -> Result<Tag, RegistryError> {
         Ok(Tag::parse(tag)?)
     }
+}
+
+/// Discards a staged upload when dropped, unless disarmed (`id` taken).
+struct DiscardOnDrop {
+    blobs: Arc<dyn BlobStore>,
+    id: Option<UploadId>,
+}
+
+impl Drop for DiscardOnDrop {
+    fn drop(&mut self) {
+        if let (Some(id), Ok(rt)) = (self.id.take(), tokio::runtime::Handle::try_current()) {
+            let blobs = Arc::clone(&self.blobs);
+            rt.spawn(async move {
+                if let Err(e) = blobs.upload_abort(&id).await {
+                    tracing::warn!(%id, error = %e, "discarding an abandoned upload failed");
+                }
+            });
+        }
+    }
+}
+
+/// Fails a body that sends nothing for `idle` (so a stalled client cannot hold an upload slot).
+fn with_idle_timeout(body: ByteStream, idle: Duration) -> ByteStream {
+    futures::stream::unfold(Some(body), move |body| async move {
+        let mut body = body?;
+        match tokio::time::timeout(idle, body.next()).await {
+            Ok(Some(item)) => Some((item, Some(body))),
+            Ok(None) => None,
+            Err(_) => Some((
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no data received for {} s", idle.as_secs()),
+                )),
+                None,
+            )),
+        }
+    })
+    .boxed()
 }
 
 /// Wraps a body: hashes each frame into the meter and fails once more than `max_total` bytes

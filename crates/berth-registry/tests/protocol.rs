@@ -195,6 +195,12 @@ async fn end_5_end_13_chunked_patch_status_and_416() {
         s.expect(204);
         assert_eq!(s.header("range"), Some("0-99999"));
         assert_eq!(s.header("location"), Some(loc.as_str()));
+        if h.name() == "socket" {
+            assert!(
+                s.header("content-length").is_none(),
+                "204 must not carry Content-Length"
+            );
+        }
         // Out of order: 416 with the current range, nothing appended.
         let r = h
             .req(
@@ -994,5 +1000,136 @@ async fn deeply_nested_json_is_refused_not_crashed() {
         h.put_manifest("deep", "x", OCI_MANIFEST, nested.as_bytes())
             .await
             .expect_error(400, "MANIFEST_INVALID");
+    }
+}
+
+#[tokio::test]
+async fn a_chunk_that_breaks_off_is_not_kept() {
+    // In-process only: an HTTP client will not send fewer bytes than it declares.
+    let h = Harness::in_process().await;
+    let loc = h
+        .req(Method::POST, "/v2/atomic/blobs/uploads/", &[], Vec::new())
+        .await
+        .header("location")
+        .unwrap()
+        .to_owned();
+    h.req(
+        Method::PATCH,
+        &loc,
+        &[("Content-Range", "0-3")],
+        b"abcd".to_vec(),
+    )
+    .await
+    .expect(202);
+    // Declares 6 bytes, delivers 3: refused, and the upload is still at 4 bytes.
+    h.req(
+        Method::PATCH,
+        &loc,
+        &[("Content-Range", "4-9"), ("Content-Length", "6")],
+        b"efg".to_vec(),
+    )
+    .await
+    .expect_error(400, "BLOB_UPLOAD_INVALID");
+    let s = h.get(&loc).await;
+    assert_eq!(s.header("range"), Some("0-3"));
+    // The same chunk, sent whole, now lands; the digest covers exactly the accepted bytes.
+    h.req(
+        Method::PATCH,
+        &loc,
+        &[("Content-Range", "4-9")],
+        b"efghij".to_vec(),
+    )
+    .await
+    .expect(202);
+    let d = Digest::sha256(b"abcdefghij");
+    h.req(Method::PUT, &format!("{loc}?digest={d}"), &[], Vec::new())
+        .await
+        .expect(201);
+    // Absurd ranges are refused, not overflowed.
+    let loc = h
+        .req(Method::POST, "/v2/atomic/blobs/uploads/", &[], Vec::new())
+        .await
+        .header("location")
+        .unwrap()
+        .to_owned();
+    h.req(
+        Method::PATCH,
+        &loc,
+        &[("Content-Range", "0-18446744073709551615")],
+        b"x".to_vec(),
+    )
+    .await
+    .expect_error(400, "BLOB_UPLOAD_INVALID");
+}
+
+#[tokio::test]
+async fn a_stalled_body_is_cut_off() {
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    let mut config = berth_registry::RegistryConfig::default();
+    config.body_idle_timeout = std::time::Duration::from_millis(200);
+    let dir = tempfile::tempdir().unwrap();
+    let app = berth_registry::router(open_registry(dir.path(), config));
+    let h = Harness {
+        mode: Mode::InProcess(app.clone()),
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let loc = h
+        .req(Method::POST, "/v2/stall/blobs/uploads/", &[], Vec::new())
+        .await
+        .header("location")
+        .unwrap()
+        .to_owned();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(1);
+    tx.send(Ok(bytes::Bytes::from_static(b"some")))
+        .await
+        .unwrap();
+    let req = axum::http::Request::patch(&loc)
+        .body(Body::from_stream(tokio_stream(rx)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let resp = app.oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), 400);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    drop(tx);
+    // A streamed body (no declared length) keeps what arrived; the client can resume.
+    assert_eq!(h.get(&loc).await.header("range"), Some("0-3"));
+}
+
+#[tokio::test]
+async fn lenient_where_clients_expect_it() {
+    for h in Harness::both().await {
+        let data = b"0123456789".to_vec();
+        let d = h.push_blob("len", &data).await;
+        // A reversed Range is ignored: the whole blob.
+        let r = h
+            .req(
+                Method::GET,
+                &format!("/v2/len/blobs/{d}"),
+                &[("Range", "bytes=5-2")],
+                Vec::new(),
+            )
+            .await;
+        r.expect(200);
+        assert_eq!(r.body, data);
+        // POST ?digest= without a body opens a session instead of failing.
+        let other = Digest::sha256(b"later");
+        let r = h
+            .req(
+                Method::POST,
+                &format!("/v2/len/blobs/uploads/?digest={other}"),
+                &[],
+                Vec::new(),
+            )
+            .await;
+        r.expect(202);
+        assert!(r.header("location").unwrap().contains("/blobs/uploads/"));
+        // One trailing slash is tolerated.
+        h.get("/v2/len/tags/list/").await.expect(200);
+        // Referrers of an unknown repository: an empty index, never a 404.
+        let r = h.get(&format!("/v2/nowhere/referrers/{d}")).await;
+        r.expect(200);
+        assert_eq!(r.json()["manifests"], serde_json::json!([]));
     }
 }

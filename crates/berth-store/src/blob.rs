@@ -73,14 +73,21 @@ pub trait BlobStore: Send + Sync + fmt::Debug + 'static {
     /// How many bytes are staged.
     async fn upload_size(&self, id: &UploadId) -> Result<u64, StoreError>;
 
-    /// Appends a stream at `offset`, which must be the staged size; returns the new size. On a
-    /// stream error the bytes received before it stay staged (a client may resume after them).
+    /// Appends a stream at `offset`, which must be the staged size; returns the new size. If the
+    /// stream fails ([`StoreError::Stream`]) the bytes received before it stay staged (a client may
+    /// resume after them, or the caller may [`BlobStore::upload_truncate`] them away).
     async fn upload_append(
         &self,
         id: &UploadId,
         offset: u64,
         data: ByteStream,
     ) -> Result<u64, StoreError>;
+
+    /// Cuts the staged bytes back to `len` (to undo a chunk that did not arrive whole).
+    async fn upload_truncate(&self, id: &UploadId, len: u64) -> Result<(), StoreError>;
+
+    /// Milliseconds since the epoch of the last change to the staged bytes.
+    async fn upload_modified(&self, id: &UploadId) -> Result<i64, StoreError>;
 
     /// Streams the staged bytes back (to re-hash an upload whose hash state was lost).
     async fn upload_read(&self, id: &UploadId) -> Result<ByteStream, StoreError>;

@@ -7,6 +7,10 @@ pub enum StoreError {
     /// Filesystem or stream I/O.
     #[error("storage I/O: {0}")]
     Io(#[from] std::io::Error),
+    /// The data being appended failed to arrive (the client's body broke, stalled or was refused
+    /// by the caller's limits) — not a storage failure.
+    #[error("data source: {0}")]
+    Stream(#[source] std::io::Error),
     /// The metadata database failed.
     #[error("metadata database: {0}")]
     Database(#[source] Box<dyn std::error::Error + Send + Sync>),

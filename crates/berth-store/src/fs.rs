@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use berth_oci::Digest;
+use berth_oci::{Algorithm, Digest};
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt, stream};
 
@@ -43,6 +43,20 @@ impl FsBlobStore {
         // Leftovers of writes interrupted by a crash are never visible; remove them.
         for entry in fs::read_dir(root.join("tmp"))? {
             let _ = fs::remove_file(entry?.path());
+        }
+        // Every fan-out directory exists (durably) before any commit, so a commit only ever
+        // needs to fsync the one directory it renames into.
+        for alg in [Algorithm::Sha256, Algorithm::Sha512] {
+            let base = root.join("blobs").join(alg.as_str());
+            if base.join("ff").is_dir() {
+                continue;
+            }
+            for i in 0..=255u8 {
+                fs::create_dir_all(base.join(format!("{i:02x}")))?;
+            }
+            fsync_dir(&base)?;
+            fsync_dir(&root.join("blobs"))?;
+            fsync_dir(&root)?;
         }
         Ok(FsBlobStore {
             root: Arc::new(root),
@@ -120,22 +134,16 @@ fn fsync_dir(dir: &Path) -> std::io::Result<()> {
 /// Renames a fully written and fsynced file to `dest`, creating and fsyncing directories so the
 /// new entry survives a crash. If `dest` exists (same digest, same bytes) the source is removed.
 fn publish(src: &Path, dest: &Path) -> std::io::Result<()> {
-    if dest.exists() {
-        return fs::remove_file(src);
-    }
     let dir = dest
         .parent()
         .ok_or_else(|| std::io::Error::other("blob path has no parent"))?;
-    if !dir.exists() {
-        fs::create_dir_all(dir)?;
-        if let Some(parent) = dir.parent() {
-            fsync_dir(parent)?;
-            if let Some(grand) = parent.parent() {
-                fsync_dir(grand)?;
-            }
-        }
+    if dest.exists() {
+        // Same digest, same bytes. Another commit may have renamed it without having fsynced the
+        // directory yet: fsync it ourselves before this commit is acknowledged.
+        fs::remove_file(src)?;
+    } else {
+        fs::rename(src, dest)?;
     }
-    fs::rename(src, dest)?;
     fsync_dir(dir)
 }
 
@@ -195,6 +203,10 @@ impl BlobStore for FsBlobStore {
         let tmp = self.tmp_path();
         blocking(move || {
             if dest.exists() {
+                // Possibly renamed by a concurrent commit that has not fsynced the directory yet.
+                if let Some(dir) = dest.parent() {
+                    fsync_dir(dir)?;
+                }
                 return Ok(());
             }
             let mut f = File::create(&tmp)?;
@@ -298,9 +310,31 @@ impl BlobStore for FsBlobStore {
         drop(tx);
         let size = writer.await??;
         match stream_error {
-            Some(e) => Err(StoreError::Io(e)),
+            Some(e) => Err(StoreError::Stream(e)),
             None => Ok(size),
         }
+    }
+
+    async fn upload_truncate(&self, id: &UploadId, len: u64) -> Result<(), StoreError> {
+        let path = self.upload_path(id);
+        let id_s = id.to_string();
+        blocking(move || {
+            let f = not_found_as(OpenOptions::new().write(true).open(path), || {
+                StoreError::UploadUnknown(id_s)
+            })?;
+            f.set_len(len)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn upload_modified(&self, id: &UploadId) -> Result<i64, StoreError> {
+        let r = tokio::fs::metadata(self.upload_path(id)).await;
+        let modified = not_found_as(r, || StoreError::UploadUnknown(id.to_string()))?.modified()?;
+        Ok(modified
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0))
     }
 
     async fn upload_read(&self, id: &UploadId) -> Result<ByteStream, StoreError> {

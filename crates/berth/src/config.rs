@@ -22,6 +22,8 @@ pub struct FileConfig {
     pub max_blob_size: Option<u64>,
     /// Upload sessions idle longer than this many seconds are discarded.
     pub upload_ttl_secs: Option<u64>,
+    /// A request body that sends nothing for this many seconds is failed.
+    pub body_idle_timeout_secs: Option<u64>,
     /// Requests streaming blob data at once before 429 TOOMANYREQUESTS.
     pub max_concurrent_uploads: Option<usize>,
     /// `full` (survives power loss) or `normal` (survives a process crash).

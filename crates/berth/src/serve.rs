@@ -25,7 +25,7 @@ pub struct ServeArgs {
     #[arg(long, env = "BERTH_DATA", value_name = "DIR")]
     data: Option<PathBuf>,
     /// TOML config file with any of: listen, data, log_level, log_format, max_blob_size,
-    /// upload_ttl_secs, max_concurrent_uploads, durability
+    /// upload_ttl_secs, body_idle_timeout_secs, max_concurrent_uploads, durability
     #[arg(long, env = "BERTH_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
     /// Log filter: a level (error, warn, info, debug, trace) or tracing directives such as
@@ -62,6 +62,9 @@ fn settings(args: ServeArgs) -> anyhow::Result<(Settings, String, String)> {
     let mut registry = RegistryConfig::default();
     if let Some(n) = file.max_blob_size {
         registry.max_blob_size = n;
+    }
+    if let Some(s) = file.body_idle_timeout_secs {
+        registry.body_idle_timeout = Duration::from_secs(s);
     }
     if let Some(n) = file.max_concurrent_uploads {
         registry.max_concurrent_uploads = n;
@@ -150,6 +153,13 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
         .map_err(|e| UsageError(format!("cannot listen on {}: {e}", s.listen)))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, data = %s.data.display(), "berth registry listening");
+    if !addr.ip().is_loopback() {
+        tracing::warn!(
+            %addr,
+            "listening beyond loopback with no authentication: anyone who can reach this address \
+             can push, pull and delete"
+        );
+    }
     {
         use std::io::Write as _;
         // Scripts and tests read the bound address (useful with port 0) from stdout.
