@@ -171,10 +171,13 @@ fn digest_of(data: &[u8]) -> String {
     format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
 }
 
-/// POST + PUT with the whole body (what every registry supports): seconds taken.
-async fn push(c: &reqwest::Client, base: &str, repo: &str, data: Bytes) -> anyhow::Result<f64> {
-    let digest = digest_of(&data);
-    let start = Instant::now();
+/// Opens an upload session; returns the absolute upload URL with `digest` appended.
+async fn start_session(
+    c: &reqwest::Client,
+    base: &str,
+    repo: &str,
+    digest: &str,
+) -> anyhow::Result<String> {
     let r = c
         .post(format!("{base}/v2/{repo}/blobs/uploads/"))
         .send()
@@ -189,8 +192,16 @@ async fn push(c: &reqwest::Client, base: &str, repo: &str, data: Bytes) -> anyho
         format!("{base}{loc}")
     };
     let sep = if url.contains('?') { '&' } else { '?' };
+    Ok(format!("{url}{sep}digest={digest}"))
+}
+
+/// POST + PUT with the whole body (what every registry supports): seconds taken.
+async fn push(c: &reqwest::Client, base: &str, repo: &str, data: Bytes) -> anyhow::Result<f64> {
+    let digest = digest_of(&data);
+    let start = Instant::now();
+    let url = start_session(c, base, repo, &digest).await?;
     let r = c
-        .put(format!("{url}{sep}digest={digest}"))
+        .put(url)
         .header("Content-Type", "application/octet-stream")
         .body(data)
         .send()
@@ -233,22 +244,8 @@ async fn push_file(
     digest: &str,
 ) -> anyhow::Result<f64> {
     let start = Instant::now();
-    let r = c
-        .post(format!("{base}/v2/{repo}/blobs/uploads/"))
-        .send()
-        .await?;
-    if r.status() != 202 {
-        bail!("POST upload: {}", r.status());
-    }
-    let loc = r.headers()["location"].to_str()?.to_owned();
+    let url = start_session(c, base, repo, digest).await?;
     let post = start.elapsed().as_secs_f64();
-    let url = if loc.starts_with("http") {
-        loc
-    } else {
-        format!("{base}{loc}")
-    };
-    let sep = if url.contains('?') { '&' } else { '?' };
-    let url = format!("{url}{sep}digest={digest}");
     let file = file.to_string_lossy();
     let w = curl(
         &[

@@ -148,12 +148,7 @@ impl Manifest {
     fn image(media_type: String, bytes: &[u8]) -> Result<Self, ManifestError> {
         let m: ImageManifest =
             serde_json::from_slice(bytes).map_err(|e| ManifestError::Invalid(e.to_string()))?;
-        if m.schema_version() != 2 {
-            return Err(ManifestError::Invalid(format!(
-                "schemaVersion is {}, expected 2",
-                m.schema_version()
-            )));
-        }
+        schema_v2(m.schema_version())?;
         let mut references = Vec::with_capacity(m.layers().len() + 1);
         references.push(blob_ref(m.config())?);
         for layer in m.layers() {
@@ -187,12 +182,7 @@ impl Manifest {
     fn index(media_type: String, bytes: &[u8]) -> Result<Self, ManifestError> {
         let m: ImageIndex =
             serde_json::from_slice(bytes).map_err(|e| ManifestError::Invalid(e.to_string()))?;
-        if m.schema_version() != 2 {
-            return Err(ManifestError::Invalid(format!(
-                "schemaVersion is {}, expected 2",
-                m.schema_version()
-            )));
-        }
+        schema_v2(m.schema_version())?;
         let references = m
             .manifests()
             .iter()
@@ -216,6 +206,16 @@ impl Manifest {
                 .transpose()?,
             annotations: m.annotations().clone().unwrap_or_default(),
         })
+    }
+}
+
+fn schema_v2(version: u32) -> Result<(), ManifestError> {
+    if version == 2 {
+        Ok(())
+    } else {
+        Err(ManifestError::Invalid(format!(
+            "schemaVersion is {version}, expected 2"
+        )))
     }
 }
 

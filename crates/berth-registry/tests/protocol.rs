@@ -170,12 +170,7 @@ async fn end_5_end_13_chunked_patch_status_and_416() {
     for h in Harness::both().await {
         let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
         let d = Digest::sha256(&data);
-        let loc = h
-            .req(Method::POST, "/v2/chunks/blobs/uploads/", &[], Vec::new())
-            .await
-            .header("location")
-            .unwrap()
-            .to_owned();
+        let loc = h.start_upload("/v2/chunks/blobs/uploads/").await;
         let r = h
             .req(
                 Method::PATCH,
@@ -240,12 +235,7 @@ async fn end_5_end_13_chunked_patch_status_and_416() {
         r.expect(201);
         assert_eq!(h.get(&format!("/v2/chunks/blobs/{d}")).await.body, data);
         // Malformed Content-Range.
-        let loc2 = h
-            .req(Method::POST, "/v2/chunks/blobs/uploads/", &[], Vec::new())
-            .await
-            .header("location")
-            .unwrap()
-            .to_owned();
+        let loc2 = h.start_upload("/v2/chunks/blobs/uploads/").await;
         h.req(
             Method::PATCH,
             &loc2,
@@ -269,12 +259,7 @@ async fn end_5_end_13_chunked_patch_status_and_416() {
 #[tokio::test]
 async fn cancel_upload_and_unknown_ids() {
     for h in Harness::both().await {
-        let loc = h
-            .req(Method::POST, "/v2/c/blobs/uploads/", &[], Vec::new())
-            .await
-            .header("location")
-            .unwrap()
-            .to_owned();
+        let loc = h.start_upload("/v2/c/blobs/uploads/").await;
         h.req(Method::PATCH, &loc, &[], b"partial".to_vec())
             .await
             .expect(202);
@@ -301,24 +286,14 @@ async fn cancel_upload_and_unknown_ids() {
                 .await
                 .expect_error(404, "BLOB_UPLOAD_UNKNOWN");
         }
-        let loc = h
-            .req(Method::POST, "/v2/c/blobs/uploads/", &[], Vec::new())
-            .await
-            .header("location")
-            .unwrap()
-            .to_owned();
+        let loc = h.start_upload("/v2/c/blobs/uploads/").await;
         let other = loc.replace("/v2/c/", "/v2/d/");
         h.get(&other).await.expect_error(404, "BLOB_UPLOAD_UNKNOWN");
         let d = Digest::sha256(b"");
         h.req(Method::PUT, &format!("{loc}?digest={d}"), &[], Vec::new())
             .await
             .expect(201);
-        let loc = h
-            .req(Method::POST, "/v2/c/blobs/uploads/", &[], Vec::new())
-            .await
-            .header("location")
-            .unwrap()
-            .to_owned();
+        let loc = h.start_upload("/v2/c/blobs/uploads/").await;
         h.req(Method::PUT, &loc, &[], Vec::new())
             .await
             .expect_error(400, "DIGEST_INVALID");
@@ -862,12 +837,7 @@ async fn upload_sessions_survive_restart() {
             mode: Mode::InProcess(app),
             dir: tempfile::tempdir().unwrap(),
         };
-        loc = h
-            .req(Method::POST, "/v2/resume/blobs/uploads/", &[], Vec::new())
-            .await
-            .header("location")
-            .unwrap()
-            .to_owned();
+        loc = h.start_upload("/v2/resume/blobs/uploads/").await;
         h.req(
             Method::PATCH,
             &loc,
@@ -917,12 +887,7 @@ async fn blob_size_limit() {
     )
     .await
     .expect_error(413, "SIZE_INVALID");
-    let loc = h
-        .req(Method::POST, "/v2/lim/blobs/uploads/", &[], Vec::new())
-        .await
-        .header("location")
-        .unwrap()
-        .to_owned();
+    let loc = h.start_upload("/v2/lim/blobs/uploads/").await;
     h.req(Method::PATCH, &loc, &[], data)
         .await
         .expect_error(413, "SIZE_INVALID");
@@ -936,18 +901,9 @@ async fn too_many_concurrent_uploads_answer_429() {
 
     let mut config = berth_registry::RegistryConfig::default();
     config.max_concurrent_uploads = 1;
-    let dir = tempfile::tempdir().unwrap();
-    let app = berth_registry::router(open_registry(dir.path(), config));
-    let h = Harness {
-        mode: Mode::InProcess(app.clone()),
-        dir: tempfile::tempdir().unwrap(),
-    };
-    let loc = h
-        .req(Method::POST, "/v2/busy/blobs/uploads/", &[], Vec::new())
-        .await
-        .header("location")
-        .unwrap()
-        .to_owned();
+    let h = Harness::in_process_with(config).await;
+    let app = h.router();
+    let loc = h.start_upload("/v2/busy/blobs/uploads/").await;
     // One upload streaming a body that has not ended yet holds the only slot...
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(1);
     let body = Body::from_stream(tokio_stream(rx));
@@ -1007,12 +963,7 @@ async fn deeply_nested_json_is_refused_not_crashed() {
 async fn a_chunk_that_breaks_off_is_not_kept() {
     // In-process only: an HTTP client will not send fewer bytes than it declares.
     let h = Harness::in_process().await;
-    let loc = h
-        .req(Method::POST, "/v2/atomic/blobs/uploads/", &[], Vec::new())
-        .await
-        .header("location")
-        .unwrap()
-        .to_owned();
+    let loc = h.start_upload("/v2/atomic/blobs/uploads/").await;
     h.req(
         Method::PATCH,
         &loc,
@@ -1046,12 +997,7 @@ async fn a_chunk_that_breaks_off_is_not_kept() {
         .await
         .expect(201);
     // Absurd ranges are refused, not overflowed.
-    let loc = h
-        .req(Method::POST, "/v2/atomic/blobs/uploads/", &[], Vec::new())
-        .await
-        .header("location")
-        .unwrap()
-        .to_owned();
+    let loc = h.start_upload("/v2/atomic/blobs/uploads/").await;
     h.req(
         Method::PATCH,
         &loc,
@@ -1069,18 +1015,9 @@ async fn a_stalled_body_is_cut_off() {
 
     let mut config = berth_registry::RegistryConfig::default();
     config.body_idle_timeout = std::time::Duration::from_millis(200);
-    let dir = tempfile::tempdir().unwrap();
-    let app = berth_registry::router(open_registry(dir.path(), config));
-    let h = Harness {
-        mode: Mode::InProcess(app.clone()),
-        dir: tempfile::tempdir().unwrap(),
-    };
-    let loc = h
-        .req(Method::POST, "/v2/stall/blobs/uploads/", &[], Vec::new())
-        .await
-        .header("location")
-        .unwrap()
-        .to_owned();
+    let h = Harness::in_process_with(config).await;
+    let app = h.router();
+    let loc = h.start_upload("/v2/stall/blobs/uploads/").await;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(1);
     tx.send(Ok(bytes::Bytes::from_static(b"some")))
         .await

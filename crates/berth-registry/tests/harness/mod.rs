@@ -119,6 +119,14 @@ impl Harness {
         vec![Self::in_process().await, Self::socket().await]
     }
 
+    /// The in-process router, for requests the helpers cannot express (streamed bodies).
+    pub fn router(&self) -> Router {
+        match &self.mode {
+            Mode::InProcess(r) => r.clone(),
+            Mode::Socket { .. } => panic!("router() needs an in-process harness"),
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self.mode {
             Mode::InProcess(_) => "in-process",
@@ -199,6 +207,13 @@ impl Harness {
 
     pub async fn delete(&self, path: &str) -> Resp {
         self.req(Method::DELETE, path, &[], Vec::new()).await
+    }
+
+    /// Opens an upload session at `path` (`/v2/<name>/blobs/uploads/`); returns its Location.
+    pub async fn start_upload(&self, path: &str) -> String {
+        let r = self.req(Method::POST, path, &[], Vec::new()).await;
+        r.expect(202);
+        r.header("location").unwrap().to_owned()
     }
 
     /// Pushes a blob monolithically and returns its digest.
