@@ -126,6 +126,11 @@ impl Tag {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// `latest`, the tag a reference without tag or digest means.
+    pub fn latest() -> Self {
+        Tag("latest".to_owned())
+    }
 }
 
 impl fmt::Display for Tag {
