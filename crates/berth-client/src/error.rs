@@ -27,6 +27,30 @@ pub enum ClientError {
         /// What went wrong (never the secret).
         reason: String,
     },
+    /// Content does not hash to the digest it was asked for.
+    #[error("content of {expected} hashes to {actual}: refusing corrupt or substituted data")]
+    DigestMismatch {
+        /// What was asked for.
+        expected: berth_oci::Digest,
+        /// What arrived.
+        actual: berth_oci::Digest,
+    },
+    /// Content is not the size its descriptor declares.
+    #[error("{digest}: expected {expected} bytes, got {actual}")]
+    SizeMismatch {
+        /// The blob.
+        digest: berth_oci::Digest,
+        /// Declared size.
+        expected: u64,
+        /// Bytes seen (so far).
+        actual: u64,
+    },
+    /// A manifest that does not validate.
+    #[error("invalid manifest: {0}")]
+    Manifest(String),
+    /// Something a source or sink does not have.
+    #[error("not found: {0}")]
+    NotFound(String),
     /// A `WWW-Authenticate` header berth cannot use.
     #[error("unusable WWW-Authenticate header: {0}")]
     Challenge(String),

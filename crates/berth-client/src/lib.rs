@@ -3,9 +3,18 @@
 //! This first part is authentication: [`auth::Challenge`] parses `WWW-Authenticate`;
 //! [`auth::DockerConfig`] reads and writes `config.json` as the docker CLI does (`auths`,
 //! `credHelpers`, `credsStore`, `DOCKER_CONFIG`), running `docker-credential-<name>` helpers per
-//! their protocol. The transfer engine, sources and sinks follow (issue 3).
+//! their protocol.
+//!
+//! Images move through one model ([`image`]): sources and sinks exchange manifests as raw bytes
+//! and blobs as streams verified while they flow. [`copy`] is the transfer engine;
+//! [`layout::OciLayout`] is the first source and sink. The registry source/sink, archives and
+//! native ECR auth follow (issue 3).
 
 pub mod auth;
+mod copy;
 mod error;
+pub mod image;
+pub mod layout;
 
+pub use copy::{CopyOptions, CopyReport, copy};
 pub use error::ClientError;

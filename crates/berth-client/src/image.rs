@@ -1,0 +1,159 @@
+//! The one image model every source and sink speaks: manifests as raw bytes (never
+//! re-serialised, so digests never change) and blobs as verified byte streams.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use async_trait::async_trait;
+use berth_oci::{Digest, Hasher, Manifest, ManifestKind, Tag};
+use bytes::Bytes;
+use futures::Stream;
+use futures::stream::BoxStream;
+
+use crate::ClientError;
+
+/// A stream of blob bytes.
+pub type ByteStream = BoxStream<'static, Result<Bytes, ClientError>>;
+
+/// A manifest exactly as stored: its bytes, media type and the digest of those bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawManifest {
+    /// The raw bytes (what the digest covers).
+    pub bytes: Bytes,
+    /// The media type it is served with.
+    pub media_type: String,
+    /// The digest of `bytes`.
+    pub digest: Digest,
+}
+
+impl RawManifest {
+    /// Wraps bytes fetched for `expected`, refusing them if they do not hash to it.
+    pub fn verified(
+        bytes: Bytes,
+        media_type: &str,
+        expected: &Digest,
+    ) -> Result<Self, ClientError> {
+        let actual = Digest::of(expected.algorithm(), &bytes);
+        if actual != *expected {
+            return Err(ClientError::DigestMismatch {
+                expected: expected.clone(),
+                actual,
+            });
+        }
+        Ok(RawManifest {
+            bytes,
+            media_type: media_type.to_owned(),
+            digest: actual,
+        })
+    }
+
+    /// Parses the bytes (validating them) into what they reference.
+    pub fn parse(&self) -> Result<Manifest, ClientError> {
+        Manifest::parse(Some(&self.media_type), &self.bytes)
+            .map_err(|e| ClientError::Manifest(e.to_string()))
+    }
+
+    /// Whether this is an index / manifest list.
+    pub fn is_index(&self) -> Result<bool, ClientError> {
+        Ok(self.parse()?.kind == ManifestKind::Index)
+    }
+}
+
+/// Where images are read from (a registry, an OCI layout, an archive).
+#[async_trait]
+pub trait ImageSource: Send + Sync {
+    /// The manifest the source's reference names.
+    async fn root(&self) -> Result<RawManifest, ClientError>;
+    /// A manifest by digest (children of an index).
+    async fn manifest(&self, digest: &Digest) -> Result<RawManifest, ClientError>;
+    /// A blob's bytes, verified against `digest` and `size` while they stream.
+    async fn blob(&self, digest: &Digest, size: u64) -> Result<ByteStream, ClientError>;
+}
+
+/// Where images are written to.
+#[async_trait]
+pub trait ImageSink: Send + Sync {
+    /// Whether the sink already has the blob (it is then not transferred).
+    async fn has_blob(&self, digest: &Digest, size: u64) -> Result<bool, ClientError>;
+    /// Stores a blob from a stream (which fails if the bytes do not match `digest`).
+    async fn put_blob(
+        &self,
+        digest: &Digest,
+        size: u64,
+        data: ByteStream,
+    ) -> Result<(), ClientError>;
+    /// Stores a manifest (children before parents); `tag` names the root.
+    async fn put_manifest(
+        &self,
+        manifest: &RawManifest,
+        tag: Option<&Tag>,
+    ) -> Result<(), ClientError>;
+    /// Completes the write (a layout writes its `index.json`).
+    async fn finish(&self) -> Result<(), ClientError>;
+}
+
+/// Wraps a stream so it fails — at the end, before the last bytes count as delivered — unless
+/// exactly `size` bytes hashing to `digest` went through.
+pub fn verify(inner: ByteStream, digest: &Digest, size: u64) -> ByteStream {
+    Box::pin(Verify {
+        inner,
+        hasher: Some(digest.algorithm().hasher()),
+        expected: digest.clone(),
+        size,
+        seen: 0,
+    })
+}
+
+struct Verify {
+    inner: ByteStream,
+    hasher: Option<Hasher>,
+    expected: Digest,
+    size: u64,
+    seen: u64,
+}
+
+impl Stream for Verify {
+    type Item = Result<Bytes, ClientError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        match this.inner.as_mut().poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                this.seen += chunk.len() as u64;
+                if this.seen > this.size {
+                    this.hasher = None;
+                    return Poll::Ready(Some(Err(ClientError::SizeMismatch {
+                        digest: this.expected.clone(),
+                        expected: this.size,
+                        actual: this.seen,
+                    })));
+                }
+                if let Some(h) = this.hasher.as_mut() {
+                    h.update(&chunk);
+                }
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(None) => {
+                let Some(h) = this.hasher.take() else {
+                    return Poll::Ready(None);
+                };
+                if this.seen != this.size {
+                    return Poll::Ready(Some(Err(ClientError::SizeMismatch {
+                        digest: this.expected.clone(),
+                        expected: this.size,
+                        actual: this.seen,
+                    })));
+                }
+                let actual = h.finish();
+                if actual != this.expected {
+                    return Poll::Ready(Some(Err(ClientError::DigestMismatch {
+                        expected: this.expected.clone(),
+                        actual,
+                    })));
+                }
+                Poll::Ready(None)
+            }
+            other => other,
+        }
+    }
+}
