@@ -6,7 +6,7 @@ use berth_oci::{Digest, ManifestKind, RefKind, Tag};
 use futures::{StreamExt, TryStreamExt};
 
 use crate::ClientError;
-use crate::image::{ImageSink, ImageSource, RawManifest};
+use crate::image::{ImageSink, ImageSource, Placement, RawManifest};
 
 /// How to copy.
 #[derive(Debug, Clone)]
@@ -51,7 +51,13 @@ pub async fn copy(
         ..CopyReport::default()
     };
     copy_tree(src, dst, opts, &root, &mut report).await?;
-    dst.put_manifest(&root, opts.tag.as_ref()).await?;
+    dst.put_manifest(
+        &root,
+        Placement::Root {
+            tag: opts.tag.as_ref(),
+        },
+    )
+    .await?;
     report.manifests += 1;
     dst.finish().await?;
     Ok(report)
@@ -74,7 +80,7 @@ async fn copy_tree(
         {
             let cm = src.manifest(&child.digest).await?;
             Box::pin(copy_tree(src, dst, opts, &cm, report)).await?;
-            dst.put_manifest(&cm, None).await?;
+            dst.put_manifest(&cm, Placement::Child).await?;
             report.manifests += 1;
         }
         return Ok(());

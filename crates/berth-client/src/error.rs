@@ -51,6 +51,22 @@ pub enum ClientError {
     /// Something a source or sink does not have.
     #[error("not found: {0}")]
     NotFound(String),
+    /// The network or HTTP layer failed.
+    #[error("HTTP: {0}")]
+    Http(String),
+    /// The registry refused our credentials (or we have none it accepts).
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// The registry answered with an error.
+    #[error("{what}: registry answered {status}: {detail}")]
+    Registry {
+        /// What we were doing.
+        what: String,
+        /// HTTP status.
+        status: u16,
+        /// The registry's error code and message, if it sent them.
+        detail: String,
+    },
     /// A `WWW-Authenticate` header berth cannot use.
     #[error("unusable WWW-Authenticate header: {0}")]
     Challenge(String),

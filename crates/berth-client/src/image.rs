@@ -59,6 +59,19 @@ impl RawManifest {
     }
 }
 
+/// Where a manifest goes in the copied image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Placement<'a> {
+    /// A child of an index: stored by digest only.
+    Child,
+    /// The image's root: tagged `tag` if given, else as the sink's own reference says.
+    Root {
+        /// An explicit tag overriding the sink's.
+        tag: Option<&'a Tag>,
+    },
+}
+
 /// Where images are read from (a registry, an OCI layout, an archive).
 #[async_trait]
 pub trait ImageSource: Send + Sync {
@@ -82,11 +95,11 @@ pub trait ImageSink: Send + Sync {
         size: u64,
         data: ByteStream,
     ) -> Result<(), ClientError>;
-    /// Stores a manifest (children before parents); `tag` names the root.
+    /// Stores a manifest. The engine puts children before their parents and the root last.
     async fn put_manifest(
         &self,
         manifest: &RawManifest,
-        tag: Option<&Tag>,
+        placement: Placement<'_>,
     ) -> Result<(), ClientError>;
     /// Completes the write (a layout writes its `index.json`).
     async fn finish(&self) -> Result<(), ClientError>;

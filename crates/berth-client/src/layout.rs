@@ -4,14 +4,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use berth_oci::{Digest, Manifest, Tag};
+use berth_oci::{Digest, Manifest};
 use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
 use crate::ClientError;
-use crate::image::{ByteStream, ImageSink, ImageSource, RawManifest, verify};
+use crate::image::{ByteStream, ImageSink, ImageSource, Placement, RawManifest, verify};
 
 /// The annotation naming an image in a layout's `index.json`.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -225,15 +225,16 @@ impl ImageSink for OciLayout {
     async fn put_manifest(
         &self,
         manifest: &RawManifest,
-        tag: Option<&Tag>,
+        placement: Placement<'_>,
     ) -> Result<(), ClientError> {
         let bytes = manifest.bytes.clone();
         let one = futures::stream::once(async move { Ok(bytes) }).boxed();
         self.write_blob_bytes(&manifest.digest, one).await?;
-        // Children are put before their parents, so the last manifest put is the root.
-        let name = tag.map(|t| t.to_string()).or_else(|| self.tag.clone());
-        *self.pending_root.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some((manifest.clone(), name));
+        if let Placement::Root { tag } = placement {
+            let name = tag.map(|t| t.to_string()).or_else(|| self.tag.clone());
+            *self.pending_root.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some((manifest.clone(), name));
+        }
         Ok(())
     }
 

@@ -15,6 +15,7 @@ mod copy;
 mod error;
 pub mod image;
 pub mod layout;
+pub mod registry;
 
 pub use copy::{CopyOptions, CopyReport, copy};
 pub use error::ClientError;

@@ -98,7 +98,10 @@ async fn copies_a_multi_platform_layout_byte_exact() {
     let again = OciLayout::new(dst_dir.path(), Some("second"));
     let report = copy(&src, &again, &CopyOptions::default()).await.unwrap();
     assert_eq!(report.blobs_copied, 0);
-    assert_eq!(report.blobs_skipped, 6, "counted per platform: the shared layer twice");
+    assert_eq!(
+        report.blobs_skipped, 6,
+        "counted per platform: the shared layer twice"
+    );
     let index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dst_dir.path().join("index.json")).unwrap()).unwrap();
     assert_eq!(index["manifests"].as_array().unwrap().len(), 2);

@@ -7,31 +7,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{Server, client, sha256_hex};
-
-fn workspace() -> PathBuf {
-    std::fs::canonicalize(Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")).unwrap()
-}
-
-/// The fixture layouts, built (or found cached) by `scripts/make-fixtures.sh`.
-fn fixtures() -> PathBuf {
-    let dir = std::env::var_os("BERTH_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target/fixtures"));
-    let out = Command::new(workspace().join("scripts/make-fixtures.sh"))
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "scripts/make-fixtures.sh failed (run scripts/test.sh, which installs what it needs):\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    dir
-}
+use common::{Server, client, fixtures, sha256_hex, workspace};
 
 #[track_caller]
 fn run(cmd: &mut Command) -> String {

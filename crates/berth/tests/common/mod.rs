@@ -113,3 +113,24 @@ pub fn sha256_hex(data: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(data))
 }
+
+pub fn workspace() -> PathBuf {
+    std::fs::canonicalize(Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")).unwrap()
+}
+
+/// The fixture layouts, built (or found cached) by `scripts/make-fixtures.sh`.
+pub fn fixtures() -> PathBuf {
+    let dir = std::env::var_os("BERTH_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target/fixtures"));
+    let out = Command::new(workspace().join("scripts/make-fixtures.sh"))
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "scripts/make-fixtures.sh failed (run scripts/test.sh, which installs what it needs):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir
+}
