@@ -2,12 +2,14 @@
 
 mod config;
 mod serve;
+mod transfer;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// berth — container images, end to end: a registry you can run (OCI Distribution v1.1).
+/// berth — container images, end to end: a registry you can run (OCI Distribution v1.1) and a
+/// client that copies images between registries and OCI layouts.
 #[derive(Debug, Parser)]
 #[command(name = "berth", version, about, long_about = None)]
 #[command(after_help = "Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.")]
@@ -20,6 +22,12 @@ struct Cli {
 enum Command {
     /// Run the registry (OCI Distribution v1.1 API on /v2/, health on /healthz).
     Serve(serve::ServeArgs),
+    /// Copy an image (every platform, byte-exact) between registries and OCI layouts.
+    Copy(transfer::CopyArgs),
+    /// Save credentials for a registry in docker's config.json (or its credential helper).
+    Login(transfer::LoginArgs),
+    /// Remove saved credentials for a registry.
+    Logout(transfer::LogoutArgs),
 }
 
 /// A usage or configuration error (exit code 2), as opposed to a runtime failure (exit code 1).
@@ -31,6 +39,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Copy(args) => transfer::run_copy(args),
+        Command::Login(args) => transfer::run_login(args),
+        Command::Logout(args) => transfer::run_logout(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -214,3 +214,108 @@ async fn podman_push_pull_and_run_both_architectures() {
     run(podman.cmd().args(["rmi", "--all", "--force"]));
     assert!(server.terminate().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn berth_copy_interoperates_with_skopeo() {
+    let fx = fixtures();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let reg = &server.addr;
+    let want = fixture_index_digest(&fx);
+    let berth = || Command::new(env!("CARGO_BIN_EXE_berth"));
+
+    // berth pushes the multi-arch layout; skopeo reads back the same index.
+    let out = run(berth()
+        .args(["copy", "--json"])
+        .arg(format!("oci:{}:latest", fx.join("busybox").display()))
+        .arg(format!("docker://{reg}/cli/busybox:v1")));
+    let summary: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(summary["digest"], want);
+    assert_eq!(summary["manifests"], 3);
+    let raw = run(skopeo()
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{reg}/cli/busybox:v1")));
+    assert_eq!(format!("sha256:{}", sha256_hex(raw.as_bytes())), want);
+
+    // skopeo pushes; berth pulls into a layout that skopeo reads identically.
+    run(skopeo()
+        .args(["copy", "--all", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:latest", fx.join("busybox").display()))
+        .arg(format!("docker://{reg}/by/skopeo:latest")));
+    let out_dir = tempfile::tempdir().unwrap();
+    let layout = out_dir.path().join("layout");
+    run(berth()
+        .arg("copy")
+        .arg(format!("{reg}/by/skopeo:latest"))
+        .arg(format!("oci:{}:pulled", layout.display())));
+    let back = run(skopeo()
+        .args(["inspect", "--raw"])
+        .arg(format!("oci:{}:pulled", layout.display())));
+    assert_eq!(back, raw);
+    // skopeo can copy berth's layout on to a registry unchanged.
+    run(skopeo()
+        .args(["copy", "--all", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:pulled", layout.display()))
+        .arg(format!("docker://{reg}/via/layout:x")));
+    let r = client()
+        .head(server.url("/v2/via/layout/manifests/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["docker-content-digest"].to_str().unwrap(), want);
+
+    // A missing image is a clear error with a non-zero exit.
+    let out = berth()
+        .arg("copy")
+        .arg(format!("{reg}/cli/busybox:nope"))
+        .arg(format!("oci:{}:x", layout.display()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
+    assert!(server.terminate().success());
+}
+
+#[test]
+fn login_and_logout_write_docker_config() {
+    let home = tempfile::tempdir().unwrap();
+    let berth = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_berth"));
+        c.env("DOCKER_CONFIG", home.path());
+        c
+    };
+    let mut child = berth()
+        .args(["login", "127.0.0.1:5000", "-u", "ci", "--password-stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(b"s3cret\n").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(home.path().join("config.json")).unwrap()).unwrap();
+    // base64("ci:s3cret")
+    assert_eq!(config["auths"]["127.0.0.1:5000"]["auth"], "Y2k6czNjcmV0");
+    let out = run(berth().args(["logout", "127.0.0.1:5000"]));
+    assert!(out.contains("Removing"));
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(home.path().join("config.json")).unwrap()).unwrap();
+    assert!(config["auths"].get("127.0.0.1:5000").is_none());
+    let out = berth()
+        .args(["login", "x.io", "-u", "me"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "no password given is a usage error"
+    );
+}
