@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use berth_oci::{Digest, ImageRef, Reference, RepoName, media};
+use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
 use reqwest::{Method, RequestBuilder, Response, StatusCode, header};
 
@@ -219,6 +220,67 @@ async fn unexpected(what: &str, resp: Response) -> ClientError {
     }
 }
 
+/// Blobs up to this size go up in one PUT; larger ones in PATCH chunks of this size (or the
+/// registry's `OCI-Chunk-Min-Length`, if larger). One chunk is buffered at a time — the memory
+/// bound of an upload — so a failed chunk can be re-sent from where the registry says it is.
+const CHUNK: usize = 16 * 1024 * 1024;
+/// Tries per request before giving up.
+const ATTEMPTS: u32 = 5;
+
+fn with_digest(url: &str, digest: &Digest) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}digest={digest}")
+}
+
+async fn expect_status(resp: Response, want: StatusCode, what: &str) -> Result<(), ClientError> {
+    if resp.status() == want {
+        Ok(())
+    } else {
+        Err(unexpected(what, resp).await)
+    }
+}
+
+/// Reads up to `n` bytes (fewer only at the end of the stream).
+async fn read_up_to(data: &mut ByteStream, n: usize) -> Result<Bytes, ClientError> {
+    let mut buf = BytesMut::new();
+    while buf.len() < n {
+        match data.next().await {
+            Some(chunk) => {
+                let chunk = chunk?;
+                let room = n - buf.len();
+                if chunk.len() <= room {
+                    buf.extend_from_slice(&chunk);
+                } else {
+                    // Keep the tail for the next read by pushing it back in front.
+                    buf.extend_from_slice(&chunk[..room]);
+                    let rest = chunk.slice(room..);
+                    let tail = std::mem::replace(data, futures::stream::empty().boxed());
+                    *data = futures::stream::once(async move { Ok(rest) })
+                        .chain(tail)
+                        .boxed();
+                }
+            }
+            None => break,
+        }
+    }
+    Ok(buf.freeze())
+}
+
+/// How long to wait before try `n + 1`: the server's `Retry-After` (seconds) if it sent one,
+/// else 250 ms doubling.
+fn backoff(n: u32, resp: Option<&Response>) -> std::time::Duration {
+    let hinted = resp
+        .and_then(|r| r.headers().get(header::RETRY_AFTER))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|s| std::time::Duration::from_secs(s.min(60)));
+    hinted.unwrap_or(std::time::Duration::from_millis(250 << n.min(6)))
+}
+
+fn retryable(status: StatusCode) -> bool {
+    status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
+}
+
 /// One repository (and reference) on a registry, as a source and a sink.
 #[derive(Debug, Clone)]
 pub struct RegistryImage {
@@ -244,6 +306,155 @@ impl RegistryImage {
 
     fn path(&self, tail: &str) -> String {
         format!("/v2/{}/{tail}", self.repo)
+    }
+
+    fn absolute(&self, location: &str) -> String {
+        if location.starts_with("http://") || location.starts_with("https://") {
+            location.to_owned()
+        } else {
+            self.client.url(location)
+        }
+    }
+
+    /// Sends a request built by `build` (bodies must be cheap clones), again after connection
+    /// errors, 429 and 5xx — waiting as `Retry-After` says — up to [`ATTEMPTS`] times.
+    async fn retrying(
+        &self,
+        what: &str,
+        build: impl Fn() -> RequestBuilder,
+    ) -> Result<Response, ClientError> {
+        let mut n = 0;
+        loop {
+            n += 1;
+            match build().send().await {
+                Ok(r) if retryable(r.status()) && n < ATTEMPTS => {
+                    let wait = backoff(n - 1, Some(&r));
+                    tracing::debug!(what, status = %r.status(), ?wait, "retrying");
+                    tokio::time::sleep(wait).await;
+                }
+                Ok(r) if retryable(r.status()) => return Err(unexpected(what, r).await),
+                Ok(r) => return Ok(r),
+                Err(e) if n < ATTEMPTS && (e.is_connect() || e.is_timeout() || e.is_request()) => {
+                    tracing::debug!(what, error = %e, "retrying");
+                    tokio::time::sleep(backoff(n - 1, None)).await;
+                }
+                Err(e) => return Err(http_err(e)),
+            }
+        }
+    }
+
+    /// Opens an upload session: its absolute URL and the registry's minimum chunk length.
+    async fn start_upload(&self) -> Result<(String, usize), ClientError> {
+        // Bodyless, so it also settles authentication for the upload's requests.
+        let start = self.client.url(&self.path("blobs/uploads/"));
+        let mut n = 0;
+        let resp = loop {
+            n += 1;
+            let resp = self
+                .client
+                .send(&self.push_scope, |h| h.post(&start))
+                .await?;
+            if retryable(resp.status()) && n < ATTEMPTS {
+                tokio::time::sleep(backoff(n - 1, Some(&resp))).await;
+                continue;
+            }
+            break resp;
+        };
+        if resp.status() != StatusCode::ACCEPTED {
+            return Err(unexpected("starting an upload", resp).await);
+        }
+        let location = resp
+            .headers()
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| ClientError::Http("upload session without a Location".into()))?;
+        let min_chunk = resp
+            .headers()
+            .get("OCI-Chunk-Min-Length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(0);
+        Ok((self.absolute(location), min_chunk))
+    }
+
+    /// How many bytes the registry holds for an upload (`Range: 0-<last>`).
+    async fn upload_offset(&self, url: &str) -> Result<u64, ClientError> {
+        let resp = self
+            .client
+            .authorize(self.client.http.get(url), &self.push_scope)
+            .send()
+            .await
+            .map_err(http_err)?;
+        if resp.status() != StatusCode::NO_CONTENT {
+            return Err(unexpected("asking for an upload's status", resp).await);
+        }
+        Ok(resp
+            .headers()
+            .get(header::RANGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|r| r.rsplit_once('-'))
+            .and_then(|(_, end)| end.trim().parse::<u64>().ok())
+            .map_or(0, |end| end + 1))
+    }
+
+    /// PATCHes `chunk` at `offset`; on a retryable failure asks the registry where the upload
+    /// stands and sends only what it lacks. Returns the next upload URL.
+    async fn patch_chunk(
+        &self,
+        url: &str,
+        offset: u64,
+        chunk: Bytes,
+    ) -> Result<String, ClientError> {
+        let end = offset + chunk.len() as u64;
+        let mut url = url.to_owned();
+        let mut sent_from = offset;
+        let mut n = 0;
+        loop {
+            n += 1;
+            let part = chunk.slice(usize::try_from(sent_from - offset).unwrap_or(0)..);
+            let req = self
+                .client
+                .authorize(self.client.http.patch(&url), &self.push_scope)
+                .header(header::CONTENT_TYPE, "application/octet-stream")
+                .header(header::CONTENT_RANGE, format!("{sent_from}-{}", end - 1))
+                .body(part);
+            let failure = match req.send().await {
+                Ok(r) if r.status() == StatusCode::ACCEPTED => {
+                    if let Some(loc) = r
+                        .headers()
+                        .get(header::LOCATION)
+                        .and_then(|v| v.to_str().ok())
+                    {
+                        url = self.absolute(loc);
+                    }
+                    return Ok(url);
+                }
+                Ok(r)
+                    if (retryable(r.status())
+                        || r.status() == StatusCode::RANGE_NOT_SATISFIABLE)
+                        && n < ATTEMPTS =>
+                {
+                    (r.status().to_string(), backoff(n - 1, Some(&r)))
+                }
+                Ok(r) => return Err(unexpected("uploading a chunk", r).await),
+                Err(e) if n < ATTEMPTS => (e.to_string(), backoff(n - 1, None)),
+                Err(e) => return Err(http_err(e)),
+            };
+            let (failure, wait) = failure;
+            tokio::time::sleep(wait).await;
+            // Resume where the registry is, not from the start of the blob.
+            let have = self.upload_offset(&url).await?;
+            if have < offset || have > end {
+                return Err(ClientError::Http(format!(
+                    "upload is at byte {have}, outside the chunk {offset}-{end} being re-sent"
+                )));
+            }
+            tracing::debug!(%failure, resume_at = have, "resuming a chunk");
+            if have == end {
+                return Ok(url);
+            }
+            sent_from = have;
+        }
     }
 
     async fn fetch_manifest(&self, reference: &Reference) -> Result<RawManifest, ClientError> {
@@ -342,39 +553,53 @@ impl ImageSink for RegistryImage {
         size: u64,
         data: ByteStream,
     ) -> Result<(), ClientError> {
-        // Opening the session is bodyless, so it also settles authentication for the upload.
-        let start = self.client.url(&self.path("blobs/uploads/"));
+        let (mut url, min_chunk) = self.start_upload().await?;
+        let chunk_size = CHUNK.max(min_chunk);
+        let mut data = verify(data, digest, size);
+        let mut offset = 0u64;
+        loop {
+            let chunk = read_up_to(&mut data, chunk_size).await?;
+            let last = offset + chunk.len() as u64 >= size;
+            if last {
+                // Drain to the end so the stream's size and digest check runs before the
+                // commit: corrupt source data is never committed.
+                if let Some(extra) = data.next().await {
+                    extra?;
+                    return Err(ClientError::SizeMismatch {
+                        digest: digest.clone(),
+                        expected: size,
+                        actual: size + 1,
+                    });
+                }
+            }
+            if offset == 0 && last {
+                // Small blob: one PUT with the body (re-sent whole on a retryable failure).
+                let put = with_digest(&url, digest);
+                let resp = self
+                    .retrying("uploading a blob", || {
+                        self.client
+                            .authorize(self.client.http.put(&put), &self.push_scope)
+                            .header(header::CONTENT_TYPE, "application/octet-stream")
+                            .body(chunk.clone())
+                    })
+                    .await?;
+                return expect_status(resp, StatusCode::CREATED, "uploading a blob").await;
+            }
+            url = self.patch_chunk(&url, offset, chunk.clone()).await?;
+            offset += chunk.len() as u64;
+            if last {
+                break;
+            }
+        }
+        let put = with_digest(&url, digest);
         let resp = self
-            .client
-            .send(&self.push_scope, |h| h.post(&start))
+            .retrying("completing an upload", || {
+                self.client
+                    .authorize(self.client.http.put(&put), &self.push_scope)
+                    .header(header::CONTENT_LENGTH, 0)
+            })
             .await?;
-        if resp.status() != StatusCode::ACCEPTED {
-            return Err(unexpected("starting an upload", resp).await);
-        }
-        let location = resp
-            .headers()
-            .get(header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| ClientError::Http("upload session without a Location".into()))?;
-        let url = if location.starts_with("http://") || location.starts_with("https://") {
-            location.to_owned()
-        } else {
-            self.client.url(location)
-        };
-        let sep = if url.contains('?') { '&' } else { '?' };
-        let put_url = format!("{url}{sep}digest={digest}");
-        let body = reqwest::Body::wrap_stream(verify(data, digest, size));
-        let req = self
-            .client
-            .authorize(self.client.http.put(&put_url), &self.push_scope)
-            .header(header::CONTENT_TYPE, "application/octet-stream")
-            .header(header::CONTENT_LENGTH, size)
-            .body(body);
-        let resp = req.send().await.map_err(http_err)?;
-        if resp.status() != StatusCode::CREATED {
-            return Err(unexpected("uploading a blob", resp).await);
-        }
-        Ok(())
+        expect_status(resp, StatusCode::CREATED, "completing an upload").await
     }
 
     async fn put_manifest(
