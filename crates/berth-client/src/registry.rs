@@ -38,10 +38,12 @@ pub fn plain_http(host: &str, insecure: &[String]) -> bool {
         Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
         _ => host,
     };
-    name == "localhost"
-        || name.starts_with("127.")
-        || name == "[::1]"
-        || insecure.iter().any(|i| i == host)
+    let loopback_ip = name
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback());
+    name == "localhost" || loopback_ip || insecure.iter().any(|i| i == host)
 }
 
 impl RegistryClient {
@@ -240,30 +242,51 @@ async fn expect_status(resp: Response, want: StatusCode, what: &str) -> Result<(
     }
 }
 
-/// Reads up to `n` bytes (fewer only at the end of the stream).
-async fn read_up_to(data: &mut ByteStream, n: usize) -> Result<Bytes, ClientError> {
-    let mut buf = BytesMut::new();
-    while buf.len() < n {
-        match data.next().await {
-            Some(chunk) => {
-                let chunk = chunk?;
-                let room = n - buf.len();
-                if chunk.len() <= room {
-                    buf.extend_from_slice(&chunk);
-                } else {
-                    // Keep the tail for the next read by pushing it back in front.
-                    buf.extend_from_slice(&chunk[..room]);
-                    let rest = chunk.slice(room..);
-                    let tail = std::mem::replace(data, futures::stream::empty().boxed());
-                    *data = futures::stream::once(async move { Ok(rest) })
-                        .chain(tail)
-                        .boxed();
-                }
+/// Cuts a byte stream into chunks of a given size.
+struct Chunker {
+    stream: ByteStream,
+    /// Bytes of a frame that did not fit in the previous chunk.
+    leftover: Option<Bytes>,
+}
+
+impl Chunker {
+    /// The next `n` bytes (fewer only at the end of the stream).
+    async fn next_chunk(&mut self, n: usize) -> Result<Bytes, ClientError> {
+        let mut buf = BytesMut::new();
+        while buf.len() < n {
+            let frame = match self.leftover.take() {
+                Some(f) => f,
+                None => match self.stream.next().await {
+                    Some(f) => f?,
+                    None => break,
+                },
+            };
+            let room = n - buf.len();
+            if frame.len() > room {
+                buf.extend_from_slice(&frame[..room]);
+                self.leftover = Some(frame.slice(room..));
+            } else {
+                buf.extend_from_slice(&frame);
             }
-            None => break,
+        }
+        Ok(buf.freeze())
+    }
+
+    /// Whether the stream is exhausted; polling its end runs the stream's own checks (size and
+    /// digest), whose failure is returned.
+    async fn at_end(&mut self) -> Result<bool, ClientError> {
+        if self.leftover.as_ref().is_some_and(|l| !l.is_empty()) {
+            return Ok(false);
+        }
+        match self.stream.next().await {
+            None => Ok(true),
+            Some(Ok(f)) => {
+                self.leftover = Some(f);
+                Ok(false)
+            }
+            Some(Err(e)) => Err(e),
         }
     }
-    Ok(buf.freeze())
 }
 
 /// How long to wait before try `n + 1`: the server's `Retry-After` (seconds) if it sent one,
@@ -555,22 +578,22 @@ impl ImageSink for RegistryImage {
     ) -> Result<(), ClientError> {
         let (mut url, min_chunk) = self.start_upload().await?;
         let chunk_size = CHUNK.max(min_chunk);
-        let mut data = verify(data, digest, size);
+        let mut data = Chunker {
+            stream: verify(data, digest, size),
+            leftover: None,
+        };
         let mut offset = 0u64;
         loop {
-            let chunk = read_up_to(&mut data, chunk_size).await?;
+            let chunk = data.next_chunk(chunk_size).await?;
             let last = offset + chunk.len() as u64 >= size;
-            if last {
-                // Drain to the end so the stream's size and digest check runs before the
-                // commit: corrupt source data is never committed.
-                if let Some(extra) = data.next().await {
-                    extra?;
-                    return Err(ClientError::SizeMismatch {
-                        digest: digest.clone(),
-                        expected: size,
-                        actual: size + 1,
-                    });
-                }
+            // At the last chunk, reach the end of the stream so its size and digest check runs
+            // before the commit: corrupt source data is never committed.
+            if last && !data.at_end().await? {
+                return Err(ClientError::SizeMismatch {
+                    digest: digest.clone(),
+                    expected: size,
+                    actual: size + 1,
+                });
             }
             if offset == 0 && last {
                 // Small blob: one PUT with the body (re-sent whole on a retryable failure).
@@ -631,5 +654,47 @@ impl ImageSink for RegistryImage {
 
     async fn finish(&self) -> Result<(), ClientError> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn chunker_splits_frames_across_chunks() {
+        let frames: Vec<Result<Bytes, ClientError>> = ["abc", "defgh", "i", "jklmnopq"]
+            .into_iter()
+            .map(|f| Ok(Bytes::from(f)))
+            .collect();
+        let mut c = Chunker {
+            stream: futures::stream::iter(frames).boxed(),
+            leftover: None,
+        };
+        let mut chunks = Vec::new();
+        loop {
+            let chunk = c.next_chunk(4).await.expect("chunk");
+            if chunk.is_empty() {
+                break;
+            }
+            chunks.push(String::from_utf8(chunk.to_vec()).expect("utf8"));
+        }
+        assert_eq!(chunks, ["abcd", "efgh", "ijkl", "mnop", "q"]);
+        assert!(c.at_end().await.expect("end"));
+    }
+
+    #[test]
+    fn plain_http_only_for_loopback_and_listed_hosts() {
+        assert!(plain_http("localhost:5000", &[]));
+        assert!(plain_http("127.0.0.1:5000", &[]));
+        assert!(plain_http("[::1]:5000", &[]));
+        assert!(!plain_http("registry.example", &[]));
+        assert!(!plain_http("10.0.0.1:5000", &[]));
+        assert!(plain_http("10.0.0.1:5000", &["10.0.0.1:5000".to_owned()]));
+        assert!(
+            !plain_http("127.0.0.1.evil.com", &[]),
+            "a host name is not an address"
+        );
+        assert!(!plain_http("127.0.0.1.evil.com:5000", &[]));
     }
 }
