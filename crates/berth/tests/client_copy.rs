@@ -11,7 +11,7 @@ use berth_client::layout::OciLayout;
 use berth_client::registry::{RegistryClient, RegistryImage};
 use berth_client::{CopyOptions, copy};
 use berth_oci::ImageRef;
-use common::{Server, fixtures};
+use common::{Server, fixture_index_digest, fixtures};
 
 fn blobs(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
     let mut out: Vec<_> = std::fs::read_dir(dir.join("blobs/sha256"))
@@ -40,12 +40,10 @@ async fn layout_to_registry_and_back_byte_exact() {
 
     let src = OciLayout::new(fx.join("busybox"), Some("latest"));
     let report = copy(&src, &remote, &CopyOptions::default()).await.unwrap();
-    let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fx.join("busybox/index.json")).unwrap()).unwrap();
-    let want = index["manifests"][0]["digest"].as_str().unwrap();
+    let want = fixture_index_digest(&fx);
     assert_eq!(
         report.digest.as_ref().map(ToString::to_string).as_deref(),
-        Some(want)
+        Some(want.as_str())
     );
     assert_eq!(report.manifests, 3);
     let head = common::client()

@@ -7,10 +7,9 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{Server, client, fixtures, sha256_hex, workspace};
+use common::{Server, client, fixture_index_digest, fixtures, sha256_hex, workspace};
 
 #[track_caller]
 fn run(cmd: &mut Command) -> String {
@@ -30,13 +29,6 @@ fn skopeo() -> Command {
     let mut c = Command::new("skopeo");
     c.arg("--insecure-policy");
     c
-}
-
-/// The digest of the image index the multi-arch fixture layout's `latest` points at.
-fn fixture_index_digest(fx: &Path) -> String {
-    let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fx.join("busybox/index.json")).unwrap()).unwrap();
-    index["manifests"][0]["digest"].as_str().unwrap().to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -134,3 +134,10 @@ pub fn fixtures() -> PathBuf {
     );
     dir
 }
+
+/// The digest of the image index the multi-arch fixture layout's `latest` points at.
+pub fn fixture_index_digest(fx: &Path) -> String {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fx.join("busybox/index.json")).unwrap()).unwrap();
+    index["manifests"][0]["digest"].as_str().unwrap().to_owned()
+}
