@@ -1,12 +1,29 @@
 //! The transfer engine: copies an image (an index with all its platforms, or one manifest) from
 //! any source to any sink — blobs in parallel, largest first, skipping what the sink has,
-//! verified while they stream; manifests byte-exact, children before parents.
+//! verified while they stream; manifests byte-exact, children before parents; referrers
+//! (signatures, SBOMs) along with what they refer to.
 
-use berth_oci::{Digest, ManifestKind, RefKind, Tag};
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+
+use berth_oci::{Digest, ManifestKind, Platform, RefKind, Tag, media};
+use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
+use serde_json::Value;
 
 use crate::ClientError;
-use crate::image::{ImageSink, ImageSource, Placement, RawManifest};
+use crate::image::{ByteStream, ImageSink, ImageSource, Placement, RawManifest};
+
+/// Told about blob transfers as they happen (progress bars).
+pub trait Progress: Send + Sync + fmt::Debug {
+    /// A blob is about to be transferred (`skipped`: the sink already has it).
+    fn blob_started(&self, digest: &Digest, size: u64, skipped: bool);
+    /// `bytes` more of a blob went through.
+    fn blob_advanced(&self, digest: &Digest, bytes: u64);
+    /// A blob is stored.
+    fn blob_done(&self, digest: &Digest);
+}
 
 /// How to copy.
 #[derive(Debug, Clone)]
@@ -16,24 +33,54 @@ pub struct CopyOptions {
     pub jobs: usize,
     /// The tag to give the root in the sink (sinks may also carry their own).
     pub tag: Option<Tag>,
+    /// Only these platforms of an index (empty: all). One platform copies that platform's
+    /// manifest as the image (its digest unchanged); several make a new index of just those.
+    pub platforms: Vec<Platform>,
+    /// Copy the referrers (OCI 1.1 `subject`) of every manifest copied.
+    pub referrers: bool,
+    /// Where to report progress.
+    pub progress: Option<Arc<dyn Progress>>,
 }
 
 impl Default for CopyOptions {
     fn default() -> Self {
-        CopyOptions { jobs: 6, tag: None }
+        CopyOptions {
+            jobs: 6,
+            tag: None,
+            platforms: Vec::new(),
+            referrers: true,
+            progress: None,
+        }
     }
+}
+
+/// One image (platform) of a copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageSummary {
+    /// The image manifest's digest.
+    pub digest: Digest,
+    /// Its platform, as the index declares it (`None` for a lone manifest).
+    pub platform: Option<Platform>,
+    /// Manifest, config and layers, in bytes.
+    pub size: u64,
 }
 
 /// What a copy did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CopyReport {
-    /// The root manifest's digest (unchanged from the source).
+    /// The root manifest's digest (the source's, unless a platform filter made a new index).
     pub digest: Option<Digest>,
-    /// Manifests written.
+    /// The root's media type.
+    pub media_type: String,
+    /// The images copied (one per platform of an index).
+    pub images: Vec<ImageSummary>,
+    /// Manifests written (referrers included).
     pub manifests: usize,
+    /// Referrers copied.
+    pub referrers: usize,
     /// Blobs transferred.
     pub blobs_copied: usize,
-    /// Blobs the sink already had.
+    /// Blobs the sink already had (or mounted from another repository of its registry).
     pub blobs_skipped: usize,
     /// Bytes transferred.
     pub bytes_copied: u64,
@@ -45,12 +92,14 @@ pub async fn copy(
     dst: &dyn ImageSink,
     opts: &CopyOptions,
 ) -> Result<CopyReport, ClientError> {
-    let root = src.root().await?;
+    let (root, platform) = select_platforms(src, src.root().await?, &opts.platforms).await?;
     let mut report = CopyReport {
         digest: Some(root.digest.clone()),
+        media_type: root.media_type.clone(),
         ..CopyReport::default()
     };
-    copy_tree(src, dst, opts, &root, &mut report).await?;
+    let mut seen = HashSet::new();
+    let size = copy_tree(src, dst, opts, &root, &mut report, &mut seen).await?;
     dst.put_manifest(
         &root,
         Placement::Root {
@@ -59,18 +108,117 @@ pub async fn copy(
     )
     .await?;
     report.manifests += 1;
+    if root.parse()?.kind == ManifestKind::Image {
+        report.images.push(ImageSummary {
+            digest: root.digest.clone(),
+            platform,
+            size,
+        });
+    }
+    if opts.referrers {
+        copy_referrers(src, dst, opts, &root.digest, &mut report, &mut seen).await?;
+    }
     dst.finish().await?;
     Ok(report)
 }
 
-/// Everything below `m` (not `m` itself).
+/// Applies a `--platform` filter to the root; the platform, when one child was chosen.
+async fn select_platforms(
+    src: &dyn ImageSource,
+    root: RawManifest,
+    wanted: &[Platform],
+) -> Result<(RawManifest, Option<Platform>), ClientError> {
+    if wanted.is_empty() {
+        return Ok((root, None));
+    }
+    let parsed = root.parse()?;
+    if parsed.kind != ManifestKind::Index {
+        // A lone manifest is taken as it is: its platform lives in its config.
+        return Ok((root, None));
+    }
+    let children: Vec<_> = parsed
+        .references
+        .iter()
+        .filter(|r| r.kind == RefKind::Manifest)
+        .collect();
+    let chosen: Vec<_> = children
+        .iter()
+        .filter(|c| {
+            c.platform
+                .as_ref()
+                .is_some_and(|p| wanted.iter().any(|w| w.matches(p)))
+        })
+        .collect();
+    for w in wanted {
+        if !chosen
+            .iter()
+            .any(|c| c.platform.as_ref().is_some_and(|p| w.matches(p)))
+        {
+            let have: Vec<String> = children
+                .iter()
+                .filter_map(|c| c.platform.as_ref().map(ToString::to_string))
+                .collect();
+            return Err(ClientError::NotFound(format!(
+                "platform {w} is not in the image (it has {})",
+                have.join(", ")
+            )));
+        }
+    }
+    if let [one] = chosen.as_slice() {
+        return Ok((src.manifest(&one.digest).await?, one.platform.clone()));
+    }
+    // Several: a new index listing just those (the source's entries kept as they were).
+    let mut index: Value = serde_json::from_slice(&root.bytes)
+        .map_err(|e| ClientError::Manifest(e.to_string()))?;
+    let keep: HashSet<String> = chosen.iter().map(|c| c.digest.to_string()).collect();
+    if let Some(list) = index["manifests"].as_array_mut() {
+        list.retain(|m| m["digest"].as_str().is_some_and(|d| keep.contains(d)));
+    }
+    let bytes = Bytes::from(
+        serde_json::to_vec(&index).map_err(|e| ClientError::Manifest(e.to_string()))?,
+    );
+    let digest = Digest::sha256(&bytes);
+    let media_type = if root.media_type.is_empty() {
+        media::OCI_INDEX.to_owned()
+    } else {
+        root.media_type.clone()
+    };
+    Ok((RawManifest::verified(bytes, &media_type, &digest)?, None))
+}
+
+/// Copies the referrers of `subject` (and theirs, recursively), each after its own content.
+async fn copy_referrers(
+    src: &dyn ImageSource,
+    dst: &dyn ImageSink,
+    opts: &CopyOptions,
+    subject: &Digest,
+    report: &mut CopyReport,
+    seen: &mut HashSet<Digest>,
+) -> Result<(), ClientError> {
+    for d in src.referrers(subject).await? {
+        if !seen.insert(d.clone()) {
+            continue;
+        }
+        let m = src.manifest(&d).await?;
+        Box::pin(copy_tree(src, dst, opts, &m, report, seen)).await?;
+        dst.put_manifest(&m, Placement::Referrer).await?;
+        report.manifests += 1;
+        report.referrers += 1;
+        Box::pin(copy_referrers(src, dst, opts, &d, report, seen)).await?;
+    }
+    Ok(())
+}
+
+/// Everything below `m` (not `m` itself); returns the bytes `m` accounts for (its own size,
+/// config and layers) when it is an image manifest.
 async fn copy_tree(
     src: &dyn ImageSource,
     dst: &dyn ImageSink,
     opts: &CopyOptions,
     m: &RawManifest,
     report: &mut CopyReport,
-) -> Result<(), ClientError> {
+    seen: &mut HashSet<Digest>,
+) -> Result<u64, ClientError> {
     let parsed = m.parse()?;
     if parsed.kind == ManifestKind::Index {
         for child in parsed
@@ -79,28 +227,61 @@ async fn copy_tree(
             .filter(|r| r.kind == RefKind::Manifest)
         {
             let cm = src.manifest(&child.digest).await?;
-            Box::pin(copy_tree(src, dst, opts, &cm, report)).await?;
+            let size = Box::pin(copy_tree(src, dst, opts, &cm, report, seen)).await?;
             dst.put_manifest(&cm, Placement::Child).await?;
             report.manifests += 1;
+            if cm.parse()?.kind == ManifestKind::Image {
+                report.images.push(ImageSummary {
+                    digest: cm.digest.clone(),
+                    platform: child.platform.clone(),
+                    size,
+                });
+            }
+            if opts.referrers {
+                copy_referrers(src, dst, opts, &cm.digest, report, seen).await?;
+            }
         }
-        return Ok(());
+        return Ok(m.bytes.len() as u64);
     }
     let mut blobs: Vec<_> = parsed
         .references
         .iter()
         .filter(|r| r.kind == RefKind::Blob)
         .collect();
+    let total: u64 = m.bytes.len() as u64 + blobs.iter().map(|b| b.size).sum::<u64>();
     // Largest first (the long pole starts first); equal digests adjacent so dedup sees them.
     blobs.sort_by_key(|r| (std::cmp::Reverse(r.size), r.digest.clone()));
     blobs.dedup_by(|a, b| a.digest == b.digest);
+    let progress = opts.progress.clone();
+    let origin = src.mount_origin();
     let results: Vec<Option<u64>> = futures::stream::iter(blobs)
-        .map(|r| async move {
-            if dst.has_blob(&r.digest, r.size).await? {
-                return Ok::<_, ClientError>(None);
+        .map(|r| {
+            let progress = progress.clone();
+            let origin = origin.clone();
+            async move {
+                let mounted = match &origin {
+                    Some(o) => dst.mount_blob(&r.digest, o).await?,
+                    None => false,
+                };
+                if mounted || dst.has_blob(&r.digest, r.size).await? {
+                    if let Some(p) = &progress {
+                        p.blob_started(&r.digest, r.size, true);
+                    }
+                    return Ok::<_, ClientError>(None);
+                }
+                if let Some(p) = &progress {
+                    p.blob_started(&r.digest, r.size, false);
+                }
+                let mut data = src.blob(&r.digest, r.size).await?;
+                if let Some(p) = progress.clone() {
+                    data = counted(data, r.digest.clone(), p);
+                }
+                dst.put_blob(&r.digest, r.size, data).await?;
+                if let Some(p) = &progress {
+                    p.blob_done(&r.digest);
+                }
+                Ok(Some(r.size))
             }
-            let data = src.blob(&r.digest, r.size).await?;
-            dst.put_blob(&r.digest, r.size, data).await?;
-            Ok(Some(r.size))
         })
         .buffer_unordered(opts.jobs.max(1))
         .try_collect()
@@ -114,5 +295,11 @@ async fn copy_tree(
             None => report.blobs_skipped += 1,
         }
     }
-    Ok(())
+    Ok(total)
+}
+
+/// Reports each chunk of a stream to `progress`.
+fn counted(data: ByteStream, digest: Digest, progress: Arc<dyn Progress>) -> ByteStream {
+    data.inspect_ok(move |chunk| progress.blob_advanced(&digest, chunk.len() as u64))
+        .boxed()
 }

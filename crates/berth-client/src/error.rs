@@ -11,6 +11,14 @@ pub enum ClientError {
         #[source]
         source: std::io::Error,
     },
+    /// An image archive that is not what its format says.
+    #[error("{path}: {reason}")]
+    Archive {
+        /// The archive.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// config.json exists but is not what docker writes.
     #[error("{path}: not a docker config file: {reason}")]
     BadConfig {
@@ -65,6 +73,18 @@ pub enum ClientError {
         /// HTTP status.
         status: u16,
         /// The registry's error code and message, if it sent them.
+        detail: String,
+    },
+    /// The tag exists on an immutable repository and points at other content.
+    #[error(
+        "tag {tag:?} already exists in the immutable repository {repository} and points at other content ({detail}): push under a new tag"
+    )]
+    TagImmutable {
+        /// The tag.
+        tag: String,
+        /// `host/repository`.
+        repository: String,
+        /// What the registry said.
         detail: String,
     },
     /// A `WWW-Authenticate` header berth cannot use.

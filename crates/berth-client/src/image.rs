@@ -70,6 +70,9 @@ pub enum Placement<'a> {
         /// An explicit tag overriding the sink's.
         tag: Option<&'a Tag>,
     },
+    /// A referrer (signature, SBOM, attestation) of something in the image: stored by digest,
+    /// and listed where the sink lists what it holds (an OCI layout's `index.json`).
+    Referrer,
 }
 
 /// Where images are read from (a registry, an OCI layout, an archive).
@@ -81,6 +84,25 @@ pub trait ImageSource: Send + Sync {
     async fn manifest(&self, digest: &Digest) -> Result<RawManifest, ClientError>;
     /// A blob's bytes, verified against `digest` and `size` while they stream.
     async fn blob(&self, digest: &Digest, size: u64) -> Result<ByteStream, ClientError>;
+    /// The manifests whose `subject` is `digest` (OCI 1.1 referrers). Sources that cannot hold
+    /// referrers have none.
+    async fn referrers(&self, digest: &Digest) -> Result<Vec<Digest>, ClientError> {
+        let _ = digest;
+        Ok(Vec::new())
+    }
+    /// Where the source's blobs live, when a registry could mount them from there.
+    fn mount_origin(&self) -> Option<MountOrigin> {
+        None
+    }
+}
+
+/// A registry repository blobs can be mounted from (`?mount=…&from=…`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountOrigin {
+    /// The registry's API host (`registry.example:5000`).
+    pub host: String,
+    /// The repository on it.
+    pub repository: String,
 }
 
 /// Where images are written to.
@@ -101,8 +123,37 @@ pub trait ImageSink: Send + Sync {
         manifest: &RawManifest,
         placement: Placement<'_>,
     ) -> Result<(), ClientError>;
+    /// Asks the sink to take the blob from `origin` without transferring it (a cross-repository
+    /// mount on the same registry). `Ok(false)`: it could not; the blob is then copied.
+    async fn mount_blob(&self, digest: &Digest, origin: &MountOrigin) -> Result<bool, ClientError> {
+        let _ = (digest, origin);
+        Ok(false)
+    }
     /// Completes the write (a layout writes its `index.json`).
     async fn finish(&self) -> Result<(), ClientError>;
+}
+
+/// Reads a small blob (a config) whole, refusing more than `limit` bytes.
+pub async fn read_blob(
+    src: &dyn ImageSource,
+    digest: &Digest,
+    size: u64,
+    limit: u64,
+) -> Result<Bytes, ClientError> {
+    use futures::StreamExt;
+    if size > limit {
+        return Err(ClientError::SizeMismatch {
+            digest: digest.clone(),
+            expected: limit,
+            actual: size,
+        });
+    }
+    let mut s = src.blob(digest, size).await?;
+    let mut buf = bytes::BytesMut::new();
+    while let Some(chunk) = s.next().await {
+        buf.extend_from_slice(&chunk?);
+    }
+    Ok(buf.freeze())
 }
 
 /// Wraps a stream so it fails — at the end, before the last bytes count as delivered — unless

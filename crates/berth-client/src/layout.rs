@@ -1,7 +1,8 @@
-//! OCI image layouts (`oci-layout`, `index.json`, `blobs/<alg>/<hex>`) as a source and a sink.
+//! OCI image layouts (`oci-layout`, `index.json`, `blobs/<alg>/<hex>`) as a source and a sink —
+//! a directory, or (as a source) a layout inside a tar archive read in place.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use berth_oci::{Digest, Manifest};
@@ -11,6 +12,7 @@ use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
 use crate::ClientError;
+use crate::archive::TarIndex;
 use crate::image::{ByteStream, ImageSink, ImageSource, Placement, RawManifest, verify};
 
 /// The annotation naming an image in a layout's `index.json`.
@@ -19,13 +21,24 @@ pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 /// Read size when streaming blobs out of a layout.
 const READ_CHUNK: usize = 1024 * 1024;
 
-/// An OCI image layout directory, optionally with the tag (ref name) of one image in it.
+/// An OCI image layout, optionally with the tag (ref name) of one image in it.
 #[derive(Debug)]
 pub struct OciLayout {
+    /// The directory (or, for a layout in a tar, the archive).
     dir: PathBuf,
+    files: Files,
     tag: Option<String>,
     /// The root manifest to record in `index.json` on [`ImageSink::finish`].
     pending_root: Mutex<Option<(RawManifest, Option<String>)>>,
+    /// Referrers to record in `index.json` on [`ImageSink::finish`].
+    pending_referrers: Mutex<Vec<RawManifest>>,
+}
+
+/// Where a layout's files are.
+#[derive(Debug)]
+enum Files {
+    Dir,
+    Tar(Arc<TarIndex>),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ClientError + '_ {
@@ -40,27 +53,89 @@ impl OciLayout {
     pub fn new(dir: impl Into<PathBuf>, tag: Option<&str>) -> Self {
         OciLayout {
             dir: dir.into(),
+            files: Files::Dir,
             tag: tag.map(str::to_owned),
             pending_root: Mutex::new(None),
+            pending_referrers: Mutex::new(Vec::new()),
         }
+    }
+
+    /// A layout inside an already indexed tar archive (read in place, never extracted).
+    pub(crate) fn in_tar(index: Arc<TarIndex>, tag: Option<&str>) -> Self {
+        OciLayout {
+            dir: index.path().to_path_buf(),
+            files: Files::Tar(index),
+            tag: tag.map(str::to_owned),
+            pending_root: Mutex::new(None),
+            pending_referrers: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The layout's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The root manifest put so far (recorded in `index.json` at [`ImageSink::finish`]).
+    pub(crate) fn pending_root(&self) -> Option<RawManifest> {
+        self.pending_root
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|(m, _)| m.clone())
+    }
+
+    fn blob_name(d: &Digest) -> String {
+        format!("blobs/{}/{}", d.algorithm().as_str(), d.hex())
     }
 
     fn blob_path(&self, d: &Digest) -> PathBuf {
-        self.dir
-            .join("blobs")
-            .join(d.algorithm().as_str())
-            .join(d.hex())
+        self.dir.join(Self::blob_name(d))
+    }
+
+    /// A small file's bytes (index.json, manifests), or `None` if it is not there.
+    async fn read_small(&self, name: &str) -> Result<Option<Bytes>, ClientError> {
+        match &self.files {
+            Files::Tar(t) => t.read(name).await,
+            Files::Dir => {
+                let path = self.dir.join(name);
+                match tokio::fs::read(&path).await {
+                    Ok(b) => Ok(Some(Bytes::from(b))),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(io_err(&path)(e)),
+                }
+            }
+        }
+    }
+
+    /// Fails unless the layout is a directory (archives are written through a staging
+    /// directory, see [`crate::archive`]).
+    fn writable(&self) -> Result<(), ClientError> {
+        match self.files {
+            Files::Dir => Ok(()),
+            Files::Tar(_) => Err(ClientError::NotFound(format!(
+                "{}: a layout inside an archive is read-only",
+                self.dir.display()
+            ))),
+        }
     }
 
     async fn read_index(&self) -> Result<Option<Value>, ClientError> {
-        let path = self.dir.join("index.json");
-        match tokio::fs::read(&path).await {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| ClientError::Manifest(format!("{}: {e}", path.display()))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_err(&path)(e)),
+        match self.read_small("index.json").await? {
+            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                ClientError::Manifest(format!("{}: index.json: {e}", self.dir.display()))
+            }),
+            None => Ok(None),
         }
+    }
+
+    /// The descriptors `index.json` lists.
+    pub(crate) async fn index_entries(&self) -> Result<Vec<Value>, ClientError> {
+        Ok(self
+            .read_index()
+            .await?
+            .and_then(|i| i["manifests"].as_array().cloned())
+            .unwrap_or_default())
     }
 
     async fn read_manifest(
@@ -68,15 +143,18 @@ impl OciLayout {
         digest: &Digest,
         media_type: Option<&str>,
     ) -> Result<RawManifest, ClientError> {
-        let path = self.blob_path(digest);
-        let bytes = tokio::fs::read(&path).await.map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
+        let bytes = self
+            .read_small(&Self::blob_name(digest))
+            .await?
+            .ok_or_else(|| {
                 ClientError::NotFound(format!("manifest {digest} in {}", self.dir.display()))
-            } else {
-                io_err(&path)(e)
-            }
-        })?;
-        let bytes = Bytes::from(bytes);
+            })?;
+        if bytes.len() > berth_oci::MAX_MANIFEST_BYTES {
+            return Err(ClientError::Manifest(format!(
+                "{digest}: {} bytes is over the 4 MiB manifest limit",
+                bytes.len()
+            )));
+        }
         let media_type = match media_type {
             Some(t) => t.to_owned(),
             None => {
@@ -102,7 +180,7 @@ impl OciLayout {
         let tmp = dir.join(format!(".{}.{}.partial", digest.hex(), std::process::id()));
         // Removes the partial file however this ends — an error, or the future being dropped
         // because a sibling transfer failed.
-        let guard = RemoveOnDrop(Some(tmp.clone()));
+        let guard = RemoveOnDrop::new(tmp.clone());
         let mut f = tokio::fs::File::create(&tmp).await.map_err(io_err(&tmp))?;
         while let Some(chunk) = data.next().await {
             f.write_all(&chunk?).await.map_err(io_err(&tmp))?;
@@ -159,6 +237,12 @@ impl ImageSource for OciLayout {
     }
 
     async fn blob(&self, digest: &Digest, size: u64) -> Result<ByteStream, ClientError> {
+        if let Files::Tar(t) = &self.files {
+            let stream = t.stream(&Self::blob_name(digest)).await?.ok_or_else(|| {
+                ClientError::NotFound(format!("blob {digest} in {}", self.dir.display()))
+            })?;
+            return Ok(verify(stream, digest, size));
+        }
         let path = self.blob_path(digest);
         let file = tokio::fs::File::open(&path).await.map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
@@ -167,16 +251,38 @@ impl ImageSource for OciLayout {
                 io_err(&path)(e)
             }
         })?;
-        let stream = tokio_util_stream(file, path);
+        let stream = file_stream(file, path);
         Ok(verify(stream, digest, size))
+    }
+
+    async fn referrers(&self, subject: &Digest) -> Result<Vec<Digest>, ClientError> {
+        // Layouts keep referrers as untagged `index.json` entries whose manifest names a subject.
+        let mut found = Vec::new();
+        for entry in self.index_entries().await? {
+            let Some(d) = entry["digest"].as_str().and_then(|d| Digest::parse(d).ok()) else {
+                continue;
+            };
+            if &d == subject {
+                continue;
+            }
+            let m = self.read_manifest(&d, entry["mediaType"].as_str()).await?;
+            if m.parse()?.subject.as_ref() == Some(subject) {
+                found.push(d);
+            }
+        }
+        Ok(found)
     }
 }
 
 /// Deletes a file when dropped, unless disarmed.
-struct RemoveOnDrop(Option<PathBuf>);
+pub(crate) struct RemoveOnDrop(Option<PathBuf>);
 
 impl RemoveOnDrop {
-    fn disarm(mut self) {
+    pub(crate) fn new(path: PathBuf) -> Self {
+        RemoveOnDrop(Some(path))
+    }
+
+    pub(crate) fn disarm(mut self) {
         self.0 = None;
     }
 }
@@ -189,8 +295,11 @@ impl Drop for RemoveOnDrop {
     }
 }
 
-/// Streams a file in `READ_CHUNK` pieces.
-fn tokio_util_stream(file: tokio::fs::File, path: PathBuf) -> ByteStream {
+/// Streams a file (or what is left of a reader) in `READ_CHUNK` pieces.
+pub(crate) fn file_stream<R>(file: R, path: PathBuf) -> ByteStream
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
     futures::stream::try_unfold((file, path), |(mut file, path)| async move {
         use tokio::io::AsyncReadExt;
         let mut buf = vec![0u8; READ_CHUNK];
@@ -207,6 +316,7 @@ fn tokio_util_stream(file: tokio::fs::File, path: PathBuf) -> ByteStream {
 #[async_trait]
 impl ImageSink for OciLayout {
     async fn has_blob(&self, digest: &Digest, size: u64) -> Result<bool, ClientError> {
+        self.writable()?;
         Ok(tokio::fs::metadata(self.blob_path(digest))
             .await
             .is_ok_and(|m| m.len() == size))
@@ -218,6 +328,7 @@ impl ImageSink for OciLayout {
         size: u64,
         data: ByteStream,
     ) -> Result<(), ClientError> {
+        self.writable()?;
         self.write_blob_bytes(digest, verify(data, digest, size))
             .await
     }
@@ -227,6 +338,7 @@ impl ImageSink for OciLayout {
         manifest: &RawManifest,
         placement: Placement<'_>,
     ) -> Result<(), ClientError> {
+        self.writable()?;
         let bytes = manifest.bytes.clone();
         let one = futures::stream::once(async move { Ok(bytes) }).boxed();
         self.write_blob_bytes(&manifest.digest, one).await?;
@@ -234,6 +346,12 @@ impl ImageSink for OciLayout {
             let name = tag.map(|t| t.to_string()).or_else(|| self.tag.clone());
             *self.pending_root.lock().unwrap_or_else(|p| p.into_inner()) =
                 Some((manifest.clone(), name));
+        }
+        if placement == Placement::Referrer {
+            self.pending_referrers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(manifest.clone());
         }
         Ok(())
     }
@@ -247,26 +365,41 @@ impl ImageSink for OciLayout {
         let Some((m, name)) = root else {
             return Ok(());
         };
+        let referrers = std::mem::take(
+            &mut *self
+                .pending_referrers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
         let mut index = self.read_index().await?.unwrap_or_else(|| {
             json!({ "schemaVersion": 2, "mediaType": berth_oci::media::OCI_INDEX, "manifests": [] })
         });
-        let mut desc = json!({
-            "mediaType": m.media_type,
-            "digest": m.digest.to_string(),
-            "size": m.bytes.len(),
-        });
+        let describe = |m: &RawManifest| {
+            json!({
+                "mediaType": m.media_type,
+                "digest": m.digest.to_string(),
+                "size": m.bytes.len(),
+            })
+        };
+        let mut desc = describe(&m);
         if let Some(n) = &name {
             desc["annotations"] = json!({ REF_NAME: n });
         }
         let list = index["manifests"].as_array().cloned().unwrap_or_default();
+        let untagged = |d: &Value, digest: &Digest| {
+            d["annotations"][REF_NAME].is_null()
+                && d["digest"].as_str() == Some(digest.to_string().as_str())
+        };
         let mut kept: Vec<Value> = list
             .into_iter()
             .filter(|d| match &name {
                 Some(n) => d["annotations"][REF_NAME].as_str() != Some(n.as_str()),
                 None => d["digest"].as_str() != Some(m.digest.to_string().as_str()),
             })
+            .filter(|d| !referrers.iter().any(|r| untagged(d, &r.digest)))
             .collect();
         kept.push(desc);
+        kept.extend(referrers.iter().map(describe));
         index["manifests"] = Value::Array(kept);
         write_atomic(
             &self.dir.join("oci-layout"),

@@ -10,6 +10,7 @@
 //! [`layout::OciLayout`] is the first source and sink. The registry source/sink, archives and
 //! native ECR auth follow (issue 3).
 
+pub mod archive;
 pub mod auth;
 mod copy;
 mod error;
@@ -17,5 +18,5 @@ pub mod image;
 pub mod layout;
 pub mod registry;
 
-pub use copy::{CopyOptions, CopyReport, copy};
+pub use copy::{CopyOptions, CopyReport, ImageSummary, Progress, copy};
 pub use error::ClientError;

@@ -6,14 +6,16 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use berth_oci::{Digest, ImageRef, Reference, RepoName, media};
+use berth_oci::{Digest, ImageRef, Reference, RepoName, Tag, media};
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
 use reqwest::{Method, RequestBuilder, Response, StatusCode, header};
 
 use crate::ClientError;
 use crate::auth::{Challenge, Credentials, Scheme};
-use crate::image::{ByteStream, ImageSink, ImageSource, Placement, RawManifest, verify};
+use crate::image::{
+    ByteStream, ImageSink, ImageSource, MountOrigin, Placement, RawManifest, verify,
+};
 
 /// What `Accept` asks for when fetching manifests.
 const ACCEPT_MANIFESTS: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
@@ -22,6 +24,7 @@ const ACCEPT_MANIFESTS: &str = "application/vnd.oci.image.index.v1+json, applica
 #[derive(Debug)]
 pub struct RegistryClient {
     http: reqwest::Client,
+    host: String,
     base: String,
     credentials: Option<Credentials>,
     /// Bearer tokens by scope string.
@@ -65,6 +68,7 @@ impl RegistryClient {
         Ok(RegistryClient {
             http,
             base: format!("{scheme}://{host}"),
+            host: host.to_owned(),
             credentials,
             tokens: Mutex::new(HashMap::new()),
             basic: Mutex::new(false),
@@ -159,7 +163,11 @@ impl RegistryClient {
         if let Some(s) = &c.service {
             query.push(("service", s));
         }
-        query.push(("scope", scope));
+        // Several scopes (a cross-repository mount needs pull on the origin) go as several
+        // `scope` parameters.
+        for s in scope.split(' ').filter(|s| !s.is_empty()) {
+            query.push(("scope", s));
+        }
         let req = match &self.credentials {
             Some(Credentials::IdentityToken(refresh)) => {
                 let mut form = query.clone();
@@ -533,6 +541,120 @@ impl RegistryImage {
     }
 }
 
+impl RegistryImage {
+    /// The repository's tags, every page of them (following `Link: <…>; rel="next"`).
+    pub async fn tags(&self) -> Result<Vec<String>, ClientError> {
+        let mut url = self.client.url(&self.path("tags/list?n=1000"));
+        let mut tags = Vec::new();
+        for _ in 0..10_000 {
+            let resp = self.client.send(&self.pull_scope, |h| h.get(&url)).await?;
+            if resp.status() == StatusCode::NOT_FOUND {
+                return Err(ClientError::NotFound(format!(
+                    "repository {} on {}",
+                    self.repo, self.client.host
+                )));
+            }
+            if !resp.status().is_success() {
+                return Err(unexpected("listing tags", resp).await);
+            }
+            let next = resp
+                .headers()
+                .get(header::LINK)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|l| l.split_once('<'))
+                .and_then(|(_, rest)| rest.split_once('>'))
+                .map(|(u, _)| self.absolute(u));
+            let body: serde_json::Value = resp.json().await.map_err(http_err)?;
+            tags.extend(
+                body["tags"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|t| t.as_str().map(str::to_owned)),
+            );
+            match next {
+                Some(n) => url = n,
+                None => return Ok(tags),
+            }
+        }
+        Ok(tags)
+    }
+
+    /// The digest the reference resolves to (HEAD; a GET when the registry sends no digest).
+    pub async fn resolve(&self) -> Result<Digest, ClientError> {
+        if let Reference::Digest(d) = &self.reference {
+            return Ok(d.clone());
+        }
+        let url = self
+            .client
+            .url(&self.path(&format!("manifests/{}", self.reference)));
+        let resp = self
+            .client
+            .send(&self.pull_scope, |h| {
+                h.head(&url).header(header::ACCEPT, ACCEPT_MANIFESTS)
+            })
+            .await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Err(ClientError::NotFound(format!(
+                "{}/{}:{}",
+                self.client.host, self.repo, self.reference
+            )));
+        }
+        let claimed = resp
+            .headers()
+            .get("Docker-Content-Digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|d| Digest::parse(d).ok());
+        match claimed {
+            Some(d) if resp.status().is_success() => Ok(d),
+            _ => Ok(self.fetch_manifest(&self.reference).await?.digest),
+        }
+    }
+
+    /// Deletes what the reference names: a tag (the manifest stays) or a manifest by digest
+    /// (and every tag on it).
+    pub async fn delete(&self) -> Result<(), ClientError> {
+        let url = self
+            .client
+            .url(&self.path(&format!("manifests/{}", self.reference)));
+        let resp = self
+            .client
+            .send(&self.push_scope_delete(), |h| h.delete(&url))
+            .await?;
+        match resp.status() {
+            StatusCode::ACCEPTED | StatusCode::OK | StatusCode::NO_CONTENT => Ok(()),
+            StatusCode::NOT_FOUND => Err(ClientError::NotFound(format!(
+                "{}/{}:{}",
+                self.client.host, self.repo, self.reference
+            ))),
+            _ => Err(unexpected("deleting", resp).await),
+        }
+    }
+
+    fn push_scope_delete(&self) -> String {
+        format!("repository:{}:delete,pull,push", self.repo)
+    }
+
+    /// The manifest a tag points at now, if any (HEAD), to skip identical re-pushes.
+    async fn tag_digest(&self, tag: &str) -> Result<Option<Digest>, ClientError> {
+        let url = self.client.url(&self.path(&format!("manifests/{tag}")));
+        let resp = self
+            .client
+            .send(&self.push_scope, |h| {
+                h.head(&url).header(header::ACCEPT, ACCEPT_MANIFESTS)
+            })
+            .await?;
+        if !resp.status().is_success() {
+            return Ok(None);
+        }
+        Ok(resp
+            .headers()
+            .get("Docker-Content-Digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|d| Digest::parse(d).ok()))
+    }
+}
+
 #[async_trait]
 impl ImageSource for RegistryImage {
     async fn root(&self) -> Result<RawManifest, ClientError> {
@@ -553,6 +675,45 @@ impl ImageSource for RegistryImage {
         }
         let stream = resp.bytes_stream().map_err(http_err).boxed();
         Ok(verify(stream, digest, size))
+    }
+
+    async fn referrers(&self, digest: &Digest) -> Result<Vec<Digest>, ClientError> {
+        let url = self.client.url(&self.path(&format!("referrers/{digest}")));
+        let resp = self
+            .client
+            .send(&self.pull_scope, |h| {
+                h.get(&url).header(header::ACCEPT, media::OCI_INDEX)
+            })
+            .await?;
+        let index = match resp.status() {
+            StatusCode::OK => resp.bytes().await.map_err(http_err)?,
+            // No referrers API: the OCI 1.1 fallback tag `<alg>-<hex>`.
+            StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => {
+                let Ok(tag) = Tag::parse(&format!("{}-{}", digest.algorithm().as_str(), digest.hex()))
+                else {
+                    return Ok(Vec::new());
+                };
+                match self.fetch_manifest(&Reference::Tag(tag)).await {
+                    Ok(m) => m.bytes,
+                    Err(ClientError::NotFound(_)) => return Ok(Vec::new()),
+                    Err(e) => return Err(e),
+                }
+            }
+            _ => return Err(unexpected("listing referrers", resp).await),
+        };
+        if index.len() > berth_oci::MAX_MANIFEST_BYTES {
+            return Err(ClientError::Manifest("referrers index over 4 MiB".into()));
+        }
+        let parsed = berth_oci::Manifest::parse(Some(media::OCI_INDEX), &index)
+            .map_err(|e| ClientError::Manifest(format!("referrers of {digest}: {e}")))?;
+        Ok(parsed.references.into_iter().map(|r| r.digest).collect())
+    }
+
+    fn mount_origin(&self) -> Option<MountOrigin> {
+        Some(MountOrigin {
+            host: self.client.host.clone(),
+            repository: self.repo.to_string(),
+        })
     }
 }
 
@@ -635,6 +796,11 @@ impl ImageSink for RegistryImage {
             (Placement::Root { tag: None }, Reference::Tag(t)) => t.to_string(),
             _ => manifest.digest.to_string(),
         };
+        let tagged = reference != manifest.digest.to_string();
+        if tagged && self.tag_digest(&reference).await?.as_ref() == Some(&manifest.digest) {
+            // Already there: an identical re-push succeeds even on an immutable repository.
+            return Ok(());
+        }
         let url = self
             .client
             .url(&self.path(&format!("manifests/{reference}")));
@@ -647,9 +813,48 @@ impl ImageSink for RegistryImage {
             })
             .await?;
         if resp.status() != StatusCode::CREATED {
-            return Err(unexpected("putting a manifest", resp).await);
+            let err = unexpected("putting a manifest", resp).await;
+            if let ClientError::Registry { detail, .. } = &err
+                && tagged
+                && (detail.contains("immutable") || detail.starts_with("TAG_INVALID"))
+            {
+                return Err(ClientError::TagImmutable {
+                    tag: reference,
+                    repository: format!("{}/{}", self.client.host, self.repo),
+                    detail: detail.clone(),
+                });
+            }
+            return Err(err);
         }
         Ok(())
+    }
+
+    async fn mount_blob(&self, digest: &Digest, origin: &MountOrigin) -> Result<bool, ClientError> {
+        if origin.host != self.client.host || origin.repository == self.repo.as_str() {
+            return Ok(false);
+        }
+        let url = self.client.url(&self.path(&format!(
+            "blobs/uploads/?mount={digest}&from={}",
+            origin.repository
+        )));
+        let scope = format!("{} repository:{}:pull", self.push_scope, origin.repository);
+        let resp = self.client.send(&scope, |h| h.post(&url)).await?;
+        match resp.status() {
+            StatusCode::CREATED => Ok(true),
+            StatusCode::ACCEPTED => {
+                // The registry opened an upload instead: close it; the blob is copied.
+                if let Some(loc) = resp.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()) {
+                    let loc = self.absolute(loc);
+                    let _ = self
+                        .client
+                        .authorize(self.client.http.delete(&loc), &scope)
+                        .send()
+                        .await;
+                }
+                Ok(false)
+            }
+            _ => Ok(false),
+        }
     }
 
     async fn finish(&self) -> Result<(), ClientError> {

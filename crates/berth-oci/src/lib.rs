@@ -9,11 +9,13 @@
 mod digest;
 mod manifest;
 pub mod media;
+mod platform;
 mod name;
 mod reference;
 
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
 pub use manifest::{Manifest, ManifestError, ManifestKind, RefKind, Reference as ManifestRef};
+pub use platform::{Platform, PlatformError};
 pub use name::{NameError, Reference, RepoName, Tag};
 pub use reference::{DOCKER_HUB, EcrRegistry, ImageRef, ReferenceError};
 

@@ -11,6 +11,7 @@ use serde::de::IgnoredAny;
 
 use crate::digest::{Digest, DigestError};
 use crate::media;
+use crate::platform::Platform;
 
 /// Why bytes are not an acceptable manifest.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +75,8 @@ pub struct Reference {
     pub kind: RefKind,
     /// The descriptor's declared size.
     pub size: u64,
+    /// The platform an index entry declares.
+    pub platform: Option<Platform>,
 }
 
 /// The validated view of a manifest's bytes.
@@ -191,6 +194,13 @@ impl Manifest {
                     digest: convert(d.digest())?,
                     kind: RefKind::Manifest,
                     size: d.size(),
+                    platform: d.platform().as_ref().map(|p| {
+                        Platform::new(
+                            &p.os().to_string(),
+                            &p.architecture().to_string(),
+                            p.variant().as_deref(),
+                        )
+                    }),
                 })
             })
             .collect::<Result<Vec<_>, ManifestError>>()?;
@@ -224,6 +234,7 @@ fn blob_ref(d: &Descriptor) -> Result<Reference, ManifestError> {
         digest: convert(d.digest())?,
         kind: RefKind::Blob,
         size: d.size(),
+        platform: None,
     })
 }
 

@@ -1,6 +1,7 @@
 //! The `berth` command line. Exit codes are decided in one place, [`main`].
 
 mod config;
+mod progress;
 mod serve;
 mod transfer;
 
@@ -22,8 +23,22 @@ struct Cli {
 enum Command {
     /// Run the registry (OCI Distribution v1.1 API on /v2/, health on /healthz).
     Serve(serve::ServeArgs),
-    /// Copy an image (every platform, byte-exact) between registries and OCI layouts.
+    /// Copy an image (every platform, byte-exact) between registries, layouts and archives.
     Copy(transfer::CopyArgs),
+    /// Push a local image (OCI layout or archive) to a registry.
+    Push(transfer::PushArgs),
+    /// Pull an image from a registry into an OCI layout or archive.
+    Pull(transfer::PullArgs),
+    /// Show an image: platforms, digests, sizes, layers; --raw for the manifest as stored.
+    Inspect(transfer::InspectArgs),
+    /// List a repository's tags.
+    Tags(transfer::TagsArgs),
+    /// Print the digest an image reference resolves to.
+    Digest(transfer::DigestArgs),
+    /// Give an image in a registry more tags (no blobs move).
+    Tag(transfer::TagArgs),
+    /// Delete a tag, or a manifest by digest, from a registry.
+    Rm(transfer::RmArgs),
     /// Save credentials for a registry in docker's config.json (or its credential helper).
     Login(transfer::LoginArgs),
     /// Remove saved credentials for a registry.
@@ -40,6 +55,13 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Copy(args) => transfer::run_copy(args),
+        Command::Push(args) => transfer::run_push(args),
+        Command::Pull(args) => transfer::run_pull(args),
+        Command::Inspect(args) => transfer::run_inspect(args),
+        Command::Tags(args) => transfer::run_tags(args),
+        Command::Digest(args) => transfer::run_digest(args),
+        Command::Tag(args) => transfer::run_tag(args),
+        Command::Rm(args) => transfer::run_rm(args),
         Command::Login(args) => transfer::run_login(args),
         Command::Logout(args) => transfer::run_logout(args),
     };
