@@ -251,7 +251,10 @@ impl ArchiveFormat {
         } else if index.contains("index.json") {
             Ok(ArchiveFormat::Oci)
         } else {
-            Err(bad(path, "neither manifest.json nor index.json: not an image archive"))
+            Err(bad(
+                path,
+                "neither manifest.json nor index.json: not an image archive",
+            ))
         }
     }
 }
@@ -309,10 +312,12 @@ impl ArchiveSource {
     async fn open(&self) -> Result<Inner, ClientError> {
         let tar = TarIndex::open(&self.path).await?;
         let is_layout = tar.contains("index.json") && tar.contains("oci-layout");
-        if self.format == ArchiveFormat::Oci || (is_layout && self.selector != Selector::Index(0))
-        {
+        if self.format == ArchiveFormat::Oci || (is_layout && self.selector != Selector::Index(0)) {
             if !is_layout {
-                return Err(bad(&self.path, "no index.json and oci-layout: not an oci-archive"));
+                return Err(bad(
+                    &self.path,
+                    "no index.json and oci-layout: not an oci-archive",
+                ));
             }
             let layout = OciLayout::in_tar(tar.clone(), None);
             if let Some(tag) = self.layout_tag(&layout).await? {
@@ -363,7 +368,10 @@ impl ArchiveSource {
             Selector::Only => {
                 return Err(bad(
                     path,
-                    format!("holds {} images: name one with :NAME:TAG or :@N", images.len()),
+                    format!(
+                        "holds {} images: name one with :NAME:TAG or :@N",
+                        images.len()
+                    ),
                 ));
             }
             Selector::Index(n) => images.get(*n),
@@ -372,8 +380,7 @@ impl ArchiveSource {
                 images.iter().find(|i| {
                     i["RepoTags"].as_array().is_some_and(|tags| {
                         tags.iter().filter_map(Value::as_str).any(|t| {
-                            t == want
-                                || ImageRef::parse(t).ok().map(|r| r.to_string()) == want_full
+                            t == want || ImageRef::parse(t).ok().map(|r| r.to_string()) == want_full
                         })
                     })
                 })
@@ -424,7 +431,9 @@ impl ArchiveSource {
                 Some(d) if !compressed => d,
                 _ => tar.sha256(&name).await?,
             };
-            layers.push(json!({ "mediaType": media_type, "size": size, "digest": digest.to_string() }));
+            layers.push(
+                json!({ "mediaType": media_type, "size": size, "digest": digest.to_string() }),
+            );
             blobs.insert(digest, name);
         }
         let manifest = json!({
@@ -538,7 +547,11 @@ impl ArchiveSink {
         let mut images: Vec<(Option<Platform>, RawManifest)> = Vec::new();
         let parsed = root.parse()?;
         if parsed.kind == ManifestKind::Index {
-            for child in parsed.references.iter().filter(|r| r.kind == RefKind::Manifest) {
+            for child in parsed
+                .references
+                .iter()
+                .filter(|r| r.kind == RefKind::Manifest)
+            {
                 if child.platform.as_ref().is_some_and(|p| p.os == "unknown") {
                     continue; // attestation manifests
                 }
@@ -559,8 +572,12 @@ impl ArchiveSink {
         let mut entries = Vec::new();
         for (i, (_, m)) in images.iter().enumerate() {
             let refs = m.parse()?.references;
-            let mut blobs = refs.iter().map(|r| format!("blobs/{}/{}", r.digest.algorithm().as_str(), r.digest.hex()));
-            let config = blobs.next().ok_or_else(|| ClientError::Manifest("no config".into()))?;
+            let mut blobs = refs
+                .iter()
+                .map(|r| format!("blobs/{}/{}", r.digest.algorithm().as_str(), r.digest.hex()));
+            let config = blobs
+                .next()
+                .ok_or_else(|| ClientError::Manifest("no config".into()))?;
             entries.push(json!({
                 "Config": config,
                 "RepoTags": if i == tagged { repo_tags.clone() } else { Vec::new() },
@@ -574,7 +591,9 @@ impl ArchiveSink {
 /// `name:tag` as `docker save` writes it in `RepoTags` (`busybox:latest`,
 /// `registry:5000/team/app:v1`).
 fn familiar(r: &ImageRef) -> String {
-    let tag = r.tag().map_or_else(|| "latest".to_owned(), ToString::to_string);
+    let tag = r
+        .tag()
+        .map_or_else(|| "latest".to_owned(), ToString::to_string);
     format!("{}:{tag}", r.familiar_name())
 }
 
@@ -609,17 +628,18 @@ impl ImageSink for ArchiveSink {
             && let Some(root) = root
         {
             let listing = self.docker_manifest(&root).await?;
-            std::fs::write(dir.join("manifest.json"), listing.to_string())
-                .map_err(io_err(&dir))?;
+            std::fs::write(dir.join("manifest.json"), listing.to_string()).map_err(io_err(&dir))?;
             if let Some(name) = &self.name {
                 // Docker 25+ names the image in index.json too; `docker load` reads it.
                 let path = dir.join("index.json");
-                let mut index: Value = serde_json::from_slice(
-                    &std::fs::read(&path).map_err(io_err(&path))?,
-                )
-                .map_err(|e| bad(&path, e.to_string()))?;
+                let mut index: Value =
+                    serde_json::from_slice(&std::fs::read(&path).map_err(io_err(&path))?)
+                        .map_err(|e| bad(&path, e.to_string()))?;
                 if let Some(list) = index["manifests"].as_array_mut() {
-                    for e in list.iter_mut().filter(|e| e["digest"] == root.digest.to_string()) {
+                    for e in list
+                        .iter_mut()
+                        .filter(|e| e["digest"] == root.digest.to_string())
+                    {
                         e["annotations"][CONTAINERD_NAME] = json!(name.to_string());
                     }
                 }
@@ -661,7 +681,9 @@ fn write_tar(dir: &Path, dest: &Path) -> Result<(), ClientError> {
     let files = files_under(dir)?;
     let tmp = dest.with_file_name(format!(
         ".{}.{}.partial",
-        dest.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+        dest.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
         std::process::id()
     ));
     let guard = crate::layout::RemoveOnDrop::new(tmp.clone());
@@ -671,7 +693,14 @@ fn write_tar(dir: &Path, dest: &Path) -> Result<(), ClientError> {
     for name in &files {
         // Parent directories first, once each (docker and podman do not need them; tar does).
         let mut prefix = String::new();
-        for part in name.split('/').collect::<Vec<_>>().iter().rev().skip(1).rev() {
+        for part in name
+            .split('/')
+            .collect::<Vec<_>>()
+            .iter()
+            .rev()
+            .skip(1)
+            .rev()
+        {
             prefix.push_str(part);
             prefix.push('/');
             if !dirs_done.contains(&prefix) {
@@ -722,8 +751,14 @@ mod tests {
 
     #[test]
     fn member_names_never_climb_out() {
-        assert_eq!(normalize(Path::new("./blobs/sha256/ab")).as_deref(), Some("blobs/sha256/ab"));
-        assert_eq!(normalize(Path::new("/index.json")).as_deref(), Some("index.json"));
+        assert_eq!(
+            normalize(Path::new("./blobs/sha256/ab")).as_deref(),
+            Some("blobs/sha256/ab")
+        );
+        assert_eq!(
+            normalize(Path::new("/index.json")).as_deref(),
+            Some("index.json")
+        );
         assert_eq!(normalize(Path::new("../etc/passwd")), None);
         assert_eq!(normalize(Path::new("a/../../b")), None);
         assert_eq!(normalize(Path::new(".")), None);

@@ -168,15 +168,14 @@ async fn select_platforms(
         return Ok((src.manifest(&one.digest).await?, one.platform.clone()));
     }
     // Several: a new index listing just those (the source's entries kept as they were).
-    let mut index: Value = serde_json::from_slice(&root.bytes)
-        .map_err(|e| ClientError::Manifest(e.to_string()))?;
+    let mut index: Value =
+        serde_json::from_slice(&root.bytes).map_err(|e| ClientError::Manifest(e.to_string()))?;
     let keep: HashSet<String> = chosen.iter().map(|c| c.digest.to_string()).collect();
     if let Some(list) = index["manifests"].as_array_mut() {
         list.retain(|m| m["digest"].as_str().is_some_and(|d| keep.contains(d)));
     }
-    let bytes = Bytes::from(
-        serde_json::to_vec(&index).map_err(|e| ClientError::Manifest(e.to_string()))?,
-    );
+    let bytes =
+        Bytes::from(serde_json::to_vec(&index).map_err(|e| ClientError::Manifest(e.to_string()))?);
     let digest = Digest::sha256(&bytes);
     let media_type = if root.media_type.is_empty() {
         media::OCI_INDEX.to_owned()

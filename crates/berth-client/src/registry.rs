@@ -689,7 +689,8 @@ impl ImageSource for RegistryImage {
             StatusCode::OK => resp.bytes().await.map_err(http_err)?,
             // No referrers API: the OCI 1.1 fallback tag `<alg>-<hex>`.
             StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => {
-                let Ok(tag) = Tag::parse(&format!("{}-{}", digest.algorithm().as_str(), digest.hex()))
+                let Ok(tag) =
+                    Tag::parse(&format!("{}-{}", digest.algorithm().as_str(), digest.hex()))
                 else {
                     return Ok(Vec::new());
                 };
@@ -843,7 +844,11 @@ impl ImageSink for RegistryImage {
             StatusCode::CREATED => Ok(true),
             StatusCode::ACCEPTED => {
                 // The registry opened an upload instead: close it; the blob is copied.
-                if let Some(loc) = resp.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()) {
+                if let Some(loc) = resp
+                    .headers()
+                    .get(header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                {
                     let loc = self.absolute(loc);
                     let _ = self
                         .client

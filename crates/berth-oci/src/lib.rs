@@ -9,14 +9,14 @@
 mod digest;
 mod manifest;
 pub mod media;
-mod platform;
 mod name;
+mod platform;
 mod reference;
 
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
 pub use manifest::{Manifest, ManifestError, ManifestKind, RefKind, Reference as ManifestRef};
-pub use platform::{Platform, PlatformError};
 pub use name::{NameError, Reference, RepoName, Tag};
+pub use platform::{Platform, PlatformError};
 pub use reference::{DOCKER_HUB, EcrRegistry, ImageRef, ReferenceError};
 
 /// The largest manifest berth accepts (the OCI spec asks registries to accept at least 4 MiB).

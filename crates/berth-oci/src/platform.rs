@@ -40,7 +40,11 @@ impl Platform {
     /// Parses `os/arch[/variant]`.
     pub fn parse(s: &str) -> Result<Self, PlatformError> {
         let parts: Vec<&str> = s.trim().split('/').collect();
-        let ok = |p: &&str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+        let ok = |p: &&str| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+        };
         match parts.as_slice() {
             [os, arch] if ok(os) && ok(arch) => Ok(Platform::new(os, arch, None)),
             [os, arch, variant] if ok(os) && ok(arch) && ok(variant) => {
@@ -82,10 +86,26 @@ mod tests {
     fn parses_and_normalises() {
         let p = Platform::parse("linux/aarch64").expect("platform");
         assert_eq!(p.to_string(), "linux/arm64");
-        assert_eq!(Platform::parse("linux/arm64/v8").expect("p").to_string(), "linux/arm64");
-        assert_eq!(Platform::parse("linux/arm").expect("p").to_string(), "linux/arm/v7");
-        assert_eq!(Platform::parse("linux/x86_64").expect("p").to_string(), "linux/amd64");
-        for bad in ["", "linux", "linux/", "/amd64", "linux/amd64/v1/x", "linux/am d64"] {
+        assert_eq!(
+            Platform::parse("linux/arm64/v8").expect("p").to_string(),
+            "linux/arm64"
+        );
+        assert_eq!(
+            Platform::parse("linux/arm").expect("p").to_string(),
+            "linux/arm/v7"
+        );
+        assert_eq!(
+            Platform::parse("linux/x86_64").expect("p").to_string(),
+            "linux/amd64"
+        );
+        for bad in [
+            "",
+            "linux",
+            "linux/",
+            "/amd64",
+            "linux/amd64/v1/x",
+            "linux/am d64",
+        ] {
             assert!(Platform::parse(bad).is_err(), "{bad:?}");
         }
     }

@@ -29,7 +29,11 @@ pub struct Reporter {
 }
 
 fn short(d: &Digest) -> String {
-    format!("{}:{}", d.algorithm().as_str(), &d.hex()[..12.min(d.hex().len())])
+    format!(
+        "{}:{}",
+        d.algorithm().as_str(),
+        &d.hex()[..12.min(d.hex().len())]
+    )
 }
 
 fn mb(n: u64) -> String {
@@ -103,7 +107,10 @@ impl Progress for Reporter {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(digest);
-        let total = bar.as_ref().and_then(ProgressBar::length).unwrap_or_default();
+        let total = bar
+            .as_ref()
+            .and_then(ProgressBar::length)
+            .unwrap_or_default();
         if let Some(bar) = bar {
             bar.finish_and_clear();
         }

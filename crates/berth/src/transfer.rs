@@ -274,7 +274,8 @@ impl Endpoint {
                 .into());
             }
         }
-        let looks_local = spec.starts_with('/') || spec.starts_with("./") || spec.starts_with("../");
+        let looks_local =
+            spec.starts_with('/') || spec.starts_with("./") || spec.starts_with("../");
         match bare {
             Bare::LocalSource if !spec.starts_with("docker://") => return sniff_local(spec),
             Bare::LocalSink if !spec.starts_with("docker://") => {
@@ -336,7 +337,9 @@ fn archive(
                 None => Selector::Name(n.to_owned()),
             },
         };
-        return Ok(Endpoint::ArchiveIn(ArchiveSource::new(path, format, selector)));
+        return Ok(Endpoint::ArchiveIn(ArchiveSource::new(
+            path, format, selector,
+        )));
     }
     let name = match (name, format) {
         (None, _) => None,
@@ -371,17 +374,35 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// `berth copy`.
 pub fn run_copy(args: CopyArgs) -> anyhow::Result<()> {
-    transfer(&args.src, Bare::Registry, &args.dst, Bare::Registry, &args.opts)
+    transfer(
+        &args.src,
+        Bare::Registry,
+        &args.dst,
+        Bare::Registry,
+        &args.opts,
+    )
 }
 
 /// `berth push`.
 pub fn run_push(args: PushArgs) -> anyhow::Result<()> {
-    transfer(&args.src, Bare::LocalSource, &args.dst, Bare::Registry, &args.opts)
+    transfer(
+        &args.src,
+        Bare::LocalSource,
+        &args.dst,
+        Bare::Registry,
+        &args.opts,
+    )
 }
 
 /// `berth pull`.
 pub fn run_pull(args: PullArgs) -> anyhow::Result<()> {
-    transfer(&args.src, Bare::Registry, &args.dst, Bare::LocalSink, &args.opts)
+    transfer(
+        &args.src,
+        Bare::Registry,
+        &args.dst,
+        Bare::LocalSink,
+        &args.opts,
+    )
 }
 
 /// Short commit and branch of the git checkout in the current directory.
@@ -413,7 +434,13 @@ fn git_tags() -> anyhow::Result<Vec<String>> {
 fn sanitize_tag(s: &str) -> String {
     let mut t: String = s
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "_.-".contains(c) { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_.-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     while t.starts_with(['.', '-']) {
         t.remove(0);
@@ -431,7 +458,11 @@ fn semver_tags(tag: &str) -> anyhow::Result<Vec<String>> {
     let parts: Vec<&str> = version.split('.').collect();
     let numeric = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
     match parts.as_slice() {
-        [maj, min, patch] if numeric(maj) && numeric(min) && numeric(patch.split(['-', '+']).next().unwrap_or("")) => {
+        [maj, min, patch]
+            if numeric(maj)
+                && numeric(min)
+                && numeric(patch.split(['-', '+']).next().unwrap_or("")) =>
+        {
             if patch.contains('-') {
                 return Ok(Vec::new());
             }
@@ -458,7 +489,10 @@ fn transfer(
     let insecure = &opts.registry.insecure;
     let src = Endpoint::parse(src_spec, src_bare, false, insecure)?;
     let dst = Endpoint::parse(dst_spec, dst_bare, true, insecure)?;
-    if dst_bare == Bare::Registry && !matches!(dst, Endpoint::Registry(..)) && src_bare == Bare::LocalSource {
+    if dst_bare == Bare::Registry
+        && !matches!(dst, Endpoint::Registry(..))
+        && src_bare == Bare::LocalSource
+    {
         return Err(UsageError(format!("push: {dst_spec:?} is not a registry reference")).into());
     }
     let dst_ref = match &dst {
@@ -472,9 +506,13 @@ fn transfer(
     for s in &opts.tag_strategy {
         match s {
             TagStrategy::Semver => {
-                let tag = dst_ref.as_ref().and_then(|r| r.tag()).map(ToString::to_string).ok_or_else(|| {
-                    UsageError("--tag-strategy semver: the destination has no tag".into())
-                })?;
+                let tag = dst_ref
+                    .as_ref()
+                    .and_then(|r| r.tag())
+                    .map(ToString::to_string)
+                    .ok_or_else(|| {
+                        UsageError("--tag-strategy semver: the destination has no tag".into())
+                    })?;
                 extra.extend(semver_tags(&tag)?);
             }
             TagStrategy::Git => extra.extend(git_tags()?),
@@ -485,7 +523,8 @@ fn transfer(
     copy_opts.jobs = usize::from(opts.jobs);
     copy_opts.platforms = opts.platform.clone();
     copy_opts.referrers = !opts.no_referrers;
-    copy_opts.progress = Reporter::new(opts.progress).map(|r| Arc::new(r) as Arc<dyn berth_client::Progress>);
+    copy_opts.progress =
+        Reporter::new(opts.progress).map(|r| Arc::new(r) as Arc<dyn berth_client::Progress>);
     let started = std::time::Instant::now();
     let rt = runtime()?;
     let source = src.source()?;
@@ -499,7 +538,9 @@ fn transfer(
             extra.push(digest.hex()[..12].to_owned());
         }
         extra.dedup();
-        let root = rt.block_on(source.root()).context("re-reading the root manifest")?;
+        let root = rt
+            .block_on(source.root())
+            .context("re-reading the root manifest")?;
         let root = if &root.digest == digest {
             root
         } else {
@@ -514,12 +555,22 @@ fn transfer(
             written.push(r.with_tag(tag).to_string());
         }
     }
-    summarize(&report, &written, src_spec, started.elapsed().as_secs_f64(), opts.json);
+    summarize(
+        &report,
+        &written,
+        src_spec,
+        started.elapsed().as_secs_f64(),
+        opts.json,
+    );
     Ok(())
 }
 
 fn summarize(report: &CopyReport, written: &[String], src: &str, secs: f64, json: bool) {
-    let digest = report.digest.as_ref().map(ToString::to_string).unwrap_or_default();
+    let digest = report
+        .digest
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_default();
     if json {
         let images: Vec<_> = report
             .images
@@ -566,7 +617,9 @@ pub fn run_inspect(args: InspectArgs) -> anyhow::Result<()> {
     let ep = Endpoint::parse(&args.image, Bare::Registry, false, &args.registry.insecure)?;
     let rt = runtime()?;
     let src = ep.source()?;
-    let root = rt.block_on(src.root()).with_context(|| format!("reading {}", args.image))?;
+    let root = rt
+        .block_on(src.root())
+        .with_context(|| format!("reading {}", args.image))?;
     if args.raw {
         use std::io::Write;
         std::io::stdout().write_all(&root.bytes)?;
@@ -586,7 +639,12 @@ pub fn run_inspect(args: InspectArgs) -> anyhow::Result<()> {
         } else {
             root.clone()
         };
-        let cfg = image.parse()?.references.into_iter().next().context("no config")?;
+        let cfg = image
+            .parse()?
+            .references
+            .into_iter()
+            .next()
+            .context("no config")?;
         let bytes = rt.block_on(read_blob(src, &cfg.digest, cfg.size, limit))?;
         use std::io::Write;
         std::io::stdout().write_all(&bytes)?;
@@ -601,7 +659,11 @@ pub fn run_inspect(args: InspectArgs) -> anyhow::Result<()> {
     });
     if parsed.kind == ManifestKind::Index {
         let mut platforms = Vec::new();
-        for c in parsed.references.iter().filter(|r| r.kind == RefKind::Manifest) {
+        for c in parsed
+            .references
+            .iter()
+            .filter(|r| r.kind == RefKind::Manifest)
+        {
             let m = rt.block_on(src.manifest(&c.digest))?;
             let total: u64 = m.parse()?.references.iter().map(|r| r.size).sum::<u64>() + c.size;
             platforms.push(serde_json::json!({
@@ -624,11 +686,16 @@ pub fn run_inspect(args: InspectArgs) -> anyhow::Result<()> {
             "{}/{}{}",
             config["os"].as_str().unwrap_or("?"),
             config["architecture"].as_str().unwrap_or("?"),
-            config["variant"].as_str().map(|v| format!("/{v}")).unwrap_or_default()
+            config["variant"]
+                .as_str()
+                .map(|v| format!("/{v}"))
+                .unwrap_or_default()
         ));
         out["created"] = config["created"].clone();
         out["config"] = config["config"].clone();
-        out["size"] = serde_json::json!(root.bytes.len() as u64 + parsed.references.iter().map(|r| r.size).sum::<u64>());
+        out["size"] = serde_json::json!(
+            root.bytes.len() as u64 + parsed.references.iter().map(|r| r.size).sum::<u64>()
+        );
         out["layers"] = serde_json::Value::Array(layers);
     }
     if args.json {
@@ -649,8 +716,14 @@ pub fn run_inspect(args: InspectArgs) -> anyhow::Result<()> {
             );
         }
     } else {
-        println!("Platform:   {}", out["platform"].as_str().unwrap_or_default());
-        println!("Size:       {:.1} MB", out["size"].as_u64().unwrap_or_default() as f64 / 1e6);
+        println!(
+            "Platform:   {}",
+            out["platform"].as_str().unwrap_or_default()
+        );
+        println!(
+            "Size:       {:.1} MB",
+            out["size"].as_u64().unwrap_or_default() as f64 / 1e6
+        );
         if let Some(c) = out["created"].as_str() {
             println!("Created:    {c}");
         }
@@ -679,7 +752,10 @@ pub fn run_tags(args: TagsArgs) -> anyhow::Result<()> {
     let mut tags = runtime()?.block_on(image.tags())?;
     tags.sort();
     if args.json {
-        println!("{}", serde_json::json!({ "repository": args.repository, "tags": tags }));
+        println!(
+            "{}",
+            serde_json::json!({ "repository": args.repository, "tags": tags })
+        );
     } else {
         for t in tags {
             println!("{t}");
@@ -709,7 +785,9 @@ pub fn run_tag(args: TagArgs) -> anyhow::Result<()> {
         .map(|t| Tag::parse(t).map_err(|e| UsageError(format!("tag {t:?}: {e}"))))
         .collect::<Result<Vec<_>, _>>()?;
     let rt = runtime()?;
-    let root = rt.block_on(image.root()).with_context(|| format!("reading {}", args.image))?;
+    let root = rt
+        .block_on(image.root())
+        .with_context(|| format!("reading {}", args.image))?;
     for tag in &tags {
         rt.block_on(image.put_manifest(&root, Placement::Root { tag: Some(tag) }))
             .with_context(|| format!("tagging {}", r.with_tag(tag.clone())))?;
@@ -721,7 +799,9 @@ pub fn run_tag(args: TagArgs) -> anyhow::Result<()> {
 /// `berth rm`.
 pub fn run_rm(args: RmArgs) -> anyhow::Result<()> {
     let (image, r) = registry_only(&args.image, &args.registry.insecure)?;
-    runtime()?.block_on(image.delete()).with_context(|| format!("removing {r}"))?;
+    runtime()?
+        .block_on(image.delete())
+        .with_context(|| format!("removing {r}"))?;
     println!("Deleted {r}");
     Ok(())
 }

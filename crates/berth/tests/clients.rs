@@ -311,3 +311,87 @@ fn login_and_logout_write_docker_config() {
         "no password given is a usage error"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn podman_and_skopeo_read_berth_archives_and_berth_reads_theirs() {
+    let fx = fixtures();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let reg = server.addr.clone();
+    let podman = Podman::new(&reg);
+    let berth = || Command::new(env!("CARGO_BIN_EXE_berth"));
+    let dir = tempfile::tempdir().unwrap();
+    let want = fixture_index_digest(&fx);
+    run(berth()
+        .args(["push", "--progress", "quiet"])
+        .arg(fx.join("busybox"))
+        .arg(format!("{reg}/arc/busybox:latest")));
+
+    // A multi-platform docker-archive: `podman load` takes it and runs the host's platform.
+    let multi = dir.path().join("multi.tar");
+    run(berth()
+        .args(["pull", "--progress", "quiet"])
+        .arg(format!("{reg}/arc/busybox:latest"))
+        .arg(format!(
+            "docker-archive:{}:arc/busybox:multi",
+            multi.display()
+        )));
+    let loaded = run(podman.cmd().args(["load", "-i"]).arg(&multi));
+    assert!(loaded.contains("arc/busybox:multi"), "{loaded}");
+    let out = run(podman.cmd().args(["run", "--rm", "arc/busybox:multi"]));
+    assert_eq!(out.trim(), std::env::consts::ARCH);
+    // skopeo reads it as a docker-archive too (several images: it wants one named).
+    let raw = run(skopeo().args(["inspect", "--raw"]).arg(format!(
+        "docker-archive:{}:arc/busybox:multi",
+        multi.display()
+    )));
+    assert!(raw.contains("rootfs.diff.tar"), "{raw}");
+
+    // One platform (arm64) alone, loaded and run under emulation.
+    let arm = dir.path().join("arm.tar");
+    run(berth()
+        .args(["pull", "--progress", "quiet", "--platform", "linux/arm64"])
+        .arg(format!("{reg}/arc/busybox:latest"))
+        .arg(format!("docker-archive:{}:arc/busybox:arm", arm.display())));
+    run(podman.cmd().args(["load", "-i"]).arg(&arm));
+    let out = run(podman.cmd().args([
+        "run",
+        "--rm",
+        "--platform",
+        "linux/arm64",
+        "arc/busybox:arm",
+    ]));
+    assert_eq!(out.trim(), "aarch64");
+
+    // skopeo reads berth's oci-archive byte-exact.
+    let oci = dir.path().join("image.oci.tar");
+    run(berth()
+        .args(["pull", "--progress", "quiet"])
+        .arg(format!("{reg}/arc/busybox:latest"))
+        .arg(format!("oci-archive:{}:v1", oci.display())));
+    let raw = run(skopeo()
+        .args(["inspect", "--raw"])
+        .arg(format!("oci-archive:{}:v1", oci.display())));
+    assert_eq!(format!("sha256:{}", sha256_hex(raw.as_bytes())), want);
+
+    // podman's classic docker-archive (`<id>/layer.tar`, symlinks) goes up through berth and
+    // runs when pulled back.
+    let saved = dir.path().join("saved.tar");
+    run(podman
+        .cmd()
+        .args(["save", "--format", "docker-archive", "-o"])
+        .arg(&saved)
+        .arg("arc/busybox:multi"));
+    run(berth()
+        .args(["push", "--progress", "quiet"])
+        .arg(format!("docker-archive:{}", saved.display()))
+        .arg(format!("{reg}/from/podman:saved")));
+    run(podman.cmd().args(["rmi", "--all", "--force"]));
+    let out = run(podman
+        .cmd()
+        .args(["run", "--rm"])
+        .arg(format!("{reg}/from/podman:saved")));
+    assert_eq!(out.trim(), std::env::consts::ARCH);
+    run(podman.cmd().args(["rmi", "--all", "--force"]));
+    assert!(server.terminate().success());
+}
