@@ -13,6 +13,7 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode, header};
 
 use crate::ClientError;
 use crate::auth::{Challenge, Credentials, Scheme};
+use crate::ecr::EcrTarget;
 use crate::image::{
     ByteStream, ImageSink, ImageSource, MountOrigin, Placement, RawManifest, verify,
 };
@@ -26,7 +27,9 @@ pub struct RegistryClient {
     http: reqwest::Client,
     host: String,
     base: String,
-    credentials: Option<Credentials>,
+    credentials: Mutex<Option<Credentials>>,
+    /// Set for ECR registries: Basic credentials come from GetAuthorizationToken.
+    ecr: Option<EcrTarget>,
     /// Bearer tokens by scope string.
     tokens: Mutex<HashMap<String, String>>,
     /// The scheme learned from the last challenge (so later requests authenticate up front).
@@ -69,10 +72,26 @@ impl RegistryClient {
             http,
             base: format!("{scheme}://{host}"),
             host: host.to_owned(),
-            credentials,
+            credentials: Mutex::new(credentials),
+            ecr: None,
             tokens: Mutex::new(HashMap::new()),
             basic: Mutex::new(false),
         })
+    }
+
+    /// Authenticates to an ECR registry natively (see [`crate::ecr`]) instead of with stored
+    /// credentials.
+    #[must_use]
+    pub fn with_ecr(mut self, target: EcrTarget) -> Self {
+        self.ecr = Some(target);
+        self
+    }
+
+    fn current_credentials(&self) -> Option<Credentials> {
+        self.credentials
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn url(&self, path: &str) -> String {
@@ -89,11 +108,25 @@ impl RegistryClient {
             return req.bearer_auth(token);
         }
         if *self.basic.lock().unwrap_or_else(|p| p.into_inner())
-            && let Some(Credentials::Basic { username, password }) = &self.credentials
+            && let Some(Credentials::Basic { username, password }) = self.current_credentials()
         {
             return req.basic_auth(username, Some(password));
         }
         req
+    }
+
+    /// After a 401 on a request that was already authenticated (a token expired or was
+    /// revoked mid-transfer): answers the new challenge so the request can be sent again.
+    pub(crate) async fn reauthenticate(
+        &self,
+        resp: &Response,
+        scope: &str,
+    ) -> Result<(), ClientError> {
+        self.tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(scope);
+        self.answer_challenge(resp, scope).await
     }
 
     /// Sends a request built by `build`, authenticating on a 401 and trying once more.
@@ -103,20 +136,25 @@ impl RegistryClient {
         scope: &str,
         build: impl Fn(&reqwest::Client) -> RequestBuilder,
     ) -> Result<Response, ClientError> {
-        let resp = self
+        // A 401 is answered once; for ECR twice, since the first answer may be a cached token
+        // the registry no longer accepts (the second renews it).
+        let answers = if self.ecr.is_some() { 2 } else { 1 };
+        let mut resp = self
             .authorize(build(&self.http), scope)
             .send()
             .await
             .map_err(http_err)?;
-        if resp.status() != StatusCode::UNAUTHORIZED {
-            return Ok(resp);
+        for _ in 0..answers {
+            if resp.status() != StatusCode::UNAUTHORIZED {
+                return Ok(resp);
+            }
+            self.answer_challenge(&resp, scope).await?;
+            resp = self
+                .authorize(build(&self.http), scope)
+                .send()
+                .await
+                .map_err(http_err)?;
         }
-        self.answer_challenge(&resp, scope).await?;
-        let resp = self
-            .authorize(build(&self.http), scope)
-            .send()
-            .await
-            .map_err(http_err)?;
         if resp.status() == StatusCode::UNAUTHORIZED {
             return Err(ClientError::Unauthorized(format!(
                 "{} refused the credentials for {scope}",
@@ -137,7 +175,20 @@ impl RegistryClient {
         let challenge = Challenge::parse(header)?;
         match challenge.scheme {
             Scheme::Basic => {
-                if !matches!(self.credentials, Some(Credentials::Basic { .. })) {
+                if let Some(target) = &self.ecr {
+                    // A password we already sent and that was refused is renewed, not reused.
+                    let refused = match self.current_credentials() {
+                        Some(Credentials::Basic { password, .. })
+                            if *self.basic.lock().unwrap_or_else(|p| p.into_inner()) =>
+                        {
+                            Some(password)
+                        }
+                        _ => None,
+                    };
+                    let fresh = crate::ecr::credentials(target, refused.as_deref()).await?;
+                    *self.credentials.lock().unwrap_or_else(|p| p.into_inner()) = Some(fresh);
+                }
+                if !matches!(self.current_credentials(), Some(Credentials::Basic { .. })) {
                     return Err(ClientError::Unauthorized(format!(
                         "{} wants a user name and password: run `berth login`",
                         self.base
@@ -168,7 +219,7 @@ impl RegistryClient {
         for s in scope.split(' ').filter(|s| !s.is_empty()) {
             query.push(("scope", s));
         }
-        let req = match &self.credentials {
+        let req = match &self.current_credentials() {
             Some(Credentials::IdentityToken(refresh)) => {
                 let mut form = query.clone();
                 form.extend([
@@ -358,6 +409,10 @@ impl RegistryImage {
         loop {
             n += 1;
             match build().send().await {
+                Ok(r) if r.status() == StatusCode::UNAUTHORIZED && n < ATTEMPTS => {
+                    // Credentials expired mid-transfer: renew them and send again.
+                    self.client.reauthenticate(&r, &self.push_scope).await?;
+                }
                 Ok(r) if retryable(r.status()) && n < ATTEMPTS => {
                     let wait = backoff(n - 1, Some(&r));
                     tracing::debug!(what, status = %r.status(), ?wait, "retrying");
@@ -459,6 +514,11 @@ impl RegistryImage {
                         url = self.absolute(loc);
                     }
                     return Ok(url);
+                }
+                Ok(r) if r.status() == StatusCode::UNAUTHORIZED && n < ATTEMPTS => {
+                    // Credentials expired mid-upload: renew them, then resume.
+                    self.client.reauthenticate(&r, &self.push_scope).await?;
+                    (r.status().to_string(), std::time::Duration::ZERO)
                 }
                 Ok(r)
                     if (retryable(r.status())

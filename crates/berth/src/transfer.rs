@@ -9,6 +9,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use berth_client::archive::{ArchiveFormat, ArchiveSink, ArchiveSource, Selector};
 use berth_client::auth::{Credentials, DockerConfig};
+use berth_client::ecr::EcrTarget;
 use berth_client::image::{ImageSink, ImageSource, Placement, read_blob};
 use berth_client::layout::OciLayout;
 use berth_client::registry::{RegistryClient, RegistryImage};
@@ -360,7 +361,13 @@ fn archive(
 }
 
 fn registry_image(r: &ImageRef, insecure: &[String]) -> anyhow::Result<RegistryImage> {
-    let credentials = DockerConfig::load_default()?.credentials(r.registry())?;
+    let config = DockerConfig::load_default()?;
+    // ECR registries: GetAuthorizationToken natively (no helper, no `docker login`).
+    if let Some(target) = EcrTarget::for_host(r.api_host(), Some(&config)) {
+        let client = RegistryClient::new(r.api_host(), None, insecure)?.with_ecr(target);
+        return Ok(RegistryImage::new(Arc::new(client), r));
+    }
+    let credentials = config.credentials(r.registry())?;
     let client = RegistryClient::new(r.api_host(), credentials, insecure)?;
     Ok(RegistryImage::new(Arc::new(client), r))
 }

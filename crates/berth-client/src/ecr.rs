@@ -1,0 +1,310 @@
+//! Native Amazon ECR authentication: `GetAuthorizationToken` through `aws-sdk-ecr`, with
+//! `aws-config`'s whole credential chain (environment, shared profiles, SSO, web identity, ECS and
+//! EC2 roles) — no aws CLI, no `docker login`.
+//!
+//! Tokens are cached on disk and shared between processes: the cache file is read and renewed
+//! under an exclusive file lock, so two concurrent pushes make one token request (the
+//! amazon-ecr-credential-helper has no such lock). A token is used until half its lifetime has
+//! passed, as that helper does, and renewed early when a registry refuses it (long builds outlive
+//! tokens). `AWS_ENDPOINT_URL_ECR` / `AWS_ENDPOINT_URL` are honoured by `aws-config`, so the same
+//! flow works against `berth serve`.
+//!
+//! Which hosts are ECR: `<account>.dkr.ecr[-fips].<region>.amazonaws.com[.cn]`; hosts listed in
+//! `BERTH_ECR_REGISTRIES` (`HOST[=REGION],…`); and hosts whose docker `credHelpers` entry is
+//! `ecr-login` (the amazon-ecr-credential-helper's name — berth does its job itself).
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use berth_oci::EcrRegistry;
+use serde::{Deserialize, Serialize};
+
+use crate::ClientError;
+use crate::auth::{Credentials, DockerConfig};
+
+/// The environment variable listing extra ECR-compatible registry hosts.
+pub const REGISTRIES_ENV: &str = "BERTH_ECR_REGISTRIES";
+
+/// An ECR registry berth authenticates to natively.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EcrTarget {
+    /// The registry host (`123456789012.dkr.ecr.eu-west-1.amazonaws.com`, `127.0.0.1:5000`).
+    pub host: String,
+    /// The region to call (from the host name, the mapping, or `aws-config`'s default).
+    pub region: Option<String>,
+}
+
+impl EcrTarget {
+    /// Whether `host` is an ECR registry, by its name, `BERTH_ECR_REGISTRIES` or `config`.
+    pub fn for_host(host: &str, config: Option<&DockerConfig>) -> Option<Self> {
+        if let Some(EcrRegistry::Private { region, .. }) = EcrRegistry::from_host(host) {
+            return Some(EcrTarget {
+                host: host.to_owned(),
+                region: Some(region),
+            });
+        }
+        if let Ok(list) = std::env::var(REGISTRIES_ENV) {
+            for item in list.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+                let (h, region) = match item.split_once('=') {
+                    Some((h, r)) => (h, Some(r.to_owned())),
+                    None => (item, None),
+                };
+                if h.eq_ignore_ascii_case(host) {
+                    return Some(EcrTarget {
+                        host: host.to_owned(),
+                        region,
+                    });
+                }
+            }
+        }
+        if config.and_then(|c| c.helper_for(host)).as_deref() == Some("ecr-login") {
+            return Some(EcrTarget {
+                host: host.to_owned(),
+                region: None,
+            });
+        }
+        None
+    }
+}
+
+/// A token as cached on disk (the file is 0600 in a 0700 directory).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Cached {
+    /// `base64("AWS:<password>")`.
+    token: String,
+    issued_at: u64,
+    expires_at: u64,
+}
+
+impl Cached {
+    fn fresh(&self, now: u64) -> bool {
+        let half = self.expires_at.saturating_sub(self.issued_at) / 2;
+        now < self.issued_at.saturating_add(half) && now < self.expires_at
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Where tokens are cached: `$BERTH_CACHE_DIR`, else `$XDG_CACHE_HOME/berth`, else
+/// `~/.cache/berth`; then `ecr/`.
+fn cache_dir() -> PathBuf {
+    let base = std::env::var_os("BERTH_CACHE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|x| PathBuf::from(x).join("berth")))
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/berth")))
+        .unwrap_or_else(|| std::env::temp_dir().join("berth-cache"));
+    base.join("ecr")
+}
+
+/// The cache file for a target: one per host, region, endpoint and identity (profile or access
+/// key id) — never a secret in the name.
+fn cache_file(target: &EcrTarget) -> PathBuf {
+    let var = |k: &str| std::env::var(k).unwrap_or_default();
+    let key = [
+        target.host.as_str(),
+        target.region.as_deref().unwrap_or(""),
+        &var("AWS_PROFILE"),
+        &var("AWS_ACCESS_KEY_ID"),
+        &var("AWS_ENDPOINT_URL_ECR"),
+        &var("AWS_ENDPOINT_URL"),
+    ]
+    .join("\n");
+    let digest = berth_oci::Digest::sha256(key.as_bytes());
+    let safe_host: String = target
+        .host
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '_' })
+        .collect();
+    cache_dir().join(format!("{safe_host}-{}.json", &digest.hex()[..16]))
+}
+
+fn file_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> ClientError + '_ {
+    move |source| ClientError::File {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Opens and exclusively locks the cache's lock file (blocking).
+fn lock(path: &std::path::Path) -> Result<std::fs::File, ClientError> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(file_err(dir))?;
+    }
+    let lock_path = path.with_extension("lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&lock_path)
+        .map_err(file_err(&lock_path))?;
+    f.lock().map_err(file_err(&lock_path))?;
+    Ok(f)
+}
+
+fn read_cache(path: &std::path::Path) -> Option<Cached> {
+    let mut s = String::new();
+    std::fs::File::open(path).ok()?.read_to_string(&mut s).ok()?;
+    serde_json::from_str(&s).ok()
+}
+
+fn write_cache(path: &std::path::Path, c: &Cached) -> Result<(), ClientError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(file_err(&tmp))?;
+    let body = serde_json::to_vec(c).map_err(|e| ClientError::Http(e.to_string()))?;
+    f.write_all(&body).map_err(file_err(&tmp))?;
+    f.sync_all().map_err(file_err(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(file_err(path))
+}
+
+/// Basic credentials (`AWS` and the token's password) for an ECR registry.
+///
+/// `refused` is the password a registry has just refused, if any: a cached token equal to it is
+/// renewed even if it is not half-way through its life.
+pub async fn credentials(
+    target: &EcrTarget,
+    refused: Option<&str>,
+) -> Result<Credentials, ClientError> {
+    let path = cache_file(target);
+    let lock_path = path.clone();
+    // The lock is held (by this file handle) until the token is in the cache.
+    let guard = tokio::task::spawn_blocking(move || lock(&lock_path))
+        .await
+        .map_err(|e| ClientError::Http(format!("lock task failed: {e}")))??;
+    let now = now_secs();
+    let cached = read_cache(&path).filter(|c| c.fresh(now));
+    let cached = match (cached, refused) {
+        (Some(c), Some(bad)) if decode(&c.token).is_ok_and(|(_, p)| p == bad) => None,
+        (c, _) => c,
+    };
+    let entry = match cached {
+        Some(c) => c,
+        None => {
+            let c = fetch(target).await?;
+            write_cache(&path, &c)?;
+            c
+        }
+    };
+    drop(guard);
+    let (username, password) = decode(&entry.token)?;
+    Ok(Credentials::Basic { username, password })
+}
+
+fn decode(token: &str) -> Result<(String, String), ClientError> {
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(token.trim())
+        .map_err(|_| ClientError::Unauthorized("ECR returned a token that is not base64".into()))?;
+    let text = String::from_utf8(raw)
+        .map_err(|_| ClientError::Unauthorized("ECR returned a token that is not text".into()))?;
+    let (user, pass) = text
+        .split_once(':')
+        .ok_or_else(|| ClientError::Unauthorized("ECR returned a token without a user".into()))?;
+    Ok((user.to_owned(), pass.to_owned()))
+}
+
+/// Calls GetAuthorizationToken.
+async fn fetch(target: &EcrTarget) -> Result<Cached, ClientError> {
+    use aws_sdk_ecr::error::{DisplayErrorContext, ProvideErrorMetadata};
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(r) = &target.region {
+        loader = loader.region(aws_config::Region::new(r.clone()));
+    }
+    let config = loader.load().await;
+    if config.region().is_none() {
+        return Err(ClientError::Unauthorized(format!(
+            "{}: no AWS region: set AWS_REGION, or map the host with {REGISTRIES_ENV}=HOST=REGION",
+            target.host
+        )));
+    }
+    let client = aws_sdk_ecr::Client::new(&config);
+    let issued_at = now_secs();
+    let out = client.get_authorization_token().send().await.map_err(|e| {
+        let code = e.code().unwrap_or("error").to_owned();
+        let message = e.message().map(str::to_owned).unwrap_or_else(|| {
+            // No service error: the cause (no credentials, connection refused, …).
+            DisplayErrorContext(&e).to_string()
+        });
+        ClientError::Unauthorized(format!(
+            "ECR GetAuthorizationToken for {}: {code}: {message}",
+            target.host
+        ))
+    })?;
+    let data = out.authorization_data().first().ok_or_else(|| {
+        ClientError::Unauthorized("ECR GetAuthorizationToken returned no token".into())
+    })?;
+    let token = data
+        .authorization_token()
+        .ok_or_else(|| ClientError::Unauthorized("ECR returned an empty token".into()))?
+        .to_owned();
+    decode(&token)?;
+    let expires_at = data
+        .expires_at()
+        .and_then(|t| u64::try_from(t.secs()).ok())
+        .unwrap_or(issued_at + 12 * 3600);
+    tracing::debug!(host = %target.host, expires_at, "new ECR token");
+    Ok(Cached {
+        token,
+        issued_at,
+        expires_at,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_renewed_at_half_life() {
+        let c = Cached {
+            token: String::new(),
+            issued_at: 1000,
+            expires_at: 1000 + 12 * 3600,
+        };
+        assert!(c.fresh(1000 + 6 * 3600 - 1));
+        assert!(!c.fresh(1000 + 6 * 3600));
+        let short = Cached {
+            token: String::new(),
+            issued_at: 1000,
+            expires_at: 999,
+        };
+        assert!(!short.fresh(998), "an already expired token is never fresh");
+    }
+
+    #[test]
+    fn ecr_hosts_are_recognised() {
+        let t = EcrTarget::for_host("123456789012.dkr.ecr.eu-west-1.amazonaws.com", None)
+            .expect("ecr");
+        assert_eq!(t.region.as_deref(), Some("eu-west-1"));
+        assert!(EcrTarget::for_host("ghcr.io", None).is_none());
+        assert!(EcrTarget::for_host("public.ecr.aws", None).is_none());
+    }
+
+    #[test]
+    fn token_decoding() {
+        let t = base64::engine::general_purpose::STANDARD.encode("AWS:secret:with:colons");
+        assert_eq!(
+            decode(&t).expect("token"),
+            ("AWS".to_owned(), "secret:with:colons".to_owned())
+        );
+        assert!(decode("!!").is_err());
+    }
+}
