@@ -120,7 +120,13 @@ fn cache_file(target: &EcrTarget) -> PathBuf {
     let safe_host: String = target
         .host
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     cache_dir().join(format!("{safe_host}-{}.json", &digest.hex()[..16]))
 }
@@ -156,7 +162,10 @@ fn lock(path: &std::path::Path) -> Result<std::fs::File, ClientError> {
 
 fn read_cache(path: &std::path::Path) -> Option<Cached> {
     let mut s = String::new();
-    std::fs::File::open(path).ok()?.read_to_string(&mut s).ok()?;
+    std::fs::File::open(path)
+        .ok()?
+        .read_to_string(&mut s)
+        .ok()?;
     serde_json::from_str(&s).ok()
 }
 
@@ -291,8 +300,8 @@ mod tests {
 
     #[test]
     fn ecr_hosts_are_recognised() {
-        let t = EcrTarget::for_host("123456789012.dkr.ecr.eu-west-1.amazonaws.com", None)
-            .expect("ecr");
+        let t =
+            EcrTarget::for_host("123456789012.dkr.ecr.eu-west-1.amazonaws.com", None).expect("ecr");
         assert_eq!(t.region.as_deref(), Some("eu-west-1"));
         assert!(EcrTarget::for_host("ghcr.io", None).is_none());
         assert!(EcrTarget::for_host("public.ecr.aws", None).is_none());

@@ -58,7 +58,8 @@ async fn drain(image: &RegistryImage, digest: &Digest, size: u64) -> Result<Vec<
 
 #[tokio::test]
 async fn a_truncated_body_is_an_error_not_a_short_blob() {
-    let mut resp = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", BLOB.len()).into_bytes();
+    let mut resp =
+        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", BLOB.len()).into_bytes();
     resp.extend_from_slice(&BLOB[..10]); // then the connection closes
     let host = raw_server(resp).await;
     let digest = Digest::sha256(BLOB);
@@ -82,12 +83,20 @@ async fn a_content_length_that_disagrees_with_the_descriptor_is_refused() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, ClientError::SizeMismatch { expected: 22, actual: 10, .. }),
+        matches!(
+            err,
+            ClientError::SizeMismatch {
+                expected: 22,
+                actual: 10,
+                ..
+            }
+        ),
         "{err:?}"
     );
     // More bytes than the descriptor: refused as soon as they exceed it.
     let long = [BLOB, b"and more"].concat();
-    let mut resp = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", long.len()).into_bytes();
+    let mut resp =
+        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", long.len()).into_bytes();
     resp.extend_from_slice(&long);
     let host = raw_server(resp).await;
     let err = drain(&image(&host, None), &digest, BLOB.len() as u64)
@@ -107,7 +116,8 @@ struct Seen {
 type Shared = Arc<Mutex<Seen>>;
 
 fn auth_of(h: &HeaderMap) -> Option<String> {
-    h.get("authorization").map(|v| v.to_str().unwrap().to_owned())
+    h.get("authorization")
+        .map(|v| v.to_str().unwrap().to_owned())
 }
 
 #[tokio::test]
@@ -156,7 +166,11 @@ async fn a_redirected_blob_does_not_carry_our_credentials() {
         .await
         .unwrap();
     assert_eq!(got, BLOB);
-    assert_eq!(seen.lock().unwrap().cdn_auth, vec![None], "Authorization followed the redirect");
+    assert_eq!(
+        seen.lock().unwrap().cdn_auth,
+        vec![None],
+        "Authorization followed the redirect"
+    );
 }
 
 async fn token(
@@ -171,10 +185,7 @@ async fn token(
     let mut s = s.lock().unwrap();
     s.token_queries.push(map.clone());
     s.token_auth.push(auth_of(&h));
-    let basic = format!(
-        "Basic {}",
-        base64_encode(b"alice:wonderland")
-    );
+    let basic = format!("Basic {}", base64_encode(b"alice:wonderland"));
     if auth_of(&h).as_deref() != Some(basic.as_str()) {
         return StatusCode::UNAUTHORIZED.into_response();
     }
@@ -271,5 +282,8 @@ async fn bearer_tokens_are_asked_for_the_right_scopes() {
     // A push-side check asks for pull and push on the repository.
     assert!(img.has_blob(&Digest::sha256(BLOB), 22).await.unwrap());
     let s = seen.lock().unwrap();
-    assert_eq!(s.token_queries.last().unwrap()["scope"], ["repository:h:pull,push"]);
+    assert_eq!(
+        s.token_queries.last().unwrap()["scope"],
+        ["repository:h:pull,push"]
+    );
 }

@@ -44,7 +44,13 @@ fn ecr_error(kind: &str, message: &str) -> Response {
 }
 
 /// Recomputes the request's SigV4 signature with the secret of its access key.
-fn verify_sigv4(ecr: &Ecr, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Result<(), Response> {
+fn verify_sigv4(
+    ecr: &Ecr,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), Response> {
     use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
     let auth = headers
         .get("authorization")
@@ -71,7 +77,8 @@ fn verify_sigv4(ecr: &Ecr, method: &Method, uri: &Uri, headers: &HeaderMap, body
         .iter()
         .map(|h| (h.to_string(), headers[*h].to_str().unwrap().to_owned()))
         .collect();
-    let identity = aws_credential_types::Credentials::new(key, secret, None, None, "stand-in").into();
+    let identity =
+        aws_credential_types::Credentials::new(key, secret, None, None, "stand-in").into();
     let params = aws_sigv4::sign::v4::SigningParams::builder()
         .identity(&identity)
         .region(region)
@@ -128,13 +135,20 @@ async fn api(
     tokio::time::sleep(Duration::from_millis(ecr.delay_ms.load(Ordering::SeqCst))).await;
     let n = ecr.token_calls.fetch_add(1, Ordering::SeqCst) + 1;
     let token = base64::engine::general_purpose::STANDARD.encode(format!("AWS:pw-{n}"));
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let body = serde_json::json!({"authorizationData": [{
         "authorizationToken": token,
         "expiresAt": now + ecr.expires_in.load(Ordering::SeqCst),
         "proxyEndpoint": format!("http://{}", headers["host"].to_str().unwrap()),
     }]});
-    ([("content-type", "application/x-amz-json-1.1")], body.to_string()).into_response()
+    (
+        [("content-type", "application/x-amz-json-1.1")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 async fn v2(State(ecr): State<Arc<Ecr>>, uri: Uri, headers: HeaderMap) -> Response {
@@ -144,8 +158,14 @@ async fn v2(State(ecr): State<Arc<Ecr>>, uri: Uri, headers: HeaderMap) -> Respon
         .and_then(|v| v.strip_prefix("Basic "))
         .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
         .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|s| s.strip_prefix("AWS:pw-").and_then(|n| n.parse::<usize>().ok()))
-        .is_some_and(|n| n >= ecr.valid_from.load(Ordering::SeqCst) && n <= ecr.token_calls.load(Ordering::SeqCst));
+        .and_then(|s| {
+            s.strip_prefix("AWS:pw-")
+                .and_then(|n| n.parse::<usize>().ok())
+        })
+        .is_some_and(|n| {
+            n >= ecr.valid_from.load(Ordering::SeqCst)
+                && n <= ecr.token_calls.load(Ordering::SeqCst)
+        });
     if !valid {
         return (
             StatusCode::UNAUTHORIZED,
@@ -158,8 +178,15 @@ async fn v2(State(ecr): State<Arc<Ecr>>, uri: Uri, headers: HeaderMap) -> Respon
         .lock()
         .unwrap()
         .push(headers["authorization"].to_str().unwrap().to_owned());
-    let repo = uri.path().trim_start_matches("/v2/").trim_end_matches("/tags/list");
-    ([("content-type", "application/json")], serde_json::json!({"name": repo, "tags": ["v1"]}).to_string()).into_response()
+    let repo = uri
+        .path()
+        .trim_start_matches("/v2/")
+        .trim_end_matches("/tags/list");
+    (
+        [("content-type", "application/json")],
+        serde_json::json!({"name": repo, "tags": ["v1"]}).to_string(),
+    )
+        .into_response()
 }
 
 async fn start(ecr: Arc<Ecr>) -> String {
@@ -177,7 +204,13 @@ async fn start(ecr: Arc<Ecr>) -> String {
 fn berth_tags(host: &str, cache: &std::path::Path, env: &[(&str, &str)]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_berth"));
     c.args(["tags", &format!("{host}/app")]);
-    for k in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL"] {
+    for k in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_ENDPOINT_URL",
+    ] {
         c.env_remove(k);
     }
     c.env("HOME", cache)
@@ -229,7 +262,10 @@ async fn ecr_tokens_from_the_credential_chain_cached_shared_and_renewed() {
     assert_eq!(out.trim(), "v1");
     assert_eq!(calls(), 1);
     let basic = base64::engine::general_purpose::STANDARD.encode("AWS:pw-1");
-    assert_eq!(ecr.accepted.lock().unwrap().last().unwrap(), &format!("Basic {basic}"));
+    assert_eq!(
+        ecr.accepted.lock().unwrap().last().unwrap(),
+        &format!("Basic {basic}")
+    );
     // Cached on disk (0600), reused by the next process.
     ok(run(&mut berth_tags(&host, home.path(), &ENV_KEYS)));
     assert_eq!(calls(), 1, "the cached token is reused");
@@ -240,7 +276,10 @@ async fn ecr_tokens_from_the_credential_chain_cached_shared_and_renewed() {
         .collect();
     assert_eq!(cache_files.len(), 1);
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(&cache_files[0]).unwrap().permissions().mode();
+    let mode = std::fs::metadata(&cache_files[0])
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
 
     // A profile in the shared credentials file.
@@ -250,7 +289,11 @@ async fn ecr_tokens_from_the_credential_chain_cached_shared_and_renewed() {
         "[ci]\naws_access_key_id = AKIDPROFILE\naws_secret_access_key = profile-secret\n",
     )
     .unwrap();
-    ok(run(&mut berth_tags(&host, home2.path(), &[("AWS_PROFILE", "ci")])));
+    ok(run(&mut berth_tags(
+        &host,
+        home2.path(),
+        &[("AWS_PROFILE", "ci")],
+    )));
     assert_eq!(calls(), 2);
 
     // Bad keys: exit 1 with ECR's exception named; nothing cached.
@@ -258,7 +301,10 @@ async fn ecr_tokens_from_the_credential_chain_cached_shared_and_renewed() {
     let out = run(&mut berth_tags(
         &host,
         home3.path(),
-        &[("AWS_ACCESS_KEY_ID", "AKIDBERTHTEST"), ("AWS_SECRET_ACCESS_KEY", "wrong")],
+        &[
+            ("AWS_ACCESS_KEY_ID", "AKIDBERTHTEST"),
+            ("AWS_SECRET_ACCESS_KEY", "wrong"),
+        ],
     ));
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -267,7 +313,10 @@ async fn ecr_tokens_from_the_credential_chain_cached_shared_and_renewed() {
     let out = run(&mut berth_tags(
         &host,
         home3.path(),
-        &[("AWS_ACCESS_KEY_ID", "AKIDUNKNOWN"), ("AWS_SECRET_ACCESS_KEY", "x")],
+        &[
+            ("AWS_ACCESS_KEY_ID", "AKIDUNKNOWN"),
+            ("AWS_SECRET_ACCESS_KEY", "x"),
+        ],
     ));
     assert!(String::from_utf8_lossy(&out.stderr).contains("UnrecognizedClientException"));
     assert_eq!(calls(), 2);
@@ -283,7 +332,11 @@ async fn ecr_tokens_from_the_credential_chain_cached_shared_and_renewed() {
     );
     ok(a.await.unwrap());
     ok(b.await.unwrap());
-    assert_eq!(calls(), 3, "two concurrent processes made one token request");
+    assert_eq!(
+        calls(),
+        3,
+        "two concurrent processes made one token request"
+    );
     ecr.delay_ms.store(0, Ordering::SeqCst);
 
     // Short-lived tokens are renewed once half their life has passed.
@@ -304,5 +357,8 @@ async fn ecr_tokens_from_the_credential_chain_cached_shared_and_renewed() {
     ok(run(&mut berth_tags(&host, home6.path(), &ENV_KEYS)));
     assert_eq!(calls(), 7, "refused token renewed");
     let basic = base64::engine::general_purpose::STANDARD.encode("AWS:pw-7");
-    assert_eq!(ecr.accepted.lock().unwrap().last().unwrap(), &format!("Basic {basic}"));
+    assert_eq!(
+        ecr.accepted.lock().unwrap().last().unwrap(),
+        &format!("Basic {basic}")
+    );
 }
