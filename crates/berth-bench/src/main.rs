@@ -1,5 +1,6 @@
 //! `berth-bench registry`: berth serve vs the reference registry (distribution v2.8, Debian's
 //! `docker-registry`), same client, same machine, same run; prints each figure and the ratio.
+//! `berth-bench client`: berth's client vs skopeo (see [`client`]).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -12,6 +13,8 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
 use sha2::Digest as _;
+
+mod client;
 
 #[derive(Debug, Parser)]
 #[command(about = "berth benchmark harness (berth and its peers side by side)")]
@@ -35,6 +38,19 @@ enum Bench {
         #[arg(long, default_value = "/usr/bin/docker-registry")]
         reference: PathBuf,
     },
+    /// berth push / copy vs skopeo copy --all: a multi-platform image layout → registry and
+    /// registry → registry, wall time and client peak RSS.
+    Client {
+        /// Image size in MiB (split over 10 layers, two platforms).
+        #[arg(long, default_value_t = 500)]
+        mib: u64,
+        /// Runs per tool and direction (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// The reference registry binary (the destination).
+        #[arg(long, default_value = "/usr/bin/docker-registry")]
+        reference: PathBuf,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -47,6 +63,17 @@ fn main() -> anyhow::Result<()> {
             .enable_all()
             .build()?
             .block_on(registry(seconds, no_gib, &reference)),
+        Bench::Client {
+            mib,
+            runs,
+            reference,
+        } => {
+            let berth = berth_binary()?;
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(client::run(&berth, &reference, mib, runs.max(1)))
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 
-use berth_oci::{Digest, ManifestKind, Platform, RefKind, Tag, media};
+use berth_oci::{Digest, ManifestKind, ManifestRef, Platform, RefKind, Tag, media};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::Value;
@@ -98,28 +98,165 @@ pub async fn copy(
         media_type: root.media_type.clone(),
         ..CopyReport::default()
     };
-    let mut seen = HashSet::new();
-    let size = copy_tree(src, dst, opts, &root, &mut report, &mut seen).await?;
-    dst.put_manifest(
-        &root,
-        Placement::Root {
-            tag: opts.tag.as_ref(),
-        },
-    )
-    .await?;
-    report.manifests += 1;
-    if root.parse()?.kind == ManifestKind::Image {
-        report.images.push(ImageSummary {
-            digest: root.digest.clone(),
-            platform,
-            size,
-        });
+    let mut plan = Plan::default();
+    plan.walk(src, &root, platform).await?;
+    let mut seen: HashSet<Digest> = plan.manifests.iter().map(|m| m.0.digest.clone()).collect();
+    // Every blob of every platform in one pool, so one platform's long tail never holds up
+    // the next platform's transfers.
+    transfer_blobs(src, dst, opts, &plan.blobs, &mut report).await?;
+    let root_digest = root.digest.clone();
+    for (m, platform, size) in &plan.manifests {
+        let placement = if m.digest == root_digest {
+            Placement::Root {
+                tag: opts.tag.as_ref(),
+            }
+        } else {
+            Placement::Child
+        };
+        dst.put_manifest(m, placement).await?;
+        report.manifests += 1;
+        if m.parse()?.kind == ManifestKind::Image {
+            report.images.push(ImageSummary {
+                digest: m.digest.clone(),
+                platform: platform.clone(),
+                size: *size,
+            });
+        }
     }
     if opts.referrers {
-        copy_referrers(src, dst, opts, &root.digest, &mut report, &mut seen).await?;
+        let subjects: Vec<Digest> = plan.manifests.iter().map(|m| m.0.digest.clone()).collect();
+        for subject in subjects.iter().rev() {
+            copy_referrers(src, dst, opts, subject, &mut report, &mut seen).await?;
+        }
     }
     dst.finish().await?;
     Ok(report)
+}
+
+/// What a copy moves: blobs (deduplicated) and manifests in the order they must be put —
+/// children before parents, the root last — each with its platform and size.
+#[derive(Default)]
+struct Plan {
+    blobs: Vec<ManifestRef>,
+    manifests: Vec<(RawManifest, Option<Platform>, u64)>,
+}
+
+impl Plan {
+    async fn walk(
+        &mut self,
+        src: &dyn ImageSource,
+        m: &RawManifest,
+        platform: Option<Platform>,
+    ) -> Result<(), ClientError> {
+        let parsed = m.parse()?;
+        let mut size = m.bytes.len() as u64;
+        for r in &parsed.references {
+            match r.kind {
+                RefKind::Manifest => {
+                    let child = src.manifest(&r.digest).await?;
+                    Box::pin(self.walk(src, &child, r.platform.clone())).await?;
+                }
+                _ => {
+                    size += r.size;
+                    if !self.blobs.iter().any(|b| b.digest == r.digest) {
+                        self.blobs.push(r.clone());
+                    }
+                }
+            }
+        }
+        self.manifests.push((m.clone(), platform, size));
+        Ok(())
+    }
+}
+
+/// Copies the referrers of `subject` (and theirs, recursively), each after its own content.
+async fn copy_referrers(
+    src: &dyn ImageSource,
+    dst: &dyn ImageSink,
+    opts: &CopyOptions,
+    subject: &Digest,
+    report: &mut CopyReport,
+    seen: &mut HashSet<Digest>,
+) -> Result<(), ClientError> {
+    for d in src.referrers(subject).await? {
+        if !seen.insert(d.clone()) {
+            continue;
+        }
+        let m = src.manifest(&d).await?;
+        let mut plan = Plan::default();
+        plan.walk(src, &m, None).await?;
+        transfer_blobs(src, dst, opts, &plan.blobs, report).await?;
+        for (pm, _, _) in &plan.manifests {
+            let placement = if pm.digest == d {
+                Placement::Referrer
+            } else {
+                Placement::Child
+            };
+            dst.put_manifest(pm, placement).await?;
+            report.manifests += 1;
+            seen.insert(pm.digest.clone());
+        }
+        report.referrers += 1;
+        Box::pin(copy_referrers(src, dst, opts, &d, report, seen)).await?;
+    }
+    Ok(())
+}
+
+/// Transfers blobs in parallel, largest first, skipping (or mounting) what the sink has.
+async fn transfer_blobs(
+    src: &dyn ImageSource,
+    dst: &dyn ImageSink,
+    opts: &CopyOptions,
+    blobs: &[ManifestRef],
+    report: &mut CopyReport,
+) -> Result<(), ClientError> {
+    let mut blobs: Vec<&ManifestRef> = blobs.iter().collect();
+    // Largest first: the long pole starts first.
+    blobs.sort_by_key(|r| (std::cmp::Reverse(r.size), r.digest.clone()));
+    let progress = opts.progress.clone();
+    let origin = src.mount_origin();
+    let results: Vec<Option<u64>> = futures::stream::iter(blobs)
+        .map(|r| {
+            let progress = progress.clone();
+            let origin = origin.clone();
+            async move {
+                let mounted = match &origin {
+                    Some(o) => dst.mount_blob(&r.digest, o).await?,
+                    None => false,
+                };
+                if mounted || dst.has_blob(&r.digest, r.size).await? {
+                    if let Some(p) = &progress {
+                        p.blob_started(&r.digest, r.size, true);
+                    }
+                    return Ok::<_, ClientError>(None);
+                }
+                if let Some(p) = &progress {
+                    p.blob_started(&r.digest, r.size, false);
+                }
+                let mut data = src.blob(&r.digest, r.size).await?;
+                if let Some(p) = progress.clone() {
+                    data = counted(data, r.digest.clone(), p);
+                }
+                dst.put_blob(&r.digest, r.size, data).await?;
+                if let Some(p) = &progress {
+                    p.blob_done(&r.digest);
+                }
+                Ok(Some(r.size))
+            }
+        })
+        .buffer_unordered(opts.jobs.max(1))
+        .try_collect()
+        .await?;
+    for r in results {
+        match r {
+            Some(n) => {
+                report.blobs_copied += 1;
+                report.bytes_copied += n;
+            }
+            None => report.blobs_skipped += 1,
+        }
+    }
+    Ok(())
 }
 
 /// Applies a `--platform` filter to the root; the platform, when one child was chosen.
@@ -183,118 +320,6 @@ async fn select_platforms(
         root.media_type.clone()
     };
     Ok((RawManifest::verified(bytes, &media_type, &digest)?, None))
-}
-
-/// Copies the referrers of `subject` (and theirs, recursively), each after its own content.
-async fn copy_referrers(
-    src: &dyn ImageSource,
-    dst: &dyn ImageSink,
-    opts: &CopyOptions,
-    subject: &Digest,
-    report: &mut CopyReport,
-    seen: &mut HashSet<Digest>,
-) -> Result<(), ClientError> {
-    for d in src.referrers(subject).await? {
-        if !seen.insert(d.clone()) {
-            continue;
-        }
-        let m = src.manifest(&d).await?;
-        Box::pin(copy_tree(src, dst, opts, &m, report, seen)).await?;
-        dst.put_manifest(&m, Placement::Referrer).await?;
-        report.manifests += 1;
-        report.referrers += 1;
-        Box::pin(copy_referrers(src, dst, opts, &d, report, seen)).await?;
-    }
-    Ok(())
-}
-
-/// Everything below `m` (not `m` itself); returns the bytes `m` accounts for (its own size,
-/// config and layers) when it is an image manifest.
-async fn copy_tree(
-    src: &dyn ImageSource,
-    dst: &dyn ImageSink,
-    opts: &CopyOptions,
-    m: &RawManifest,
-    report: &mut CopyReport,
-    seen: &mut HashSet<Digest>,
-) -> Result<u64, ClientError> {
-    let parsed = m.parse()?;
-    if parsed.kind == ManifestKind::Index {
-        for child in parsed
-            .references
-            .iter()
-            .filter(|r| r.kind == RefKind::Manifest)
-        {
-            let cm = src.manifest(&child.digest).await?;
-            let size = Box::pin(copy_tree(src, dst, opts, &cm, report, seen)).await?;
-            dst.put_manifest(&cm, Placement::Child).await?;
-            report.manifests += 1;
-            if cm.parse()?.kind == ManifestKind::Image {
-                report.images.push(ImageSummary {
-                    digest: cm.digest.clone(),
-                    platform: child.platform.clone(),
-                    size,
-                });
-            }
-            if opts.referrers {
-                copy_referrers(src, dst, opts, &cm.digest, report, seen).await?;
-            }
-        }
-        return Ok(m.bytes.len() as u64);
-    }
-    let mut blobs: Vec<_> = parsed
-        .references
-        .iter()
-        .filter(|r| r.kind == RefKind::Blob)
-        .collect();
-    let total: u64 = m.bytes.len() as u64 + blobs.iter().map(|b| b.size).sum::<u64>();
-    // Largest first (the long pole starts first); equal digests adjacent so dedup sees them.
-    blobs.sort_by_key(|r| (std::cmp::Reverse(r.size), r.digest.clone()));
-    blobs.dedup_by(|a, b| a.digest == b.digest);
-    let progress = opts.progress.clone();
-    let origin = src.mount_origin();
-    let results: Vec<Option<u64>> = futures::stream::iter(blobs)
-        .map(|r| {
-            let progress = progress.clone();
-            let origin = origin.clone();
-            async move {
-                let mounted = match &origin {
-                    Some(o) => dst.mount_blob(&r.digest, o).await?,
-                    None => false,
-                };
-                if mounted || dst.has_blob(&r.digest, r.size).await? {
-                    if let Some(p) = &progress {
-                        p.blob_started(&r.digest, r.size, true);
-                    }
-                    return Ok::<_, ClientError>(None);
-                }
-                if let Some(p) = &progress {
-                    p.blob_started(&r.digest, r.size, false);
-                }
-                let mut data = src.blob(&r.digest, r.size).await?;
-                if let Some(p) = progress.clone() {
-                    data = counted(data, r.digest.clone(), p);
-                }
-                dst.put_blob(&r.digest, r.size, data).await?;
-                if let Some(p) = &progress {
-                    p.blob_done(&r.digest);
-                }
-                Ok(Some(r.size))
-            }
-        })
-        .buffer_unordered(opts.jobs.max(1))
-        .try_collect()
-        .await?;
-    for r in results {
-        match r {
-            Some(n) => {
-                report.blobs_copied += 1;
-                report.bytes_copied += n;
-            }
-            None => report.blobs_skipped += 1,
-        }
-    }
-    Ok(total)
 }
 
 /// Reports each chunk of a stream to `progress`.

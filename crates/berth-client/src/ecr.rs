@@ -81,8 +81,11 @@ struct Cached {
 
 impl Cached {
     fn fresh(&self, now: u64) -> bool {
+        // A token expiring before it was issued (clock trouble) is never trusted.
         let half = self.expires_at.saturating_sub(self.issued_at) / 2;
-        now < self.issued_at.saturating_add(half) && now < self.expires_at
+        self.expires_at > self.issued_at
+            && now < self.issued_at.saturating_add(half)
+            && now < self.expires_at
     }
 }
 

@@ -309,9 +309,9 @@ struct Chunker {
 }
 
 impl Chunker {
-    /// The next `n` bytes (fewer only at the end of the stream).
+    /// The next `n` bytes (fewer only at the end of the stream), in one allocation of `n`.
     async fn next_chunk(&mut self, n: usize) -> Result<Bytes, ClientError> {
-        let mut buf = BytesMut::new();
+        let mut buf = BytesMut::with_capacity(n);
         while buf.len() < n {
             let frame = match self.leftover.take() {
                 Some(f) => f,
@@ -806,7 +806,9 @@ impl ImageSink for RegistryImage {
         };
         let mut offset = 0u64;
         loop {
-            let chunk = data.next_chunk(chunk_size).await?;
+            // Exactly what is left of the blob, at most a chunk: no buffer grows by doubling.
+            let left = usize::try_from(size.saturating_sub(offset)).unwrap_or(chunk_size);
+            let chunk = data.next_chunk(chunk_size.min(left.max(1))).await?;
             let last = offset + chunk.len() as u64 >= size;
             // At the last chunk, reach the end of the stream so its size and digest check runs
             // before the commit: corrupt source data is never committed.

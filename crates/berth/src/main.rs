@@ -13,7 +13,9 @@ use clap::{Parser, Subcommand};
 /// client that copies images between registries and OCI layouts.
 #[derive(Debug, Parser)]
 #[command(name = "berth", version, about, long_about = None)]
-#[command(after_help = "Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.")]
+#[command(
+    after_help = "Exit codes: 0 success; 1 runtime failure (network, registry refusal, digest mismatch, missing image); 2 usage or configuration error."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
