@@ -50,12 +50,17 @@ fn verify_sigv4(
     uri: &Uri,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<(), Response> {
+) -> Result<(), Box<Response>> {
     use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
     let auth = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| ecr_error("MissingAuthenticationTokenException", "not signed"))?;
+        .ok_or_else(|| {
+            Box::new(ecr_error(
+                "MissingAuthenticationTokenException",
+                "not signed",
+            ))
+        })?;
     let fields: HashMap<&str, &str> = auth
         .trim_start_matches("AWS4-HMAC-SHA256")
         .split(',')
@@ -65,10 +70,10 @@ fn verify_sigv4(
     let (key, region, service) = (scope[0], scope[2], scope[3]);
     assert_eq!(service, "ecr");
     let secret = ecr.keys.get(key).ok_or_else(|| {
-        ecr_error(
+        Box::new(ecr_error(
             "UnrecognizedClientException",
             "The security token included in the request is invalid.",
-        )
+        ))
     })?;
     let amz_date = headers["x-amz-date"].to_str().unwrap();
     let time = chrono_like(amz_date);
@@ -98,10 +103,10 @@ fn verify_sigv4(
     .unwrap();
     let (_, expected) = sign(req, &params).unwrap().into_parts();
     if expected != fields["Signature"] {
-        return Err(ecr_error(
+        return Err(Box::new(ecr_error(
             "InvalidSignatureException",
             "The request signature we calculated does not match the signature you provided.",
-        ));
+        )));
     }
     Ok(())
 }
@@ -130,7 +135,7 @@ async fn api(
 ) -> Response {
     assert_eq!(headers["x-amz-target"], TARGET);
     if let Err(r) = verify_sigv4(&ecr, &method, &uri, &headers, &body) {
-        return r;
+        return *r;
     }
     tokio::time::sleep(Duration::from_millis(ecr.delay_ms.load(Ordering::SeqCst))).await;
     let n = ecr.token_calls.fetch_add(1, Ordering::SeqCst) + 1;

@@ -91,7 +91,7 @@ async fn worker(base: String, round: u64, w: u64, stop: Arc<AtomicBool>) -> Vec<
     while !stop.load(Ordering::SeqCst) {
         let seed = round * 1_000_000 + w * 10_000 + i;
         let layer = content(seed, (1 + (seed % 5) as usize) << 20);
-        let Some(ld) = push_blob(&c, &base, &repo, &layer, i % 2 == 0).await else {
+        let Some(ld) = push_blob(&c, &base, &repo, &layer, i.is_multiple_of(2)).await else {
             break;
         };
         acked.push(Acked {
