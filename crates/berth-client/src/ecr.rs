@@ -106,8 +106,8 @@ fn cache_dir() -> PathBuf {
     base.join("ecr")
 }
 
-/// The cache file for a target: one per host, region, endpoint and identity (profile or access
-/// key id) — never a secret in the name.
+/// The cache file for a target: one per host, region, endpoint and identity (profile, access
+/// key id or role) — never a secret in the name.
 fn cache_file(target: &EcrTarget) -> PathBuf {
     let var = |k: &str| std::env::var(k).unwrap_or_default();
     let key = [
@@ -115,6 +115,7 @@ fn cache_file(target: &EcrTarget) -> PathBuf {
         target.region.as_deref().unwrap_or(""),
         &var("AWS_PROFILE"),
         &var("AWS_ACCESS_KEY_ID"),
+        &var("AWS_ROLE_ARN"),
         &var("AWS_ENDPOINT_URL_ECR"),
         &var("AWS_ENDPOINT_URL"),
     ]

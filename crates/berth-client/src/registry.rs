@@ -129,8 +129,8 @@ impl RegistryClient {
         self.answer_challenge(resp, scope).await
     }
 
-    /// Sends a request built by `build`, authenticating on a 401 and trying once more.
-    /// `build` must be cheap and repeatable (no streaming bodies: prime auth first).
+    /// Sends a request built by `build`, retrying transient failures, authenticating on a 401
+    /// and trying once more. `build` must be cheap and repeatable (no streaming bodies).
     async fn send(
         &self,
         scope: &str,
@@ -139,21 +139,13 @@ impl RegistryClient {
         // A 401 is answered once; for ECR twice, since the first answer may be a cached token
         // the registry no longer accepts (the second renews it).
         let answers = if self.ecr.is_some() { 2 } else { 1 };
-        let mut resp = self
-            .authorize(build(&self.http), scope)
-            .send()
-            .await
-            .map_err(http_err)?;
+        let mut resp = self.dispatch(scope, &build).await?;
         for _ in 0..answers {
             if resp.status() != StatusCode::UNAUTHORIZED {
                 return Ok(resp);
             }
             self.answer_challenge(&resp, scope).await?;
-            resp = self
-                .authorize(build(&self.http), scope)
-                .send()
-                .await
-                .map_err(http_err)?;
+            resp = self.dispatch(scope, &build).await?;
         }
         if resp.status() == StatusCode::UNAUTHORIZED {
             return Err(ClientError::Unauthorized(format!(
@@ -162,6 +154,32 @@ impl RegistryClient {
             )));
         }
         Ok(resp)
+    }
+
+    /// Sends once with the current credentials, again after connection errors, 429 and 5xx
+    /// (waiting as `Retry-After` says), up to [`ATTEMPTS`] times.
+    async fn dispatch(
+        &self,
+        scope: &str,
+        build: &impl Fn(&reqwest::Client) -> RequestBuilder,
+    ) -> Result<Response, ClientError> {
+        let mut n = 0;
+        loop {
+            n += 1;
+            match self.authorize(build(&self.http), scope).send().await {
+                Ok(r) if retryable(r.status()) && n < ATTEMPTS => {
+                    let wait = backoff(n - 1, Some(&r));
+                    tracing::debug!(status = %r.status(), ?wait, "retrying");
+                    tokio::time::sleep(wait).await;
+                }
+                Ok(r) => return Ok(r),
+                Err(e) if n < ATTEMPTS && (e.is_connect() || e.is_timeout()) => {
+                    tracing::debug!(error = %e, "retrying");
+                    tokio::time::sleep(backoff(n - 1, None)).await;
+                }
+                Err(e) => return Err(http_err(e)),
+            }
+        }
     }
 
     async fn answer_challenge(&self, resp: &Response, scope: &str) -> Result<(), ClientError> {
@@ -433,19 +451,10 @@ impl RegistryImage {
     async fn start_upload(&self) -> Result<(String, usize), ClientError> {
         // Bodyless, so it also settles authentication for the upload's requests.
         let start = self.client.url(&self.path("blobs/uploads/"));
-        let mut n = 0;
-        let resp = loop {
-            n += 1;
-            let resp = self
-                .client
-                .send(&self.push_scope, |h| h.post(&start))
-                .await?;
-            if retryable(resp.status()) && n < ATTEMPTS {
-                tokio::time::sleep(backoff(n - 1, Some(&resp))).await;
-                continue;
-            }
-            break resp;
-        };
+        let resp = self
+            .client
+            .send(&self.push_scope, |h| h.post(&start))
+            .await?;
         if resp.status() != StatusCode::ACCEPTED {
             return Err(unexpected("starting an upload", resp).await);
         }

@@ -287,3 +287,35 @@ async fn bearer_tokens_are_asked_for_the_right_scopes() {
         ["repository:h:pull,push"]
     );
 }
+
+#[tokio::test]
+async fn manifest_requests_are_retried_after_503_and_429() {
+    let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
+    let hits = Arc::new(Mutex::new(0usize));
+    let h = Arc::clone(&hits);
+    let app = Router::new().route(
+        "/v2/h/manifests/latest",
+        get(move || {
+            let h = Arc::clone(&h);
+            async move {
+                let mut n = h.lock().unwrap();
+                *n += 1;
+                match *n {
+                    1 => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+                    2 => (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "0")]).into_response(),
+                    _ => (
+                        [("content-type", "application/vnd.oci.image.manifest.v1+json")],
+                        manifest.to_vec(),
+                    )
+                        .into_response(),
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let m = image(&host, None).root().await.unwrap();
+    assert_eq!(m.digest, Digest::sha256(manifest));
+    assert_eq!(*hits.lock().unwrap(), 3);
+}
