@@ -319,3 +319,69 @@ async fn manifest_requests_are_retried_after_503_and_429() {
     assert_eq!(m.digest, Digest::sha256(manifest));
     assert_eq!(*hits.lock().unwrap(), 3);
 }
+
+#[tokio::test]
+async fn an_immutable_tag_is_refused_by_name_and_an_identical_repush_succeeds() {
+    use berth_client::image::{Placement, RawManifest};
+    let ours = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
+    let ours_digest = Digest::sha256(ours);
+    let other = Digest::sha256(b"another image");
+    let puts = Arc::new(Mutex::new(0usize));
+    let p = Arc::clone(&puts);
+    let (od, td) = (ours_digest.to_string(), other.to_string());
+    // ECR's data plane: `same` already holds our manifest, `taken` another one; tags are immutable.
+    let app = Router::new().route(
+        "/v2/h/manifests/{tag}",
+        axum::routing::head(move |axum::extract::Path(tag): axum::extract::Path<String>| {
+            let (od, td) = (od.clone(), td.clone());
+            async move {
+                let d = if tag == "same" { od } else { td };
+                ([("docker-content-digest", d)], "").into_response()
+            }
+        })
+        .put(move || {
+            let p = Arc::clone(&p);
+            async move {
+                *p.lock().unwrap() += 1;
+                (
+                    StatusCode::BAD_REQUEST,
+                    r#"{"errors":[{"code":"TAG_INVALID","message":"The image tag 'taken' already exists in the 'h' repository and cannot be overwritten because the repository is immutable."}]}"#,
+                )
+                    .into_response()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let img = image(&host, None);
+    let m = RawManifest::verified(
+        axum::body::Bytes::from_static(ours),
+        "application/vnd.oci.image.manifest.v1+json",
+        &ours_digest,
+    )
+    .unwrap();
+    let same = berth_oci::Tag::parse("same").unwrap();
+    img.put_manifest(&m, Placement::Root { tag: Some(&same) })
+        .await
+        .unwrap();
+    assert_eq!(
+        *puts.lock().unwrap(),
+        0,
+        "an identical re-push sends nothing"
+    );
+    let taken = berth_oci::Tag::parse("taken").unwrap();
+    let err = img
+        .put_manifest(&m, Placement::Root { tag: Some(&taken) })
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(&err, ClientError::TagImmutable { tag, .. } if tag == "taken"),
+        "{err:?}"
+    );
+    assert!(
+        text.contains("\"taken\"") && text.contains(&format!("{host}/h")),
+        "{text}"
+    );
+}

@@ -330,6 +330,35 @@ async fn tag_strategies_and_registry_verbs() {
     .unwrap();
     assert_eq!(config["architecture"], "arm64");
 
+    // The git strategy: the short commit and the branch of the checkout berth runs in.
+    let repo = tempfile::tempdir().unwrap();
+    let git = |args: &[&str]| {
+        ok(Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+            .args(args)
+            .current_dir(repo.path()))
+    };
+    git(&["init", "-q", "-b", "feature/login"]);
+    git(&["commit", "-q", "--allow-empty", "-m", "x"]);
+    let commit = git(&["rev-parse", "--short=7", "HEAD"]).trim().to_owned();
+    let s = json(
+        berth()
+            .current_dir(repo.path())
+            .args(["push", "--tag-strategy", "git"])
+            .arg(format!("oci:{}:latest", fx.join("busybox").display()))
+            .arg(format!("{reg}/app/git:main")),
+    );
+    assert_eq!(s["references"].as_array().unwrap().len(), 3, "{s}");
+    for t in [commit.as_str(), "feature-login"] {
+        assert_eq!(
+            head_digest(&server, &format!("/v2/app/git/manifests/{t}"))
+                .await
+                .as_deref(),
+            Some(want.as_str()),
+            "tag {t}"
+        );
+    }
+
     // A semver strategy on a tag that is not a version is a usage error.
     let out = berth()
         .args(["push", "--tag-strategy", "semver"])
