@@ -139,6 +139,36 @@ fn host(p: &Proc) -> &str {
     p.base.trim_start_matches("http://")
 }
 
+/// One row: berth's and skopeo's median seconds and peak RSS over `runs`, each run against a
+/// fresh reference registry whose host `commands` turns into the two commands.
+async fn measure(
+    reference: &Path,
+    runs: usize,
+    name: &str,
+    commands: impl Fn(&str) -> (Command, Command),
+) -> anyhow::Result<(String, f64, f64, f64, f64)> {
+    let (mut bt, mut st, mut br, mut sr) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let dst = start_reference(reference).await?;
+        let (t, r) = timed(&mut commands(host(&dst)).0)?;
+        bt.push(t);
+        br.push(r);
+        drop(dst);
+        let dst = start_reference(reference).await?;
+        let (t, r) = timed(&mut commands(host(&dst)).1)?;
+        st.push(t);
+        sr.push(r);
+    }
+    let peak = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+    Ok((
+        name.to_owned(),
+        median(bt),
+        median(st),
+        peak(&br),
+        peak(&sr),
+    ))
+}
+
 /// The `client` bench.
 pub async fn run(berth: &Path, reference: &Path, mib: u64, runs: usize) -> anyhow::Result<()> {
     let skopeo = Path::new("/usr/bin/skopeo");
@@ -167,69 +197,32 @@ pub async fn run(berth: &Path, reference: &Path, mib: u64, runs: usize) -> anyho
     };
     let src = format!("oci:{}:bench", layout.display());
 
-    let mut rows: Vec<(String, f64, f64, f64, f64)> = Vec::new();
-    // Layout → registry: a fresh reference registry per run, so nothing is already there.
-    let (mut bt, mut st, mut br, mut sr) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..runs {
-        let dst = start_reference(reference).await?;
-        let (t, r) = timed(
-            berth_cmd("push")
-                .arg(&src)
-                .arg(format!("{}/b/img:v1", host(&dst))),
-        )?;
-        bt.push(t);
-        br.push(r);
-        drop(dst);
-        let dst = start_reference(reference).await?;
-        let (t, r) = timed(
-            skopeo_cmd()
-                .arg("--dest-tls-verify=false")
-                .arg(&src)
-                .arg(format!("docker://{}/s/img:v1", host(&dst))),
-        )?;
-        st.push(t);
-        sr.push(r);
-    }
-    rows.push((
-        "layout → registry".into(),
-        median(bt),
-        median(st),
-        br.iter().copied().fold(0.0, f64::max),
-        sr.iter().copied().fold(0.0, f64::max),
-    ));
-
-    // Registry → registry: the image on one reference registry, copied to a fresh other one.
+    // Each run gets a fresh destination registry, so nothing is already there.
+    let layout_row = measure(reference, runs, "layout → registry", |dst| {
+        let mut b = berth_cmd("push");
+        b.arg(&src).arg(format!("{dst}/b/img:v1"));
+        let mut s = skopeo_cmd();
+        s.arg("--dest-tls-verify=false")
+            .arg(&src)
+            .arg(format!("docker://{dst}/s/img:v1"));
+        (b, s)
+    })
+    .await?;
+    // Registry → registry: the image on one reference registry, copied to another.
     let origin = start_reference(reference).await?;
     let from = format!("{}/src/img:v1", host(&origin));
     timed(berth_cmd("push").arg(&src).arg(&from))?;
-    let (mut bt, mut st, mut br, mut sr) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..runs {
-        let dst = start_reference(reference).await?;
-        let (t, r) = timed(
-            berth_cmd("copy")
-                .arg(&from)
-                .arg(format!("{}/b/img:v1", host(&dst))),
-        )?;
-        bt.push(t);
-        br.push(r);
-        drop(dst);
-        let dst = start_reference(reference).await?;
-        let (t, r) = timed(
-            skopeo_cmd()
-                .args(["--src-tls-verify=false", "--dest-tls-verify=false"])
-                .arg(format!("docker://{from}"))
-                .arg(format!("docker://{}/s/img:v1", host(&dst))),
-        )?;
-        st.push(t);
-        sr.push(r);
-    }
-    rows.push((
-        "registry → registry".into(),
-        median(bt),
-        median(st),
-        br.iter().copied().fold(0.0, f64::max),
-        sr.iter().copied().fold(0.0, f64::max),
-    ));
+    let copy_row = measure(reference, runs, "registry → registry", |dst| {
+        let mut b = berth_cmd("copy");
+        b.arg(&from).arg(format!("{dst}/b/img:v1"));
+        let mut s = skopeo_cmd();
+        s.args(["--src-tls-verify=false", "--dest-tls-verify=false"])
+            .arg(format!("docker://{from}"))
+            .arg(format!("docker://{dst}/s/img:v1"));
+        (b, s)
+    })
+    .await?;
+    let rows = [layout_row, copy_row];
 
     println!(
         "\n{:<22} {:>10} {:>10} {:>8} {:>14} {:>14}",

@@ -172,8 +172,11 @@ impl TarIndex {
         .map_err(|e| ClientError::Http(format!("read task failed: {e}")))?
     }
 
-    /// A member's bytes as a stream.
-    pub(crate) async fn stream(&self, name: &str) -> Result<Option<ByteStream>, ClientError> {
+    /// A reader of a member's bytes (`None`: no such member).
+    async fn open_member(
+        &self,
+        name: &str,
+    ) -> Result<Option<tokio::io::Take<tokio::fs::File>>, ClientError> {
         let Some(&(offset, size)) = self.entries.get(name) else {
             return Ok(None);
         };
@@ -183,22 +186,24 @@ impl TarIndex {
         f.seek(SeekFrom::Start(offset))
             .await
             .map_err(io_err(&self.path))?;
-        Ok(Some(file_stream(f.take(size), self.path.clone())))
+        Ok(Some(f.take(size)))
+    }
+
+    /// A member's bytes as a stream.
+    pub(crate) async fn stream(&self, name: &str) -> Result<Option<ByteStream>, ClientError> {
+        Ok(self
+            .open_member(name)
+            .await?
+            .map(|r| file_stream(r, self.path.clone())))
     }
 
     /// The first bytes of a member (to sniff its compression).
     async fn head(&self, name: &str, n: usize) -> Result<Vec<u8>, ClientError> {
-        let Some(&(offset, size)) = self.entries.get(name) else {
+        let Some(r) = self.open_member(name).await? else {
             return Ok(Vec::new());
         };
-        let mut f = tokio::fs::File::open(&self.path)
-            .await
-            .map_err(io_err(&self.path))?;
-        f.seek(SeekFrom::Start(offset))
-            .await
-            .map_err(io_err(&self.path))?;
         let mut buf = Vec::with_capacity(n);
-        f.take(size.min(n as u64))
+        r.take(n as u64)
             .read_to_end(&mut buf)
             .await
             .map_err(io_err(&self.path))?;
