@@ -7,6 +7,7 @@
 //! and manifests ([`Manifest`]), always keeping the raw bytes a digest was computed over.
 
 mod digest;
+pub mod json;
 mod manifest;
 pub mod media;
 mod name;

@@ -114,6 +114,12 @@ impl Manifest {
     /// Validates `bytes` as a manifest sent with `content_type` (the request's `Content-Type`,
     /// if any).
     pub fn parse(content_type: Option<&str>, bytes: &[u8]) -> Result<Self, ManifestError> {
+        if crate::json::too_deep(bytes, crate::json::MAX_JSON_DEPTH) {
+            return Err(ManifestError::Invalid(format!(
+                "JSON nested deeper than {} levels",
+                crate::json::MAX_JSON_DEPTH
+            )));
+        }
         let probe: Probe =
             serde_json::from_slice(bytes).map_err(|e| ManifestError::Invalid(e.to_string()))?;
         let header = content_type.map(media::essence).filter(|h| {
