@@ -55,6 +55,35 @@ pub enum StoreError {
     /// The repository does not exist.
     #[error("repository {0} is unknown")]
     RepositoryUnknown(String),
+    /// The repository exists already.
+    #[error("repository {0} already exists")]
+    RepositoryExists(String),
+    /// The repository still holds images.
+    #[error("repository {0} still contains images")]
+    RepositoryNotEmpty(String),
+    /// The tag is immutable and points at another manifest.
+    #[error("tag {tag} is immutable and already points at {digest}")]
+    TagImmutable {
+        /// The tag.
+        tag: String,
+        /// What it points at.
+        digest: String,
+    },
+    /// The user does not exist.
+    #[error("user {0} is unknown")]
+    UserUnknown(String),
+    /// The user exists already.
+    #[error("user {0} already exists")]
+    UserExists(String),
+    /// The access key does not exist.
+    #[error("access key {0} is unknown")]
+    KeyUnknown(String),
+    /// A repository creation template for that prefix exists already.
+    #[error("a repository creation template for prefix {0} already exists")]
+    TemplateExists(String),
+    /// No repository creation template for that prefix.
+    #[error("no repository creation template for prefix {0}")]
+    TemplateUnknown(String),
     /// The manifest or tag does not exist.
     #[error("manifest {0} is unknown")]
     ManifestUnknown(String),

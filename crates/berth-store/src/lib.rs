@@ -12,13 +12,21 @@
 mod blob;
 mod error;
 mod fs;
+mod identity;
 mod meta;
 mod sqlite;
+mod sqlite_identity;
 
 pub use blob::{BlobStore, ByteStream, UploadId};
 pub use error::StoreError;
 pub use fs::FsBlobStore;
-pub use meta::{ManifestRecord, MetadataStore, NewManifest, RepoSummary, TagRecord, UploadRecord};
+pub use identity::{
+    AccessKeyRecord, IdentityStore, KeyOwner, TemplateRecord, UserPolicy, UserRecord,
+};
+pub use meta::{
+    ImageRecord, ManifestRecord, MetadataStore, NewManifest, NewRepository, RepoSummary,
+    RepositoryRecord, RepositoryUpdate, TagFilter, TagRecord, UploadRecord,
+};
 pub use sqlite::{Durability, SqliteMeta};
 
 /// Milliseconds since the Unix epoch (the timestamp unit of the metadata store).

@@ -44,6 +44,105 @@ pub struct ManifestRecord {
     pub pushed_at: i64,
 }
 
+/// A repository's ECR settings as stored (validated by the registry before they get here).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RepositoryRecord {
+    /// Its name.
+    pub name: String,
+    /// Creation time, milliseconds since the epoch.
+    pub created_at: i64,
+    /// `MUTABLE`, `IMMUTABLE`, `MUTABLE_WITH_EXCLUSION` or `IMMUTABLE_WITH_EXCLUSION`.
+    pub tag_mutability: String,
+    /// Wildcard filters of tags exempt from the mutability setting.
+    pub mutability_filters: Vec<String>,
+    /// Whether images are scanned on push.
+    pub scan_on_push: bool,
+    /// `AES256`, `KMS` or `KMS_DSSE`.
+    pub encryption_type: String,
+    /// The KMS key, for the KMS encryption types.
+    pub kms_key: Option<String>,
+    /// The repository policy document, exactly as set.
+    pub policy: Option<String>,
+}
+
+/// A repository to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRepository {
+    /// See [`RepositoryRecord`].
+    pub tag_mutability: String,
+    /// See [`RepositoryRecord`].
+    pub mutability_filters: Vec<String>,
+    /// See [`RepositoryRecord`].
+    pub scan_on_push: bool,
+    /// See [`RepositoryRecord`].
+    pub encryption_type: String,
+    /// See [`RepositoryRecord`].
+    pub kms_key: Option<String>,
+    /// See [`RepositoryRecord`].
+    pub policy: Option<String>,
+    /// Resource tags (key, value).
+    pub resource_tags: Vec<(String, String)>,
+}
+
+impl Default for NewRepository {
+    fn default() -> Self {
+        NewRepository {
+            tag_mutability: "MUTABLE".into(),
+            mutability_filters: Vec::new(),
+            scan_on_push: false,
+            encryption_type: "AES256".into(),
+            kms_key: None,
+            policy: None,
+            resource_tags: Vec::new(),
+        }
+    }
+}
+
+/// One change to a repository's settings (each is its own column: concurrent changes of
+/// different settings never undo each other).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RepositoryUpdate {
+    /// Tag mutability and its exclusion filters.
+    TagMutability {
+        /// The setting.
+        mutability: String,
+        /// Its exclusion filters.
+        filters: Vec<String>,
+    },
+    /// Scan on push.
+    ScanOnPush(bool),
+    /// The repository policy (None removes it).
+    Policy(Option<String>),
+}
+
+/// A stored manifest with what `DescribeImages` reports about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRecord {
+    /// The manifest.
+    pub manifest: ManifestRecord,
+    /// Its subject, if it is a referrer.
+    pub subject: Option<Digest>,
+    /// Tags pointing at it, sorted.
+    pub tags: Vec<String>,
+    /// The sum of the sizes of the blobs it references (config and layers); for an index, of
+    /// the blobs its child manifests reference.
+    pub size: u64,
+}
+
+/// Which images a listing includes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TagFilter {
+    /// Only images with at least one tag.
+    Tagged,
+    /// Only images without tags.
+    Untagged,
+    /// All.
+    Any,
+}
+
 /// A tag and what it points at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TagRecord {
@@ -121,13 +220,76 @@ pub trait MetadataStore: Send + Sync + fmt::Debug + 'static {
     ) -> Result<(), StoreError>;
 
     /// Records a manifest (and optionally points `tag` at it) after checking its references.
-    /// Creates the repository if needed.
+    /// Creates the repository if needed. With `immutable`, a tag that already points at another
+    /// manifest is not moved (`TagImmutable`), decided inside the transaction.
     async fn put_manifest(
         &self,
         repo: &RepoName,
         manifest: &NewManifest,
         tag: Option<&Tag>,
+        immutable: bool,
     ) -> Result<(), StoreError>;
+
+    /// Creates a repository; `RepositoryExists` if it does.
+    async fn create_repository(
+        &self,
+        repo: &RepoName,
+        settings: &NewRepository,
+    ) -> Result<RepositoryRecord, StoreError>;
+
+    /// A repository and its settings.
+    async fn repository(&self, repo: &RepoName) -> Result<Option<RepositoryRecord>, StoreError>;
+
+    /// Repositories with their settings in lexical order, after `last`, at most `n`.
+    async fn repositories(
+        &self,
+        last: Option<&str>,
+        n: usize,
+    ) -> Result<Vec<RepositoryRecord>, StoreError>;
+
+    /// Changes one setting; `RepositoryUnknown` if absent.
+    async fn update_repository(
+        &self,
+        repo: &RepoName,
+        update: RepositoryUpdate,
+    ) -> Result<RepositoryRecord, StoreError>;
+
+    /// Deletes a repository with its tags, manifests and blob links (the blobs themselves stay
+    /// for garbage collection). Without `force`, `RepositoryNotEmpty` if it holds any manifest.
+    /// Returns the record as it was and how many manifests went with it.
+    async fn delete_repository(
+        &self,
+        repo: &RepoName,
+        force: bool,
+    ) -> Result<(RepositoryRecord, u64), StoreError>;
+
+    /// The repository's resource tags, sorted by key.
+    async fn resource_tags(&self, repo: &RepoName) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// Adds or replaces resource tags and removes the keys in `remove`, in one transaction;
+    /// returns the resulting count. `RepositoryUnknown` if absent.
+    async fn update_resource_tags(
+        &self,
+        repo: &RepoName,
+        set: &[(String, String)],
+        remove: &[String],
+    ) -> Result<usize, StoreError>;
+
+    /// Images (manifests) in digest order after `after`, at most `n`.
+    async fn images(
+        &self,
+        repo: &RepoName,
+        filter: TagFilter,
+        after: Option<&Digest>,
+        n: usize,
+    ) -> Result<Vec<ImageRecord>, StoreError>;
+
+    /// One image by digest.
+    async fn image(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<ImageRecord>, StoreError>;
 
     /// A manifest by digest.
     async fn manifest(

@@ -11,7 +11,8 @@ use rusqlite::{
 
 use crate::blob::UploadId;
 use crate::meta::{
-    ManifestRecord, MetadataStore, NewManifest, RepoSummary, TagRecord, UploadRecord,
+    ImageRecord, ManifestRecord, MetadataStore, NewManifest, NewRepository, RepoSummary,
+    RepositoryRecord, RepositoryUpdate, TagFilter, TagRecord, UploadRecord,
 };
 use crate::{StoreError, now_millis};
 
@@ -28,7 +29,8 @@ pub enum Durability {
 }
 
 /// Versioned schema migrations; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE repositories (
     id          INTEGER PRIMARY KEY,
     name        TEXT NOT NULL UNIQUE,
@@ -81,7 +83,50 @@ CREATE TABLE uploads (
     repo        TEXT NOT NULL,
     created_at  INTEGER NOT NULL
 ) WITHOUT ROWID;
-"#];
+"#,
+    r#"
+ALTER TABLE repositories ADD COLUMN tag_mutability TEXT NOT NULL DEFAULT 'MUTABLE';
+ALTER TABLE repositories ADD COLUMN mutability_filters TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE repositories ADD COLUMN scan_on_push INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE repositories ADD COLUMN encryption_type TEXT NOT NULL DEFAULT 'AES256';
+ALTER TABLE repositories ADD COLUMN kms_key TEXT;
+ALTER TABLE repositories ADD COLUMN policy TEXT;
+CREATE TABLE resource_tags (
+    repo_id  INTEGER NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+    key      TEXT NOT NULL,
+    value    TEXT NOT NULL,
+    PRIMARY KEY (repo_id, key)
+) WITHOUT ROWID;
+CREATE TABLE users (
+    name        TEXT PRIMARY KEY,
+    admin       INTEGER NOT NULL DEFAULT 0,
+    created_at  INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE user_policies (
+    user      TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+    name      TEXT NOT NULL,
+    document  TEXT NOT NULL,
+    PRIMARY KEY (user, name)
+) WITHOUT ROWID;
+CREATE TABLE access_keys (
+    id             TEXT PRIMARY KEY,
+    user           TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+    sealed_secret  BLOB NOT NULL,
+    created_at     INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX access_keys_user ON access_keys(user);
+CREATE TABLE settings (
+    key    TEXT PRIMARY KEY,
+    value  TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE creation_templates (
+    prefix      TEXT PRIMARY KEY,
+    document    TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL
+) WITHOUT ROWID;
+"#,
+];
 
 /// Reader connections (and concurrent reads).
 const MAX_READERS: usize = 4;
@@ -152,7 +197,7 @@ impl SqliteMeta {
     }
 
     /// Runs a read-only closure on a pooled reader connection, off the async threads.
-    async fn read<T: Send + 'static>(
+    pub(crate) async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
@@ -174,7 +219,7 @@ impl SqliteMeta {
 
     /// Runs a closure in one immediate (write-locked) transaction, committed durably (per the
     /// configured [`Durability`]) if it returns Ok.
-    async fn write<T: Send + 'static>(
+    pub(crate) async fn write<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
@@ -340,6 +385,88 @@ fn check_refs(c: &Connection, id: i64, refs: &[ManifestRef]) -> Result<(), Store
     Ok(())
 }
 
+const REPO_COLUMNS: &str = "name, created_at, tag_mutability, mutability_filters, scan_on_push,
+    encryption_type, kms_key, policy";
+
+fn repo_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(RepositoryRecord, String)> {
+    Ok((
+        RepositoryRecord {
+            name: r.get(0)?,
+            created_at: r.get(1)?,
+            tag_mutability: r.get(2)?,
+            mutability_filters: Vec::new(),
+            scan_on_push: r.get(4)?,
+            encryption_type: r.get(5)?,
+            kms_key: r.get(6)?,
+            policy: r.get(7)?,
+        },
+        r.get(3)?,
+    ))
+}
+
+fn to_repo((mut rec, filters): (RepositoryRecord, String)) -> Result<RepositoryRecord, StoreError> {
+    rec.mutability_filters = serde_json::from_str(&filters)
+        .map_err(|e| StoreError::Corrupt(format!("mutability filters of {}: {e}", rec.name)))?;
+    Ok(rec)
+}
+
+fn read_repo(c: &Connection, repo: &str) -> Result<Option<RepositoryRecord>, StoreError> {
+    c.prepare_cached(&format!(
+        "SELECT {REPO_COLUMNS} FROM repositories WHERE name = ?1"
+    ))?
+    .query_row([repo], repo_row)
+    .optional()?
+    .map(to_repo)
+    .transpose()
+}
+
+fn filters_json(filters: &[String]) -> Result<String, StoreError> {
+    serde_json::to_string(filters).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// The sum of the blob sizes a manifest references; for an index, of its children's blobs.
+fn image_size(c: &Connection, id: i64, digest: &str) -> Result<u64, StoreError> {
+    let own: i64 = c
+        .prepare_cached(
+            "SELECT COALESCE(SUM(b.size), 0) FROM manifest_refs r JOIN blobs b ON b.digest = r.child
+             WHERE r.repo_id = ?1 AND r.manifest = ?2 AND r.kind = 'blob'",
+        )?
+        .query_row(params![id, digest], |r| r.get(0))?;
+    let children: i64 = c
+        .prepare_cached(
+            "SELECT COALESCE(SUM(b.size), 0) FROM manifest_refs p
+             JOIN manifest_refs r ON r.repo_id = p.repo_id AND r.manifest = p.child AND r.kind = 'blob'
+             JOIN blobs b ON b.digest = r.child
+             WHERE p.repo_id = ?1 AND p.manifest = ?2 AND p.kind = 'manifest'",
+        )?
+        .query_row(params![id, digest], |r| r.get(0))?;
+    Ok(u64::try_from(own.saturating_add(children)).unwrap_or(0))
+}
+
+fn image_record(
+    c: &Connection,
+    id: i64,
+    raw: RawManifest,
+    subject: Option<String>,
+) -> Result<ImageRecord, StoreError> {
+    let digest = raw.digest.clone();
+    let mut st =
+        c.prepare_cached("SELECT name FROM tags WHERE repo_id = ?1 AND digest = ?2 ORDER BY name")?;
+    let tags = st
+        .query_map(params![id, digest], |r| r.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ImageRecord {
+        size: image_size(c, id, &digest)?,
+        manifest: to_record(raw)?,
+        subject: subject.map(parse_digest).transpose()?,
+        tags,
+    })
+}
+
+fn image_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(RawManifest, Option<String>)> {
+    Ok((manifest_row(r)?, r.get(6)?))
+}
+
 #[async_trait]
 impl MetadataStore for SqliteMeta {
     async fn check_references(
@@ -466,6 +593,7 @@ impl MetadataStore for SqliteMeta {
         repo: &RepoName,
         manifest: &NewManifest,
         tag: Option<&Tag>,
+        immutable: bool,
     ) -> Result<(), StoreError> {
         let (repo, m, tag) = (
             repo.to_string(),
@@ -476,6 +604,18 @@ impl MetadataStore for SqliteMeta {
             let id = ensure_repo(tx, &repo)?;
             let digest = m.digest.to_string();
             check_refs(tx, id, &m.references)?;
+            if let (Some(tag), true) = (&tag, immutable) {
+                let current: Option<String> = tx
+                    .prepare_cached("SELECT digest FROM tags WHERE repo_id = ?1 AND name = ?2")?
+                    .query_row(params![id, tag], |r| r.get(0))
+                    .optional()?;
+                if let Some(current) = current.filter(|c| *c != digest) {
+                    return Err(StoreError::TagImmutable {
+                        tag: tag.clone(),
+                        digest: current,
+                    });
+                }
+            }
             let now = now_millis();
             tx.prepare_cached("INSERT OR IGNORE INTO blobs (digest, size, created_at) VALUES (?1, ?2, ?3)")?
                 .execute(params![digest, size_i64(m.size), now])?;
@@ -644,6 +784,224 @@ impl MetadataStore for SqliteMeta {
             ))?;
             let rows = st.query_map(params![repo, subject, artifact_type], manifest_row)?;
             rows.map(|r| to_record(r?)).collect()
+        })
+        .await
+    }
+
+    async fn create_repository(
+        &self,
+        repo: &RepoName,
+        settings: &NewRepository,
+    ) -> Result<RepositoryRecord, StoreError> {
+        let (repo, st) = (repo.to_string(), settings.clone());
+        self.write(move |tx| {
+            if repo_id(tx, &repo)?.is_some() {
+                return Err(StoreError::RepositoryExists(repo));
+            }
+            tx.prepare_cached(
+                "INSERT INTO repositories (name, created_at, tag_mutability, mutability_filters,
+                 scan_on_push, encryption_type, kms_key, policy) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                repo,
+                now_millis(),
+                st.tag_mutability,
+                filters_json(&st.mutability_filters)?,
+                st.scan_on_push,
+                st.encryption_type,
+                st.kms_key,
+                st.policy
+            ])?;
+            let id = tx.last_insert_rowid();
+            let mut ins = tx.prepare_cached(
+                "INSERT OR REPLACE INTO resource_tags (repo_id, key, value) VALUES (?1, ?2, ?3)",
+            )?;
+            for (k, v) in &st.resource_tags {
+                ins.execute(params![id, k, v])?;
+            }
+            read_repo(tx, &repo)?.ok_or(StoreError::RepositoryUnknown(repo))
+        })
+        .await
+    }
+
+    async fn repository(&self, repo: &RepoName) -> Result<Option<RepositoryRecord>, StoreError> {
+        let repo = repo.to_string();
+        self.read(move |c| read_repo(c, &repo)).await
+    }
+
+    async fn repositories(
+        &self,
+        last: Option<&str>,
+        n: usize,
+    ) -> Result<Vec<RepositoryRecord>, StoreError> {
+        let last = last.unwrap_or("").to_owned();
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        self.read(move |c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {REPO_COLUMNS} FROM repositories WHERE name > ?1 ORDER BY name LIMIT ?2"
+            ))?;
+            let rows = st.query_map(params![last, n], repo_row)?;
+            rows.map(|r| to_repo(r?)).collect()
+        })
+        .await
+    }
+
+    async fn update_repository(
+        &self,
+        repo: &RepoName,
+        update: RepositoryUpdate,
+    ) -> Result<RepositoryRecord, StoreError> {
+        let repo = repo.to_string();
+        self.write(move |tx| {
+            let n = match &update {
+                RepositoryUpdate::TagMutability { mutability, filters } => tx
+                    .prepare_cached(
+                        "UPDATE repositories SET tag_mutability = ?2, mutability_filters = ?3 WHERE name = ?1",
+                    )?
+                    .execute(params![repo, mutability, filters_json(filters)?])?,
+                RepositoryUpdate::ScanOnPush(on) => tx
+                    .prepare_cached("UPDATE repositories SET scan_on_push = ?2 WHERE name = ?1")?
+                    .execute(params![repo, on])?,
+                RepositoryUpdate::Policy(p) => tx
+                    .prepare_cached("UPDATE repositories SET policy = ?2 WHERE name = ?1")?
+                    .execute(params![repo, p])?,
+            };
+            if n == 0 {
+                return Err(StoreError::RepositoryUnknown(repo));
+            }
+            read_repo(tx, &repo)?.ok_or(StoreError::RepositoryUnknown(repo))
+        })
+        .await
+    }
+
+    async fn delete_repository(
+        &self,
+        repo: &RepoName,
+        force: bool,
+    ) -> Result<(RepositoryRecord, u64), StoreError> {
+        let repo = repo.to_string();
+        self.write(move |tx| {
+            let rec =
+                read_repo(tx, &repo)?.ok_or_else(|| StoreError::RepositoryUnknown(repo.clone()))?;
+            let id =
+                repo_id(tx, &repo)?.ok_or_else(|| StoreError::RepositoryUnknown(repo.clone()))?;
+            let count: i64 = tx
+                .prepare_cached("SELECT COUNT(*) FROM manifests WHERE repo_id = ?1")?
+                .query_row([id], |r| r.get(0))?;
+            if count > 0 && !force {
+                return Err(StoreError::RepositoryNotEmpty(repo));
+            }
+            tx.prepare_cached("DELETE FROM tags WHERE repo_id = ?1")?
+                .execute([id])?;
+            tx.prepare_cached("DELETE FROM manifest_refs WHERE repo_id = ?1")?
+                .execute([id])?;
+            tx.prepare_cached("DELETE FROM manifests WHERE repo_id = ?1")?
+                .execute([id])?;
+            tx.prepare_cached("DELETE FROM uploads WHERE repo = ?1")?
+                .execute([&repo])?;
+            tx.prepare_cached("DELETE FROM repositories WHERE id = ?1")?
+                .execute([id])?;
+            Ok((rec, u64::try_from(count).unwrap_or(0)))
+        })
+        .await
+    }
+
+    async fn resource_tags(&self, repo: &RepoName) -> Result<Vec<(String, String)>, StoreError> {
+        let repo = repo.to_string();
+        self.read(move |c| {
+            let id = repo_id(c, &repo)?.ok_or(StoreError::RepositoryUnknown(repo))?;
+            let mut st = c.prepare_cached(
+                "SELECT key, value FROM resource_tags WHERE repo_id = ?1 ORDER BY key",
+            )?;
+            let rows = st.query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn update_resource_tags(
+        &self,
+        repo: &RepoName,
+        set: &[(String, String)],
+        remove: &[String],
+    ) -> Result<usize, StoreError> {
+        let (repo, set, remove) = (repo.to_string(), set.to_vec(), remove.to_vec());
+        self.write(move |tx| {
+            let id = repo_id(tx, &repo)?.ok_or(StoreError::RepositoryUnknown(repo))?;
+            let mut ins = tx.prepare_cached(
+                "INSERT OR REPLACE INTO resource_tags (repo_id, key, value) VALUES (?1, ?2, ?3)",
+            )?;
+            for (k, v) in &set {
+                ins.execute(params![id, k, v])?;
+            }
+            let mut del =
+                tx.prepare_cached("DELETE FROM resource_tags WHERE repo_id = ?1 AND key = ?2")?;
+            for k in &remove {
+                del.execute(params![id, k])?;
+            }
+            let n: i64 = tx
+                .prepare_cached("SELECT COUNT(*) FROM resource_tags WHERE repo_id = ?1")?
+                .query_row([id], |r| r.get(0))?;
+            Ok(usize::try_from(n).unwrap_or(0))
+        })
+        .await
+    }
+
+    async fn images(
+        &self,
+        repo: &RepoName,
+        filter: TagFilter,
+        after: Option<&Digest>,
+        n: usize,
+    ) -> Result<Vec<ImageRecord>, StoreError> {
+        let (repo, after) = (
+            repo.to_string(),
+            after.map(|d| d.to_string()).unwrap_or_default(),
+        );
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        let filter = match filter {
+            TagFilter::Tagged => 1,
+            TagFilter::Untagged => 2,
+            _ => 0,
+        };
+        self.read(move |c| {
+            let id = repo_id(c, &repo)?.ok_or(StoreError::RepositoryUnknown(repo))?;
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {MANIFEST_COLUMNS}, subject FROM manifests m
+                 WHERE repo_id = ?1 AND digest > ?2
+                   AND (?3 = 0
+                        OR (?3 = 1 AND EXISTS (SELECT 1 FROM tags t WHERE t.repo_id = m.repo_id AND t.digest = m.digest))
+                        OR (?3 = 2 AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repo_id = m.repo_id AND t.digest = m.digest)))
+                 ORDER BY digest LIMIT ?4"
+            ))?;
+            let rows = st
+                .query_map(params![id, after, filter, n], image_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter()
+                .map(|(raw, subject)| image_record(c, id, raw, subject))
+                .collect()
+        })
+        .await
+    }
+
+    async fn image(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<ImageRecord>, StoreError> {
+        let (repo, digest) = (repo.to_string(), digest.to_string());
+        self.read(move |c| {
+            let Some(id) = repo_id(c, &repo)? else {
+                return Ok(None);
+            };
+            let row = c
+                .prepare_cached(&format!(
+                    "SELECT {MANIFEST_COLUMNS}, subject FROM manifests WHERE repo_id = ?1 AND digest = ?2"
+                ))?
+                .query_row(params![id, digest], image_row)
+                .optional()?;
+            row.map(|(raw, subject)| image_record(c, id, raw, subject))
+                .transpose()
         })
         .await
     }

@@ -1,0 +1,256 @@
+//! The ECR-facing parts of the SQLite metadata store: repository settings, immutable tags
+//! checked inside the transaction, image listings, forced deletes, identities and templates.
+
+#![allow(clippy::unwrap_used)]
+
+use berth_oci::{Digest, RepoName, Tag};
+use berth_store::{
+    Durability, IdentityStore, MetadataStore, NewManifest, NewRepository, RepositoryUpdate,
+    SqliteMeta, StoreError, TagFilter,
+};
+
+fn open() -> (tempfile::TempDir, SqliteMeta) {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = SqliteMeta::open(dir.path().join("meta.db"), Durability::Normal).unwrap();
+    (dir, meta)
+}
+
+fn manifest(n: u8) -> NewManifest {
+    NewManifest {
+        digest: Digest::sha256(&[n]),
+        media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+        size: 100 + u64::from(n),
+        artifact_type: None,
+        subject: None,
+        annotations_json: None,
+        references: Vec::new(),
+    }
+}
+
+#[tokio::test]
+async fn repository_settings_round_trip_and_conflicts() {
+    let (_dir, meta) = open();
+    let repo = RepoName::parse("team/app").unwrap();
+    let settings = NewRepository {
+        tag_mutability: "IMMUTABLE_WITH_EXCLUSION".into(),
+        mutability_filters: vec!["latest".into(), "dev-*".into()],
+        scan_on_push: true,
+        resource_tags: vec![("team".into(), "core".into())],
+        ..NewRepository::default()
+    };
+    let created = meta.create_repository(&repo, &settings).await.unwrap();
+    assert_eq!(created.tag_mutability, "IMMUTABLE_WITH_EXCLUSION");
+    assert_eq!(created.mutability_filters, vec!["latest", "dev-*"]);
+    assert!(created.scan_on_push);
+    assert!(matches!(
+        meta.create_repository(&repo, &settings).await,
+        Err(StoreError::RepositoryExists(_))
+    ));
+    assert_eq!(
+        meta.resource_tags(&repo).await.unwrap(),
+        vec![("team".to_owned(), "core".to_owned())]
+    );
+    meta.update_resource_tags(&repo, &[("env".into(), "prod".into())], &["team".into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        meta.resource_tags(&repo).await.unwrap(),
+        vec![("env".to_owned(), "prod".to_owned())]
+    );
+    let updated = meta
+        .update_repository(&repo, RepositoryUpdate::Policy(Some("{}".into())))
+        .await
+        .unwrap();
+    assert_eq!(updated.policy.as_deref(), Some("{}"));
+    assert!(
+        updated.scan_on_push,
+        "one setting's update leaves the others"
+    );
+    let missing = RepoName::parse("nope").unwrap();
+    assert!(
+        meta.update_repository(&missing, RepositoryUpdate::ScanOnPush(true))
+            .await
+            .is_err()
+    );
+    assert_eq!(meta.repositories(None, 10).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn immutable_tags_are_refused_inside_the_transaction() {
+    let (_dir, meta) = open();
+    let repo = RepoName::parse("app").unwrap();
+    meta.create_repository(&repo, &NewRepository::default())
+        .await
+        .unwrap();
+    let tag = Tag::parse("v1").unwrap();
+    meta.put_manifest(&repo, &manifest(1), Some(&tag), true)
+        .await
+        .unwrap();
+    // The same digest again is fine; another digest is refused and the tag does not move.
+    meta.put_manifest(&repo, &manifest(1), Some(&tag), true)
+        .await
+        .unwrap();
+    let err = meta
+        .put_manifest(&repo, &manifest(2), Some(&tag), true)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::TagImmutable { .. }), "{err}");
+    let current = meta.manifest_by_tag(&repo, &tag).await.unwrap().unwrap();
+    assert_eq!(current.digest, Digest::sha256(&[1]));
+    // A mutable put moves it.
+    meta.put_manifest(&repo, &manifest(2), Some(&tag), false)
+        .await
+        .unwrap();
+    let current = meta.manifest_by_tag(&repo, &tag).await.unwrap().unwrap();
+    assert_eq!(current.digest, Digest::sha256(&[2]));
+}
+
+#[tokio::test]
+async fn images_filter_paginate_and_force_delete() {
+    let (_dir, meta) = open();
+    let repo = RepoName::parse("app").unwrap();
+    for n in 0..5u8 {
+        let tag = Tag::parse(&format!("t{n}")).unwrap();
+        let tag = (n % 2 == 0).then_some(&tag);
+        meta.put_manifest(&repo, &manifest(n), tag, false)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        meta.images(&repo, TagFilter::Any, None, 100)
+            .await
+            .unwrap()
+            .len(),
+        5
+    );
+    let tagged = meta
+        .images(&repo, TagFilter::Tagged, None, 100)
+        .await
+        .unwrap();
+    assert_eq!(tagged.len(), 3);
+    assert!(tagged.iter().all(|i| !i.tags.is_empty()));
+    let untagged = meta
+        .images(&repo, TagFilter::Untagged, None, 100)
+        .await
+        .unwrap();
+    assert_eq!(untagged.len(), 2);
+    // Pages of two cover everything exactly once.
+    let mut seen = Vec::new();
+    let mut after: Option<Digest> = None;
+    loop {
+        let page = meta
+            .images(&repo, TagFilter::Any, after.as_ref(), 2)
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().map(|i| i.manifest.digest.clone());
+        seen.extend(page.into_iter().map(|i| i.manifest.digest));
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 5);
+    let one = meta
+        .image(&repo, &Digest::sha256(&[0]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(one.tags, vec!["t0"]);
+    assert_eq!(one.size, 0, "the sum of referenced blobs (none here)");
+
+    assert!(matches!(
+        meta.delete_repository(&repo, false).await,
+        Err(StoreError::RepositoryNotEmpty(_))
+    ));
+    let (_, deleted) = meta.delete_repository(&repo, true).await.unwrap();
+    assert_eq!(deleted, 5);
+    assert!(meta.repository(&repo).await.unwrap().is_none());
+    assert!(matches!(
+        meta.images(&repo, TagFilter::Any, None, 10).await,
+        Err(StoreError::RepositoryUnknown(_))
+    ));
+}
+
+#[tokio::test]
+async fn users_keys_policies_settings_templates() {
+    let (_dir, meta) = open();
+    meta.create_user("ci", false).await.unwrap();
+    assert!(matches!(
+        meta.create_user("ci", false).await,
+        Err(StoreError::UserExists(_))
+    ));
+    meta.put_user_policy("ci", "push", r#"{"Version":"2012-10-17"}"#)
+        .await
+        .unwrap();
+    meta.create_access_key("ci", "AKIAAAAAAAAAAAAAAAAA", b"sealed")
+        .await
+        .unwrap();
+    assert!(matches!(
+        meta.create_access_key("ghost", "AKIABBBBBBBBBBBBBBBB", b"x")
+            .await,
+        Err(StoreError::UserUnknown(_))
+    ));
+    let owner = meta
+        .key_owner("AKIAAAAAAAAAAAAAAAAA")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(owner.user.name, "ci");
+    assert_eq!(owner.key.sealed_secret, b"sealed");
+    assert_eq!(owner.policies.len(), 1);
+    assert!(
+        meta.key_owner("AKIAZZZZZZZZZZZZZZZZ")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    meta.delete_access_key("AKIAAAAAAAAAAAAAAAAA")
+        .await
+        .unwrap();
+    assert!(
+        meta.key_owner("AKIAAAAAAAAAAAAAAAAA")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(matches!(
+        meta.delete_access_key("AKIAAAAAAAAAAAAAAAAA").await,
+        Err(StoreError::KeyUnknown(_))
+    ));
+    // Deleting a user deletes its keys.
+    meta.create_access_key("ci", "AKIACCCCCCCCCCCCCCCC", b"s2")
+        .await
+        .unwrap();
+    meta.delete_user("ci").await.unwrap();
+    assert!(
+        meta.key_owner("AKIACCCCCCCCCCCCCCCC")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    assert_eq!(meta.setting("registry_policy").await.unwrap(), None);
+    meta.set_setting("registry_policy", Some("{}"))
+        .await
+        .unwrap();
+    assert_eq!(
+        meta.setting("registry_policy").await.unwrap().as_deref(),
+        Some("{}")
+    );
+    meta.set_setting("registry_policy", None).await.unwrap();
+    assert_eq!(meta.setting("registry_policy").await.unwrap(), None);
+
+    meta.put_template("team", "{}", false).await.unwrap();
+    assert!(matches!(
+        meta.put_template("team", "{}", false).await,
+        Err(StoreError::TemplateExists(_))
+    ));
+    meta.put_template("team", r#"{"a":1}"#, true).await.unwrap();
+    assert_eq!(meta.templates().await.unwrap().len(), 1);
+    meta.delete_template("team").await.unwrap();
+    assert!(matches!(
+        meta.delete_template("team").await,
+        Err(StoreError::TemplateUnknown(_))
+    ));
+}
