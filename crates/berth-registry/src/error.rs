@@ -25,6 +25,9 @@ pub enum ErrorCode {
     Denied,
     Unsupported,
     TooManyRequests,
+    /// Not one of the spec's fourteen: the code docker-distribution and ECR answer when a tag
+    /// may not be moved (an immutable repository).
+    TagInvalid,
     Unknown,
 }
 
@@ -46,6 +49,7 @@ impl ErrorCode {
             ErrorCode::Denied => "DENIED",
             ErrorCode::Unsupported => "UNSUPPORTED",
             ErrorCode::TooManyRequests => "TOOMANYREQUESTS",
+            ErrorCode::TagInvalid => "TAG_INVALID",
             ErrorCode::Unknown => "UNKNOWN",
         }
     }
@@ -110,9 +114,28 @@ pub enum RegistryError {
         /// The limit in bytes.
         limit: u64,
     },
-    /// The operation is refused (e.g. deleting content a manifest still references).
+    /// The operation is refused (e.g. deleting content a manifest still references, or a
+    /// policy denies it).
     #[error("{0}")]
     Denied(String),
+    /// No (valid) credentials where they are needed (401 with a Basic challenge).
+    #[error("{message}")]
+    Unauthorized {
+        /// Why.
+        message: String,
+        /// The challenge's realm.
+        realm: String,
+    },
+    /// The tag exists, points at another manifest and the repository's tags are immutable.
+    #[error(
+        "The image tag '{tag}' already exists in the '{repo}' repository and cannot be overwritten because the repository is immutable."
+    )]
+    TagImmutable {
+        /// The tag.
+        tag: String,
+        /// The repository.
+        repo: String,
+    },
     /// Too many requests of a kind at once (429, with `Retry-After`).
     #[error("{0}")]
     TooManyRequests(String),
@@ -149,6 +172,8 @@ impl RegistryError {
             E::NameUnknown(_) | E::NotFound(_) => ErrorCode::NameUnknown,
             E::SizeInvalid(_) | E::TooLarge { .. } => ErrorCode::SizeInvalid,
             E::Denied(_) => ErrorCode::Denied,
+            E::Unauthorized { .. } => ErrorCode::Unauthorized,
+            E::TagImmutable { .. } => ErrorCode::TagInvalid,
             E::Unsupported(_) => ErrorCode::Unsupported,
             E::TooManyRequests(_) => ErrorCode::TooManyRequests,
             E::Store(_) => ErrorCode::Unknown,
@@ -169,6 +194,7 @@ impl RegistryError {
             }
             E::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             E::Denied(_) => StatusCode::FORBIDDEN,
+            E::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             E::Unsupported(_) => StatusCode::METHOD_NOT_ALLOWED,
             E::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             E::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -179,6 +205,7 @@ impl RegistryError {
             | E::ManifestInvalid(_)
             | E::NameInvalid(_)
             | E::SizeInvalid(_)
+            | E::TagImmutable { .. }
             | E::Body(_) => StatusCode::BAD_REQUEST,
         }
     }
@@ -231,6 +258,13 @@ impl IntoResponse for RegistryError {
         {
             resp.headers_mut().insert(header::CONTENT_RANGE, v);
         }
+        if let RegistryError::Unauthorized { realm, .. } = &self
+            && let Ok(v) = HeaderValue::from_str(&format!(
+                "Basic realm=\"{realm}\",service=\"ecr.amazonaws.com\""
+            ))
+        {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
         if let RegistryError::TooManyRequests(_) = &self {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -266,6 +300,12 @@ impl From<StoreError> for RegistryError {
             }
             StoreError::RepositoryUnknown(r) => RegistryError::NameUnknown(r),
             StoreError::ManifestUnknown(r) => RegistryError::ManifestUnknown(r),
+            StoreError::RepositoryExists(r) => {
+                RegistryError::Denied(format!("repository {r} already exists"))
+            }
+            StoreError::RepositoryNotEmpty(r) => {
+                RegistryError::Denied(format!("repository {r} still contains images"))
+            }
             other => RegistryError::Store(other),
         }
     }

@@ -8,13 +8,15 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
+use base64::Engine as _;
 use berth_oci::{Digest, Reference, RepoName, media};
 use berth_store::ByteStream;
 use bytes::Bytes;
 use futures::StreamExt;
 use http_body_util::BodyExt;
 
+use crate::access::{Caller, Denial, Target};
 use crate::error::{InternalError, RegistryError, range_header};
 use crate::route::{self, Route};
 use crate::service::Registry;
@@ -32,6 +34,7 @@ pub fn router(registry: Registry) -> Router {
         .route("/v2/", get(base))
         .route("/v2/{*rest}", any(dispatch))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/", post(crate::ecr::api))
         .with_state(registry)
         .layer(middleware::from_fn(observe))
 }
@@ -55,14 +58,106 @@ async fn observe(req: Request, next: Next) -> Response {
     resp
 }
 
-async fn base() -> Response {
+async fn base(State(reg): State<Registry>, req: Request) -> Response {
+    if reg.config().auth {
+        // Clients check their credentials here (`docker login`): anonymous callers are asked
+        // for them, bad ones refused.
+        match caller(&reg, credentials_of(&req)).await {
+            Ok(c) if c.principal == berth_iam::policy::Principal::Anonymous => {
+                return reg.unauthorized("authentication required").into_response();
+            }
+            Ok(_) => {}
+            Err(e) => return e.into_response(),
+        }
+    }
     ([(header::CONTENT_TYPE, "application/json")], "{}").into_response()
 }
 
+/// The caller of a `/v2/` request: Basic credentials, or a download URL's token. Takes the
+/// request's parts, not the request: a `&Request` (its body is not `Sync`) must not be held
+/// across an await.
+async fn caller(
+    reg: &Registry,
+    (authorization, ip): (Option<String>, Option<std::net::IpAddr>),
+) -> Result<Caller> {
+    reg.authenticate_basic(authorization.as_deref(), ip).await
+}
+
+/// The `Authorization` value of a request (a download URL's `X-Berth-Token` counts as Basic
+/// credentials for user `AWS`) and the peer's address.
+fn credentials_of(req: &Request) -> (Option<String>, Option<std::net::IpAddr>) {
+    let ip = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let auth = header_str(req.headers(), header::AUTHORIZATION).map(str::to_owned);
+    if auth.is_none()
+        && let Some(token) = Query::parse(req.uri().query()).get("X-Berth-Token")
+    {
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("AWS:{token}"));
+        return (Some(format!("Basic {basic}")), ip);
+    }
+    (auth, ip)
+}
+
 async fn dispatch(State(reg): State<Registry>, req: Request) -> Response {
-    match route_request(reg, req).await {
+    let who = if reg.config().auth {
+        match caller(&reg, credentials_of(&req)).await {
+            Ok(c) => c,
+            Err(e) => return e.into_response(),
+        }
+    } else {
+        Caller::anonymous(None)
+    };
+    match route_request(reg, &who, req).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
+    }
+}
+
+/// Authorizes `action` on a repository for the caller (nothing to check with auth off).
+async fn allow(reg: &Registry, who: &Caller, action: &str, repo: &RepoName) -> Result<()> {
+    if !reg.config().auth {
+        return Ok(());
+    }
+    let rec = reg.meta().repository(repo).await?;
+    let target = Target::Repository {
+        name: repo.as_str(),
+        policy: rec.as_ref().and_then(|r| r.policy.as_deref()),
+    };
+    reg.authorize(who, action, target, &[])
+        .await
+        .map_err(|d| match d {
+            Denial::Unauthenticated => reg.unauthorized("authentication required"),
+            Denial::Denied(m) => RegistryError::Denied(m),
+        })
+}
+
+/// The IAM action ECR maps an OCI request to.
+fn action_of(route: &Route<'_>, method: &Method) -> &'static str {
+    match (route, method) {
+        (Route::Catalog, _) => "ecr:DescribeRepositories",
+        (Route::Tags(_), _) => "ecr:ListImages",
+        (Route::Manifest(..), &Method::PUT) => "ecr:PutImage",
+        (Route::Manifest(..) | Route::Blob(..), &Method::DELETE) => "ecr:BatchDeleteImage",
+        (Route::Manifest(..) | Route::Referrers(..), _) => "ecr:BatchGetImage",
+        (Route::Blob(..), &Method::HEAD) => "ecr:BatchCheckLayerAvailability",
+        (Route::Blob(..), _) => "ecr:GetDownloadUrlForLayer",
+        (Route::UploadStart(_), _) => "ecr:InitiateLayerUpload",
+        (Route::Upload(..), &Method::PUT) => "ecr:CompleteLayerUpload",
+        (Route::Upload(..), _) => "ecr:UploadLayerPart",
+    }
+}
+
+fn route_repo<'a>(route: &Route<'a>) -> Option<&'a str> {
+    match route {
+        Route::Catalog => None,
+        Route::Tags(n)
+        | Route::Manifest(n, _)
+        | Route::Blob(n, _)
+        | Route::UploadStart(n)
+        | Route::Upload(n, _)
+        | Route::Referrers(n, _) => Some(n),
     }
 }
 
@@ -74,7 +169,7 @@ fn digest(s: &str) -> Result<Digest> {
     Digest::parse(s).map_err(|e| RegistryError::DigestInvalid(e.to_string()))
 }
 
-async fn route_request(reg: Registry, req: Request) -> Result<Response> {
+async fn route_request(reg: Registry, who: &Caller, req: Request) -> Result<Response> {
     let path = req.uri().path().to_owned();
     let rest = path.strip_prefix("/v2/").unwrap_or_default();
     // One trailing slash is tolerated (`…/tags/list/`), except where it is part of the route.
@@ -85,8 +180,13 @@ async fn route_request(reg: Registry, req: Request) -> Result<Response> {
     let route = route::parse(rest).ok_or_else(|| RegistryError::NotFound(path.clone()))?;
     let method = req.method().clone();
     let query = Query::parse(req.uri().query());
+    if let Some(n) = route_repo(&route) {
+        allow(&reg, who, action_of(&route, &method), &repo(n)?).await?;
+    } else if reg.config().auth && who.principal == berth_iam::policy::Principal::Anonymous {
+        return Err(reg.unauthorized("authentication required"));
+    }
     match (route, &method) {
-        (Route::Catalog, &Method::GET) => catalog(&reg, &query).await,
+        (Route::Catalog, &Method::GET) => catalog(&reg, who, &query).await,
         (Route::Tags(n), &Method::GET) => tags(&reg, &repo(n)?, &query).await,
         (Route::Manifest(n, r), m) if m == Method::GET || m == Method::HEAD => {
             get_manifest(&reg, &repo(n)?, r, m == Method::HEAD).await
@@ -111,7 +211,9 @@ async fn route_request(reg: Registry, req: Request) -> Result<Response> {
             reg.delete_blob(&repo(n)?, &digest(d)?).await?;
             Ok(StatusCode::ACCEPTED.into_response())
         }
-        (Route::UploadStart(n), &Method::POST) => start_upload(&reg, &repo(n)?, &query, req).await,
+        (Route::UploadStart(n), &Method::POST) => {
+            start_upload(&reg, who, &repo(n)?, &query, req).await
+        }
         (Route::Upload(n, id), &Method::GET) => {
             let name = repo(n)?;
             let st = reg.upload_status(&name, id).await?;
@@ -308,14 +410,19 @@ fn blob_created(name: &RepoName, d: &Digest) -> Response {
 
 async fn start_upload(
     reg: &Registry,
+    who: &Caller,
     name: &RepoName,
     q: &Query,
     req: Request,
 ) -> Result<Response> {
     if let Some(m) = q.get("mount") {
         let d = digest(m)?;
+        // Mounting reads the source: the caller must be allowed to pull from it.
         if let Some(from) = q.get("from")
             && let Ok(from) = RepoName::parse(from)
+            && allow(reg, who, "ecr:GetDownloadUrlForLayer", &from)
+                .await
+                .is_ok()
             && reg.mount_blob(name, &from, &d).await?
         {
             return Ok(blob_created(name, &d));
@@ -523,24 +630,39 @@ async fn tags(reg: &Registry, name: &RepoName, q: &Query) -> Result<Response> {
     Ok(resp)
 }
 
-async fn catalog(reg: &Registry, q: &Query) -> Result<Response> {
+async fn catalog(reg: &Registry, who: &Caller, q: &Query) -> Result<Response> {
     let want = q.count("n")?.unwrap_or(usize::MAX);
     let mut list = if want == 0 {
         Vec::new()
     } else {
         reg.meta()
-            .list_repositories(q.get("last"), want.saturating_add(1))
+            .repositories(q.get("last"), want.saturating_add(1))
             .await?
     };
     let more = list.len() > want;
     list.truncate(want);
-    let names: Vec<&str> = list.iter().map(|r| r.name.as_str()).collect();
+    // Only the repositories the caller may describe (a page may come out shorter than `n`).
+    let mut names: Vec<&str> = Vec::new();
+    for r in &list {
+        let target = Target::Repository {
+            name: &r.name,
+            policy: r.policy.as_deref(),
+        };
+        if reg
+            .authorize(who, "ecr:DescribeRepositories", target, &[])
+            .await
+            .is_ok()
+        {
+            names.push(r.name.as_str());
+        }
+    }
+    let last_seen = list.last().map(|r| r.name.as_str());
     let mut resp = json_response(
         &serde_json::json!({ "repositories": names }),
         "application/json",
     );
     if more {
-        paginate(&mut resp, "/v2/_catalog", want, names.last().copied());
+        paginate(&mut resp, "/v2/_catalog", want, last_seen);
     }
     Ok(resp)
 }

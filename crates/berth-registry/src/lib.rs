@@ -5,11 +5,16 @@
 //! API with thin axum handlers; every failure is a [`RegistryError`], which knows its HTTP status
 //! and OCI error code.
 
+mod access;
+mod ecr;
 mod error;
 mod http;
+mod repos;
 mod route;
 mod service;
 
+pub use access::{Caller, Clock, Denial, SystemClock, Target};
 pub use error::{ErrorCode, InternalError, RegistryError};
 pub use http::router;
+pub use repos::{ROOT_PREFIX, TemplateSettings, tag_is_immutable};
 pub use service::{PutManifest, Registry, RegistryConfig, UploadStatus};

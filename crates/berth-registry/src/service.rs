@@ -5,15 +5,19 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use berth_iam::keys::MasterKey;
+use berth_iam::policy::Policy;
 use berth_oci::{Algorithm, Digest, Hasher, Manifest, Reference, RepoName, Tag};
 use berth_store::{
-    BlobStore, ByteStream, ManifestRecord, MetadataStore, NewManifest, StoreError, TagRecord,
-    UploadId, now_millis,
+    BlobStore, ByteStream, IdentityStore, ManifestRecord, MetadataStore, NewManifest, StoreError,
+    TagRecord, UploadId, now_millis,
 };
 use bytes::Bytes;
 use futures::StreamExt;
 
+use crate::access::{Clock, ServerKeys, SystemClock};
 use crate::error::RegistryError;
+use crate::repos::tag_is_immutable;
 
 /// Tunables of the registry.
 #[derive(Debug, Clone)]
@@ -29,6 +33,21 @@ pub struct RegistryConfig {
     pub max_concurrent_uploads: usize,
     /// A request body that sends nothing for this long is failed.
     pub body_idle_timeout: Duration,
+    /// The registry id (12 digits) of ARNs and ECR responses.
+    pub registry_id: String,
+    /// The region of ARNs, as clients sign it.
+    pub region: String,
+    /// `host[:port]` clients reach the registry at (`repositoryUri`, `proxyEndpoint`).
+    pub public_host: String,
+    /// Whether clients reach it over TLS (the scheme of `proxyEndpoint` and download URLs).
+    pub public_tls: bool,
+    /// Authentication and policies enforced (off: every request is the administrator's).
+    pub auth: bool,
+    /// Lifetime of `GetAuthorizationToken` tokens.
+    pub token_ttl: Duration,
+    /// A push to a missing repository creates it (registry:2 behaviour). Off, as ECR does, only a
+    /// `CREATE_ON_PUSH` repository creation template that matches creates it.
+    pub auto_create: bool,
 }
 
 impl Default for RegistryConfig {
@@ -39,6 +58,13 @@ impl Default for RegistryConfig {
             upload_ttl: Duration::from_secs(24 * 3600),
             max_concurrent_uploads: 256,
             body_idle_timeout: Duration::from_secs(60),
+            registry_id: "000000000000".into(),
+            region: "us-east-1".into(),
+            public_host: "127.0.0.1:5000".into(),
+            public_tls: false,
+            auth: false,
+            token_ttl: Duration::from_secs(12 * 3600),
+            auto_create: true,
         }
     }
 }
@@ -81,6 +107,13 @@ pub struct UploadStatus {
 pub struct Registry {
     blobs: Arc<dyn BlobStore>,
     meta: Arc<dyn MetadataStore>,
+    pub(crate) identity: Arc<dyn IdentityStore>,
+    pub(crate) keys: Arc<ServerKeys>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) policy_cache: Arc<Mutex<HashMap<String, Arc<Policy>>>>,
+    /// ECR layer uploads: the size of the latest part, and whether an earlier part was below
+    /// the 5 MiB minimum (decided at `CompleteLayerUpload`).
+    ecr_parts: Arc<Mutex<HashMap<UploadId, (u64, bool)>>>,
     config: Arc<RegistryConfig>,
     uploads: Arc<Mutex<HashMap<UploadId, UploadSlot>>>,
     upload_permits: Arc<tokio::sync::Semaphore>,
@@ -98,16 +131,65 @@ impl Registry {
     pub fn new(
         blobs: Arc<dyn BlobStore>,
         meta: Arc<dyn MetadataStore>,
+        identity: Arc<dyn IdentityStore>,
+        master_key: &MasterKey,
         config: RegistryConfig,
     ) -> Self {
         Registry {
             blobs,
             meta,
+            identity,
+            keys: Arc::new(ServerKeys {
+                seal: master_key.seal_key(),
+                token: master_key.token_key(),
+            }),
+            clock: Arc::new(SystemClock),
+            policy_cache: Arc::default(),
+            ecr_parts: Arc::default(),
             upload_permits: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_uploads)),
             manifest_permits: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_MANIFEST_PUTS)),
             config: Arc::new(config),
             uploads: Arc::new(Mutex::new(HashMap::new())),
         }
+    }
+
+    /// Replaces the clock (tests: token expiry, signature skew).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Records an ECR layer part of `len` bytes.
+    pub(crate) fn record_part(&self, id: &UploadId, len: u64) {
+        let mut parts = self.ecr_parts.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = parts.entry(id.clone()).or_insert((u64::MAX, false));
+        if entry.0 < 5 * 1024 * 1024 {
+            entry.1 = true;
+        }
+        entry.0 = len;
+    }
+
+    /// Whether a part other than the last was below the 5 MiB minimum.
+    pub(crate) fn parts_too_small(&self, id: &UploadId) -> bool {
+        self.ecr_parts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .is_some_and(|e| e.1)
+    }
+
+    /// Forgets an upload's parts.
+    pub(crate) fn forget_parts(&self, id: &UploadId) {
+        self.ecr_parts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+    }
+
+    /// The identity store (users, keys, policies, templates).
+    pub fn identity(&self) -> &Arc<dyn IdentityStore> {
+        &self.identity
     }
 
     /// The configuration.
@@ -233,6 +315,7 @@ impl Registry {
         from: &RepoName,
         digest: &Digest,
     ) -> Result<bool, RegistryError> {
+        self.repository_for_push(repo).await?;
         let Some(size) = self.meta.blob_in_repo(from, digest).await? else {
             return Ok(false);
         };
@@ -247,6 +330,7 @@ impl Registry {
 
     /// Opens an upload session.
     pub async fn start_upload(&self, repo: &RepoName) -> Result<UploadId, RegistryError> {
+        self.repository_for_push(repo).await?;
         let id = UploadId::random();
         self.blobs.upload_start(&id).await?;
         self.meta.create_upload(&id, repo).await?;
@@ -436,6 +520,7 @@ impl Registry {
         body: ByteStream,
     ) -> Result<u64, RegistryError> {
         let _permit = self.upload_permit()?;
+        self.repository_for_push(repo).await?;
         let id = UploadId::random();
         self.blobs.upload_start(&id).await?;
         // Discards the staged bytes on failure, and also if the request is dropped midway
@@ -552,11 +637,22 @@ impl Registry {
             annotations_json,
             references: m.references,
         };
+        let repository = self.repository_for_push(repo).await?;
+        let immutable = tag.is_some_and(|t| tag_is_immutable(&repository, t.as_str()));
         self.meta.check_references(repo, &record.references).await?;
         // Bytes first (durable, content-addressed), then the metadata transaction that makes them
         // reachable: a crash in between leaves only an unreferenced blob.
         self.blobs.put(&digest, bytes).await?;
-        self.meta.put_manifest(repo, &record, tag).await?;
+        self.meta
+            .put_manifest(repo, &record, tag, immutable)
+            .await
+            .map_err(|e| match e {
+                StoreError::TagImmutable { tag, .. } => RegistryError::TagImmutable {
+                    tag,
+                    repo: repo.to_string(),
+                },
+                e => e.into(),
+            })?;
         Ok(PutManifest {
             digest,
             subject: m.subject,

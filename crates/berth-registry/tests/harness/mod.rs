@@ -78,8 +78,15 @@ pub struct Harness {
 
 pub fn open_registry(dir: &Path, config: RegistryConfig) -> Registry {
     let blobs = FsBlobStore::open(dir).unwrap();
-    let meta = SqliteMeta::open(dir.join("meta.db"), Durability::Normal).unwrap();
-    Registry::new(Arc::new(blobs), Arc::new(meta), config)
+    let meta = Arc::new(SqliteMeta::open(dir.join("meta.db"), Durability::Normal).unwrap());
+    let key = berth_iam::keys::MasterKey::generate();
+    Registry::new(
+        Arc::new(blobs),
+        Arc::clone(&meta) as Arc<dyn berth_store::MetadataStore>,
+        meta,
+        &key,
+        config,
+    )
 }
 
 impl Harness {

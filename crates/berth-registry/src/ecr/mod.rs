@@ -1,0 +1,192 @@
+//! The Amazon ECR API (AWS JSON 1.1: `POST /` with `X-Amz-Target`), SigV4-authenticated, on the
+//! same listener as `/v2/`. Every action goes through the same [`Registry`] operations and the
+//! same authorization check as the OCI API.
+
+mod actions;
+mod error;
+
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use berth_iam::policy::Principal;
+use berth_iam::sigv4;
+use serde::de::DeserializeOwned;
+
+pub(crate) use error::EcrError;
+
+use crate::access::{Caller, KeyLookup};
+use crate::service::Registry;
+
+/// The `X-Amz-Target` prefix of ECR actions.
+const TARGET_PREFIX: &str = "AmazonEC2ContainerRegistry_V20150921.";
+
+/// Request bodies larger than this are refused (per action below).
+const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+
+fn body_limit(action: &str) -> usize {
+    match action {
+        // 20 MiB of layer data, base64-encoded, plus the JSON around it.
+        "UploadLayerPart" => 28 * 1024 * 1024 + 64 * 1024,
+        // A 4 MiB manifest, JSON-escaped.
+        "PutImage" => 12 * 1024 * 1024,
+        _ => DEFAULT_BODY_LIMIT,
+    }
+}
+
+/// `POST /`: one ECR API call.
+pub(crate) async fn api(State(reg): State<Registry>, req: Request) -> Response {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let mut resp = match call(&reg, req).await {
+        Ok(value) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-amz-json-1.1"),
+            )],
+            value.to_string(),
+        )
+            .into_response(),
+        Err(e) => e.into_response(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert("x-amzn-RequestId", v);
+    }
+    resp
+}
+
+async fn call(reg: &Registry, req: Request) -> Result<serde_json::Value, EcrError> {
+    let target = req
+        .headers()
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let Some(action) = target.strip_prefix(TARGET_PREFIX).map(str::to_owned) else {
+        return Err(EcrError::new(
+            "UnknownOperationException",
+            if target.is_empty() {
+                "Missing X-Amz-Target: this endpoint speaks the Amazon ECR API (AWS JSON 1.1)"
+                    .to_owned()
+            } else {
+                format!("Unknown operation {target}")
+            },
+        ));
+    };
+    if !actions::KNOWN.contains(&action.as_str()) {
+        return Err(EcrError::new(
+            "UnknownOperationException",
+            format!("Unknown operation {target}"),
+        ));
+    }
+    let source_ip = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let (parts, body) = req.into_parts();
+    let limit = body_limit(&action);
+    let body = read_limited(body, limit).await?;
+    let caller = if reg.config().auth {
+        authenticate(reg, &parts, &body, source_ip).await?
+    } else {
+        Caller {
+            principal: Principal::User {
+                account: reg.config().registry_id.clone(),
+                name: "admin".into(),
+            },
+            policies: Vec::new(),
+            admin: true,
+            access_key: None,
+            source_ip,
+        }
+    };
+    actions::dispatch(reg, &caller, &action, &body).await
+}
+
+async fn read_limited(body: Body, limit: usize) -> Result<bytes::Bytes, EcrError> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let too_large = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            EcrError::invalid(format!(
+                "The request body is larger than the {limit}-byte limit of this action"
+            ))
+        } else {
+            EcrError::serialization(format!("The request body could not be read: {e}"))
+        }
+    })
+}
+
+async fn authenticate(
+    reg: &Registry,
+    parts: &axum::http::request::Parts,
+    body: &[u8],
+    source_ip: Option<std::net::IpAddr>,
+) -> Result<Caller, EcrError> {
+    let sig_err = |e: sigv4::SigV4Error| EcrError::new(e.exception(), e.message());
+    let signed = sigv4::parse(&parts.headers).map_err(sig_err)?;
+    let unrecognized = || {
+        EcrError::new(
+            "UnrecognizedClientException",
+            "The security token included in the request is invalid.",
+        )
+    };
+    if signed.security_token.is_some() {
+        // berth issues no temporary credentials, so no session token can be one of ours.
+        return Err(unrecognized());
+    }
+    let (caller, secret) = match reg
+        .caller_for_key(&signed.access_key_id, source_ip)
+        .await
+        .map_err(EcrError::from)?
+    {
+        Ok(found) => found,
+        Err(KeyLookup::Unknown) => return Err(unrecognized()),
+        Err(KeyLookup::Sealed(e)) => {
+            return Err(EcrError::server(format!(
+                "the secret of access key {} cannot be opened (was the master key changed?): {e}",
+                signed.access_key_id
+            )));
+        }
+    };
+    sigv4::verify(
+        &signed,
+        &parts.method,
+        &parts.uri,
+        &parts.headers,
+        body,
+        secret.expose(),
+        reg.clock.now(),
+        "ecr",
+    )
+    .map_err(sig_err)?;
+    Ok(caller)
+}
+
+/// Deserializes a request: wrong types are `SerializationException`, a missing required member
+/// `InvalidParameterException`, as AWS answers.
+pub(crate) fn parse_request<T: DeserializeOwned>(body: &[u8]) -> Result<T, EcrError> {
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        body
+    };
+    if berth_oci::json::too_deep(body, berth_oci::json::MAX_JSON_DEPTH) {
+        return Err(EcrError::serialization(format!(
+            "The request could not be parsed: JSON nested deeper than {} levels",
+            berth_oci::json::MAX_JSON_DEPTH
+        )));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        let text = e.to_string();
+        if let Some(rest) = text.strip_prefix("missing field `") {
+            let field = rest.split('`').next().unwrap_or_default();
+            EcrError::invalid(format!(
+                "1 validation error detected: Value null at '{field}' failed to satisfy constraint: Member must not be null"
+            ))
+        } else {
+            EcrError::serialization(format!("The request could not be parsed: {text}"))
+        }
+    })
+}
