@@ -11,8 +11,9 @@ log() { printf '\n==> %s\n' "$*"; }
 # skopeo and podman are the real clients the tests drive; runc is the OCI runtime podman uses
 # here (Debian's crun cannot run in this cgroup layout); qemu-user-static + binfmt-support run the
 # arm64 image; busybox-static is the amd64 fixture rootfs (the arm64 one is `apt-get download`ed);
-# docker-registry (distribution 2.8) is the reference registry the client tests and benches use.
-packages=(skopeo podman runc crun uidmap qemu-user-static binfmt-support busybox-static docker-registry git curl ca-certificates)
+# docker-registry (distribution 2.8) is the reference registry the client tests and benches use;
+# awscli (v2.9, /usr/bin/aws) and python3 drive the ECR API in scripts/ecr-cli-test.sh.
+packages=(skopeo podman runc crun uidmap qemu-user-static binfmt-support busybox-static docker-registry git curl ca-certificates awscli python3)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -122,6 +122,7 @@ fn start_berth(bin: &Path) -> anyhow::Result<Proc> {
     let mut child = Command::new(bin)
         .args([
             "serve",
+            "--no-auth",
             "--listen",
             "127.0.0.1:0",
             "--log-level",

@@ -234,6 +234,29 @@ fn decode(token: &str) -> Result<(String, String), ClientError> {
     Ok((user.to_owned(), pass.to_owned()))
 }
 
+/// An ECR API client with `aws-config`'s whole credential chain. `region` and `endpoint`
+/// override the configuration (which already honours `AWS_REGION`, `AWS_ENDPOINT_URL_ECR` and
+/// `AWS_ENDPOINT_URL`), so the same calls reach Amazon ECR or `berth serve`.
+pub async fn api_client(
+    region: Option<&str>,
+    endpoint: Option<&str>,
+) -> Result<aws_sdk_ecr::Client, ClientError> {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(r) = region {
+        loader = loader.region(aws_config::Region::new(r.to_owned()));
+    }
+    if let Some(e) = endpoint {
+        loader = loader.endpoint_url(e);
+    }
+    let config = loader.load().await;
+    if config.region().is_none() {
+        return Err(ClientError::Unauthorized(
+            "no AWS region: set AWS_REGION or pass --region".into(),
+        ));
+    }
+    Ok(aws_sdk_ecr::Client::new(&config))
+}
+
 /// Calls GetAuthorizationToken.
 async fn fetch(target: &EcrTarget) -> Result<Cached, ClientError> {
     use aws_sdk_ecr::error::{DisplayErrorContext, ProvideErrorMetadata};

@@ -19,5 +19,6 @@ pub mod image;
 pub mod layout;
 pub mod registry;
 
+pub use aws_sdk_ecr;
 pub use copy::{CopyOptions, CopyReport, ImageSummary, Progress, copy};
 pub use error::ClientError;

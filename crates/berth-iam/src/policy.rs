@@ -2186,32 +2186,13 @@ mod tests {
     }
 
     #[test]
-    fn date_parsing() {
-        assert_eq!(parse_date("1970-01-01T00:00:00Z"), Some(0.0));
+    fn dates_are_iso8601_or_epoch_seconds() {
+        // The ISO 8601 forms themselves are tested in `dates`.
         assert_eq!(parse_date("1970-01-02"), Some(86_400.0));
-        assert_eq!(parse_date("2000-03-01T00:00:00Z"), Some(951_868_800.0));
-        assert_eq!(parse_date("2024-02-29T23:59:59Z"), Some(1_709_251_199.0));
-        assert_eq!(parse_date("1969-12-31T23:59:59Z"), Some(-1.0));
-        assert_eq!(
-            parse_date("2026-01-01T01:00:00+01:00"),
-            parse_date("2026-01-01")
-        );
-        assert_eq!(parse_date("1970-01-01T00:00:00.25Z"), Some(0.25));
-        assert_eq!(parse_date("1970-01-01T00:00Z"), Some(0.0));
+        assert_eq!(parse_date(" 1970-01-01T00:00:01Z "), Some(1.0));
         assert_eq!(parse_date(" 42 "), Some(42.0));
-        for bad in [
-            "2023-02-29",
-            "2026-13-01",
-            "2026-00-10",
-            "2026-1-01",
-            "2026-01-01T24:00:00Z",
-            "2026-01-01T00:00:00X",
-            "2026-01-01T00:00:00.Z",
-            "2026-01-01T",
-            "tomorrow",
-            "NaN",
-            "",
-        ] {
+        assert_eq!(parse_date("-1.5"), Some(-1.5));
+        for bad in ["tomorrow", "NaN", "inf", "", "2023-02-29"] {
             assert_eq!(parse_date(bad), None, "{bad}");
         }
     }

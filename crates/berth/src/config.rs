@@ -28,6 +28,23 @@ pub struct FileConfig {
     pub max_concurrent_uploads: Option<usize>,
     /// `full` (survives power loss) or `normal` (survives a process crash).
     pub durability: Option<String>,
+    /// Authentication and policies (default true); false serves everyone as the administrator.
+    pub auth: Option<bool>,
+    /// The 12-digit registry id of ARNs (default: generated once per data directory).
+    pub registry_id: Option<String>,
+    /// The region of ARNs and signatures (default us-east-1).
+    pub region: Option<String>,
+    /// `host[:port]` clients reach the registry at (default: the listening address).
+    pub public_host: Option<String>,
+    /// Whether clients reach it over TLS (a terminating proxy in front).
+    pub public_tls: Option<bool>,
+    /// Lifetime of GetAuthorizationToken tokens, seconds (default 43200, 12 hours).
+    pub token_ttl_secs: Option<u64>,
+    /// A push to a missing repository creates it (default: the opposite of `auth`; with auth,
+    /// only a CREATE_ON_PUSH repository creation template creates one, as ECR does).
+    pub auto_create_repositories: Option<bool>,
+    /// File holding the base64 master key (default `<data>/master.key`, generated 0600).
+    pub master_key_file: Option<PathBuf>,
 }
 
 impl FileConfig {

@@ -1,7 +1,9 @@
 //! The `berth` command line. Exit codes are decided in one place, [`main`].
 
+mod admin;
 mod config;
 mod progress;
+mod repo;
 mod serve;
 mod transfer;
 
@@ -23,8 +25,15 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the registry (OCI Distribution v1.1 API on /v2/, health on /healthz).
+    /// Run the registry (OCI Distribution v1.1 API on /v2/, the Amazon ECR API on POST /,
+    /// health on /healthz).
     Serve(serve::ServeArgs),
+    /// Manage a registry's users, access keys and identity policies (on its data directory).
+    Admin(admin::AdminArgs),
+    /// Manage ECR repositories (Amazon ECR or `berth serve`, through the ECR API).
+    Repo(repo::RepoArgs),
+    /// List a repository's images (ECR DescribeImages), newest first.
+    Images(repo::ImagesArgs),
     /// Copy an image (every platform, byte-exact) between registries, layouts and archives.
     Copy(transfer::CopyArgs),
     /// Push a local image (OCI layout or archive) to a registry.
@@ -56,6 +65,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Admin(args) => admin::run(args),
+        Command::Repo(args) => repo::run_repo(args),
+        Command::Images(args) => repo::run_images(args),
         Command::Copy(args) => transfer::run_copy(args),
         Command::Push(args) => transfer::run_push(args),
         Command::Pull(args) => transfer::run_pull(args),

@@ -35,13 +35,43 @@ pub struct ServeArgs {
     /// Log format: `text` (human) or `json` (one object per line) [default: text]
     #[arg(long, env = "BERTH_LOG_FORMAT", value_name = "FORMAT")]
     log_format: Option<String>,
+    /// Serve without authentication: every request acts as the administrator (local use only;
+    /// logged loudly at start)
+    #[arg(long, env = "BERTH_NO_AUTH")]
+    no_auth: bool,
+    /// The 12-digit registry id of ARNs and ECR responses [default: generated once per data
+    /// directory]
+    #[arg(long, env = "BERTH_REGISTRY_ID", value_name = "ID")]
+    registry_id: Option<String>,
+    /// The region of ARNs, as clients sign requests [default: us-east-1]
+    #[arg(long, env = "BERTH_REGION", value_name = "REGION")]
+    region: Option<String>,
+    /// `host[:port]` clients reach the registry at (repositoryUri, proxyEndpoint) [default: the
+    /// listening address]
+    #[arg(long, env = "BERTH_PUBLIC_HOST", value_name = "HOST")]
+    public_host: Option<String>,
 }
 
-struct Settings {
+/// Where `serve` and `admin` find their data (shared by both).
+#[derive(Debug, Args)]
+pub struct DataArgs {
+    /// Directory holding all registry data [default: ./berth-data]
+    #[arg(long, env = "BERTH_DATA", value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// TOML config file (see `berth serve --help`)
+    #[arg(long, env = "BERTH_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+pub(crate) struct Settings {
     listen: String,
-    data: PathBuf,
+    pub(crate) data: PathBuf,
     registry: RegistryConfig,
-    durability: Durability,
+    pub(crate) durability: Durability,
+    /// Bind address given as the public host (filled in once bound).
+    public_host_set: bool,
+    pub(crate) master_key_file: Option<PathBuf>,
+    registry_id_set: bool,
 }
 
 fn settings(args: ServeArgs) -> anyhow::Result<(Settings, String, String)> {
@@ -72,7 +102,39 @@ fn settings(args: ServeArgs) -> anyhow::Result<(Settings, String, String)> {
     if let Some(s) = file.upload_ttl_secs {
         registry.upload_ttl = Duration::from_secs(s);
     }
+    registry.auth = !args.no_auth && file.auth.unwrap_or(true);
+    registry.auto_create = file.auto_create_repositories.unwrap_or(!registry.auth);
+    if let Some(s) = file.token_ttl_secs {
+        if s == 0 {
+            return Err(UsageError("token_ttl_secs must be positive".into()).into());
+        }
+        registry.token_ttl = Duration::from_secs(s);
+    }
+    let registry_id = args.registry_id.or(file.registry_id);
+    if let Some(id) = &registry_id {
+        if id.len() != 12 || !id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(UsageError(format!("registry id must be 12 digits, not {id:?}")).into());
+        }
+        registry.registry_id.clone_from(id);
+    }
+    if let Some(r) = args.region.or(file.region) {
+        let ok = (2..=25).contains(&r.len())
+            && r.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !ok {
+            return Err(UsageError(format!("region {r:?} is not a region name")).into());
+        }
+        registry.region = r;
+    }
+    let public_host = args.public_host.or(file.public_host);
+    if let Some(h) = &public_host {
+        registry.public_host.clone_from(h);
+    }
+    registry.public_tls = file.public_tls.unwrap_or(false);
     let s = Settings {
+        public_host_set: public_host.is_some(),
+        master_key_file: file.master_key_file,
+        registry_id_set: registry_id.is_some(),
         listen: args
             .listen
             .or(file.listen)
@@ -125,14 +187,61 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(serve(s))
 }
 
-async fn serve(s: Settings) -> anyhow::Result<()> {
+/// Opens the metadata database of a data directory (creating the directory).
+pub(crate) fn open_meta(s: &Settings) -> anyhow::Result<SqliteMeta> {
     std::fs::create_dir_all(&s.data)
         .with_context(|| format!("creating data directory {}", s.data.display()))?;
+    SqliteMeta::open(s.data.join("meta.db"), s.durability)
+        .with_context(|| format!("opening metadata database in {}", s.data.display()))
+}
+
+/// The settings `admin` needs (data directory, durability, master key file).
+pub(crate) fn data_settings(args: DataArgs) -> anyhow::Result<Settings> {
+    let serve = ServeArgs {
+        listen: None,
+        data: args.data,
+        config: args.config,
+        log_level: None,
+        log_format: None,
+        no_auth: false,
+        registry_id: None,
+        region: None,
+        public_host: None,
+    };
+    Ok(settings(serve)?.0)
+}
+
+async fn serve(mut s: Settings) -> anyhow::Result<()> {
+    let meta = open_meta(&s)?;
     let blobs = FsBlobStore::open(&s.data)
         .with_context(|| format!("opening blob store in {}", s.data.display()))?;
-    let meta = SqliteMeta::open(s.data.join("meta.db"), s.durability)
-        .with_context(|| format!("opening metadata database in {}", s.data.display()))?;
-    let registry = Registry::new(Arc::new(blobs), Arc::new(meta), s.registry);
+    let master = crate::admin::master_key(&s)?;
+    if !s.registry_id_set {
+        s.registry.registry_id = crate::admin::registry_id(&meta).await?;
+    }
+    let listener = tokio::net::TcpListener::bind(&s.listen)
+        .await
+        .map_err(|e| UsageError(format!("cannot listen on {}: {e}", s.listen)))?;
+    let addr = listener.local_addr()?;
+    if !s.public_host_set {
+        s.registry.public_host = addr.to_string();
+    }
+    if s.registry.auth {
+        crate::admin::bootstrap_root(&meta, &master, &s.data).await?;
+    } else {
+        tracing::warn!(
+            "AUTHENTICATION IS OFF (--no-auth / auth = false): every request, from anyone who can \
+             reach this address, acts as the administrator"
+        );
+    }
+    let meta = Arc::new(meta);
+    let registry = Registry::new(
+        Arc::new(blobs),
+        Arc::clone(&meta) as Arc<dyn berth_store::MetadataStore>,
+        meta,
+        &master,
+        s.registry,
+    );
     let removed = registry.clean_uploads(true).await?;
     if removed > 0 {
         tracing::info!(removed, "discarded stale upload sessions");
@@ -148,12 +257,9 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
             }
         }
     });
-    let listener = tokio::net::TcpListener::bind(&s.listen)
-        .await
-        .map_err(|e| UsageError(format!("cannot listen on {}: {e}", s.listen)))?;
-    let addr = listener.local_addr()?;
-    tracing::info!(%addr, data = %s.data.display(), "berth registry listening");
-    if !addr.ip().is_loopback() {
+    tracing::info!(%addr, data = %s.data.display(), registry_id = %registry.config().registry_id,
+        region = %registry.config().region, auth = registry.config().auth, "berth registry listening");
+    if !addr.ip().is_loopback() && !registry.config().auth {
         tracing::warn!(
             %addr,
             "listening beyond loopback with no authentication: anyone who can reach this address \
@@ -169,7 +275,9 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, berth_registry::router(registry))
+    let app = berth_registry::router(registry)
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving HTTP")?;

@@ -13,6 +13,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("berth-oci", 0),
     ("berth-store", 1),
     ("berth-client", 1),
+    ("berth-iam", 1),
     ("berth-dockerfile", 1),
     ("berth-registry", 2),
     ("berth-build", 2),

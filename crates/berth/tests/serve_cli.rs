@@ -113,7 +113,7 @@ async fn config_file_then_env_then_flag() {
     .unwrap();
     let spawn = |env: Option<&std::path::Path>, flag: Option<&std::path::Path>| {
         let mut c = berth();
-        c.args(["serve", "--config"])
+        c.args(["serve", "--no-auth", "--config"])
             .arg(&cfg)
             .stdout(Stdio::piped());
         if let Some(e) = env {

@@ -19,11 +19,21 @@ impl Server {
         Self::start_with(data, &[])
     }
 
+    /// Starts `berth serve --no-auth` with extra arguments.
     pub fn start_with(data: &Path, extra: &[&str]) -> Server {
+        let mut args = vec!["--no-auth"];
+        args.extend_from_slice(extra);
+        Self::start_auth(data, &args, &[])
+    }
+
+    /// Starts `berth serve` with authentication unless `extra` says `--no-auth`, with extra
+    /// arguments and environment variables.
+    pub fn start_auth(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
             .args(extra)
+            .envs(env.iter().copied())
             .env("BERTH_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());

@@ -1,0 +1,445 @@
+//! `berth repo …` and `berth images ls`: the ECR API through `aws-sdk-ecr`, so the same commands
+//! manage Amazon ECR and `berth serve` (point `AWS_ENDPOINT_URL_ECR` or `--endpoint-url` at it).
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use berth_client::aws_sdk_ecr as ecr;
+use clap::{Args, Subcommand};
+use ecr::error::{DisplayErrorContext, ProvideErrorMetadata};
+use ecr::types::{
+    EncryptionConfiguration, EncryptionType, ImageDetail, ImageScanningConfiguration,
+    ImageTagMutability, ImageTagMutabilityExclusionFilter, ImageTagMutabilityExclusionFilterType,
+    Repository, Tag,
+};
+
+use crate::UsageError;
+
+/// Where the ECR API is.
+#[derive(Debug, Args)]
+pub struct ApiOpts {
+    /// The AWS region [default: from AWS_REGION or the AWS config]
+    #[arg(long, global = true)]
+    region: Option<String>,
+    /// The ECR API endpoint, e.g. http://127.0.0.1:5000 for `berth serve` [default: from
+    /// AWS_ENDPOINT_URL_ECR or AWS_ENDPOINT_URL, else Amazon ECR]
+    #[arg(long, global = true, value_name = "URL")]
+    endpoint_url: Option<String>,
+    /// Print JSON instead of a table
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+/// `berth repo …`.
+#[derive(Debug, Args)]
+pub struct RepoArgs {
+    #[command(flatten)]
+    api: ApiOpts,
+    #[command(subcommand)]
+    command: RepoCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum RepoCommand {
+    /// Creates a repository
+    Create {
+        /// Repository name (`team/app`)
+        name: String,
+        /// Tag mutability: MUTABLE, IMMUTABLE, IMMUTABLE_WITH_EXCLUSION, MUTABLE_WITH_EXCLUSION
+        #[arg(long, default_value = "MUTABLE")]
+        mutability: String,
+        /// A tag pattern exempt from the mutability setting (`*` wildcards); repeatable
+        #[arg(long = "exclude", value_name = "PATTERN")]
+        exclusions: Vec<String>,
+        /// Scan images when they are pushed
+        #[arg(long)]
+        scan_on_push: bool,
+        /// Encrypt with this KMS key (otherwise AES256)
+        #[arg(long, value_name = "ARN")]
+        kms_key: Option<String>,
+        /// A resource tag KEY=VALUE; repeatable
+        #[arg(long = "tag", value_name = "KEY=VALUE")]
+        tags: Vec<String>,
+    },
+    /// Lists repositories
+    Ls,
+    /// Shows one repository
+    Describe {
+        /// Repository name
+        name: String,
+    },
+    /// Deletes a repository (`--force` also deletes its images)
+    Rm {
+        /// Repository name
+        name: String,
+        /// Delete even if it holds images
+        #[arg(long)]
+        force: bool,
+    },
+    /// Prints the repository policy, or sets (`--set FILE`) or deletes (`--delete`) it
+    Policy {
+        /// Repository name
+        name: String,
+        /// Policy document to set (JSON file, `-` for stdin)
+        #[arg(long, value_name = "FILE", conflicts_with = "delete")]
+        set: Option<PathBuf>,
+        /// Delete the policy
+        #[arg(long)]
+        delete: bool,
+    },
+    /// Sets tag mutability
+    Mutability {
+        /// Repository name
+        name: String,
+        /// MUTABLE, IMMUTABLE, IMMUTABLE_WITH_EXCLUSION or MUTABLE_WITH_EXCLUSION
+        mutability: String,
+        /// A tag pattern exempt from the setting; repeatable
+        #[arg(long = "exclude", value_name = "PATTERN")]
+        exclusions: Vec<String>,
+    },
+}
+
+/// `berth images …`.
+#[derive(Debug, Args)]
+pub struct ImagesArgs {
+    #[command(flatten)]
+    api: ApiOpts,
+    #[command(subcommand)]
+    command: ImagesCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ImagesCommand {
+    /// Lists a repository's images (DescribeImages), newest push first
+    Ls {
+        /// Repository name
+        repository: String,
+    },
+}
+
+fn api_error<E, R>(action: &str, e: ecr::error::SdkError<E, R>) -> anyhow::Error
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match (e.code(), e.message()) {
+        (Some(code), Some(message)) => anyhow::anyhow!("{action}: {code}: {message}"),
+        _ => anyhow::anyhow!("{action}: {}", DisplayErrorContext(&e)),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+async fn client(api: &ApiOpts) -> anyhow::Result<ecr::Client> {
+    Ok(berth_client::ecr::api_client(api.region.as_deref(), api.endpoint_url.as_deref()).await?)
+}
+
+fn mutability(
+    s: &str,
+    exclusions: &[String],
+) -> anyhow::Result<(ImageTagMutability, Vec<ImageTagMutabilityExclusionFilter>)> {
+    let m = match s.to_ascii_uppercase().as_str() {
+        "MUTABLE" => ImageTagMutability::Mutable,
+        "IMMUTABLE" => ImageTagMutability::Immutable,
+        "IMMUTABLE_WITH_EXCLUSION" => ImageTagMutability::ImmutableWithExclusion,
+        "MUTABLE_WITH_EXCLUSION" => ImageTagMutability::MutableWithExclusion,
+        other => {
+            return Err(UsageError(format!(
+                "mutability must be MUTABLE, IMMUTABLE, IMMUTABLE_WITH_EXCLUSION or MUTABLE_WITH_EXCLUSION, not {other}"
+            ))
+            .into());
+        }
+    };
+    let filters = exclusions
+        .iter()
+        .map(|f| {
+            ImageTagMutabilityExclusionFilter::builder()
+                .filter_type(ImageTagMutabilityExclusionFilterType::Wildcard)
+                .filter(f)
+                .build()
+                .map_err(|e| anyhow::anyhow!("exclusion filter {f}: {e}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok((m, filters))
+}
+
+fn time(t: Option<&ecr::primitives::DateTime>) -> String {
+    t.and_then(|t| {
+        t.fmt(ecr::primitives::DateTimeFormat::DateTime)
+            .ok()
+            .map(|s| {
+                s.split('.')
+                    .next()
+                    .unwrap_or(&s)
+                    .trim_end_matches('Z')
+                    .replace('T', " ")
+            })
+    })
+    .unwrap_or_default()
+}
+
+fn repo_json(r: &Repository) -> serde_json::Value {
+    serde_json::json!({
+        "repositoryName": r.repository_name(),
+        "repositoryUri": r.repository_uri(),
+        "repositoryArn": r.repository_arn(),
+        "registryId": r.registry_id(),
+        "createdAt": r.created_at().map(|t| t.secs()),
+        "imageTagMutability": r.image_tag_mutability().map(|m| m.as_str()),
+        "imageTagMutabilityExclusionFilters": r.image_tag_mutability_exclusion_filters().iter().map(|f| f.filter()).collect::<Vec<_>>(),
+        "scanOnPush": r.image_scanning_configuration().map(|s| s.scan_on_push()),
+        "encryptionType": r.encryption_configuration().map(|e| e.encryption_type().as_str()),
+        "kmsKey": r.encryption_configuration().and_then(|e| e.kms_key()),
+    })
+}
+
+fn print_repos(repos: &[Repository], json: bool) {
+    if json {
+        let all: Vec<_> = repos.iter().map(repo_json).collect();
+        println!("{}", serde_json::json!({ "repositories": all }));
+        return;
+    }
+    println!("{:<40} {:<26} {:<20} URI", "NAME", "MUTABILITY", "CREATED");
+    for r in repos {
+        println!(
+            "{:<40} {:<26} {:<20} {}",
+            r.repository_name().unwrap_or_default(),
+            r.image_tag_mutability()
+                .map(|m| m.as_str())
+                .unwrap_or_default(),
+            time(r.created_at()),
+            r.repository_uri().unwrap_or_default()
+        );
+    }
+}
+
+fn read_file(path: &PathBuf) -> anyhow::Result<String> {
+    if path.as_os_str() == "-" {
+        return std::io::read_to_string(std::io::stdin()).context("reading stdin");
+    }
+    std::fs::read_to_string(path)
+        .map_err(|e| UsageError(format!("cannot read {}: {e}", path.display())).into())
+}
+
+/// Runs `berth repo`.
+pub fn run_repo(args: RepoArgs) -> anyhow::Result<()> {
+    runtime()?.block_on(async move {
+        let c = client(&args.api).await?;
+        let json = args.api.json;
+        match args.command {
+            RepoCommand::Create {
+                name,
+                mutability: m,
+                exclusions,
+                scan_on_push,
+                kms_key,
+                tags,
+            } => {
+                let (m, filters) = mutability(&m, &exclusions)?;
+                let mut req = c
+                    .create_repository()
+                    .repository_name(&name)
+                    .image_tag_mutability(m)
+                    .set_image_tag_mutability_exclusion_filters(
+                        (!filters.is_empty()).then_some(filters),
+                    )
+                    .image_scanning_configuration(
+                        ImageScanningConfiguration::builder()
+                            .scan_on_push(scan_on_push)
+                            .build(),
+                    );
+                if let Some(k) = kms_key {
+                    req = req.encryption_configuration(
+                        EncryptionConfiguration::builder()
+                            .encryption_type(EncryptionType::Kms)
+                            .kms_key(k)
+                            .build()
+                            .map_err(|e| anyhow::anyhow!("{e}"))?,
+                    );
+                }
+                for t in &tags {
+                    let (k, v) = t
+                        .split_once('=')
+                        .ok_or_else(|| UsageError(format!("--tag {t}: expected KEY=VALUE")))?;
+                    req = req.tags(
+                        Tag::builder()
+                            .key(k)
+                            .value(v)
+                            .build()
+                            .map_err(|e| anyhow::anyhow!("{e}"))?,
+                    );
+                }
+                let out = req
+                    .send()
+                    .await
+                    .map_err(|e| api_error("CreateRepository", e))?;
+                let repo = out
+                    .repository()
+                    .ok_or_else(|| anyhow::anyhow!("CreateRepository returned no repository"))?;
+                if json {
+                    println!("{}", repo_json(repo));
+                } else {
+                    println!("{}", repo.repository_uri().unwrap_or_default());
+                }
+            }
+            RepoCommand::Ls => {
+                let mut all = Vec::new();
+                let mut pages = c.describe_repositories().into_paginator().send();
+                while let Some(page) = pages.next().await {
+                    let page = page.map_err(|e| api_error("DescribeRepositories", e))?;
+                    all.extend(page.repositories().iter().cloned());
+                }
+                print_repos(&all, json);
+            }
+            RepoCommand::Describe { name } => {
+                let out = c
+                    .describe_repositories()
+                    .repository_names(&name)
+                    .send()
+                    .await
+                    .map_err(|e| api_error("DescribeRepositories", e))?;
+                if json {
+                    let repo = out.repositories().first().map(repo_json);
+                    println!("{}", repo.unwrap_or_default());
+                } else {
+                    print_repos(out.repositories(), false);
+                }
+            }
+            RepoCommand::Rm { name, force } => {
+                c.delete_repository()
+                    .repository_name(&name)
+                    .force(force)
+                    .send()
+                    .await
+                    .map_err(|e| api_error("DeleteRepository", e))?;
+            }
+            RepoCommand::Policy { name, set, delete } => {
+                let text = if let Some(file) = set {
+                    let doc = read_file(&file)?;
+                    c.set_repository_policy()
+                        .repository_name(&name)
+                        .policy_text(doc)
+                        .send()
+                        .await
+                        .map_err(|e| api_error("SetRepositoryPolicy", e))?
+                        .policy_text()
+                        .map(str::to_owned)
+                } else if delete {
+                    c.delete_repository_policy()
+                        .repository_name(&name)
+                        .send()
+                        .await
+                        .map_err(|e| api_error("DeleteRepositoryPolicy", e))?;
+                    None
+                } else {
+                    c.get_repository_policy()
+                        .repository_name(&name)
+                        .send()
+                        .await
+                        .map_err(|e| api_error("GetRepositoryPolicy", e))?
+                        .policy_text()
+                        .map(str::to_owned)
+                };
+                if let Some(t) = text {
+                    println!("{t}");
+                }
+            }
+            RepoCommand::Mutability {
+                name,
+                mutability: m,
+                exclusions,
+            } => {
+                let (m, filters) = mutability(&m, &exclusions)?;
+                c.put_image_tag_mutability()
+                    .repository_name(&name)
+                    .image_tag_mutability(m)
+                    .set_image_tag_mutability_exclusion_filters(
+                        (!filters.is_empty()).then_some(filters),
+                    )
+                    .send()
+                    .await
+                    .map_err(|e| api_error("PutImageTagMutability", e))?;
+            }
+        }
+        Ok(())
+    })
+}
+
+fn human(bytes: i64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    #[allow(clippy::cast_precision_loss)]
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn image_json(d: &ImageDetail) -> serde_json::Value {
+    serde_json::json!({
+        "imageDigest": d.image_digest(),
+        "imageTags": d.image_tags(),
+        "imageSizeInBytes": d.image_size_in_bytes(),
+        "imagePushedAt": d.image_pushed_at().map(|t| t.secs()),
+        "imageManifestMediaType": d.image_manifest_media_type(),
+        "artifactMediaType": d.artifact_media_type(),
+        "subjectManifestDigest": d.subject_manifest_digest(),
+    })
+}
+
+/// Runs `berth images`.
+pub fn run_images(args: ImagesArgs) -> anyhow::Result<()> {
+    runtime()?.block_on(async move {
+        let c = client(&args.api).await?;
+        let ImagesCommand::Ls { repository } = args.command;
+        let mut all: Vec<ImageDetail> = Vec::new();
+        let mut pages = c
+            .describe_images()
+            .repository_name(&repository)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| api_error("DescribeImages", e))?;
+            all.extend(page.image_details().iter().cloned());
+        }
+        all.sort_by(|a, b| {
+            let key = |d: &ImageDetail| d.image_pushed_at().map(|t| (t.secs(), t.subsec_nanos()));
+            key(b).cmp(&key(a))
+        });
+        if args.api.json {
+            let images: Vec<_> = all.iter().map(image_json).collect();
+            println!(
+                "{}",
+                serde_json::json!({ "repository": repository, "images": images })
+            );
+            return Ok(());
+        }
+        println!("{:<19} {:<30} {:>10}  PUSHED", "DIGEST", "TAGS", "SIZE");
+        for d in &all {
+            let digest = d.image_digest().unwrap_or_default();
+            let short: String = digest.chars().take(19).collect();
+            let tags = if d.image_tags().is_empty() {
+                "<untagged>".to_owned()
+            } else {
+                d.image_tags().join(",")
+            };
+            println!(
+                "{short:<19} {tags:<30} {:>10}  {}",
+                human(d.image_size_in_bytes().unwrap_or(0)),
+                time(d.image_pushed_at())
+            );
+        }
+        Ok(())
+    })
+}
