@@ -60,6 +60,9 @@ pub enum SigV4Error {
     /// The credential scope names another service.
     #[error("Credential should be scoped to correct service: '{0}'.")]
     WrongService(String),
+    /// The credential scope names another region than the server's.
+    #[error("Credential should be scoped to a valid region, not '{0}'.")]
+    WrongRegion(String),
     /// The credential scope's date is not the request's date.
     #[error(
         "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '{scope}' != '{date}', from 'X-Amz-Date'."
@@ -219,8 +222,17 @@ pub fn parse(headers: &HeaderMap) -> Result<SignedBy, SigV4Error> {
     })
 }
 
+/// The service and region a server accepts signatures for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scope<'a> {
+    /// The signing name of the service (`ecr`).
+    pub service: &'a str,
+    /// The server's region (`us-east-1`).
+    pub region: &'a str,
+}
+
 /// Verifies the signature of a request signed by `signed` with `secret`, at server time `now`,
-/// for `expected_service`.
+/// for the service and region of `expected`.
 #[allow(clippy::too_many_arguments)]
 pub fn verify(
     signed: &SignedBy,
@@ -230,10 +242,13 @@ pub fn verify(
     body: &[u8],
     secret: &str,
     now: SystemTime,
-    expected_service: &str,
+    expected: Scope<'_>,
 ) -> Result<(), SigV4Error> {
-    if signed.service != expected_service {
-        return Err(SigV4Error::WrongService(expected_service.to_owned()));
+    if signed.service != expected.service {
+        return Err(SigV4Error::WrongService(expected.service.to_owned()));
+    }
+    if signed.region != expected.region {
+        return Err(SigV4Error::WrongRegion(signed.region.clone()));
     }
     if signed.amz_date + MAX_SKEW < now {
         return Err(SigV4Error::Expired {
@@ -314,6 +329,10 @@ mod tests {
 
     const KEY: &str = "AKIAIOSFODNN7EXAMPLE";
     const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+    const ECR: Scope<'static> = Scope {
+        service: "ecr",
+        region: "us-east-1",
+    };
 
     /// Signs a request the way the SDKs do, with `aws-sigv4`'s signer.
     fn signed_request(at: SystemTime, body: &[u8], service: &str) -> HeaderMap {
@@ -376,30 +395,10 @@ mod tests {
         assert_eq!(by.service, "ecr");
         assert_eq!(by.amz_date, t0());
         let uri: Uri = "/".parse().unwrap();
-        verify(
-            &by,
-            &Method::POST,
-            &uri,
-            &headers,
-            body,
-            SECRET,
-            t0(),
-            "ecr",
-        )
-        .unwrap();
+        verify(&by, &Method::POST, &uri, &headers, body, SECRET, t0(), ECR).unwrap();
         // 14 minutes either way is still inside the window.
         let late = t0() + Duration::from_secs(14 * 60);
-        verify(
-            &by,
-            &Method::POST,
-            &uri,
-            &headers,
-            body,
-            SECRET,
-            late,
-            "ecr",
-        )
-        .unwrap();
+        verify(&by, &Method::POST, &uri, &headers, body, SECRET, late, ECR).unwrap();
     }
 
     #[test]
@@ -409,7 +408,7 @@ mod tests {
         let by = parse(&headers).unwrap();
         let uri: Uri = "/".parse().unwrap();
         let check = |h: &HeaderMap, b: &[u8], secret: &str, m: &Method, u: &Uri| {
-            verify(&by, m, u, h, b, secret, t0(), "ecr")
+            verify(&by, m, u, h, b, secret, t0(), ECR)
         };
         assert_eq!(
             check(&headers, b"{}", SECRET, &Method::POST, &uri),
@@ -448,18 +447,7 @@ mod tests {
         let headers = signed_request(t0(), b"{}", "ecr");
         let by = parse(&headers).unwrap();
         let uri: Uri = "/".parse().unwrap();
-        let at = |now| {
-            verify(
-                &by,
-                &Method::POST,
-                &uri,
-                &headers,
-                b"{}",
-                SECRET,
-                now,
-                "ecr",
-            )
-        };
+        let at = |now| verify(&by, &Method::POST, &uri, &headers, b"{}", SECRET, now, ECR);
         let stale = at(t0() + Duration::from_secs(16 * 60)).unwrap_err();
         assert_eq!(stale.exception(), "InvalidSignatureException");
         assert!(stale.message().contains("Signature expired"), "{stale}");
@@ -473,18 +461,30 @@ mod tests {
         let headers = signed_request(t0(), b"{}", "s3");
         let by = parse(&headers).unwrap();
         let uri: Uri = "/".parse().unwrap();
+        let e = verify(&by, &Method::POST, &uri, &headers, b"{}", SECRET, t0(), ECR).unwrap_err();
+        assert_eq!(e, SigV4Error::WrongService("ecr".into()));
+        let ecr_headers = signed_request(t0(), b"{}", "ecr");
+        let ecr_by = parse(&ecr_headers).unwrap();
+        let other_region = Scope {
+            region: "eu-west-1",
+            ..ECR
+        };
         let e = verify(
-            &by,
+            &ecr_by,
             &Method::POST,
             &uri,
-            &headers,
+            &ecr_headers,
             b"{}",
             SECRET,
             t0(),
-            "ecr",
+            other_region,
         )
         .unwrap_err();
-        assert_eq!(e, SigV4Error::WrongService("ecr".into()));
+        assert_eq!(e, SigV4Error::WrongRegion("us-east-1".into()));
+        assert_eq!(
+            e.message(),
+            "Credential should be scoped to a valid region, not 'us-east-1'."
+        );
 
         assert_eq!(parse(&HeaderMap::new()), Err(SigV4Error::Missing));
         assert_eq!(

@@ -158,7 +158,10 @@ async fn authenticate(
         body,
         secret.expose(),
         reg.clock.now(),
-        "ecr",
+        sigv4::Scope {
+            service: "ecr",
+            region: &reg.config().region,
+        },
     )
     .map_err(sig_err)?;
     Ok(caller)
