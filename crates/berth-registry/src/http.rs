@@ -538,7 +538,9 @@ async fn get_manifest(reg: &Registry, name: &RepoName, r: &str, head: bool) -> R
     let body = if head {
         Body::empty()
     } else {
-        Body::from(reg.manifest_bytes(&rec).await?)
+        let bytes = reg.manifest_bytes(&rec).await?;
+        reg.record_pull(name, &rec).await;
+        Body::from(bytes)
     };
     let mut resp = Response::new(body);
     let h = resp.headers_mut();

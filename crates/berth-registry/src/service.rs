@@ -102,6 +102,10 @@ pub struct UploadStatus {
     pub size: u64,
 }
 
+/// How often a manifest's pull time is written at most (ECR refreshes `lastRecordedPullTime`
+/// at least daily).
+pub const PULL_RECORD_INTERVAL: Duration = Duration::from_secs(3600);
+
 /// The registry service.
 #[derive(Debug, Clone)]
 pub struct Registry {
@@ -682,6 +686,28 @@ impl Registry {
     /// The raw bytes of a stored manifest.
     pub async fn manifest_bytes(&self, record: &ManifestRecord) -> Result<Bytes, RegistryError> {
         Ok(self.blobs.get(&record.digest).await?)
+    }
+
+    /// Records a pull of `record` for ECR's `lastRecordedPullTime`: at most one write per image
+    /// per [`PULL_RECORD_INTERVAL`], so a busy image costs one write an hour. A failure is
+    /// logged and never fails the pull.
+    pub async fn record_pull(&self, repo: &RepoName, record: &ManifestRecord) {
+        let now = self
+            .clock
+            .now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let interval = i64::try_from(PULL_RECORD_INTERVAL.as_millis()).unwrap_or(i64::MAX);
+        if record
+            .last_pulled_at
+            .is_some_and(|t| now.saturating_sub(t) < interval)
+        {
+            return;
+        }
+        if let Err(e) = self.meta.record_pull(repo, &record.digest, now).await {
+            tracing::warn!(repository = %repo, digest = %record.digest, error = %e,
+                "could not record a pull");
+        }
     }
 
     /// Deletes a manifest (by digest, with its tags) or a tag (by tag).

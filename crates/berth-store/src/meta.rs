@@ -42,6 +42,9 @@ pub struct ManifestRecord {
     pub annotations_json: Option<String>,
     /// Push time, milliseconds since the epoch.
     pub pushed_at: i64,
+    /// When a pull of it was last recorded, milliseconds since the epoch (recorded at most
+    /// about hourly, as ECR's `lastRecordedPullTime` is).
+    pub last_pulled_at: Option<i64>,
 }
 
 /// A repository's ECR settings as stored (validated by the registry before they get here).
@@ -308,6 +311,15 @@ pub trait MetadataStore: Send + Sync + fmt::Debug + 'static {
     /// Deletes a manifest and every tag pointing at it; `InUse` if an index in the repository
     /// references it, `ManifestUnknown` if absent.
     async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<(), StoreError>;
+
+    /// Records a pull of a manifest at `at` (milliseconds since the epoch); never moves the
+    /// time backwards, and does nothing if the manifest is gone.
+    async fn record_pull(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        at: i64,
+    ) -> Result<(), StoreError>;
 
     /// Removes a tag (the manifest stays); `ManifestUnknown` if absent.
     async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<(), StoreError>;

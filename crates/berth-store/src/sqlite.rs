@@ -115,6 +115,7 @@ CREATE TABLE access_keys (
     created_at     INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX access_keys_user ON access_keys(user);
+ALTER TABLE manifests ADD COLUMN last_pulled_at INTEGER;
 CREATE TABLE settings (
     key    TEXT PRIMARY KEY,
     value  TEXT NOT NULL
@@ -309,7 +310,8 @@ fn parse_digest(s: String) -> Result<Digest, StoreError> {
     Digest::parse(&s).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-const MANIFEST_COLUMNS: &str = "digest, media_type, size, artifact_type, annotations, pushed_at";
+const MANIFEST_COLUMNS: &str =
+    "digest, media_type, size, artifact_type, annotations, pushed_at, last_pulled_at";
 
 /// A `manifests` row as read, before its values are validated.
 struct RawManifest {
@@ -319,6 +321,7 @@ struct RawManifest {
     artifact_type: Option<String>,
     annotations_json: Option<String>,
     pushed_at: i64,
+    last_pulled_at: Option<i64>,
 }
 
 fn manifest_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawManifest> {
@@ -329,6 +332,7 @@ fn manifest_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawManifest> {
         artifact_type: r.get(3)?,
         annotations_json: r.get(4)?,
         pushed_at: r.get(5)?,
+        last_pulled_at: r.get(6)?,
     })
 }
 
@@ -340,6 +344,7 @@ fn to_record(raw: RawManifest) -> Result<ManifestRecord, StoreError> {
         artifact_type: raw.artifact_type,
         annotations_json: raw.annotations_json,
         pushed_at: raw.pushed_at,
+        last_pulled_at: raw.last_pulled_at,
     })
 }
 
@@ -464,7 +469,8 @@ fn image_record(
 }
 
 fn image_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(RawManifest, Option<String>)> {
-    Ok((manifest_row(r)?, r.get(6)?))
+    // `subject` follows the seven `MANIFEST_COLUMNS`.
+    Ok((manifest_row(r)?, r.get(7)?))
 }
 
 #[async_trait]
@@ -683,7 +689,8 @@ impl MetadataStore for SqliteMeta {
         self.read(move |c| {
             let row = c
                 .prepare_cached(
-                    "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations, m.pushed_at
+                    "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations, m.pushed_at,
+                            m.last_pulled_at
                      FROM tags t JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.digest
                      WHERE t.repo_id = (SELECT id FROM repositories WHERE name = ?1) AND t.name = ?2",
                 )?
@@ -735,6 +742,25 @@ impl MetadataStore for SqliteMeta {
             if n == 0 {
                 return Err(StoreError::ManifestUnknown(tag));
             }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn record_pull(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        let (repo, digest) = (repo.to_string(), digest.to_string());
+        self.write(move |tx| {
+            tx.prepare_cached(
+                "UPDATE manifests SET last_pulled_at = ?3
+                 WHERE repo_id = (SELECT id FROM repositories WHERE name = ?1) AND digest = ?2
+                   AND (last_pulled_at IS NULL OR last_pulled_at < ?3)",
+            )?
+            .execute(rusqlite::params![repo, digest, at])?;
             Ok(())
         })
         .await

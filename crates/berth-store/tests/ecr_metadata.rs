@@ -254,3 +254,29 @@ async fn users_keys_policies_settings_templates() {
         Err(StoreError::TemplateUnknown(_))
     ));
 }
+
+#[tokio::test]
+async fn pulls_are_recorded_and_never_move_back() {
+    let (_dir, meta) = open();
+    let repo = RepoName::parse("app").unwrap();
+    let m = manifest(1);
+    meta.put_manifest(&repo, &m, None, false).await.unwrap();
+    let pulled = |meta: SqliteMeta| {
+        let (repo, digest) = (repo.clone(), m.digest.clone());
+        async move {
+            let rec = meta.manifest(&repo, &digest).await.unwrap().unwrap();
+            rec.last_pulled_at
+        }
+    };
+    assert_eq!(pulled(meta.clone()).await, None);
+    meta.record_pull(&repo, &m.digest, 2_000).await.unwrap();
+    assert_eq!(pulled(meta.clone()).await, Some(2_000));
+    meta.record_pull(&repo, &m.digest, 1_000).await.unwrap();
+    assert_eq!(pulled(meta.clone()).await, Some(2_000));
+    meta.record_pull(&repo, &m.digest, 3_000).await.unwrap();
+    assert_eq!(pulled(meta.clone()).await, Some(3_000));
+    // A manifest that is not there: nothing happens, nothing fails.
+    meta.record_pull(&repo, &Digest::sha256(b"gone"), 4_000)
+        .await
+        .unwrap();
+}

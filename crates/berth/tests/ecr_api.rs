@@ -36,10 +36,15 @@ fn start() -> (tempfile::TempDir, Server) {
 }
 
 async fn ecr(server: &Server, id: &str, secret: &str) -> Client {
+    ecr_in(server, id, secret, "us-east-1")
+}
+
+/// A client signing for `region`.
+fn ecr_in(server: &Server, id: &str, secret: &str, region: &str) -> Client {
     let creds = aws_sdk_ecr::config::Credentials::new(id, secret, None, None, "test");
     let conf = aws_sdk_ecr::Config::builder()
         .behavior_version(aws_sdk_ecr::config::BehaviorVersion::latest())
-        .region(aws_sdk_ecr::config::Region::new("us-east-1"))
+        .region(aws_sdk_ecr::config::Region::new(region.to_owned()))
         .credentials_provider(creds)
         .endpoint_url(format!("http://{}", server.addr))
         .build();
@@ -605,9 +610,25 @@ async fn layers_and_images_through_the_api() {
     assert_eq!(detail.registry_id(), Some(REGISTRY_ID));
     assert!(detail.image_size_in_bytes().unwrap() > 0);
     assert!(detail.image_pushed_at().is_some());
+    // BatchGetImage above was a pull.
+    let pulled = detail
+        .last_recorded_pull_time()
+        .expect("lastRecordedPullTime");
+    assert!(pulled.secs() >= detail.image_pushed_at().unwrap().secs());
     assert_eq!(
         detail.image_manifest_media_type(),
         Some("application/vnd.oci.image.manifest.v1+json")
+    );
+    let never_pulled = c
+        .describe_images()
+        .repository_name("img")
+        .image_ids(ImageIdentifier::builder().image_digest(&d2).build())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        never_pulled.image_details()[0].last_recorded_pull_time(),
+        None
     );
     let e = c
         .describe_images()
@@ -957,6 +978,17 @@ async fn signatures_and_identities_are_checked() {
         .await
         .unwrap_err();
     assert_eq!(code(&e), "UnrecognizedClientException");
+    // Signed for another region than the server's.
+    let e = ecr_in(&server, ROOT_ID, ROOT_SECRET, "eu-west-1")
+        .describe_registry()
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "InvalidSignatureException");
+    assert_eq!(
+        e.message(),
+        Some("Credential should be scoped to a valid region, not 'eu-west-1'.")
+    );
     let (id, secret) = user(&server, "nobody", None);
     let nobody = ecr(&server, &id, &secret).await;
     let e = nobody

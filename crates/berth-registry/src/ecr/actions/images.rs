@@ -165,6 +165,7 @@ impl Ctx<'_> {
                 .manifest_bytes(&img.manifest)
                 .await
                 .map_err(EcrError::from)?;
+            self.reg.record_pull(&repo, &img.manifest).await;
             let mut image_id = json!({ "imageDigest": img.manifest.digest.to_string() });
             if let Some(t) = &id.image_tag {
                 image_id["imageTag"] = json!(t);

@@ -640,6 +640,9 @@ impl Ctx<'_> {
         if let Some(s) = &img.subject {
             v["subjectManifestDigest"] = json!(s.to_string());
         }
+        if let Some(t) = img.manifest.last_pulled_at {
+            v["lastRecordedPullTime"] = json!(seconds(t));
+        }
         v
     }
 
