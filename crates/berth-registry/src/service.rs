@@ -115,9 +115,6 @@ pub struct Registry {
     pub(crate) keys: Arc<ServerKeys>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) policy_cache: Arc<Mutex<HashMap<String, Arc<Policy>>>>,
-    /// ECR layer uploads: the size of the latest part, and whether an earlier part was below
-    /// the 5 MiB minimum (decided at `CompleteLayerUpload`).
-    ecr_parts: Arc<Mutex<HashMap<UploadId, (u64, bool)>>>,
     config: Arc<RegistryConfig>,
     uploads: Arc<Mutex<HashMap<UploadId, UploadSlot>>>,
     upload_permits: Arc<tokio::sync::Semaphore>,
@@ -149,7 +146,6 @@ impl Registry {
             }),
             clock: Arc::new(SystemClock),
             policy_cache: Arc::default(),
-            ecr_parts: Arc::default(),
             upload_permits: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_uploads)),
             manifest_permits: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_MANIFEST_PUTS)),
             config: Arc::new(config),
@@ -162,33 +158,6 @@ impl Registry {
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
-    }
-
-    /// Records an ECR layer part of `len` bytes.
-    pub(crate) fn record_part(&self, id: &UploadId, len: u64) {
-        let mut parts = self.ecr_parts.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = parts.entry(id.clone()).or_insert((u64::MAX, false));
-        if entry.0 < 5 * 1024 * 1024 {
-            entry.1 = true;
-        }
-        entry.0 = len;
-    }
-
-    /// Whether a part other than the last was below the 5 MiB minimum.
-    pub(crate) fn parts_too_small(&self, id: &UploadId) -> bool {
-        self.ecr_parts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-            .is_some_and(|e| e.1)
-    }
-
-    /// Forgets an upload's parts.
-    pub(crate) fn forget_parts(&self, id: &UploadId) {
-        self.ecr_parts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
     }
 
     /// The identity store (users, keys, policies, templates).

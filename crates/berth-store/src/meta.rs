@@ -173,6 +173,9 @@ pub struct UploadRecord {
     pub repo: RepoName,
     /// Start time, milliseconds since the epoch.
     pub created_at: i64,
+    /// Whether a part other than the last was shorter than the minimum its uploader gave
+    /// ([`MetadataStore::record_upload_part`]; ECR's 5 MiB rule).
+    pub short_part: bool,
 }
 
 /// Repository metadata. Every method is one transaction: callers never see a half-applied change.
@@ -346,6 +349,15 @@ pub trait MetadataStore: Send + Sync + fmt::Debug + 'static {
 
     /// An upload session.
     async fn upload(&self, id: &UploadId) -> Result<Option<UploadRecord>, StoreError>;
+
+    /// Records that a part of `len` bytes was appended to an upload; the part before it, if
+    /// shorter than `min_len`, marks the upload's `short_part`. Absent is not an error.
+    async fn record_upload_part(
+        &self,
+        id: &UploadId,
+        len: u64,
+        min_len: u64,
+    ) -> Result<(), StoreError>;
 
     /// Forgets an upload session (absent is not an error).
     async fn delete_upload(&self, id: &UploadId) -> Result<(), StoreError>;

@@ -116,6 +116,8 @@ CREATE TABLE access_keys (
 ) WITHOUT ROWID;
 CREATE INDEX access_keys_user ON access_keys(user);
 ALTER TABLE manifests ADD COLUMN last_pulled_at INTEGER;
+ALTER TABLE uploads ADD COLUMN last_part INTEGER;
+ALTER TABLE uploads ADD COLUMN short_part INTEGER NOT NULL DEFAULT 0;
 CREATE TABLE settings (
     key    TEXT PRIMARY KEY,
     value  TEXT NOT NULL
@@ -1042,18 +1044,41 @@ impl MetadataStore for SqliteMeta {
         .await
     }
 
+    async fn record_upload_part(
+        &self,
+        id: &UploadId,
+        len: u64,
+        min_len: u64,
+    ) -> Result<(), StoreError> {
+        let id = id.to_string();
+        let len = i64::try_from(len).unwrap_or(i64::MAX);
+        let min_len = i64::try_from(min_len).unwrap_or(i64::MAX);
+        self.write(move |tx| {
+            tx.prepare_cached(
+                "UPDATE uploads
+                 SET short_part = short_part OR (last_part IS NOT NULL AND last_part < ?3),
+                     last_part = ?2
+                 WHERE id = ?1",
+            )?
+            .execute(params![id, len, min_len])?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn upload(&self, id: &UploadId) -> Result<Option<UploadRecord>, StoreError> {
         let id = id.clone();
         self.read(move |c| {
-            let row: Option<(String, i64)> = c
-                .prepare_cached("SELECT repo, created_at FROM uploads WHERE id = ?1")?
-                .query_row([id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+            let row: Option<(String, i64, bool)> = c
+                .prepare_cached("SELECT repo, created_at, short_part FROM uploads WHERE id = ?1")?
+                .query_row([id.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                 .optional()?;
-            row.map(|(repo, created_at)| {
+            row.map(|(repo, created_at, short_part)| {
                 Ok(UploadRecord {
                     repo: RepoName::parse(&repo).map_err(|e| StoreError::Corrupt(e.to_string()))?,
                     id,
                     created_at,
+                    short_part,
                 })
             })
             .transpose()

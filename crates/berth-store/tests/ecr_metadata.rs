@@ -6,7 +6,7 @@
 use berth_oci::{Digest, RepoName, Tag};
 use berth_store::{
     Durability, IdentityStore, MetadataStore, NewManifest, NewRepository, RepositoryUpdate,
-    SqliteMeta, StoreError, TagFilter,
+    SqliteMeta, StoreError, TagFilter, UploadId,
 };
 
 fn open() -> (tempfile::TempDir, SqliteMeta) {
@@ -279,4 +279,31 @@ async fn pulls_are_recorded_and_never_move_back() {
     meta.record_pull(&repo, &Digest::sha256(b"gone"), 4_000)
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn a_short_part_before_the_last_marks_the_upload() {
+    let (_dir, meta) = open();
+    let repo = RepoName::parse("app").unwrap();
+    let short = |meta: SqliteMeta, id: UploadId| async move {
+        meta.upload(&id).await.unwrap().unwrap().short_part
+    };
+    // Long parts, then a short last one: fine.
+    let ok = UploadId::random();
+    meta.create_upload(&ok, &repo).await.unwrap();
+    for len in [10, 10, 3] {
+        meta.record_upload_part(&ok, len, 5).await.unwrap();
+    }
+    assert!(!short(meta.clone(), ok.clone()).await);
+    // A short part followed by another: marked, and it stays marked.
+    let bad = UploadId::random();
+    meta.create_upload(&bad, &repo).await.unwrap();
+    for len in [10, 3, 10, 10] {
+        meta.record_upload_part(&bad, len, 5).await.unwrap();
+    }
+    assert!(short(meta.clone(), bad.clone()).await);
+    // An upload that is gone: nothing happens, nothing fails.
+    meta.delete_upload(&bad).await.unwrap();
+    meta.record_upload_part(&bad, 1, 5).await.unwrap();
+    assert!(meta.upload(&bad).await.unwrap().is_none());
 }

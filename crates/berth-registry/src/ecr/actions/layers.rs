@@ -142,7 +142,11 @@ impl Ctx<'_> {
                 ),
                 e => self.upload_error(&req.upload_id, e),
             })?;
-        self.reg.record_part(&st.id, len);
+        self.reg
+            .meta()
+            .record_upload_part(&st.id, len, MIN_PART)
+            .await
+            .map_err(store)?;
         Ok(json!({
             "registryId": self.registry_id(),
             "repositoryName": repo.as_str(),
@@ -199,7 +203,14 @@ impl Ctx<'_> {
                 ),
             ));
         }
-        if self.reg.parts_too_small(&status.id) {
+        let short_part = self
+            .reg
+            .meta()
+            .upload(&status.id)
+            .await
+            .map_err(store)?
+            .is_some_and(|u| u.short_part);
+        if short_part {
             return Err(EcrError::new(
                 "LayerPartTooSmallException",
                 format!("Layer parts other than the last must be at least {MIN_PART} bytes"),
@@ -214,7 +225,6 @@ impl Ctx<'_> {
             .is_some()
         {
             let _ = self.reg.cancel_upload(&repo, &req.upload_id).await;
-            self.reg.forget_parts(&status.id);
             return Err(EcrError::new(
                 "LayerAlreadyExistsException",
                 format!(
@@ -228,7 +238,6 @@ impl Ctx<'_> {
             .reg
             .complete_upload(&repo, &req.upload_id, &digest, None, Some(0), empty)
             .await;
-        self.reg.forget_parts(&status.id);
         result.map_err(|e| match e {
             RegistryError::DigestInvalid(m) => EcrError::new("InvalidLayerException", m),
             e => self.upload_error(&req.upload_id, e),
