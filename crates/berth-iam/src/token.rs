@@ -56,7 +56,17 @@ pub struct TokenClaims {
     pub issued_at: SystemTime,
     /// When it stops being valid.
     pub expires_at: SystemTime,
+    /// Which generation of the access key it was issued to (the server uses the key's
+    /// creation time), so a key deleted and created again under the same id does not bring
+    /// back the old key's tokens.
+    pub key_version: u64,
+    /// What the token is limited to (a download URL's one blob), if anything: the holder of
+    /// a scoped token may do nothing else.
+    pub scope: Option<String>,
 }
+
+/// The longest scope a token may carry.
+pub const MAX_SCOPE_LEN: usize = 384;
 
 /// A freshly issued token.
 #[derive(Debug, Clone)]
@@ -83,6 +93,12 @@ struct Payload {
     i: u64,
     /// Expires at, seconds since the epoch.
     e: u64,
+    /// Key version.
+    #[serde(default)]
+    v: u64,
+    /// Scope, if limited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    s: Option<String>,
 }
 
 /// Signs and verifies tokens.
@@ -98,10 +114,24 @@ impl TokenKey {
         hmac::Key::new(hmac::HMAC_SHA256, &self.0)
     }
 
-    /// Issues a token for `access_key_id`, valid from `now` for `ttl`.
+    /// Issues a token for `access_key_id`, valid from `now` for `ttl`, with the caller's
+    /// whole authority.
     pub fn issue(
         &self,
         access_key_id: &str,
+        now: SystemTime,
+        ttl: Duration,
+    ) -> Result<IssuedToken, TokenError> {
+        self.issue_scoped(access_key_id, 0, None, now, ttl)
+    }
+
+    /// Issues a token for version `key_version` of the access key, limited to `scope` (when
+    /// given; the server decides what a scope allows).
+    pub fn issue_scoped(
+        &self,
+        access_key_id: &str,
+        key_version: u64,
+        scope: Option<&str>,
         now: SystemTime,
         ttl: Duration,
     ) -> Result<IssuedToken, TokenError> {
@@ -109,6 +139,9 @@ impl TokenKey {
             return Err(TokenError::Issue(
                 "the access key id must be 1 to 128 bytes",
             ));
+        }
+        if scope.is_some_and(|s| s.is_empty() || s.len() > MAX_SCOPE_LEN) {
+            return Err(TokenError::Issue("the scope must be 1 to 384 bytes"));
         }
         let issued = now
             .duration_since(UNIX_EPOCH)
@@ -121,6 +154,8 @@ impl TokenKey {
             k: access_key_id.to_owned(),
             i: issued,
             e: expires,
+            v: key_version,
+            s: scope.map(str::to_owned),
         };
         let json = serde_json::to_vec(&payload)
             .map_err(|_| TokenError::Issue("the payload does not serialize"))?;
@@ -167,6 +202,8 @@ impl TokenKey {
             access_key_id: p.k,
             issued_at: UNIX_EPOCH + Duration::from_secs(p.i),
             expires_at: UNIX_EPOCH + Duration::from_secs(p.e),
+            key_version: p.v,
+            scope: p.s,
         })
     }
 }
@@ -213,6 +250,27 @@ mod tests {
         ));
         // Within the skew a slightly early clock still accepts it.
         assert!(key.verify(pw, t0() - Duration::from_secs(60)).is_ok());
+    }
+
+    #[test]
+    fn scoped_tokens_carry_their_scope_under_the_mac() {
+        let key = TokenKey::from_bytes([3u8; KEY_LEN]);
+        let whole = key.issue("AKIAEXAMPLE000000000", t0(), HOUR).unwrap();
+        let claims = key.verify(whole.password.expose(), t0()).unwrap();
+        assert_eq!(claims.scope, None);
+        let scope = format!("{}@sha256:{}", "a/".repeat(120), "0".repeat(64));
+        let scoped = key
+            .issue_scoped("AKIAEXAMPLE000000000", 7, Some(&scope), t0(), HOUR)
+            .unwrap();
+        assert!(scoped.password.expose().len() <= MAX_TOKEN_LEN);
+        let claims = key.verify(scoped.password.expose(), t0()).unwrap();
+        assert_eq!(claims.scope.as_deref(), Some(scope.as_str()));
+        assert_eq!(claims.key_version, 7);
+        let too_long = "x".repeat(MAX_SCOPE_LEN + 1);
+        assert!(matches!(
+            key.issue_scoped("AKIAEXAMPLE000000000", 7, Some(&too_long), t0(), HOUR),
+            Err(TokenError::Issue(_))
+        ));
     }
 
     #[test]

@@ -12,7 +12,8 @@ use base64::Engine as _;
 use berth_iam::keys::{SealKey, Secret, is_access_key_id};
 use berth_iam::policy::{Context, Decision, Policy, PolicyKind, Principal, Request, authorize};
 use berth_iam::token::{TokenError, TokenKey};
-use berth_store::KeyOwner;
+use berth_oci::RepoName;
+use berth_store::{KeyOwner, RepositoryRecord};
 use subtle::ConstantTimeEq;
 
 use crate::error::RegistryError;
@@ -37,6 +38,15 @@ const ADMIN_ESCAPE: &[&str] = &[
     "ecr:GetRegistryPolicy",
     "ecr:PutRegistryPolicy",
     "ecr:DeleteRegistryPolicy",
+];
+
+/// The actions of a push. Pushing into a repository that does not exist creates it (from a
+/// creation template, or with auto-create), so they also need `ecr:CreateRepository` then.
+const PUSH_ACTIONS: &[&str] = &[
+    "ecr:InitiateLayerUpload",
+    "ecr:UploadLayerPart",
+    "ecr:CompleteLayerUpload",
+    "ecr:PutImage",
 ];
 
 /// Where the time comes from (replaceable in tests: token expiry, signature skew).
@@ -80,6 +90,16 @@ pub struct Caller {
     pub access_key: Option<String>,
     /// The peer's address, for `aws:SourceIp`.
     pub source_ip: Option<IpAddr>,
+    /// The version of that key (tokens issued for it carry it).
+    pub(crate) key_version: u64,
+    /// Set when the caller holds a download URL's token: the one blob it may read
+    /// ([`download_scope`]), and nothing else.
+    pub(crate) scope: Option<String>,
+}
+
+/// The scope of a `GetDownloadUrlForLayer` token: GET and HEAD of this one blob.
+pub(crate) fn download_scope(repo: &str, digest: &str) -> String {
+    format!("download:{repo}@{digest}")
 }
 
 impl Caller {
@@ -91,6 +111,8 @@ impl Caller {
             admin: false,
             access_key: None,
             source_ip,
+            key_version: 0,
+            scope: None,
         }
     }
 
@@ -132,6 +154,11 @@ pub(crate) enum KeyLookup {
     Unknown,
     /// The stored secret cannot be opened (wrong master key?).
     Sealed(String),
+}
+
+/// The version tokens are bound to: the key's creation time.
+fn key_version(owner: &KeyOwner) -> u64 {
+    u64::try_from(owner.key.created_at).unwrap_or(0)
 }
 
 fn epoch_secs(t: SystemTime) -> u64 {
@@ -206,6 +233,7 @@ impl Registry {
     }
 
     fn caller_from_owner(&self, owner: KeyOwner, source_ip: Option<IpAddr>) -> Caller {
+        let version = key_version(&owner);
         let mut policies = Vec::new();
         if owner.user.admin
             && let Ok(p) = self.policy(ADMIN_POLICY, PolicyKind::Identity)
@@ -229,6 +257,8 @@ impl Registry {
             admin: owner.user.admin,
             access_key: Some(owner.key.id),
             source_ip,
+            key_version: version,
+            scope: None,
         }
     }
 
@@ -287,12 +317,50 @@ impl Registry {
             Err(_) => return Err(self.unauthorized("Your authorization token is invalid.")),
         };
         match self.identity.key_owner(&claims.access_key_id).await? {
-            Some(owner) => Ok(self.caller_from_owner(owner, source_ip)),
+            // A key deleted and created again under the same id (root credentials from the
+            // environment) does not bring back the tokens issued before.
+            Some(owner) if claims.key_version != key_version(&owner) => Err(self.unauthorized(
+                "Your authorization token is no longer valid: its access key was replaced.",
+            )),
+            Some(owner) => {
+                let mut caller = self.caller_from_owner(owner, source_ip);
+                caller.scope = claims.scope;
+                Ok(caller)
+            }
             // The key was deleted: every token issued for it stops working.
             None => Err(self.unauthorized(
                 "Your authorization token is no longer valid: its access key was deleted.",
             )),
         }
+    }
+
+    /// Loads a repository and authorizes `actions` on it, with its policy. A push into a
+    /// repository that does not exist yet also needs `ecr:CreateRepository`, as ECR's
+    /// create-on-push does. The repository is `None` when it does not exist.
+    pub(crate) async fn authorize_repository(
+        &self,
+        caller: &Caller,
+        actions: &[&str],
+        repo: &RepoName,
+        extra: &[(&str, Vec<String>)],
+    ) -> Result<Result<Option<RepositoryRecord>, Denial>, RegistryError> {
+        let rec = self.meta().repository(repo).await?;
+        let target = Target::Repository {
+            name: repo.as_str(),
+            policy: rec.as_ref().and_then(|r| r.policy.as_deref()),
+        };
+        let creates = rec.is_none() && actions.iter().any(|a| PUSH_ACTIONS.contains(a));
+        let create: &[&str] = if creates {
+            &["ecr:CreateRepository"]
+        } else {
+            &[]
+        };
+        for action in actions.iter().chain(create) {
+            if let Err(d) = self.authorize(caller, action, target, extra).await {
+                return Ok(Err(d));
+            }
+        }
+        Ok(Ok(rec))
     }
 
     /// The one authorization check of both APIs. `extra` adds request context (tags being set).
@@ -310,27 +378,41 @@ impl Registry {
             Target::Registry => ("*".to_owned(), None, None),
             Target::Repository { name, policy } => (self.repository_arn(name), Some(name), policy),
         };
+        // Fails closed: a resource policy that cannot be read or parsed (its Deny statements
+        // unknown) refuses everything but the administrator's escape hatch.
+        let unavailable = |what: &str| {
+            if caller.admin && ADMIN_ESCAPE.contains(&action) {
+                Ok(())
+            } else {
+                Err(Denial::Denied(format!(
+                    "authorization is unavailable: {what}"
+                )))
+            }
+        };
         let mut resource_policies = Vec::new();
         if let Some(text) = repo_policy {
             match self.policy(text, PolicyKind::Resource) {
                 Ok(p) => resource_policies.push(p),
-                Err(e) => tracing::warn!(repository = ?repo_name, error = %e,
-                    "ignoring a repository policy that does not parse"),
+                Err(e) => {
+                    tracing::error!(repository = ?repo_name, error = %e,
+                        "a stored repository policy does not parse: refusing access");
+                    return unavailable("the repository policy does not parse; replace it");
+                }
             }
         }
         match self.identity.setting(REGISTRY_POLICY).await {
             Ok(Some(text)) => match self.policy(&text, PolicyKind::Resource) {
                 Ok(p) => resource_policies.push(p),
                 Err(e) => {
-                    tracing::warn!(error = %e, "ignoring a registry policy that does not parse")
+                    tracing::error!(error = %e,
+                        "the stored registry policy does not parse: refusing access");
+                    return unavailable("the registry policy does not parse; replace it");
                 }
             },
             Ok(None) => {}
             Err(e) => {
                 tracing::error!(error = %e, "reading the registry policy failed");
-                return Err(Denial::Denied(
-                    "authorization is unavailable: the registry policy cannot be read".into(),
-                ));
+                return unavailable("the registry policy cannot be read");
             }
         }
         let mut ctx = Context::new();
@@ -361,11 +443,19 @@ impl Registry {
             .any(|p| p.text().to_ascii_lowercase().contains("resourcetag"));
         if let (true, Some(name)) = (mentions_tags, repo_name)
             && let Ok(repo) = berth_oci::RepoName::parse(name)
-            && let Ok(tags) = self.meta().resource_tags(&repo).await
         {
-            for (k, v) in tags {
-                ctx.set(&format!("aws:ResourceTag/{k}"), v.clone());
-                ctx.set(&format!("ecr:ResourceTag/{k}"), v);
+            match self.meta().resource_tags(&repo).await {
+                Ok(tags) => {
+                    for (k, v) in tags {
+                        ctx.set(&format!("aws:ResourceTag/{k}"), v.clone());
+                        ctx.set(&format!("ecr:ResourceTag/{k}"), v);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(repository = name, error = %e,
+                        "reading resource tags failed");
+                    return unavailable("the repository's tags cannot be read");
+                }
             }
         }
         let identity: Vec<&Policy> = caller.policies.iter().map(AsRef::as_ref).collect();

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use http_body_util::BodyExt;
 
-use crate::access::{Caller, Denial, Target};
+use crate::access::{Caller, Denial, Target, download_scope};
 use crate::error::{InternalError, RegistryError, range_header};
 use crate::route::{self, Route};
 use crate::service::Registry;
@@ -115,22 +115,41 @@ async fn dispatch(State(reg): State<Registry>, req: Request) -> Response {
     }
 }
 
-/// Authorizes `action` on a repository for the caller (nothing to check with auth off).
-async fn allow(reg: &Registry, who: &Caller, action: &str, repo: &RepoName) -> Result<()> {
+/// Authorizes `actions` on a repository for the caller (nothing to check with auth off).
+async fn allow(reg: &Registry, who: &Caller, actions: &[&str], repo: &RepoName) -> Result<()> {
     if !reg.config().auth {
         return Ok(());
     }
-    let rec = reg.meta().repository(repo).await?;
-    let target = Target::Repository {
-        name: repo.as_str(),
-        policy: rec.as_ref().and_then(|r| r.policy.as_deref()),
-    };
-    reg.authorize(who, action, target, &[])
-        .await
-        .map_err(|d| match d {
-            Denial::Unauthenticated => reg.unauthorized("authentication required"),
-            Denial::Denied(m) => RegistryError::Denied(m),
-        })
+    match reg.authorize_repository(who, actions, repo, &[]).await? {
+        Ok(_) => Ok(()),
+        Err(Denial::Unauthenticated) => Err(reg.unauthorized("authentication required")),
+        Err(Denial::Denied(m)) => Err(RegistryError::Denied(m)),
+    }
+}
+
+/// The IAM actions ECR maps an OCI request to: one, plus those of the steps a single OCI
+/// request folds together (a POST with `?digest=` uploads and completes in one go; a PUT with
+/// a body uploads its last chunk; a mount completes a layer).
+fn actions_of(
+    route: &Route<'_>,
+    method: &Method,
+    query: &Query,
+    headers: &HeaderMap,
+) -> Vec<&'static str> {
+    let mut actions = vec![action_of(route, method)];
+    match (route, method) {
+        (Route::UploadStart(_), &Method::POST) if query.get("digest").is_some() => {
+            actions.extend(["ecr:UploadLayerPart", "ecr:CompleteLayerUpload"]);
+        }
+        (Route::UploadStart(_), &Method::POST) if query.get("mount").is_some() => {
+            actions.push("ecr:CompleteLayerUpload");
+        }
+        (Route::Upload(..), &Method::PUT) if content_length(headers).ok().flatten() != Some(0) => {
+            actions.push("ecr:UploadLayerPart");
+        }
+        _ => {}
+    }
+    actions
 }
 
 /// The IAM action ECR maps an OCI request to.
@@ -180,8 +199,24 @@ async fn route_request(reg: Registry, who: &Caller, req: Request) -> Result<Resp
     let route = route::parse(rest).ok_or_else(|| RegistryError::NotFound(path.clone()))?;
     let method = req.method().clone();
     let query = Query::parse(req.uri().query());
+    if let Some(scope) = &who.scope {
+        // A download URL's token reads its one blob and does nothing else.
+        let allowed = match (&route, &method) {
+            (Route::Blob(n, d), m) if *m == Method::GET || *m == Method::HEAD => {
+                *scope == download_scope(repo(n)?.as_str(), &digest(d)?.to_string())
+            }
+            _ => false,
+        };
+        if !allowed {
+            return Err(RegistryError::Denied(
+                "this token is a layer download URL's: it reads that one layer and nothing else"
+                    .into(),
+            ));
+        }
+    }
     if let Some(n) = route_repo(&route) {
-        allow(&reg, who, action_of(&route, &method), &repo(n)?).await?;
+        let actions = actions_of(&route, &method, &query, req.headers());
+        allow(&reg, who, &actions, &repo(n)?).await?;
     } else if reg.config().auth && who.principal == berth_iam::policy::Principal::Anonymous {
         return Err(reg.unauthorized("authentication required"));
     }
@@ -420,7 +455,7 @@ async fn start_upload(
         // Mounting reads the source: the caller must be allowed to pull from it.
         if let Some(from) = q.get("from")
             && let Ok(from) = RepoName::parse(from)
-            && allow(reg, who, "ecr:GetDownloadUrlForLayer", &from)
+            && allow(reg, who, &["ecr:GetDownloadUrlForLayer"], &from)
                 .await
                 .is_ok()
             && reg.mount_blob(name, &from, &d).await?

@@ -102,8 +102,9 @@ enum KeyCommand {
 }
 
 /// Reads the master key: `BERTH_MASTER_KEY` (base64), else the configured file, else
-/// `<data>/master.key`, generated (0600) when absent.
-pub(crate) fn master_key(s: &Settings) -> anyhow::Result<MasterKey> {
+/// `<data>/master.key`, generated (0600) when absent — only while no access key is sealed yet:
+/// a new key would silently make every stored secret unreadable.
+pub(crate) async fn master_key(s: &Settings, meta: &SqliteMeta) -> anyhow::Result<MasterKey> {
     if let Ok(v) = std::env::var("BERTH_MASTER_KEY") {
         return MasterKey::from_base64(&v)
             .map_err(|e| UsageError(format!("BERTH_MASTER_KEY: {e}")).into());
@@ -116,6 +117,15 @@ pub(crate) fn master_key(s: &Settings) -> anyhow::Result<MasterKey> {
         Ok(text) => MasterKey::from_base64(&text)
             .map_err(|e| UsageError(format!("master key file {}: {e}", path.display())).into()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let sealed = meta.access_keys(None).await?.len();
+            if sealed > 0 {
+                return Err(UsageError(format!(
+                    "the master key file {} is missing, but {sealed} access keys are sealed under \
+                     a master key: restore the file, or set BERTH_MASTER_KEY as the server has it",
+                    path.display()
+                ))
+                .into());
+            }
             let key = MasterKey::generate();
             write_secret_file(&path, &format!("{}\n", key.to_base64()))?;
             tracing::info!(path = %path.display(), "generated the master key (keep it: it seals every access key's secret)");
@@ -323,7 +333,7 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
             }) => {
                 check_user_name(&name)?;
                 let doc = policy.as_deref().map(read_policy).transpose()?;
-                let master = master_key(&s)?;
+                let master = master_key(&s, &meta).await?;
                 meta.create_user(&name, admin).await.map_err(user_error)?;
                 if let Some(doc) = doc {
                     meta.put_user_policy(&name, "default", &doc).await?;
@@ -373,7 +383,7 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
                 }
             }
             AdminCommand::Key(KeyCommand::Create { user }) => {
-                let master = master_key(&s)?;
+                let master = master_key(&s, &meta).await?;
                 new_key(&meta, &master, &user).await?;
             }
             AdminCommand::Key(KeyCommand::Ls { user }) => {

@@ -215,7 +215,7 @@ async fn serve(mut s: Settings) -> anyhow::Result<()> {
     let meta = open_meta(&s)?;
     let blobs = FsBlobStore::open(&s.data)
         .with_context(|| format!("opening blob store in {}", s.data.display()))?;
-    let master = crate::admin::master_key(&s)?;
+    let master = crate::admin::master_key(&s, &meta).await?;
     if !s.registry_id_set {
         s.registry.registry_id = crate::admin::registry_id(&meta).await?;
     }

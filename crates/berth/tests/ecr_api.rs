@@ -549,6 +549,39 @@ async fn layers_and_images_through_the_api() {
         .unwrap();
     assert_eq!(got.status(), 200);
     assert_eq!(got.bytes().await.unwrap().len(), big.len());
+    // Its token reads that one layer and nothing else: not another blob, not as Basic
+    // credentials on other routes, not for writes.
+    let download = url.download_url().unwrap();
+    let token = download.split_once("X-Berth-Token=").unwrap().1.to_owned();
+    let base = format!("http://{}", server.addr);
+    let other_blob = format!(
+        "{base}/v2/img/blobs/sha256:{}?X-Berth-Token={token}",
+        "0".repeat(64)
+    );
+    let r = client().get(&other_blob).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("AWS:{token}"));
+    let r = client()
+        .get(format!("{base}/v2/_catalog"))
+        .header("authorization", format!("Basic {basic}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = client()
+        .post(format!("{base}/v2/img/blobs/uploads/"))
+        .header("authorization", format!("Basic {basic}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = client()
+        .head(format!("{base}/v2/img/blobs/{big_digest}"))
+        .header("authorization", format!("Basic {basic}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 
     // Images.
     let d1 = push_image(&c, "img", "v1", "one").await;
@@ -908,6 +941,49 @@ async fn policies_and_creation_templates() {
         .await
         .unwrap_err();
     assert_eq!(code(&e), "TemplateAlreadyExistsException");
+    // Creating on push needs ecr:CreateRepository as well as the push actions, on both APIs.
+    let (id, secret) = user(
+        &server,
+        "pusher",
+        Some(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["ecr:InitiateLayerUpload","ecr:UploadLayerPart","ecr:CompleteLayerUpload","ecr:PutImage","ecr:GetAuthorizationToken"],"Resource":"*"}]}"#,
+        ),
+    );
+    let pusher = ecr(&server, &id, &secret).await;
+    let e = pusher
+        .initiate_layer_upload()
+        .repository_name("auto/pusher")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "AccessDeniedException");
+    assert!(
+        e.message().unwrap().contains("ecr:CreateRepository"),
+        "{e:?}"
+    );
+    let pusher_token = pusher.get_authorization_token().send().await.unwrap();
+    let r = client()
+        .post(server.url("/v2/auto/pusher/blobs/uploads/"))
+        .header(
+            "authorization",
+            format!(
+                "Basic {}",
+                pusher_token.authorization_data()[0]
+                    .authorization_token()
+                    .unwrap()
+            ),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(
+        c.describe_repositories()
+            .repository_names("auto/pusher")
+            .send()
+            .await
+            .is_err()
+    );
     let r = start("auto/app").await.unwrap();
     assert_eq!(r.status(), 202);
     let described = c
@@ -1009,6 +1085,23 @@ async fn signatures_and_identities_are_checked() {
     admin(&server, &["key", "rm", &id]);
     let e = nobody.describe_registry().send().await.unwrap_err();
     assert_eq!(code(&e), "UnrecognizedClientException");
+    // A lost master key is never silently replaced while secrets are sealed under it.
+    let key_file = server.data.join("master.key");
+    let kept = server.data.join("master.key.kept");
+    std::fs::rename(&key_file, &kept).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .arg("admin")
+        .arg("--data")
+        .arg(&server.data)
+        .args(["key", "create", "nobody"])
+        .env_remove("BERTH_MASTER_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("master key file"), "{stderr}");
+    assert!(!key_file.exists());
+    std::fs::rename(&kept, &key_file).unwrap();
 }
 
 /// A raw, SigV4-signed ECR call (for bodies the SDK would never send).
@@ -1217,6 +1310,31 @@ async fn the_policy_matrix_guards_the_oci_api() {
     // A repository policy granting another user push works.
     assert_eq!(
         v2_status(&server, "POST", "/v2/shared/blobs/uploads/", Some(&writer)).await,
+        403
+    );
+    // One OCI request doing several ECR steps needs each step's action: starting an upload
+    // is allowed, a POST that uploads and completes a layer at once is not.
+    root.set_repository_policy()
+        .repository_name("shared")
+        .policy_text(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:user/writer"},"Action":["ecr:InitiateLayerUpload","ecr:UploadLayerPart"]}]}"#,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        v2_status(&server, "POST", "/v2/shared/blobs/uploads/", Some(&writer)).await,
+        202
+    );
+    let empty = format!("sha256:{}", sha256_hex(b""));
+    assert_eq!(
+        v2_status(
+            &server,
+            "POST",
+            &format!("/v2/shared/blobs/uploads/?digest={empty}"),
+            Some(&writer)
+        )
+        .await,
         403
     );
     root.set_repository_policy()

@@ -86,11 +86,9 @@ async fn call(reg: &Registry, req: Request) -> Result<serde_json::Value, EcrErro
         .map(|c| c.0.ip());
     let (parts, body) = req.into_parts();
     let limit = body_limit(&action);
-    let body = read_limited(body, limit).await?;
-    let caller = if reg.config().auth {
-        authenticate(reg, &parts, &body, source_ip).await?
-    } else {
-        Caller {
+    if !reg.config().auth {
+        let body = read_limited(body, limit).await?;
+        let admin = Caller {
             principal: Principal::User {
                 account: reg.config().registry_id.clone(),
                 name: "admin".into(),
@@ -99,8 +97,29 @@ async fn call(reg: &Registry, req: Request) -> Result<serde_json::Value, EcrErro
             admin: true,
             access_key: None,
             source_ip,
-        }
-    };
+            key_version: 0,
+            scope: None,
+        };
+        return actions::dispatch(reg, &admin, &action, &body).await;
+    }
+    // The key is looked up before the body is read: nobody without one can make the server
+    // hold a large body.
+    let (signed, caller, secret) = identify(reg, &parts, source_ip).await?;
+    let body = read_limited(body, limit).await?;
+    sigv4::verify(
+        &signed,
+        &parts.method,
+        &parts.uri,
+        &parts.headers,
+        &body,
+        secret.expose(),
+        reg.clock.now(),
+        sigv4::Scope {
+            service: "ecr",
+            region: &reg.config().region,
+        },
+    )
+    .map_err(sig_err)?;
     actions::dispatch(reg, &caller, &action, &body).await
 }
 
@@ -118,14 +137,24 @@ async fn read_limited(body: Body, limit: usize) -> Result<bytes::Bytes, EcrError
     })
 }
 
-async fn authenticate(
+fn sig_err(e: sigv4::SigV4Error) -> EcrError {
+    EcrError::new(e.exception(), e.message())
+}
+
+/// Who signed a request, from its headers alone: the parsed signature, the caller behind the
+/// access key and the key's secret (to verify the signature once the body is read).
+async fn identify(
     reg: &Registry,
     parts: &axum::http::request::Parts,
-    body: &[u8],
     source_ip: Option<std::net::IpAddr>,
-) -> Result<Caller, EcrError> {
-    let sig_err = |e: sigv4::SigV4Error| EcrError::new(e.exception(), e.message());
+) -> Result<(sigv4::SignedBy, Caller, berth_iam::keys::Secret), EcrError> {
     let signed = sigv4::parse(&parts.headers).map_err(sig_err)?;
+    if !signed.signed_headers.iter().any(|h| h == "x-amz-target") {
+        return Err(EcrError::new(
+            "IncompleteSignatureException",
+            "'X-Amz-Target' must be a 'SignedHeader' in the AWS Authorization.",
+        ));
+    }
     let unrecognized = || {
         EcrError::new(
             "UnrecognizedClientException",
@@ -136,35 +165,18 @@ async fn authenticate(
         // berth issues no temporary credentials, so no session token can be one of ours.
         return Err(unrecognized());
     }
-    let (caller, secret) = match reg
+    match reg
         .caller_for_key(&signed.access_key_id, source_ip)
         .await
         .map_err(EcrError::from)?
     {
-        Ok(found) => found,
-        Err(KeyLookup::Unknown) => return Err(unrecognized()),
-        Err(KeyLookup::Sealed(e)) => {
-            return Err(EcrError::server(format!(
-                "the secret of access key {} cannot be opened (was the master key changed?): {e}",
-                signed.access_key_id
-            )));
-        }
-    };
-    sigv4::verify(
-        &signed,
-        &parts.method,
-        &parts.uri,
-        &parts.headers,
-        body,
-        secret.expose(),
-        reg.clock.now(),
-        sigv4::Scope {
-            service: "ecr",
-            region: &reg.config().region,
-        },
-    )
-    .map_err(sig_err)?;
-    Ok(caller)
+        Ok((caller, secret)) => Ok((signed, caller, secret)),
+        Err(KeyLookup::Unknown) => Err(unrecognized()),
+        Err(KeyLookup::Sealed(e)) => Err(EcrError::server(format!(
+            "the secret of access key {} cannot be opened (was the master key changed?): {e}",
+            signed.access_key_id
+        ))),
+    }
 }
 
 /// Deserializes a request: wrong types are `SerializationException`, a missing required member

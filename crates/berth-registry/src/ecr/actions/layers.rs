@@ -49,16 +49,8 @@ impl Ctx<'_> {
     pub(super) async fn initiate_upload(&self, req: RepoRequest) -> Result<Value, EcrError> {
         self.check_registry(req.registry_id.as_ref())?;
         let repo = self.name(&req.repository_name)?;
-        let rec = self.reg.meta().repository(&repo).await.map_err(store)?;
-        self.allow(
-            "ecr:InitiateLayerUpload",
-            Target::Repository {
-                name: repo.as_str(),
-                policy: rec.as_ref().and_then(|r| r.policy.as_deref()),
-            },
-            &[],
-        )
-        .await?;
+        self.allow_repo("ecr:InitiateLayerUpload", &repo, &[])
+            .await?;
         let id = self.reg.start_upload(&repo).await.map_err(|e| match e {
             RegistryError::NameUnknown(_) => self.not_found(repo.as_str()),
             e => e.into(),
@@ -102,10 +94,11 @@ impl Ctx<'_> {
             .map_err(|e| self.upload_error(&req.upload_id, e))?;
         let last_valid = status.size.saturating_sub(1);
         let len = data.len() as u64;
-        if data.is_empty()
-            || req.part_last_byte < req.part_first_byte
-            || req.part_last_byte - req.part_first_byte + 1 != len
-        {
+        let covered = req
+            .part_last_byte
+            .checked_sub(req.part_first_byte)
+            .and_then(|n| n.checked_add(1));
+        if data.is_empty() || covered != Some(len) {
             return Err(invalid(
                 format!(
                     "The layer part covers bytes {}-{} but carries {len} bytes",
@@ -287,7 +280,13 @@ impl Ctx<'_> {
                 .reg
                 .keys
                 .token
-                .issue(key, self.reg.clock.now(), DOWNLOAD_URL_TTL)
+                .issue_scoped(
+                    key,
+                    self.caller.key_version,
+                    Some(&download_scope(repo.as_str(), &digest.to_string())),
+                    self.reg.clock.now(),
+                    DOWNLOAD_URL_TTL,
+                )
                 .map_err(|e| EcrError::server(format!("issuing a download token: {e}")))?;
             url.push_str("?X-Berth-Token=");
             url.push_str(issued.password.expose());

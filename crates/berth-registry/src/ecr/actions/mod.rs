@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{EcrError, parse_request};
-use crate::access::{Caller, Denial, REGISTRY_POLICY, Target};
+use crate::access::{Caller, Denial, REGISTRY_POLICY, Target, download_scope};
 use crate::error::RegistryError;
 use crate::repos::{
     EncryptionConfiguration, ExclusionFilter, ROOT_PREFIX, ResourceTag, TemplateSettings,
@@ -548,20 +548,26 @@ impl Ctx<'_> {
         target: Target<'_>,
         extra: &[(String, Vec<String>)],
     ) -> Result<(), EcrError> {
-        let extra: Vec<(&str, Vec<String>)> =
-            extra.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-        match self
-            .reg
+        let extra = borrow_context(extra);
+        self.reg
             .authorize(self.caller, action, target, &extra)
             .await
-        {
-            Ok(()) => Ok(()),
-            Err(Denial::Denied(m)) => Err(EcrError::new("AccessDeniedException", m)),
-            Err(Denial::Unauthenticated) => Err(EcrError::new(
-                "AccessDeniedException",
-                format!("Anonymous callers are not authorized to perform: {action}"),
-            )),
-        }
+            .map_err(|d| denied(d, action))
+    }
+
+    /// Loads a repository and authorizes `action` on it with its policy (and
+    /// `ecr:CreateRepository` too for a push that would create it). `None`: it does not exist.
+    async fn allow_repo(
+        &self,
+        action: &str,
+        repo: &RepoName,
+        extra: &[(String, Vec<String>)],
+    ) -> Result<Option<RepositoryRecord>, EcrError> {
+        let extra = borrow_context(extra);
+        self.reg
+            .authorize_repository(self.caller, &[action], repo, &extra)
+            .await?
+            .map_err(|d| denied(d, action))
     }
 
     /// Parses the name, loads the repository, authorizes `action` on it (with its policy) and
@@ -574,17 +580,7 @@ impl Ctx<'_> {
     ) -> Result<(RepoName, RepositoryRecord), EcrError> {
         self.check_registry(registry_id)?;
         let repo = self.name(name)?;
-        let rec = self.reg.meta().repository(&repo).await.map_err(store)?;
-        self.allow(
-            action,
-            Target::Repository {
-                name: repo.as_str(),
-                policy: rec.as_ref().and_then(|r| r.policy.as_deref()),
-            },
-            &[],
-        )
-        .await?;
-        match rec {
+        match self.allow_repo(action, &repo, &[]).await? {
             Some(rec) => Ok((repo, rec)),
             None => Err(self.not_found(repo.as_str())),
         }
@@ -714,6 +710,20 @@ impl Ctx<'_> {
             Some(img) => Ok(Ok(img)),
             None => Ok(Err(("ImageNotFound", "Requested image not found".into()))),
         }
+    }
+}
+
+fn borrow_context(extra: &[(String, Vec<String>)]) -> Vec<(&str, Vec<String>)> {
+    extra.iter().map(|(k, v)| (k.as_str(), v.clone())).collect()
+}
+
+fn denied(d: Denial, action: &str) -> EcrError {
+    match d {
+        Denial::Denied(m) => EcrError::new("AccessDeniedException", m),
+        Denial::Unauthenticated => EcrError::new(
+            "AccessDeniedException",
+            format!("Anonymous callers are not authorized to perform: {action}"),
+        ),
     }
 }
 

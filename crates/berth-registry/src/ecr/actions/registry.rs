@@ -26,7 +26,13 @@ impl Ctx<'_> {
             .reg
             .keys
             .token
-            .issue(key, self.reg.clock.now(), self.reg.config().token_ttl)
+            .issue_scoped(
+                key,
+                self.caller.key_version,
+                None,
+                self.reg.clock.now(),
+                self.reg.config().token_ttl,
+            )
             .map_err(|e| EcrError::server(format!("issuing a token: {e}")))?;
         let entry = json!({
             "authorizationToken": issued.authorization_token(),

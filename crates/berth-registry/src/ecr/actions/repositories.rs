@@ -224,16 +224,9 @@ impl Ctx<'_> {
     pub(super) async fn tag_resource(&self, req: TagResourceRequest) -> Result<Value, EcrError> {
         let repo = self.repo_from_arn(&req.resource_arn)?;
         check_tags(&req.tags)?;
-        let rec = self.reg.meta().repository(&repo).await.map_err(store)?;
-        self.allow(
-            "ecr:TagResource",
-            Target::Repository {
-                name: repo.as_str(),
-                policy: rec.as_ref().and_then(|r| r.policy.as_deref()),
-            },
-            &tag_context(&req.tags),
-        )
-        .await?;
+        let rec = self
+            .allow_repo("ecr:TagResource", &repo, &tag_context(&req.tags))
+            .await?;
         if rec.is_none() {
             return Err(self.not_found(repo.as_str()));
         }
@@ -263,16 +256,10 @@ impl Ctx<'_> {
         req: UntagResourceRequest,
     ) -> Result<Value, EcrError> {
         let repo = self.repo_from_arn(&req.resource_arn)?;
-        let rec = self.reg.meta().repository(&repo).await.map_err(store)?;
-        self.allow(
-            "ecr:UntagResource",
-            Target::Repository {
-                name: repo.as_str(),
-                policy: rec.as_ref().and_then(|r| r.policy.as_deref()),
-            },
-            &[("aws:TagKeys".into(), req.tag_keys.clone())],
-        )
-        .await?;
+        let tag_keys = [("aws:TagKeys".to_owned(), req.tag_keys.clone())];
+        let rec = self
+            .allow_repo("ecr:UntagResource", &repo, &tag_keys)
+            .await?;
         if rec.is_none() {
             return Err(self.not_found(repo.as_str()));
         }
