@@ -16,5 +16,5 @@ mod service;
 pub use access::{Caller, Clock, Denial, SystemClock, Target};
 pub use error::{ErrorCode, InternalError, RegistryError};
 pub use http::router;
-pub use repos::{ROOT_PREFIX, TemplateSettings, tag_is_immutable};
+pub use repos::{ROOT_PREFIX, TemplateSettings};
 pub use service::{PutManifest, Registry, RegistryConfig, UploadStatus};

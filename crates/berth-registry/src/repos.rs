@@ -114,13 +114,9 @@ impl TemplateSettings {
     }
 }
 
-/// Whether a repository's tags refuse to move, for this tag.
-pub fn tag_is_immutable(repo: &RepositoryRecord, tag: &str) -> bool {
-    immutable_under(&repo.tag_mutability, &repo.mutability_filters, tag)
-}
-
-/// Whether `tag` is immutable under a mutability setting and its exclusion filters.
-fn immutable_under(mutability: &str, filters: &[String], tag: &str) -> bool {
+/// Whether `tag` is immutable under a mutability setting and its exclusion filters (the
+/// store's [`berth_store::TagRule`] for pushes).
+pub(crate) fn immutable_under(mutability: &str, filters: &[String], tag: &str) -> bool {
     let excluded = || filters.iter().any(|f| wildcard_match(f, tag, false));
     match mutability {
         "IMMUTABLE" => true,

@@ -17,7 +17,7 @@ use futures::StreamExt;
 
 use crate::access::{Clock, ServerKeys, SystemClock};
 use crate::error::RegistryError;
-use crate::repos::tag_is_immutable;
+use crate::repos::immutable_under;
 
 /// Tunables of the registry.
 #[derive(Debug, Clone)]
@@ -610,14 +610,13 @@ impl Registry {
             annotations_json,
             references: m.references,
         };
-        let repository = self.repository_for_push(repo).await?;
-        let immutable = tag.is_some_and(|t| tag_is_immutable(&repository, t.as_str()));
+        self.repository_for_push(repo).await?;
         self.meta.check_references(repo, &record.references).await?;
         // Bytes first (durable, content-addressed), then the metadata transaction that makes them
         // reachable: a crash in between leaves only an unreferenced blob.
         self.blobs.put(&digest, bytes).await?;
         self.meta
-            .put_manifest(repo, &record, tag, immutable)
+            .put_manifest(repo, &record, tag, immutable_under)
             .await
             .map_err(|e| match e {
                 StoreError::TagImmutable { tag, .. } => RegistryError::TagImmutable {

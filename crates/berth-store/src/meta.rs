@@ -178,6 +178,11 @@ pub struct UploadRecord {
     pub short_part: bool,
 }
 
+/// Whether `tag` is immutable under a repository's mutability setting (`MUTABLE`,
+/// `IMMUTABLE`, `…_WITH_EXCLUSION`) and exclusion filters. The registry owns the rule; the
+/// store applies it to the settings it reads inside a push's transaction.
+pub type TagRule = fn(mutability: &str, filters: &[String], tag: &str) -> bool;
+
 /// Repository metadata. Every method is one transaction: callers never see a half-applied change.
 ///
 /// **Invariants enforced here:** a tag points only at a manifest stored in its repository; a
@@ -226,14 +231,16 @@ pub trait MetadataStore: Send + Sync + fmt::Debug + 'static {
     ) -> Result<(), StoreError>;
 
     /// Records a manifest (and optionally points `tag` at it) after checking its references.
-    /// Creates the repository if needed. With `immutable`, a tag that already points at another
-    /// manifest is not moved (`TagImmutable`), decided inside the transaction.
+    /// Creates the repository if needed. When `rule` says the tag is immutable under the
+    /// repository's mutability settings — read inside the transaction, so a concurrent
+    /// `PutImageTagMutability` cannot slip between check and write — a tag that already points
+    /// at another manifest is not moved (`TagImmutable`).
     async fn put_manifest(
         &self,
         repo: &RepoName,
         manifest: &NewManifest,
         tag: Option<&Tag>,
-        immutable: bool,
+        rule: TagRule,
     ) -> Result<(), StoreError>;
 
     /// Creates a repository; `RepositoryExists` if it does.
@@ -323,6 +330,12 @@ pub trait MetadataStore: Send + Sync + fmt::Debug + 'static {
         digest: &Digest,
         at: i64,
     ) -> Result<(), StoreError>;
+
+    /// Removes a tag and, in the same transaction, the manifest it pointed at when no tag
+    /// points at it any more and no manifest of the repository references it (ECR's
+    /// `BatchDeleteImage` by tag). Whether the manifest went too; `ManifestUnknown` if the tag
+    /// is absent.
+    async fn untag(&self, repo: &RepoName, tag: &Tag) -> Result<bool, StoreError>;
 
     /// Removes a tag (the manifest stays); `ManifestUnknown` if absent.
     async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<(), StoreError>;

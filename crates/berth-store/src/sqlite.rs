@@ -12,7 +12,7 @@ use rusqlite::{
 use crate::blob::UploadId;
 use crate::meta::{
     ImageRecord, ManifestRecord, MetadataStore, NewManifest, NewRepository, RepoSummary,
-    RepositoryRecord, RepositoryUpdate, TagFilter, TagRecord, UploadRecord,
+    RepositoryRecord, RepositoryUpdate, TagFilter, TagRecord, TagRule, UploadRecord,
 };
 use crate::{StoreError, now_millis};
 
@@ -308,6 +308,33 @@ fn ensure_repo(tx: &Transaction<'_>, repo: &str) -> Result<i64, StoreError> {
     Ok(tx.last_insert_rowid())
 }
 
+/// A manifest of the repository that references `digest` as a child (an index), if any.
+fn referencing_manifest(
+    tx: &Transaction<'_>,
+    repo_id: i64,
+    digest: &str,
+) -> Result<Option<String>, StoreError> {
+    Ok(tx
+        .prepare_cached(
+            "SELECT manifest FROM manifest_refs WHERE repo_id = ?1 AND child = ?2 AND kind = 'manifest' LIMIT 1",
+        )?
+        .query_row(params![repo_id, digest], |r| r.get(0))
+        .optional()?)
+}
+
+/// Deletes a manifest and the tags pointing at it.
+fn delete_manifest_rows(
+    tx: &Transaction<'_>,
+    repo_id: i64,
+    digest: &str,
+) -> Result<(), StoreError> {
+    tx.prepare_cached("DELETE FROM tags WHERE repo_id = ?1 AND digest = ?2")?
+        .execute(params![repo_id, digest])?;
+    tx.prepare_cached("DELETE FROM manifests WHERE repo_id = ?1 AND digest = ?2")?
+        .execute(params![repo_id, digest])?;
+    Ok(())
+}
+
 fn parse_digest(s: String) -> Result<Digest, StoreError> {
     Digest::parse(&s).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
@@ -601,7 +628,7 @@ impl MetadataStore for SqliteMeta {
         repo: &RepoName,
         manifest: &NewManifest,
         tag: Option<&Tag>,
-        immutable: bool,
+        rule: TagRule,
     ) -> Result<(), StoreError> {
         let (repo, m, tag) = (
             repo.to_string(),
@@ -612,6 +639,20 @@ impl MetadataStore for SqliteMeta {
             let id = ensure_repo(tx, &repo)?;
             let digest = m.digest.to_string();
             check_refs(tx, id, &m.references)?;
+            let immutable = match &tag {
+                Some(tag) => {
+                    let (mutability, filters): (String, String) = tx
+                        .prepare_cached(
+                            "SELECT tag_mutability, mutability_filters FROM repositories WHERE id = ?1",
+                        )?
+                        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                    let filters: Vec<String> = serde_json::from_str(&filters).map_err(|e| {
+                        StoreError::Corrupt(format!("mutability filters of {repo}: {e}"))
+                    })?;
+                    rule(&mutability, &filters, tag)
+                }
+                None => false,
+            };
             if let (Some(tag), true) = (&tag, immutable) {
                 let current: Option<String> = tx
                     .prepare_cached("SELECT digest FROM tags WHERE repo_id = ?1 AND name = ?2")?
@@ -715,20 +756,34 @@ impl MetadataStore for SqliteMeta {
             if !exists {
                 return Err(unknown());
             }
-            let parent: Option<String> = tx
-                .prepare_cached(
-                    "SELECT manifest FROM manifest_refs WHERE repo_id = ?1 AND child = ?2 AND kind = 'manifest' LIMIT 1",
-                )?
-                .query_row(params![id, digest], |r| r.get(0))
-                .optional()?;
-            if let Some(by) = parent {
+            if let Some(by) = referencing_manifest(tx, id, &digest)? {
                 return Err(StoreError::InUse { digest: d, by });
             }
-            tx.prepare_cached("DELETE FROM tags WHERE repo_id = ?1 AND digest = ?2")?
-                .execute(params![id, digest])?;
-            tx.prepare_cached("DELETE FROM manifests WHERE repo_id = ?1 AND digest = ?2")?
-                .execute(params![id, digest])?;
-            Ok(())
+            delete_manifest_rows(tx, id, &digest)
+        })
+        .await
+    }
+
+    async fn untag(&self, repo: &RepoName, tag: &Tag) -> Result<bool, StoreError> {
+        let (repo, tag) = (repo.to_string(), tag.to_string());
+        self.write(move |tx| {
+            let unknown = || StoreError::ManifestUnknown(tag.clone());
+            let id = repo_id(tx, &repo)?.ok_or_else(unknown)?;
+            let digest: String = tx
+                .prepare_cached("SELECT digest FROM tags WHERE repo_id = ?1 AND name = ?2")?
+                .query_row(params![id, tag], |r| r.get(0))
+                .optional()?
+                .ok_or_else(unknown)?;
+            tx.prepare_cached("DELETE FROM tags WHERE repo_id = ?1 AND name = ?2")?
+                .execute(params![id, tag])?;
+            let tagged = tx
+                .prepare_cached("SELECT 1 FROM tags WHERE repo_id = ?1 AND digest = ?2")?
+                .exists(params![id, digest])?;
+            if tagged || referencing_manifest(tx, id, &digest)?.is_some() {
+                return Ok(false);
+            }
+            delete_manifest_rows(tx, id, &digest)?;
+            Ok(true)
         })
         .await
     }

@@ -75,6 +75,15 @@ async fn repository_settings_round_trip_and_conflicts() {
     assert_eq!(meta.repositories(None, 10).await.unwrap().len(), 1);
 }
 
+/// A rule reading only the setting: `IMMUTABLE` or not (the registry's also reads filters).
+fn by_setting(mutability: &str, _filters: &[String], _tag: &str) -> bool {
+    mutability == "IMMUTABLE"
+}
+
+fn mutable(_: &str, _: &[String], _: &str) -> bool {
+    false
+}
+
 #[tokio::test]
 async fn immutable_tags_are_refused_inside_the_transaction() {
     let (_dir, meta) = open();
@@ -82,23 +91,32 @@ async fn immutable_tags_are_refused_inside_the_transaction() {
     meta.create_repository(&repo, &NewRepository::default())
         .await
         .unwrap();
+    let set = |mutability: &str| RepositoryUpdate::TagMutability {
+        mutability: mutability.into(),
+        filters: Vec::new(),
+    };
     let tag = Tag::parse("v1").unwrap();
-    meta.put_manifest(&repo, &manifest(1), Some(&tag), true)
+    meta.put_manifest(&repo, &manifest(1), Some(&tag), by_setting)
+        .await
+        .unwrap();
+    // The setting is read by the push's own transaction.
+    meta.update_repository(&repo, set("IMMUTABLE"))
         .await
         .unwrap();
     // The same digest again is fine; another digest is refused and the tag does not move.
-    meta.put_manifest(&repo, &manifest(1), Some(&tag), true)
+    meta.put_manifest(&repo, &manifest(1), Some(&tag), by_setting)
         .await
         .unwrap();
     let err = meta
-        .put_manifest(&repo, &manifest(2), Some(&tag), true)
+        .put_manifest(&repo, &manifest(2), Some(&tag), by_setting)
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::TagImmutable { .. }), "{err}");
     let current = meta.manifest_by_tag(&repo, &tag).await.unwrap().unwrap();
     assert_eq!(current.digest, Digest::sha256(&[1]));
-    // A mutable put moves it.
-    meta.put_manifest(&repo, &manifest(2), Some(&tag), false)
+    // Mutable again: the tag moves.
+    meta.update_repository(&repo, set("MUTABLE")).await.unwrap();
+    meta.put_manifest(&repo, &manifest(2), Some(&tag), by_setting)
         .await
         .unwrap();
     let current = meta.manifest_by_tag(&repo, &tag).await.unwrap().unwrap();
@@ -112,7 +130,7 @@ async fn images_filter_paginate_and_force_delete() {
     for n in 0..5u8 {
         let tag = Tag::parse(&format!("t{n}")).unwrap();
         let tag = (n % 2 == 0).then_some(&tag);
-        meta.put_manifest(&repo, &manifest(n), tag, false)
+        meta.put_manifest(&repo, &manifest(n), tag, mutable)
             .await
             .unwrap();
     }
@@ -260,7 +278,7 @@ async fn pulls_are_recorded_and_never_move_back() {
     let (_dir, meta) = open();
     let repo = RepoName::parse("app").unwrap();
     let m = manifest(1);
-    meta.put_manifest(&repo, &m, None, false).await.unwrap();
+    meta.put_manifest(&repo, &m, None, mutable).await.unwrap();
     let pulled = |meta: SqliteMeta| {
         let (repo, digest) = (repo.clone(), m.digest.clone());
         async move {
@@ -306,4 +324,26 @@ async fn a_short_part_before_the_last_marks_the_upload() {
     meta.delete_upload(&bad).await.unwrap();
     meta.record_upload_part(&bad, 1, 5).await.unwrap();
     assert!(meta.upload(&bad).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn untagging_the_last_tag_takes_the_image_in_the_same_transaction() {
+    let (_dir, meta) = open();
+    let repo = RepoName::parse("app").unwrap();
+    let (a, b) = (Tag::parse("a").unwrap(), Tag::parse("b").unwrap());
+    let m = manifest(7);
+    meta.put_manifest(&repo, &m, Some(&a), mutable)
+        .await
+        .unwrap();
+    meta.put_manifest(&repo, &m, Some(&b), mutable)
+        .await
+        .unwrap();
+    assert!(!meta.untag(&repo, &a).await.unwrap());
+    assert!(meta.manifest(&repo, &m.digest).await.unwrap().is_some());
+    assert!(meta.untag(&repo, &b).await.unwrap());
+    assert!(meta.manifest(&repo, &m.digest).await.unwrap().is_none());
+    assert!(matches!(
+        meta.untag(&repo, &b).await,
+        Err(StoreError::ManifestUnknown(_))
+    ));
 }

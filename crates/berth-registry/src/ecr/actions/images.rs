@@ -207,7 +207,7 @@ impl Ctx<'_> {
             let digest = img.manifest.digest.clone();
             let outcome = match (&id.image_tag, id.image_digest.is_some()) {
                 // A tag alone: that tag goes; the image goes with its last tag.
-                (Some(t), false) => self.delete_tag_then_orphan(&repo, t, &img).await,
+                (Some(t), false) => self.delete_tag_then_orphan(&repo, t).await,
                 _ => self
                     .reg
                     .meta()
@@ -240,27 +240,15 @@ impl Ctx<'_> {
         Ok(json!({ "imageIds": deleted, "failures": failures }))
     }
 
-    /// Removes one tag; if the image has no tag left and nothing references it, it goes too.
-    /// Returns the tags removed.
+    /// Removes one tag; if the image has no tag left and nothing references it, it goes too
+    /// (one transaction). Returns the tags removed.
     pub(super) async fn delete_tag_then_orphan(
         &self,
         repo: &RepoName,
         tag: &str,
-        img: &ImageRecord,
     ) -> Result<Vec<String>, StoreError> {
         let t = Tag::parse(tag).map_err(|_| StoreError::ManifestUnknown(tag.to_owned()))?;
-        self.reg.meta().delete_tag(repo, &t).await?;
-        if img.tags.len() == 1 {
-            match self
-                .reg
-                .meta()
-                .delete_manifest(repo, &img.manifest.digest)
-                .await
-            {
-                Ok(()) | Err(StoreError::InUse { .. } | StoreError::ManifestUnknown(_)) => {}
-                Err(e) => return Err(e),
-            }
-        }
+        self.reg.meta().untag(repo, &t).await?;
         Ok(vec![tag.to_owned()])
     }
 
