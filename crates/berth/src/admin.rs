@@ -219,12 +219,23 @@ pub(crate) async fn bootstrap_root(
             Ok(())
         }
         (None, None) => {
-            if !meta.users().await?.is_empty() {
+            // Decided on the administrator's keys, not on whether users exist: a start killed
+            // between creating the user and storing its key is completed by the next one.
+            if !meta.access_keys(Some(ADMIN_USER)).await?.is_empty() {
                 return Ok(());
             }
             ensure_admin(meta).await?;
             let (id, secret) = generate_access_key();
             let path = data.join(ROOT_CREDENTIALS_FILE);
+            // The file is written before the key is stored, so a crash leaves at worst a file
+            // naming a key that does not exist — replaced here, since no key of the
+            // administrator's exists.
+            if path.exists() {
+                tracing::warn!(path = %path.display(),
+                    "replacing a credentials file whose key is not in the database");
+                std::fs::remove_file(&path)
+                    .with_context(|| format!("removing {}", path.display()))?;
+            }
             let text = format!(
                 "# berth administrator credentials (AWS shared-credentials format)\n[berth]\naws_access_key_id = {id}\naws_secret_access_key = {}\n",
                 secret.expose()

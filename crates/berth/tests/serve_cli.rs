@@ -231,3 +231,66 @@ async fn sigterm_lets_an_in_flight_upload_finish() {
     assert_eq!(r.status(), 204);
     assert_eq!(r.headers()["range"], "0-23");
 }
+
+/// Reads `aws_access_key_id` / `aws_secret_access_key` from a credentials file.
+fn credentials(path: &std::path::Path) -> (String, String) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let field = |k: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .unwrap()
+            .trim_start_matches([' ', '='])
+            .to_owned()
+    };
+    (field("aws_access_key_id"), field("aws_secret_access_key"))
+}
+
+async fn status_with(server: &Server, (id, secret): &(String, String)) -> u16 {
+    use base64::Engine as _;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
+    client()
+        .get(server.url("/v2/"))
+        .header("authorization", format!("Basic {basic}"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn generated_root_credentials_are_kept_and_a_half_done_first_start_is_completed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = data.join("root-credentials");
+    let first = {
+        let server = Server::start_auth(&data, &[], &[]);
+        let creds = credentials(&file);
+        assert_eq!(status_with(&server, &creds).await, 200);
+        creds
+    };
+    // A restart keeps the same administrator key and file.
+    {
+        let server = Server::start_auth(&data, &[], &[]);
+        assert_eq!(credentials(&file), first);
+        assert_eq!(status_with(&server, &first).await, 200);
+    }
+    // A first start killed after the file was written but before the key was stored looks
+    // like this: the administrator exists without a key, the file names a key nobody has.
+    let out = berth()
+        .args(["admin", "--data"])
+        .arg(&data)
+        .args(["key", "rm", &first.0])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let server = Server::start_auth(&data, &[], &[]);
+    let second = credentials(&file);
+    assert_ne!(second, first);
+    assert_eq!(status_with(&server, &second).await, 200);
+    assert_eq!(status_with(&server, &first).await, 401);
+}
