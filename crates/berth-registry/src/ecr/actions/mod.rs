@@ -607,13 +607,7 @@ impl Ctx<'_> {
         if let Some(k) = &r.kms_key {
             v["encryptionConfiguration"]["kmsKey"] = json!(k);
         }
-        if !r.mutability_filters.is_empty() {
-            v["imageTagMutabilityExclusionFilters"] = r
-                .mutability_filters
-                .iter()
-                .map(|f| json!({"filterType": "WILDCARD", "filter": f}))
-                .collect();
-        }
+        add_exclusion_filters(&mut v, &r.mutability_filters);
         v
     }
 
@@ -710,6 +704,16 @@ impl Ctx<'_> {
             Some(img) => Ok(Ok(img)),
             None => Ok(Err(("ImageNotFound", "Requested image not found".into()))),
         }
+    }
+}
+
+/// Adds `imageTagMutabilityExclusionFilters` to a response when there are any.
+fn add_exclusion_filters(v: &mut Value, filters: &[String]) {
+    if !filters.is_empty() {
+        v["imageTagMutabilityExclusionFilters"] = filters
+            .iter()
+            .map(|f| json!({"filterType": "WILDCARD", "filter": f}))
+            .collect();
     }
 }
 

@@ -172,13 +172,7 @@ impl Ctx<'_> {
             "repositoryName": repo.as_str(),
             "imageTagMutability": rec.tag_mutability,
         });
-        if !rec.mutability_filters.is_empty() {
-            v["imageTagMutabilityExclusionFilters"] = rec
-                .mutability_filters
-                .iter()
-                .map(|f| json!({"filterType": "WILDCARD", "filter": f}))
-                .collect();
-        }
+        add_exclusion_filters(&mut v, &rec.mutability_filters);
         Ok(v)
     }
 
@@ -210,8 +204,7 @@ impl Ctx<'_> {
     // ---- resource tags -------------------------------------------------------------------
 
     pub(super) fn repo_from_arn(&self, arn: &str) -> Result<RepoName, EcrError> {
-        let c = self.reg.config();
-        let prefix = format!("arn:aws:ecr:{}:{}:repository/", c.region, c.registry_id);
+        let prefix = self.reg.repository_arn("");
         arn.strip_prefix(&prefix)
             .and_then(|n| RepoName::parse(n).ok())
             .ok_or_else(|| {
