@@ -1,0 +1,5 @@
+FROM busybox
+RUN echo a \   
+    b \	 
+    c
+RUN echo done

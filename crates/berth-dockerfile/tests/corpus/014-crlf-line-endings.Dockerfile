@@ -1,0 +1,7 @@
+FROM busybox
+RUN echo a \
+    b
+COPY <<EOF /etc/motd
+hello
+EOF
+CMD ["sh"]

@@ -1,0 +1,2 @@
+FROM alpine AS 1st-stage
+RUN true

@@ -1,0 +1,2 @@
+FROM alpine
+RUN --mount=type=bnd,target=/src ls /src

@@ -1,0 +1,2 @@
+FROM alpine
+COPY --chwon=1000:1000 app /app

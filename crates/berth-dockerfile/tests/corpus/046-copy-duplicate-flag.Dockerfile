@@ -1,0 +1,2 @@
+FROM alpine
+COPY --from=build --from=test /out /out

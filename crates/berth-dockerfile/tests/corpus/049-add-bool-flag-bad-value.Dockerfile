@@ -1,0 +1,2 @@
+FROM alpine
+ADD --keep-git-dir=yes https://github.com/moby/buildkit.git /bk

@@ -1,0 +1,2 @@
+FROM busybox
+ENV ONLY_A_NAME

@@ -1,0 +1,7 @@
+FROM nginx
+EXPOSE 80
+EXPOSE 80/tcp 443/tcp 53/udp
+EXPOSE 8000-8010 9000-9010/udp
+EXPOSE ${PORT:-3000}
+expose 8080 \
+       8443

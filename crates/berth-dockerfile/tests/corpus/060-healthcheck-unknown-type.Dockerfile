@@ -1,0 +1,2 @@
+FROM nginx
+HEALTHCHECK connect tcp 7000

@@ -1,0 +1,2 @@
+FROM nginx
+HEALTHCHECK --interval=5s CMD

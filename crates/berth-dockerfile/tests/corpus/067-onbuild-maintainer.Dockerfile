@@ -1,0 +1,2 @@
+FROM busybox
+ONBUILD MAINTAINER someone@example.com

@@ -1,0 +1,12 @@
+FROM debian
+MAINTAINER Jane Doe <jane@example.com>
+STOPSIGNAL SIGTERM
+STOPSIGNAL 9
+STOPSIGNAL $SIG
+USER app
+USER 1000:1000
+USER app:staff
+USER ${UID}:${GID}
+WORKDIR /app
+WORKDIR src
+WORKDIR $HOME/project dir

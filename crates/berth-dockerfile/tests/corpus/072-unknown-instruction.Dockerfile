@@ -1,0 +1,2 @@
+FORM alpine
+RUN true

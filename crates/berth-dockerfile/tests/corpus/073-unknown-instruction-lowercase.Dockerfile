@@ -1,0 +1,2 @@
+from alpine
+cpoy . /app

@@ -1,0 +1,8 @@
+# syntax=docker/dockerfile:1
+FROM debian:bookworm
+RUN <<EOF
+set -e
+apt-get update
+apt-get install -y --no-install-recommends ca-certificates
+EOF
+RUN echo after the heredoc

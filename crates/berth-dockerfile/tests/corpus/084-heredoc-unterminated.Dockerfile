@@ -1,0 +1,4 @@
+FROM alpine
+RUN <<EOF
+echo this never ends
+EOF-not-quite

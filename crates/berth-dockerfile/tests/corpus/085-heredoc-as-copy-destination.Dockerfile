@@ -1,0 +1,3 @@
+FROM alpine
+COPY app.conf <<EOF
+EOF

@@ -1,0 +1,5 @@
+FROM busybox
+RUN
+RUN --network=none
+CMD
+ENTRYPOINT

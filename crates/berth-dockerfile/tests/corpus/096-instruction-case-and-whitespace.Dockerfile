@@ -1,0 +1,4 @@
+  FROM   busybox  
+	Run   echo  indented   keyword  
+cOpY	a	/b
+Env K=V

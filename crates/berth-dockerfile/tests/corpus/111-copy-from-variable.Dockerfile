@@ -1,0 +1,3 @@
+FROM alpine
+ARG STAGE=build
+COPY --from=${STAGE} /out /out

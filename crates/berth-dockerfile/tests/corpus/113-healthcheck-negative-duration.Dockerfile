@@ -1,0 +1,2 @@
+FROM nginx
+HEALTHCHECK --interval=10s --start-period=-1s CMD true

@@ -1,0 +1,2 @@
+FROM alpine
+RUN --device=vendor1.com/device=foo,required nvidia-smi

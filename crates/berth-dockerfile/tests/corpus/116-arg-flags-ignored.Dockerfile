@@ -1,0 +1,3 @@
+FROM alpine
+ARG --not-checked NAME=value
+STOPSIGNAL --not-checked-either SIGINT

@@ -1,0 +1,2 @@
+FROM nginx
+HEALTHCHECK --retries=3000000000 CMD true
