@@ -2,6 +2,7 @@
 
 mod admin;
 mod config;
+mod lint;
 mod progress;
 mod repo;
 mod serve;
@@ -54,12 +55,20 @@ enum Command {
     Login(transfer::LoginArgs),
     /// Remove saved credentials for a registry.
     Logout(transfer::LogoutArgs),
+    /// Lint Dockerfiles with hadolint's rules (same ids, severities, config file, pragmas and
+    /// JSON output), judged on a real parse of the Dockerfile and of RUN's shell.
+    Lint(lint::LintArgs),
 }
 
 /// A usage or configuration error (exit code 2), as opposed to a runtime failure (exit code 1).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct UsageError(pub String);
+
+/// Ends the run with this exit code and no message (the command already said why).
+#[derive(Debug, thiserror::Error)]
+#[error("exit status {0}")]
+pub struct ExitWith(pub u8);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -78,10 +87,14 @@ fn main() -> ExitCode {
         Command::Rm(args) => transfer::run_rm(args),
         Command::Login(args) => transfer::run_login(args),
         Command::Logout(args) => transfer::run_logout(args),
+        Command::Lint(args) => lint::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            if let Some(ExitWith(code)) = e.downcast_ref::<ExitWith>() {
+                return ExitCode::from(*code);
+            }
             eprintln!("berth: error: {e:#}");
             if e.downcast_ref::<UsageError>().is_some() {
                 ExitCode::from(2)

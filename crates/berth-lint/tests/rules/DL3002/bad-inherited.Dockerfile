@@ -1,0 +1,4 @@
+FROM debian:12 AS base
+USER root
+FROM base
+RUN true

@@ -1,0 +1,3 @@
+FROM debian:12
+WORKDIR /tmp
+RUN echo cd && make

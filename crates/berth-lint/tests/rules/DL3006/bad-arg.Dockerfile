@@ -1,0 +1,3 @@
+# lines: 3
+ARG BASE=debian
+FROM ${BASE}

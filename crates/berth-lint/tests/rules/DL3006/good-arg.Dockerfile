@@ -1,0 +1,4 @@
+ARG BASE=debian:12
+FROM ${BASE}
+ARG IMAGE
+FROM ${IMAGE}

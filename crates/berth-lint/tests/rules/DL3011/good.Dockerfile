@@ -1,0 +1,2 @@
+FROM debian:12
+EXPOSE 80 443/tcp 53/udp 8000-8010

@@ -1,0 +1,3 @@
+# lines: 3
+FROM python:3.12
+RUN pip install --no-cache-dir requests

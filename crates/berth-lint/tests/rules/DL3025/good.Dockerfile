@@ -1,0 +1,3 @@
+FROM debian:12
+CMD ["nginx", "-g", "daemon off;"]
+ENTRYPOINT ["/entrypoint.sh"]

@@ -1,0 +1,2 @@
+# lines: 2
+FROM ghcr.io/org/app:1.0

@@ -1,0 +1,3 @@
+# lines: 3
+FROM opensuse/leap:15.6
+RUN zypper dist-upgrade -y && zypper clean

@@ -1,0 +1,3 @@
+FROM debian:12
+ENV A=1
+ENV B=$A

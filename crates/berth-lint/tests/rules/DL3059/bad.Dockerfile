@@ -1,0 +1,4 @@
+# lines: 4
+FROM debian:12
+RUN echo a
+RUN echo b

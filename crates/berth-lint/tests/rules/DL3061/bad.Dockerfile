@@ -1,0 +1,3 @@
+# lines: 2
+LABEL a=b
+FROM debian:12

@@ -1,0 +1,2 @@
+FROM golang:1.23
+RUN go install golang.org/x/tools/gopls@v0.16.2

@@ -1,0 +1,4 @@
+# lines: 4
+FROM debian:12
+CMD ["a"]
+CMD ["b"]

@@ -1,0 +1,4 @@
+FROM debian:12 AS a
+CMD ["a"]
+FROM debian:12
+CMD ["b"]

@@ -1,0 +1,4 @@
+# lines: 4
+FROM debian:12
+ENTRYPOINT ["a"]
+ENTRYPOINT ["b"]
