@@ -163,7 +163,9 @@ fn load_config(args: &LintArgs) -> anyhow::Result<Config> {
     config.strict_labels |= args.strict_labels;
     config.disable_ignore_pragma |= args.disable_ignore_pragma;
     config.no_color |= args.no_color;
-    config.ignored.extend(args.ignore.iter().map(|c| c.to_ascii_uppercase()));
+    config
+        .ignored
+        .extend(args.ignore.iter().map(|c| c.to_ascii_uppercase()));
     for (severity, codes) in [
         (Severity::Error, &args.error),
         (Severity::Warning, &args.warning),
