@@ -95,14 +95,14 @@ pub const RULES: &[Rule] = &[
     r(
         "DL3009",
         I,
-        "Delete the apt-get lists after installing something",
+        "Delete the apt lists (/var/lib/apt/lists) after installing something",
         "`apt-get update` leaves tens of MiB in /var/lib/apt/lists in the layer. End the same RUN with `rm -rf /var/lib/apt/lists/*`, or mount a cache at /var/lib/apt/lists.",
     ),
     r(
         "DL3010",
         I,
-        "Use ADD for extracting archives into an image",
-        "Copying an archive then extracting it in RUN keeps the archive in a layer. `ADD app.tar.gz /opt/` extracts a local archive in one step.",
+        "Use `ADD` for extracting archives into an image",
+        "COPY of a local archive that a later RUN of the stage extracts (`tar -x`, `unzip`, …) keeps the archive in a layer. `ADD app.tar.gz /opt/` extracts it in one step.",
     ),
     r(
         "DL3011",
@@ -161,7 +161,7 @@ pub const RULES: &[Rule] = &[
     r(
         "DL3021",
         E,
-        "COPY with more than 2 arguments requires the last argument to end with `/`",
+        "COPY with more than 2 arguments requires the last argument to end with /",
         "With several sources the destination must be a directory, written with a trailing slash.",
     ),
     r(
@@ -179,7 +179,7 @@ pub const RULES: &[Rule] = &[
     r(
         "DL3024",
         E,
-        "`FROM` aliases (stage names) must be unique",
+        "FROM aliases (stage names) must be unique",
         "Two stages with one name make `--from` and `--target` ambiguous; BuildKit refuses the Dockerfile.",
     ),
     r(
@@ -191,7 +191,7 @@ pub const RULES: &[Rule] = &[
     r(
         "DL3026",
         E,
-        "Use only an allowed registry in the `FROM image`",
+        "Use only an allowed registry in the FROM image",
         "The configuration's `trustedRegistries` lists the registries base images may come from (`*.example.com` wildcards allowed; Docker Hub images count as `docker.io`).",
     ),
     r(
@@ -215,7 +215,7 @@ pub const RULES: &[Rule] = &[
     r(
         "DL3030",
         W,
-        "Use the -y switch to avoid manual input `yum install -y <package`",
+        "Use the -y switch to avoid manual input `yum install -y <package>`",
         "yum asks for confirmation without `-y` / `--assumeyes`.",
     ),
     r(
@@ -257,7 +257,7 @@ pub const RULES: &[Rule] = &[
     r(
         "DL3038",
         W,
-        "Use the -y switch to avoid manual input `dnf install -y <package`",
+        "Use the -y switch to avoid manual input `dnf install -y <package>`",
         "dnf (and microdnf) ask for confirmation without `-y` / `--assumeyes`.",
     ),
     r(
@@ -395,37 +395,37 @@ pub const RULES: &[Rule] = &[
     r(
         "DL3062",
         W,
-        "Pin versions in go install. Instead of `go install <package>` use `go install <package>@<version>`",
+        "Pin versions in go. Instead of `go install <package>` use `go install <package>@<version>`",
         "Module-aware `go install` needs a version; `@latest` changes between builds. Write `go install golang.org/x/tools/gopls@v0.16.2`.",
     ),
     r(
         "DL3063",
         W,
-        "Stage name is a reserved word.",
+        "stage name should not be a reserved word",
         "A stage called `scratch` or `context` shadows a special meaning; BuildKit cannot tell them apart. Rename the stage.",
     ),
     r(
         "DL3064",
         W,
-        "Possible secret in ARG or ENV.",
+        "Potentially sensitive data should not be used in the `ARG` or `ENV` commands",
         "ARG and ENV values end up in the image's history and configuration. Pass secrets with `RUN --mount=type=secret` instead.",
     ),
     r(
         "DL3065",
         W,
-        "Redundant `--platform=$TARGETPLATFORM` in FROM.",
+        "Setting `FROM --platform` to predefined `$TARGETPLATFORM` in is redundant as this is the default behavior",
         "A stage is built for the target platform by default; `--platform=$TARGETPLATFORM` changes nothing.",
     ),
     r(
         "DL3066",
         I,
-        "Use a numeric user ID in USER.",
+        "Non-numeric user-id may not be resolvable by host system",
         "A user name must resolve through the image's /etc/passwd, which Kubernetes' `runAsNonRoot` cannot check. Write `USER 10001` (or `10001:10001`).",
     ),
     r(
         "DL3067",
         W,
-        "Copying the whole filesystem of a stage.",
+        "Do not copy an entire filesystem from another stage",
         "`COPY --from=stage / /` copies every file of the stage, base image included, which defeats multi-stage builds. Copy the paths you need.",
     ),
     r(

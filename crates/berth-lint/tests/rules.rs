@@ -51,6 +51,8 @@ fn every_rule_triggers_and_has_a_negative_case() {
                 .filter(|f| f.code == rule.code)
                 .map(|f| f.line)
                 .collect();
+            let mut found = found;
+            found.dedup();
             if name.starts_with("bad") {
                 bad += 1;
                 if found.is_empty() {

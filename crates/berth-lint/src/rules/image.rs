@@ -137,8 +137,11 @@ pub(crate) fn check_copy(cx: &mut Cx<'_>, ins: &Instruction, c: &Copy, cur: usiz
             if sources.iter().any(|s| s == "/" || s == "/*") && (dest == "/" || dest == "/.") {
                 cx.emit("DL3067", line);
             }
-        } else if sources.iter().any(|s| is_archive(s) && !s.contains('$')) {
-            cx.emit("DL3010", line);
+        } else {
+            for s in sources.iter().filter(|s| is_archive(s) && !s.contains('$')) {
+                let name = s.rsplit('/').next().unwrap_or(s).to_string();
+                cx.stages[cur].copied_archives.push((name, line));
+            }
         }
     }
     if !is_absolute(&dest) && !cx.stage(cur).has_workdir {

@@ -147,6 +147,8 @@ pub(crate) struct Stage {
     /// SHELL as set in this stage (or inherited).
     pub(crate) shell: Option<Vec<String>>,
     pub(crate) labels: Vec<(String, String, u32)>,
+    /// Archives COPY put in the stage: (file name, COPY line), for DL3010.
+    pub(crate) copied_archives: Vec<(String, u32)>,
     /// FROM line.
     pub(crate) line: u32,
 }
@@ -269,7 +271,12 @@ impl<'a> Cx<'a> {
                     self.emit("DL3025", line);
                 }
             }
-            Command::Healthcheck(_) => {
+            Command::Healthcheck(hc) => {
+                if let berth_dockerfile::Healthcheck::Cmd { cmd, .. } = hc
+                    && !cmd.is_exec()
+                {
+                    self.emit("DL3025", line);
+                }
                 self.stages[cur].healthchecks += 1;
                 if self.stages[cur].healthchecks > 1 {
                     self.emit("DL3012", line);

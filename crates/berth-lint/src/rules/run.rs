@@ -270,6 +270,27 @@ pub(crate) fn check_run(
         }
     }
 
+    // DL3010: extracting an archive an earlier COPY of the stage brought in (reported there).
+    if let Some(cur) = cx.stages.len().checked_sub(1) {
+        let mut lines = Vec::new();
+        for c in &script.commands {
+            if !extracts(c) {
+                continue;
+            }
+            for w in c.args() {
+                let name = w.value.rsplit('/').next().unwrap_or(&w.value);
+                for (archive, copy_line) in &cx.stages[cur].copied_archives {
+                    if archive == name && !lines.contains(copy_line) {
+                        lines.push(*copy_line);
+                    }
+                }
+            }
+        }
+        for l in lines {
+            cx.emit("DL3010", l);
+        }
+    }
+
     // DL3009: `apt-get update` with no list clean-up in the same RUN.
     let apt_updates = script.commands.iter().any(|c| {
         c.name().map(basename) == Some("apt-get")
@@ -308,6 +329,22 @@ pub(crate) fn check_run(
                 break;
             }
         }
+    }
+}
+
+/// A command that unpacks an archive: `tar -x…`/`tar x…`, `unzip`, `gunzip`, `bunzip2`, `unxz`.
+fn extracts(c: &SimpleCommand) -> bool {
+    match c.name().map(basename) {
+        Some("tar") => {
+            c.has_flag("x")
+                || c.has_flag("extract")
+                || c.has_flag("get")
+                || c.args()
+                    .first()
+                    .is_some_and(|a| !a.value.starts_with('-') && a.value.contains('x'))
+        }
+        Some("unzip" | "gunzip" | "bunzip2" | "unxz" | "unzstd" | "7z") => true,
+        _ => false,
     }
 }
 

@@ -1,0 +1,2 @@
+FROM debian:12
+ONBUILD RUN echo hi

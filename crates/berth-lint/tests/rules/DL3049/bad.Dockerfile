@@ -1,0 +1,3 @@
+# lines: 2
+FROM debian:12
+LABEL version=1.2.3

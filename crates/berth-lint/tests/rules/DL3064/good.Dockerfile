@@ -1,0 +1,2 @@
+FROM debian:12
+ENV DB_HOST=db PASSWORD_FILE=/run/secrets/db

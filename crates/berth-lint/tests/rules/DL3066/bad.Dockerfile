@@ -1,0 +1,3 @@
+# lines: 3
+FROM debian:12
+USER app

@@ -1,0 +1,4 @@
+# lines: 4
+FROM debian:12 AS build
+FROM debian:12
+COPY --from=build / /
