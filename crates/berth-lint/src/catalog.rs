@@ -354,7 +354,7 @@ pub const RULES: &[Rule] = &[
         "DL3055",
         W,
         "Label `<label>` is not a valid git hash.",
-        "The label's schema type is `hash`; write a 7–40 digit hexadecimal commit id.",
+        "The label's schema type is `hash`; write the full commit id (40 hexadecimal digits, or 64 in a SHA-256 repository).",
     ),
     r(
         "DL3056",

@@ -183,7 +183,8 @@ fn is_spdx(v: &str) -> bool {
 }
 
 fn is_git_hash(v: &str) -> bool {
-    (7..=40).contains(&v.len()) && v.chars().all(|c| c.is_ascii_hexdigit())
+    // A full commit id, as hadolint requires (SHA-1 or SHA-256 repositories).
+    (v.len() == 40 || v.len() == 64) && v.chars().all(|c| c.is_ascii_hexdigit())
 }
 
 fn is_semver(v: &str) -> bool {
@@ -247,7 +248,8 @@ mod tests {
         assert!(is_spdx("MIT OR Apache-2.0"));
         assert!(is_spdx("GPL-2.0-only WITH Classpath-exception-2.0"));
         assert!(!is_spdx("MIT/Apache"));
-        assert!(is_git_hash("1a2b3c4"));
+        assert!(is_git_hash("0123456789abcdef0123456789abcdef01234567"));
+        assert!(!is_git_hash("1a2b3c4"));
         assert!(!is_git_hash("xyz1234"));
         assert!(is_semver("1.2.3-rc.1+build.5"));
         assert!(!is_semver("1.2"));

@@ -219,6 +219,8 @@ impl<'a> Cx<'a> {
             if ins.keyword == Keyword::Run {
                 if let Some(prev) = prev_run
                     && same_run_flags(prev, ins)
+                    && single_command(prev)
+                    && single_command(ins)
                 {
                     self.emit("DL3059", line);
                 }
@@ -436,6 +438,25 @@ fn same_run_flags(a: &Instruction, b: &Instruction) -> bool {
             .collect()
     };
     flags(a) == flags(b)
+}
+
+/// A RUN that runs one command (hadolint only suggests joining those: a RUN that already chains
+/// commands is a deliberate layer boundary).
+fn single_command(ins: &Instruction) -> bool {
+    let Command::Run(r) = &ins.command else {
+        return false;
+    };
+    match shell_script(ins, &r.cmd) {
+        None => true,
+        Some(text) => {
+            crate::shell::parse(&text)
+                .commands
+                .iter()
+                .filter(|c| !c.in_substitution)
+                .count()
+                <= 1
+        }
+    }
 }
 
 /// Removes one level of surrounding quotes.

@@ -1,2 +1,2 @@
 FROM debian:12
-LABEL version=1.2.3 url=https://example.com created=2024-01-31T12:00:00Z license=Apache-2.0 revision=1a2b3c4d maintainer=team@example.com description=app
+LABEL version=1.2.3 url=https://example.com created=2024-01-31T12:00:00Z license=Apache-2.0 revision=0123456789abcdef0123456789abcdef01234567 maintainer=team@example.com description=app
