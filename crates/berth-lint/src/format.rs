@@ -148,12 +148,12 @@ fn gnu(reports: &[Report<'_>]) -> String {
     let mut out = String::new();
     for r in reports {
         for f in r.findings {
+            // hadolint's layout, with berth's name as the program.
             let _ = writeln!(
                 out,
-                "berth:{}:{}:{}: {} {}: {}",
+                "berth:{}:{}: {} {}: {}",
                 display_name(r.file),
                 f.line,
-                f.column,
                 f.code,
                 f.severity,
                 f.message
@@ -171,7 +171,6 @@ fn xml_escape(s: &str) -> String {
             '<' => o.push_str("&lt;"),
             '>' => o.push_str("&gt;"),
             '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&apos;"),
             c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => {}
             c => o.push(c),
         }
@@ -180,20 +179,22 @@ fn xml_escape(s: &str) -> String {
 }
 
 fn checkstyle(reports: &[Report<'_>]) -> String {
-    let mut out = String::from("<?xml version='1.0' encoding='UTF-8'?><checkstyle version='4.3'>");
+    // hadolint's layout: double quotes, attributes in alphabetical order.
+    let mut out =
+        String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?><checkstyle version=\"4.3\">");
     for r in reports {
         if r.findings.is_empty() {
             continue;
         }
-        let _ = write!(out, "<file name='{}' >", xml_escape(display_name(r.file)));
+        let _ = write!(out, "<file name=\"{}\">", xml_escape(display_name(r.file)));
         for f in r.findings {
             let _ = write!(
                 out,
-                "<error line='{}' column='{}' severity='{}' message='{}' source='{}' />",
-                f.line,
+                "<error column=\"{}\" line=\"{}\" message=\"{}\" severity=\"{}\" source=\"{}\"/>",
                 f.column,
-                f.severity,
+                f.line,
                 xml_escape(&f.message),
+                f.severity,
                 xml_escape(&f.code)
             );
         }
@@ -304,10 +305,7 @@ mod tests {
         let mut f = finding();
         f.message = "a <b> & 'c'".into();
         let out = render(Format::Checkstyle, &[Report::new("x", "", &[f])], false);
-        assert!(
-            out.contains("message='a &lt;b&gt; &amp; &apos;c&apos;'"),
-            "{out}"
-        );
+        assert!(out.contains("message=\"a &lt;b&gt; &amp; 'c'\""), "{out}");
     }
 
     #[test]
