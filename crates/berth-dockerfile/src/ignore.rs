@@ -1358,6 +1358,22 @@ impl Regex {
         matched
     }
 
+    /// Advances every thread of `current` over `c` into `next`, then makes `next` current.
+    /// Returns true as soon as a thread matches.
+    fn step(&self, current: &mut Threads, next: &mut Threads, c: char, after: After) -> bool {
+        for &pc in &current.pcs {
+            if let Some(Inst::Char(set)) = self.program.get(pc)
+                && set.contains(c)
+                && self.add(next, pc + 1, Before::Char(c), after)
+            {
+                return true;
+            }
+        }
+        std::mem::swap(current, next);
+        next.clear();
+        false
+    }
+
     /// Go's `MatchString`: whether the expression matches somewhere in `text`.
     fn is_match(&self, text: &str) -> bool {
         let chars: Vec<char> = text.chars().collect();
@@ -1378,16 +1394,9 @@ impl Regex {
                 break;
             };
             let next_after = chars.get(pos + 1).map_or(After::End, |&c| After::Char(c));
-            for &pc in &current.pcs {
-                if let Some(Inst::Char(set)) = self.program.get(pc)
-                    && set.contains(c)
-                    && self.add(&mut next, pc + 1, Before::Char(c), next_after)
-                {
-                    return true;
-                }
+            if self.step(&mut current, &mut next, c, next_after) {
+                return true;
             }
-            std::mem::swap(&mut current, &mut next);
-            next.clear();
         }
         false
     }
@@ -1419,16 +1428,9 @@ impl Regex {
         let mut next = Threads::new(len);
         for (pos, &c) in chars.iter().enumerate() {
             let next_after = chars.get(pos + 1).map_or(After::More, |&c| After::Char(c));
-            for &pc in &current.pcs {
-                if let Some(Inst::Char(set)) = self.program.get(pc)
-                    && set.contains(c)
-                    && self.add(&mut next, pc + 1, Before::Char(c), next_after)
-                {
-                    return true;
-                }
+            if self.step(&mut current, &mut next, c, next_after) {
+                return true;
             }
-            std::mem::swap(&mut current, &mut next);
-            next.clear();
         }
         current
             .pcs

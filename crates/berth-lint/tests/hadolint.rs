@@ -37,6 +37,17 @@ fn hadolint() -> PathBuf {
     "hadolint".into()
 }
 
+/// The `*.Dockerfile` files of a directory, sorted.
+fn dockerfiles_in(dir: &Path) -> Vec<PathBuf> {
+    let mut fs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "Dockerfile"))
+        .collect();
+    fs.sort();
+    fs
+}
+
 /// (file relative to the crate, config file if any).
 fn files() -> Vec<(String, Option<PathBuf>)> {
     let mut out = Vec::new();
@@ -49,13 +60,7 @@ fn files() -> Vec<(String, Option<PathBuf>)> {
     for d in dirs {
         let cfg = d.join(".hadolint.yaml");
         let cfg = cfg.is_file().then_some(cfg);
-        let mut fs: Vec<PathBuf> = std::fs::read_dir(&d)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "Dockerfile"))
-            .collect();
-        fs.sort();
-        for f in fs {
+        for f in dockerfiles_in(&d) {
             let rel = f
                 .strip_prefix(root())
                 .unwrap()
@@ -65,13 +70,7 @@ fn files() -> Vec<(String, Option<PathBuf>)> {
         }
     }
     let corpus = root().join("../berth-dockerfile/tests/corpus");
-    let mut fs: Vec<PathBuf> = std::fs::read_dir(&corpus)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "Dockerfile"))
-        .collect();
-    fs.sort();
-    for f in fs {
+    for f in dockerfiles_in(&corpus) {
         let rel = format!(
             "../berth-dockerfile/tests/corpus/{}",
             f.file_name().unwrap().to_string_lossy()
