@@ -12,7 +12,7 @@ pub(crate) fn check_label_instruction(cx: &mut Cx<'_>, ins: &Instruction, pairs:
     if pairs.iter().any(|p| !valid_label_key(&unquote(&p.key))) {
         cx.emit("DL3048", line);
     }
-    let schema = cx.config().label_schema.clone();
+    let schema = &cx.config().label_schema;
     if schema.is_empty() {
         return;
     }
@@ -64,7 +64,7 @@ pub(crate) fn check_label_instruction(cx: &mut Cx<'_>, ins: &Instruction, pairs:
 
 /// DL3049: every schema label must be set in the final image (the last stage or its bases).
 pub(crate) fn check_schema(cx: &mut Cx<'_>) {
-    let schema: Vec<String> = cx.config().label_schema.keys().cloned().collect();
+    let schema = &cx.config().label_schema;
     if schema.is_empty() {
         return;
     }
@@ -78,8 +78,8 @@ pub(crate) fn check_schema(cx: &mut Cx<'_>) {
         i = cx.stages[idx].parent;
     }
     let line = cx.stages[last].line;
-    for key in schema {
-        if !present.contains(&key) {
+    for key in schema.keys() {
+        if !present.contains(key) {
             cx.emit_msg("DL3049", line, format!("Label `{key}` is missing."));
         }
     }

@@ -215,7 +215,8 @@ impl<'a> Cx<'a> {
     fn check(&mut self) {
         let df = self.df;
         let mut seen_from = false;
-        let mut prev_run: Option<&Instruction> = None;
+        // The previous instruction when it is a RUN, and whether it runs a single command.
+        let mut prev_run: Option<(&Instruction, bool)> = None;
         for ins in &df.instructions {
             let line = ins.span.start.line;
             if !seen_from && !matches!(ins.keyword, Keyword::From | Keyword::Arg) {
@@ -223,14 +224,15 @@ impl<'a> Cx<'a> {
             }
             // DL3059: a RUN right after a RUN with the same flags.
             if ins.keyword == Keyword::Run {
-                if let Some(prev) = prev_run
+                let single = single_command(ins);
+                if let Some((prev, prev_single)) = prev_run
+                    && prev_single
+                    && single
                     && same_run_flags(prev, ins)
-                    && single_command(prev)
-                    && single_command(ins)
                 {
                     self.emit("DL3059", line);
                 }
-                prev_run = Some(ins);
+                prev_run = Some((ins, single));
             } else {
                 prev_run = None;
             }
@@ -426,7 +428,8 @@ impl<'a> Cx<'a> {
         &self.stages[i]
     }
 
-    pub(crate) fn config(&self) -> &Config {
+    /// The configuration (not tied to a borrow of `self`, so rules can emit while reading it).
+    pub(crate) fn config(&self) -> &'a Config {
         self.config
     }
 
