@@ -1,6 +1,7 @@
 //! The `berth` command line. Exit codes are decided in one place, [`main`].
 
 mod admin;
+mod build;
 mod config;
 mod lint;
 mod progress;
@@ -55,6 +56,9 @@ enum Command {
     Login(transfer::LoginArgs),
     /// Remove saved credentials for a registry.
     Logout(transfer::LogoutArgs),
+    /// Build an image from a Dockerfile, for one or several platforms, with no daemon (RUN
+    /// through runc or crun; other architectures through qemu-user binfmt).
+    Build(build::BuildArgs),
     /// Lint Dockerfiles with hadolint's rules (same ids, severities, config file, pragmas and
     /// JSON output), judged on a real parse of the Dockerfile and of RUN's shell.
     Lint(lint::LintArgs),
@@ -87,6 +91,7 @@ fn main() -> ExitCode {
         Command::Rm(args) => transfer::run_rm(args),
         Command::Login(args) => transfer::run_login(args),
         Command::Logout(args) => transfer::run_logout(args),
+        Command::Build(args) => build::run(args),
         Command::Lint(args) => lint::run(args),
     };
     match result {

@@ -372,7 +372,31 @@ fn registry_image(r: &ImageRef, insecure: &[String]) -> anyhow::Result<RegistryI
     Ok(RegistryImage::new(Arc::new(client), r))
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+/// Copies an image from `src` to a destination spelled as `berth copy` takes it (a registry
+/// reference, `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, `docker-archive:FILE[:REF]`), with the
+/// transfer progress shown as `mode` says.
+pub(crate) fn copy_out(
+    rt: &tokio::runtime::Runtime,
+    src: &dyn ImageSource,
+    dst_spec: &str,
+    insecure: &[String],
+    mode: Mode,
+) -> anyhow::Result<CopyReport> {
+    let dst = Endpoint::parse(dst_spec, Bare::Registry, true, insecure)?;
+    let mut copy_opts = CopyOptions::default();
+    copy_opts.progress =
+        Reporter::new(mode).map(|r| Arc::new(r) as Arc<dyn berth_client::Progress>);
+    rt.block_on(copy(src, dst.sink()?, &copy_opts))
+        .with_context(|| format!("writing {dst_spec}"))
+}
+
+/// The credentials and transport berth uses for a registry reference (docker config, helpers,
+/// native ECR), as every registry command does.
+pub(crate) fn open_registry(r: &ImageRef, insecure: &[String]) -> anyhow::Result<RegistryImage> {
+    registry_image(r, insecure)
+}
+
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

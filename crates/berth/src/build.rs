@@ -1,0 +1,442 @@
+//! `berth build`: buildx's flags over `berth-build`, outputs through the registry client.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use berth_build::{
+    BuildOptions, Builder, Compression, Event, HostSandbox, NamedContext, Progress, Registries,
+    Store, StoreImage,
+};
+use berth_client::ClientError;
+use berth_client::registry::RegistryImage;
+use berth_oci::ImageRef;
+use clap::Args;
+use serde_json::json;
+
+use crate::UsageError;
+use crate::progress::Mode;
+use crate::transfer::{copy_out, open_registry, runtime};
+
+/// `--progress` for builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BuildProgress {
+    /// Plain lines (the only display so far; tty is the same).
+    Auto,
+    /// As plain.
+    Tty,
+    /// One line per step event, RUN output prefixed with its step.
+    Plain,
+    /// Nothing but errors (the image digest is printed on standard output).
+    Quiet,
+    /// One JSON object per event on standard error.
+    Json,
+}
+
+/// Layer compression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompressionArg {
+    Gzip,
+    Zstd,
+    Uncompressed,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The build context (a directory)
+    context: PathBuf,
+    /// The Dockerfile (default: CONTEXT/Dockerfile; `-` reads it from standard input)
+    #[arg(short = 'f', long = "file", value_name = "PATH")]
+    file: Option<PathBuf>,
+    /// Name and tag the image (REGISTRY/REPO:TAG); repeatable
+    #[arg(short = 't', long = "tag", value_name = "REF")]
+    tags: Vec<String>,
+    /// Target platforms, comma-separated (linux/amd64,linux/arm64); default: this machine's
+    #[arg(long, value_delimiter = ',', value_name = "OS/ARCH[/VARIANT]")]
+    platform: Vec<String>,
+    /// The stage to build
+    #[arg(long)]
+    target: Option<String>,
+    /// A build argument (KEY=VALUE, or KEY to take it from the environment); repeatable
+    #[arg(long = "build-arg", value_name = "KEY[=VALUE]")]
+    build_args: Vec<String>,
+    /// A named context: NAME=DIR, NAME=docker-image://REF or NAME=oci-layout://DIR[:TAG]
+    #[arg(long = "build-context", value_name = "NAME=VALUE")]
+    build_contexts: Vec<String>,
+    /// Do not use the step cache
+    #[arg(long)]
+    no_cache: bool,
+    /// Fetch base images again even when the store has them
+    #[arg(long)]
+    pull: bool,
+    /// A label for the image (KEY=VALUE); repeatable
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    labels: Vec<String>,
+    /// Progress display on standard error
+    #[arg(long, value_enum, default_value_t = BuildProgress::Auto)]
+    progress: BuildProgress,
+    /// Push the image to every -t reference (shorthand for --output type=registry)
+    #[arg(long)]
+    push: bool,
+    /// Where the result goes: type=registry[,name=REF], type=oci,dest=FILE[,tar=false],
+    /// type=docker,dest=FILE; repeatable
+    #[arg(short = 'o', long = "output", value_name = "SPEC")]
+    outputs: Vec<String>,
+    /// Write the image (or index) digest to this file
+    #[arg(long, value_name = "FILE")]
+    iidfile: Option<PathBuf>,
+    /// Write build metadata (digest, names, descriptor) as JSON to this file
+    #[arg(long = "metadata-file", value_name = "FILE")]
+    metadata_file: Option<PathBuf>,
+    /// The OCI runtime for RUN (a name on PATH or a path); default: runc, then crun
+    #[arg(long, env = "BERTH_RUNTIME")]
+    runtime: Option<String>,
+    /// Layer compression
+    #[arg(long, value_enum, default_value_t = CompressionArg::Gzip)]
+    compression: CompressionArg,
+    /// The build store (base images, layers, cache); default: $BERTH_BUILD_ROOT,
+    /// /var/lib/berth/build as root, else ~/.local/share/berth/build
+    #[arg(long, value_name = "DIR")]
+    store: Option<PathBuf>,
+    /// A registry to reach over plain HTTP (loopback addresses always are); repeatable
+    #[arg(
+        long = "insecure-registry",
+        value_name = "HOST[:PORT]",
+        env = "BERTH_INSECURE_REGISTRIES",
+        value_delimiter = ','
+    )]
+    insecure: Vec<String>,
+}
+
+#[derive(Debug)]
+struct CliRegistries {
+    insecure: Vec<String>,
+}
+
+impl Registries for CliRegistries {
+    fn open(&self, r: &ImageRef) -> Result<RegistryImage, ClientError> {
+        open_registry(r, &self.insecure).map_err(|e| ClientError::NotFound(format!("{e:#}")))
+    }
+}
+
+/// Prints build events on standard error.
+struct Printer {
+    mode: BuildProgress,
+    out: Mutex<std::io::Stderr>,
+}
+
+impl Progress for Printer {
+    fn event(&self, e: Event) {
+        if self.mode == BuildProgress::Quiet {
+            return;
+        }
+        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        if self.mode == BuildProgress::Json {
+            let v = match &e {
+                Event::Step {
+                    id,
+                    platform,
+                    position,
+                    text,
+                } => {
+                    json!({"event":"step","id":id,"platform":platform,"position":position,"instruction":text})
+                }
+                Event::Cached { id } => json!({"event":"cached","id":id}),
+                Event::Miss { id, reason } => json!({"event":"miss","id":id,"reason":reason}),
+                Event::Output { id, line } => json!({"event":"output","id":id,"line":line}),
+                Event::Done { id, seconds } => json!({"event":"done","id":id,"seconds":seconds}),
+                Event::Pull {
+                    reference,
+                    platform,
+                } => json!({"event":"pull","reference":reference,"platform":platform}),
+                _ => return,
+            };
+            let _ = writeln!(out, "{v}");
+            return;
+        }
+        let _ = match e {
+            Event::Step {
+                id,
+                platform,
+                position,
+                text,
+            } => {
+                let first = text.lines().next().unwrap_or("").to_owned();
+                writeln!(out, "#{id} [{platform} {position}] {first}")
+            }
+            Event::Cached { id } => writeln!(out, "#{id} CACHED"),
+            Event::Miss { id, reason } => writeln!(out, "#{id} not cached: {reason}"),
+            Event::Output { id, line } => writeln!(out, "#{id} {line}"),
+            Event::Done { id, seconds } => writeln!(out, "#{id} DONE {seconds:.1}s"),
+            Event::Pull {
+                reference,
+                platform,
+            } => writeln!(out, "#0 fetching {reference} for {platform}"),
+            _ => Ok(()),
+        };
+    }
+}
+
+/// One `--output`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Output {
+    Registry(Vec<String>),
+    Oci { dest: PathBuf, tar: bool },
+    Docker { dest: PathBuf },
+}
+
+fn parse_output(spec: &str, tags: &[String]) -> anyhow::Result<Output> {
+    let mut kv = BTreeMap::new();
+    for part in spec.split(',') {
+        let (k, v) = part
+            .split_once('=')
+            .ok_or_else(|| UsageError(format!("--output {spec:?}: expected KEY=VALUE pairs")))?;
+        kv.insert(k.trim().to_owned(), v.trim().to_owned());
+    }
+    let kind = kv.get("type").map(String::as_str).unwrap_or("");
+    let dest = kv.get("dest").map(PathBuf::from);
+    match kind {
+        "registry" | "image" => {
+            let names: Vec<String> = match kv.get("name") {
+                Some(n) => n.split(',').map(str::to_owned).collect(),
+                None => tags.to_vec(),
+            };
+            if names.is_empty() {
+                return Err(UsageError(
+                    "--output type=registry needs a name: give -t REF or name=REF".into(),
+                )
+                .into());
+            }
+            Ok(Output::Registry(names))
+        }
+        "oci" => Ok(Output::Oci {
+            dest: dest.ok_or_else(|| UsageError("--output type=oci needs dest=PATH".into()))?,
+            tar: kv.get("tar").map(String::as_str) != Some("false"),
+        }),
+        "docker" => Ok(Output::Docker {
+            dest: dest.ok_or_else(|| UsageError("--output type=docker needs dest=FILE".into()))?,
+        }),
+        other => Err(UsageError(format!(
+            "--output type={other:?}: expected registry, oci or docker"
+        ))
+        .into()),
+    }
+}
+
+fn parse_kv(s: &str, what: &str) -> anyhow::Result<(String, String)> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| UsageError(format!("{what} {s:?}: expected KEY=VALUE")).into())
+}
+
+/// `berth build`.
+pub fn run(args: BuildArgs) -> anyhow::Result<()> {
+    if !args.context.is_dir() {
+        return Err(UsageError(format!(
+            "build context {}: not a directory",
+            args.context.display()
+        ))
+        .into());
+    }
+    let mut opts = BuildOptions::new(&args.context);
+    match &args.file {
+        Some(f) if f.as_os_str() == "-" => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("reading the Dockerfile from standard input")?;
+            opts.dockerfile = args.context.join("Dockerfile");
+            opts.dockerfile_text = Some(text);
+        }
+        Some(f) => opts.dockerfile = f.clone(),
+        None => {}
+    }
+    for p in &args.platform {
+        let platform = berth_build::platform::parse(p).map_err(|e| UsageError(e.to_string()))?;
+        opts.platforms.push(platform);
+    }
+    opts.target = args.target.clone();
+    for a in &args.build_args {
+        match a.split_once('=') {
+            Some((k, v)) => {
+                opts.build_args.insert(k.to_owned(), v.to_owned());
+            }
+            None => {
+                if let Ok(v) = std::env::var(a) {
+                    opts.build_args.insert(a.clone(), v);
+                }
+            }
+        }
+    }
+    for c in &args.build_contexts {
+        let (name, value) = parse_kv(c, "--build-context")?;
+        let ctx = if let Some(r) = value.strip_prefix("docker-image://") {
+            NamedContext::Image(r.to_owned())
+        } else if let Some(rest) = value.strip_prefix("oci-layout://") {
+            let (dir, tag) = match rest.rsplit_once(':') {
+                Some((d, t)) if !t.contains('/') => (d, Some(t.to_owned())),
+                _ => (rest, None),
+            };
+            NamedContext::OciLayout {
+                dir: PathBuf::from(dir),
+                tag,
+            }
+        } else if value.contains("://") {
+            return Err(UsageError(format!(
+                "--build-context {c:?}: expected a directory, docker-image://REF or oci-layout://DIR"
+            ))
+            .into());
+        } else {
+            NamedContext::Dir(PathBuf::from(value))
+        };
+        opts.contexts.insert(name, ctx);
+    }
+    for l in &args.labels {
+        let (k, v) = parse_kv(l, "--label")?;
+        opts.labels.insert(k, v);
+    }
+    opts.no_cache = args.no_cache;
+    opts.pull = args.pull;
+    opts.layers.compression = match args.compression {
+        CompressionArg::Gzip => Compression::default(),
+        CompressionArg::Zstd => Compression::Zstd { level: 3 },
+        CompressionArg::Uncompressed => Compression::None,
+    };
+    if let Ok(e) = std::env::var("SOURCE_DATE_EPOCH") {
+        opts.layers.epoch = Some(
+            e.trim()
+                .parse()
+                .map_err(|_| UsageError(format!("SOURCE_DATE_EPOCH={e:?}: not a number")))?,
+        );
+    }
+    let mut outputs = Vec::new();
+    if args.push {
+        outputs.push(parse_output("type=registry", &args.tags)?);
+    }
+    for o in &args.outputs {
+        outputs.push(parse_output(o, &args.tags)?);
+    }
+    for t in &args.tags {
+        ImageRef::parse(t).map_err(|e| UsageError(format!("-t {t:?}: {e}")))?;
+    }
+    let multi = opts.platforms.len() > 1;
+    if multi && outputs.iter().any(|o| matches!(o, Output::Docker { .. })) {
+        return Err(UsageError(
+            "--output type=docker holds one platform; use type=oci or type=registry for several"
+                .into(),
+        )
+        .into());
+    }
+
+    let store_root = args.store.clone().unwrap_or_else(berth_build::default_root);
+    let store = Store::open(&store_root)?;
+    let sandbox = Arc::new(HostSandbox::new(
+        args.runtime.as_deref(),
+        store.runtime_root(),
+    )?);
+    let rt = runtime()?;
+    let builder = Builder::new(
+        store.clone(),
+        sandbox,
+        Arc::new(CliRegistries {
+            insecure: args.insecure.clone(),
+        }),
+        rt.handle().clone(),
+    )?;
+    let printer = Printer {
+        mode: args.progress,
+        out: Mutex::new(std::io::stderr()),
+    };
+    let started = std::time::Instant::now();
+    let result = builder.build(&opts, &printer)?;
+    let quiet = args.progress == BuildProgress::Quiet;
+    if !quiet {
+        eprintln!(
+            "built {} in {:.1}s ({} steps run, {} cached)",
+            result.root,
+            started.elapsed().as_secs_f64(),
+            result.steps_run,
+            result.steps_cached
+        );
+    }
+    let src = StoreImage::new(store.clone(), Some(result.root.clone()));
+    let mode = match args.progress {
+        BuildProgress::Quiet | BuildProgress::Json => Mode::Quiet,
+        _ if std::io::stderr().is_terminal() => Mode::Auto,
+        _ => Mode::Plain,
+    };
+    for o in &outputs {
+        match o {
+            Output::Registry(names) => {
+                for n in names {
+                    copy_out(&rt, &src, &format!("docker://{n}"), &args.insecure, mode)?;
+                    if !quiet {
+                        eprintln!("pushed {n}@{}", result.root);
+                    }
+                }
+            }
+            Output::Oci { dest, tar } => {
+                let tag = args
+                    .tags
+                    .first()
+                    .and_then(|t| ImageRef::parse(t).ok())
+                    .and_then(|r| r.tag().map(ToString::to_string));
+                let d = dest.display();
+                let spec = match (tar, &tag) {
+                    (true, Some(t)) => format!("oci-archive:{d}:{t}"),
+                    (true, None) => format!("oci-archive:{d}"),
+                    (false, Some(t)) => format!("oci:{d}:{t}"),
+                    (false, None) => format!("oci:{d}"),
+                };
+                copy_out(&rt, &src, &spec, &args.insecure, mode)?;
+            }
+            Output::Docker { dest } => {
+                let spec = match args.tags.first() {
+                    Some(t) => format!("docker-archive:{}:{t}", dest.display()),
+                    None => format!("docker-archive:{}", dest.display()),
+                };
+                copy_out(&rt, &src, &spec, &args.insecure, mode)?;
+            }
+        }
+    }
+    if outputs.is_empty() && !quiet {
+        eprintln!(
+            "no output given: the image stays in the build store {} (use --push or --output)",
+            store.root().display()
+        );
+    }
+    if let Some(f) = &args.iidfile {
+        std::fs::write(f, result.root.to_string())
+            .with_context(|| format!("writing {}", f.display()))?;
+    }
+    if let Some(f) = &args.metadata_file {
+        let images: Vec<_> = result
+            .images
+            .iter()
+            .map(|i| {
+                json!({
+                    "platform": i.platform.to_string(),
+                    "digest": i.manifest.to_string(),
+                    "config": i.config.to_string(),
+                    "size": i.size,
+                })
+            })
+            .collect();
+        let meta = json!({
+            "containerimage.digest": result.root.to_string(),
+            "containerimage.descriptor": {
+                "mediaType": result.media_type,
+                "digest": result.root.to_string(),
+            },
+            "image.name": args.tags.join(","),
+            "berth.images": images,
+            "berth.steps": {"run": result.steps_run, "cached": result.steps_cached},
+        });
+        std::fs::write(f, serde_json::to_vec_pretty(&meta)?)
+            .with_context(|| format!("writing {}", f.display()))?;
+    }
+    println!("{}", result.root);
+    Ok(())
+}
