@@ -1,0 +1,757 @@
+//! `berth build` end to end: base images from a real `berth serve` (the offline busybox
+//! fixtures pushed into it), RUN through runc (arm64 through qemu-user binfmt), outputs read back
+//! as OCI layouts, pushed indexes run with podman, and the same Dockerfiles built by buildah
+//! compared tree for tree and config for config.
+//!
+//! Needs root, runc, podman, buildah and qemu-user-static: `scripts/test.sh` installs them.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::{Server, fixtures, workspace};
+
+/// A registry with the busybox fixture (amd64 + arm64) as `library/busybox:latest`, and a
+/// private build store.
+struct Env {
+    server: Server,
+    store: tempfile::TempDir,
+    _data: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        let fx = fixtures();
+        let data = tempfile::tempdir().unwrap();
+        let server = Server::start(data.path());
+        let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(["copy", "--progress", "quiet"])
+            .arg(format!("oci:{}:latest", fx.join("busybox").display()))
+            .arg(format!("{}/library/busybox:latest", server.addr))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Env {
+            server,
+            store: tempfile::tempdir().unwrap(),
+            _data: data,
+        }
+    }
+
+    fn base(&self) -> String {
+        format!("{}/library/busybox:latest", self.server.addr)
+    }
+
+    /// `berth build --store STORE --progress plain ARGS…`.
+    fn build(&self, dir: &Path, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(["build", "--progress", "plain", "--store"])
+            .arg(self.store.path())
+            .args(args)
+            .arg(dir)
+            .output()
+            .unwrap()
+    }
+
+    #[track_caller]
+    fn build_ok(&self, dir: &Path, args: &[&str]) -> String {
+        let out = self.build(dir, args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "berth build failed:\n{stderr}");
+        stderr
+    }
+}
+
+fn write(dir: &Path, files: &[(&str, &str)]) {
+    for (name, content) in files {
+        let p = dir.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn blob(layout: &Path, digest: &str) -> PathBuf {
+    layout
+        .join("blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"))
+}
+
+/// The image manifests of a layout's root, by platform (`linux/amd64`), or `""` for a lone one.
+fn images(layout: &Path) -> BTreeMap<String, serde_json::Value> {
+    let index = json(&layout.join("index.json"));
+    let root = json(&blob(
+        layout,
+        index["manifests"][0]["digest"].as_str().unwrap(),
+    ));
+    let mut out = BTreeMap::new();
+    match root["manifests"].as_array() {
+        Some(ms) => {
+            for m in ms {
+                let p = format!(
+                    "{}/{}",
+                    m["platform"]["os"].as_str().unwrap(),
+                    m["platform"]["architecture"].as_str().unwrap()
+                );
+                out.insert(p, json(&blob(layout, m["digest"].as_str().unwrap())));
+            }
+        }
+        None => {
+            out.insert(String::new(), root);
+        }
+    }
+    out
+}
+
+/// A file in a flattened image: type and metadata, content for files, target for links.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Node {
+    kind: char,
+    mode: u32,
+    uid: u64,
+    gid: u64,
+    data: Vec<u8>,
+}
+
+/// Applies a manifest's layers in order (OCI whiteouts honoured) into path → node.
+fn flatten(layout: &Path, manifest: &serde_json::Value) -> BTreeMap<String, Node> {
+    let mut tree: BTreeMap<String, Node> = BTreeMap::new();
+    for l in manifest["layers"].as_array().unwrap() {
+        let f = std::fs::File::open(blob(layout, l["digest"].as_str().unwrap())).unwrap();
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(f));
+        for e in archive.entries().unwrap() {
+            let mut e = e.unwrap();
+            let path = e
+                .path()
+                .unwrap()
+                .to_string_lossy()
+                .trim_start_matches("./")
+                .trim_end_matches('/')
+                .to_owned();
+            if path.is_empty() {
+                continue;
+            }
+            let (dir, name) = path.rsplit_once('/').unwrap_or(("", &path));
+            if name == ".wh..wh..opq" {
+                let prefix = format!("{dir}/");
+                tree.retain(|k, _| !k.starts_with(&prefix));
+                continue;
+            }
+            if let Some(gone) = name.strip_prefix(".wh.") {
+                let victim = if dir.is_empty() {
+                    gone.to_owned()
+                } else {
+                    format!("{dir}/{gone}")
+                };
+                let prefix = format!("{victim}/");
+                tree.retain(|k, _| *k != victim && !k.starts_with(&prefix));
+                continue;
+            }
+            let h = e.header().clone();
+            let kind = match h.entry_type() {
+                tar::EntryType::Directory => 'd',
+                tar::EntryType::Symlink => 'l',
+                tar::EntryType::Link => 'h',
+                _ => 'f',
+            };
+            let mut data = Vec::new();
+            if kind == 'f' {
+                e.read_to_end(&mut data).unwrap();
+            } else if kind == 'l' || kind == 'h' {
+                data = e.link_name_bytes().unwrap().into_owned();
+            }
+            if kind == 'h' {
+                // A hard link has its target's content.
+                let target = String::from_utf8_lossy(&data)
+                    .trim_start_matches("./")
+                    .to_owned();
+                if let Some(t) = tree.get(&target).cloned() {
+                    tree.insert(path, t);
+                }
+                continue;
+            }
+            tree.insert(
+                path,
+                Node {
+                    kind,
+                    mode: h.mode().unwrap() & 0o7777,
+                    uid: h.uid().unwrap(),
+                    gid: h.gid().unwrap(),
+                    data,
+                },
+            );
+        }
+    }
+    tree
+}
+
+fn file<'a>(tree: &'a BTreeMap<String, Node>, path: &str) -> &'a Node {
+    tree.get(path).unwrap_or_else(|| {
+        panic!(
+            "{path} missing; tree has {:?}",
+            tree.keys().collect::<Vec<_>>()
+        )
+    })
+}
+
+fn text(tree: &BTreeMap<String, Node>, path: &str) -> String {
+    String::from_utf8_lossy(&file(tree, path).data).into_owned()
+}
+
+/// Everything the language tests exercise in one Dockerfile.
+const FULL: &str = r#"# syntax=docker/dockerfile:1
+ARG BASE
+FROM ${BASE} AS builder
+ARG VERSION=1.0
+ENV APP_HOME=/opt/app \
+    GREETING="hello world"
+WORKDIR $APP_HOME
+COPY src/ ./src/
+COPY --chown=app:app --chmod=640 config.ini /etc/app/
+RUN <<EOF
+set -e
+echo "$GREETING v$VERSION" > built.txt
+uname -m > arch.txt
+EOF
+RUN mkdir -p /out && cp -r src built.txt arch.txt /out/ && rm -f /etc/app/config.ini
+
+FROM ${BASE}
+LABEL org.opencontainers.image.title="demo" version=$VERSION
+COPY --from=builder /out /app
+COPY --chown=1000:1000 <<EOT /app/notes.txt
+notes for $HOSTNAME
+EOT
+USER app
+WORKDIR /app
+RUN id -u > /tmp/whoami && touch /home/app/made-by-app
+EXPOSE 8080 53/udp
+ENV MODE=prod
+VOLUME /data
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=30s --timeout=3s CMD ["true"]
+ENTRYPOINT ["/bin/sh", "-c"]
+CMD ["cat /app/built.txt"]
+"#;
+
+/// The same without heredocs, which buildah 1.28 (Debian 12's) does not know.
+fn compatible(full: &str) -> String {
+    full.replace(
+        "RUN <<EOF\nset -e\necho \"$GREETING v$VERSION\" > built.txt\nuname -m > arch.txt\nEOF\n",
+        "RUN set -e; echo \"$GREETING v$VERSION\" > built.txt; uname -m > arch.txt\n",
+    )
+    .replace(
+        "COPY --chown=1000:1000 <<EOT /app/notes.txt\nnotes for $HOSTNAME\nEOT\n",
+        "COPY --chown=1000:1000 notes.txt /app/notes.txt\n",
+    )
+}
+
+fn full_context(dir: &Path) {
+    write(
+        dir,
+        &[
+            ("Dockerfile", FULL),
+            ("src/main.c", "int main(void) { return 0; }\n"),
+            ("src/util.c", "/* util */\n"),
+            ("src/debug.log", "excluded\n"),
+            ("config.ini", "[app]\nkey=value\n"),
+            (".dockerignore", "**/*.log\n"),
+        ],
+    );
+}
+
+#[test]
+fn language_features_produce_the_expected_tree_and_config() {
+    let env = Env::new();
+    let ctx = tempfile::tempdir().unwrap();
+    full_context(ctx.path());
+    let out = tempfile::tempdir().unwrap();
+    let layout = out.path().join("img");
+    let base = format!("BASE={}", env.base());
+    env.build_ok(
+        ctx.path(),
+        &[
+            "--build-arg",
+            &base,
+            "--build-arg",
+            "VERSION=2.5",
+            "--label",
+            "extra=yes",
+            "-o",
+            &format!("type=oci,dest={},tar=false", layout.display()),
+        ],
+    );
+    let imgs = images(&layout);
+    let m = &imgs[""];
+    let tree = flatten(&layout, m);
+    // Multi-stage COPY --from, heredoc RUN, ARG/ENV expansion.
+    assert_eq!(text(&tree, "app/built.txt"), "hello world v2.5\n");
+    assert_eq!(text(&tree, "app/arch.txt"), "x86_64\n");
+    assert_eq!(
+        text(&tree, "app/src/main.c"),
+        "int main(void) { return 0; }\n"
+    );
+    // .dockerignore: `**/*.log` never reaches the build.
+    assert!(!tree.contains_key("app/src/debug.log"));
+    // COPY heredoc with --chown, expanded (HOSTNAME is not set: empty).
+    let notes = file(&tree, "app/notes.txt");
+    assert_eq!(notes.data, b"notes for \n");
+    assert_eq!((notes.uid, notes.gid), (1000, 1000));
+    // USER switch: RUN as app.
+    assert_eq!(text(&tree, "tmp/whoami"), "1000\n");
+    let made = file(&tree, "home/app/made-by-app");
+    assert_eq!((made.uid, made.gid), (1000, 1000));
+    // The builder stage's files are not in the final image.
+    assert!(!tree.contains_key("opt/app/built.txt"));
+    assert!(!tree.contains_key("etc/app"));
+
+    let cfg = json(&blob(&layout, m["config"]["digest"].as_str().unwrap()));
+    let c = &cfg["config"];
+    assert_eq!(c["User"], "app");
+    assert_eq!(c["WorkingDir"], "/app");
+    assert_eq!(c["Entrypoint"], serde_json::json!(["/bin/sh", "-c"]));
+    assert_eq!(c["Cmd"], serde_json::json!(["cat /app/built.txt"]));
+    assert_eq!(c["Labels"]["org.opencontainers.image.title"], "demo");
+    // VERSION is not declared in the final stage: it expands to nothing.
+    assert_eq!(c["Labels"]["version"], "");
+    assert_eq!(c["Labels"]["extra"], "yes");
+    assert_eq!(
+        c["ExposedPorts"],
+        serde_json::json!({"8080/tcp": {}, "53/udp": {}})
+    );
+    assert_eq!(c["Volumes"], serde_json::json!({"/data": {}}));
+    assert_eq!(c["StopSignal"], "SIGTERM");
+    assert_eq!(c["Healthcheck"]["Test"], serde_json::json!(["CMD", "true"]));
+    assert_eq!(c["Healthcheck"]["Interval"], 30_000_000_000u64);
+    let envs: Vec<&str> = c["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert!(envs.contains(&"MODE=prod"), "{envs:?}");
+    assert!(envs.contains(&"PATH=/bin"), "{envs:?}");
+    assert_eq!(cfg["architecture"], "amd64");
+    // One history entry per instruction after FROM, layers matching diff ids.
+    let history = cfg["history"].as_array().unwrap();
+    let with_layers = history.iter().filter(|h| h["empty_layer"] != true).count();
+    assert_eq!(with_layers, m["layers"].as_array().unwrap().len());
+    assert_eq!(
+        cfg["rootfs"]["diff_ids"].as_array().unwrap().len(),
+        m["layers"].as_array().unwrap().len()
+    );
+}
+
+#[test]
+fn two_platforms_in_one_build_pushed_and_run_with_podman() {
+    let env = Env::new();
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        ctx.path(),
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM {}\nARG TARGETARCH\nRUN uname -m > /arch && echo $TARGETARCH > /targetarch\nCMD [\"cat\", \"/arch\"]\n",
+                env.base()
+            ),
+        )],
+    );
+    let reference = format!("{}/demo/arch:1", env.server.addr);
+    env.build_ok(
+        ctx.path(),
+        &[
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "-t",
+            &reference,
+            "--push",
+        ],
+    );
+    // The pushed index has both platforms; each image says what it ran on.
+    let out = tempfile::tempdir().unwrap();
+    let layout = out.path().join("pulled");
+    let pulled = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["pull", "--progress", "quiet", &reference])
+        .arg(&layout)
+        .output()
+        .unwrap();
+    assert!(
+        pulled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pulled.stderr)
+    );
+    let imgs = images(&layout);
+    assert_eq!(
+        imgs.keys().collect::<Vec<_>>(),
+        ["linux/amd64", "linux/arm64"]
+    );
+    for (platform, arch, target) in [
+        ("linux/amd64", "x86_64\n", "amd64\n"),
+        ("linux/arm64", "aarch64\n", "arm64\n"),
+    ] {
+        let tree = flatten(&layout, &imgs[platform]);
+        assert_eq!(text(&tree, "arch"), arch, "{platform}");
+        assert_eq!(text(&tree, "targetarch"), target, "{platform}");
+    }
+    // podman runs each platform of the pushed index.
+    let podman = Podman::new(&env.server.addr);
+    for (platform, arch) in [("linux/amd64", "x86_64"), ("linux/arm64", "aarch64")] {
+        let out = podman
+            .cmd()
+            .args(["run", "--rm", "--platform", platform, &reference])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "podman run {platform}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            arch,
+            "{platform}"
+        );
+    }
+}
+
+#[test]
+fn rebuilds_run_nothing_and_a_changed_file_reruns_from_its_copy() {
+    let env = Env::new();
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        ctx.path(),
+        &[
+            (
+                "Dockerfile",
+                &format!(
+                    "FROM {}\nRUN echo first > /first\nCOPY a.txt /a.txt\nRUN cat /a.txt > /copied\nCOPY b.txt /b.txt\nRUN echo last > /last\n",
+                    env.base()
+                ),
+            ),
+            ("a.txt", "one\n"),
+            ("b.txt", "two\n"),
+        ],
+    );
+    let meta = ctx.path().join("meta.json");
+    let args = ["--metadata-file", meta.to_str().unwrap()];
+    env.build_ok(ctx.path(), &args);
+    assert_eq!(json(&meta)["berth.steps"]["run"], 5);
+    let first = json(&meta)["containerimage.digest"].clone();
+
+    // No change: nothing runs, and the image is byte-identical.
+    let log = env.build_ok(ctx.path(), &args);
+    assert_eq!(
+        json(&meta)["berth.steps"],
+        serde_json::json!({"run": 0, "cached": 5}),
+        "{log}"
+    );
+    assert_eq!(json(&meta)["containerimage.digest"], first);
+
+    // Change a.txt: the first RUN stays cached; its COPY and everything after re-run.
+    std::fs::write(ctx.path().join("a.txt"), "changed\n").unwrap();
+    let log = env.build_ok(ctx.path(), &args);
+    assert_eq!(
+        json(&meta)["berth.steps"],
+        serde_json::json!({"run": 4, "cached": 1}),
+        "{log}"
+    );
+    let step_of = |needle: &str| -> String {
+        let line = log
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("{needle} not in {log}"));
+        line.split_whitespace().next().unwrap().to_owned()
+    };
+    let run_first = step_of("RUN echo first");
+    assert!(log.contains(&format!("{run_first} CACHED")), "{log}");
+    let copy_a = step_of("COPY a.txt");
+    assert!(
+        log.contains(&format!("{copy_a} not cached: a.txt changed")),
+        "{log}"
+    );
+    let run_cat = step_of("RUN cat /a.txt");
+    assert!(
+        log.contains(&format!("{run_cat} not cached: an earlier step changed")),
+        "{log}"
+    );
+
+    // A touched but unchanged file does not invalidate anything.
+    let f = std::fs::File::options()
+        .append(true)
+        .open(ctx.path().join("b.txt"))
+        .unwrap();
+    f.set_modified(std::time::SystemTime::now()).unwrap();
+    env.build_ok(ctx.path(), &args);
+    assert_eq!(json(&meta)["berth.steps"]["run"], 0);
+
+    // --no-cache runs everything again and says why.
+    let log = env.build_ok(
+        ctx.path(),
+        &["--no-cache", "--metadata-file", meta.to_str().unwrap()],
+    );
+    assert_eq!(json(&meta)["berth.steps"]["run"], 5);
+    assert!(log.contains("not cached: --no-cache"), "{log}");
+}
+
+/// The store holds no half-written state after a failed build: nothing under tmp/ or work/,
+/// nothing of it mounted.
+#[track_caller]
+fn assert_store_clean(store: &Path) {
+    for d in ["tmp", "work"] {
+        let left: Vec<_> = std::fs::read_dir(store.join(d))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        assert!(
+            left.is_empty(),
+            "{d}/ not empty after a failed build: {left:?}"
+        );
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(store.to_str().unwrap()),
+        "a mount under the store was left behind"
+    );
+}
+
+#[test]
+fn failures_are_clear_and_leave_the_store_consistent() {
+    let env = Env::new();
+    let ctx = tempfile::tempdir().unwrap();
+    let base = env.base();
+    let cases: Vec<(String, Vec<&str>, Vec<String>)> = vec![
+        (
+            format!("FROM {base}\nRUN echo preparing && echo 'something broke' >&2 && exit 3\n"),
+            vec![],
+            vec![
+                "RUN echo preparing".into(),
+                "exit code 3".into(),
+                "something broke".into(),
+                "preparing".into(),
+            ],
+        ),
+        (
+            format!("FROM {}/library/nosuchimage:1\nRUN true\n", env.server.addr),
+            vec![],
+            vec!["nosuchimage".into()],
+        ),
+        (
+            format!("FROM {base}\nCOPY --from=nosuchstage /x /x\n"),
+            vec![],
+            vec!["nosuchstage".into()],
+        ),
+        (
+            format!("FROM {base} AS one\nRUN true\n"),
+            vec!["--target", "two"],
+            vec!["target stage \"two\" could not be found".into()],
+        ),
+        (
+            format!("FROM {base}\nCOPY ../outside /x\n"),
+            vec![],
+            vec!["../outside".into(), "outside the build context".into()],
+        ),
+        (
+            format!("FROM {base}\nCOPY missing.txt /x\n"),
+            vec![],
+            vec![
+                "missing.txt".into(),
+                "not found in the build context".into(),
+            ],
+        ),
+        (
+            format!("FROM {base}\nRUN true\n"),
+            vec!["--runtime", "/nonexistent/runc"],
+            vec!["no working OCI runtime".into()],
+        ),
+        (
+            format!("FROM {base}\nUSER nobody\nRUN true\n"),
+            vec![],
+            vec!["unable to find user nobody".into()],
+        ),
+    ];
+    for (dockerfile, args, expected) in cases {
+        write(ctx.path(), &[("Dockerfile", &dockerfile)]);
+        let out = env.build(ctx.path(), &args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{dockerfile}\n{stderr}");
+        for e in &expected {
+            assert!(
+                stderr.contains(e.as_str()),
+                "{dockerfile}: expected {e:?} in:\n{stderr}"
+            );
+        }
+        assert_store_clean(env.store.path());
+    }
+    // A Dockerfile that does not parse names the offending line.
+    write(ctx.path(), &[("Dockerfile", "FROM busybox\nRUNN true\n")]);
+    let out = env.build(ctx.path(), &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("RUNN"));
+}
+
+/// A private podman/buildah environment (config, storage) that trusts only our registry.
+struct Podman {
+    env: Vec<(String, String)>,
+    _dir: tempfile::TempDir,
+}
+
+impl Podman {
+    fn new(registry: &str) -> Podman {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new(workspace().join("scripts/podman-env.sh"))
+            .arg(dir.path())
+            .env("INSECURE_REGISTRY", registry)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let env = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.strip_prefix("export "))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.trim_matches('\'').replace("\\ ", " ")))
+            .collect();
+        Podman { env, _dir: dir }
+    }
+
+    fn cmd(&self) -> Command {
+        self.tool("podman")
+    }
+
+    fn tool(&self, name: &str) -> Command {
+        let mut c = Command::new(name);
+        c.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        c
+    }
+}
+
+/// The config fields both builders must agree on.
+fn comparable_config(cfg: &serde_json::Value) -> serde_json::Value {
+    let c = &cfg["config"];
+    let mut env: Vec<String> = c["Env"]
+        .as_array()
+        .map(|a| a.iter().map(|e| e.as_str().unwrap().to_owned()).collect())
+        .unwrap_or_default();
+    env.sort();
+    let mut labels = c["Labels"].clone();
+    // buildah signs its images with its version.
+    if let Some(m) = labels.as_object_mut() {
+        m.remove("io.buildah.version");
+    }
+    serde_json::json!({
+        "User": c["User"].as_str().unwrap_or(""),
+        "Env": env,
+        "Cmd": c["Cmd"],
+        "Entrypoint": c["Entrypoint"],
+        "WorkingDir": c["WorkingDir"].as_str().unwrap_or(""),
+        "ExposedPorts": c["ExposedPorts"],
+        "Labels": labels,
+        "Volumes": c["Volumes"],
+        "StopSignal": c["StopSignal"],
+    })
+}
+
+#[test]
+fn buildah_builds_the_same_trees_and_configs() {
+    let env = Env::new();
+    let podman = Podman::new(&env.server.addr);
+    let ctx = tempfile::tempdir().unwrap();
+    full_context(ctx.path());
+    let dockerfile = compatible(FULL);
+    assert!(!dockerfile.contains("<<"), "{dockerfile}");
+    write(
+        ctx.path(),
+        &[("Dockerfile", &dockerfile), ("notes.txt", "notes for \n")],
+    );
+    let out = tempfile::tempdir().unwrap();
+    let ours = out.path().join("berth");
+    let base = format!("BASE={}", env.base());
+    env.build_ok(
+        ctx.path(),
+        &[
+            "--build-arg",
+            &base,
+            "-o",
+            &format!("type=oci,dest={},tar=false", ours.display()),
+        ],
+    );
+    // buildah bud from the same registry, then pushed to an OCI layout to read it.
+    let theirs = out.path().join("buildah");
+    let bud = podman
+        .tool("buildah")
+        .args([
+            "bud",
+            "--isolation",
+            "oci",
+            "--layers=false",
+            "--format",
+            "oci",
+            "--build-arg",
+            &base,
+            "-t",
+            "localhost/cmp:1",
+        ])
+        .arg(ctx.path())
+        .output()
+        .unwrap();
+    assert!(
+        bud.status.success(),
+        "buildah bud: {}",
+        String::from_utf8_lossy(&bud.stderr)
+    );
+    let push = podman
+        .tool("buildah")
+        .args(["push", "localhost/cmp:1"])
+        .arg(format!("oci:{}:latest", theirs.display()))
+        .output()
+        .unwrap();
+    assert!(
+        push.status.success(),
+        "buildah push: {}",
+        String::from_utf8_lossy(&push.stderr)
+    );
+    let (a, b) = (&images(&ours)[""], &images(&theirs)[""]);
+    let (ta, tb) = (flatten(&ours, a), flatten(&theirs, b));
+    // buildah 1.28 leaves the empty mount points of its RUN sandbox in the image; BuildKit
+    // and berth remove the ones the image did not have.
+    const BUILDAH_STUBS: [&str; 7] = [
+        "dev",
+        "proc",
+        "sys",
+        "run",
+        "etc/hostname",
+        "etc/hosts",
+        "etc/resolv.conf",
+    ];
+    let mut diffs = Vec::new();
+    for k in ta
+        .keys()
+        .chain(tb.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        match (ta.get(k), tb.get(k)) {
+            (Some(x), Some(y)) if x == y => {}
+            (None, Some(y)) if BUILDAH_STUBS.contains(&k.as_str()) && y.data.is_empty() => {}
+            (x, y) => diffs.push(format!("{k}: berth {x:?} / buildah {y:?}")),
+        }
+    }
+    assert!(diffs.is_empty(), "trees differ:\n{}", diffs.join("\n"));
+    let ca = json(&blob(&ours, a["config"]["digest"].as_str().unwrap()));
+    let cb = json(&blob(&theirs, b["config"]["digest"].as_str().unwrap()));
+    assert_eq!(comparable_config(&ca), comparable_config(&cb));
+}
