@@ -101,6 +101,14 @@ pub fn resolve(rootfs: &Path, spec: &str, with_groups: bool) -> Result<Ids, User
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
     };
+    if user.is_empty() && group.is_none() {
+        // No USER: root, without looking at a passwd file the image may not have.
+        return Ok(Ids {
+            uid: 0,
+            gid: 0,
+            additional: Vec::new(),
+        });
+    }
     let user = if user.is_empty() { "root" } else { user };
     let users = passwd(rootfs);
     let (uid, primary, name) = match user.parse::<u32>() {
