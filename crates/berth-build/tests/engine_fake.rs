@@ -15,10 +15,12 @@ use berth_client::ClientError;
 use berth_client::registry::RegistryImage;
 use berth_oci::ImageRef;
 
+/// What a container was started with: argv, env, cwd, uid.
+type Run = (Vec<String>, Vec<String>, String, u32);
+
 #[derive(Debug, Default)]
 struct Fake {
-    /// (argv, env, cwd, uid) of every container run.
-    runs: Mutex<Vec<(Vec<String>, Vec<String>, String, u32)>>,
+    runs: Mutex<Vec<Run>>,
     mounts: Mutex<usize>,
 }
 
