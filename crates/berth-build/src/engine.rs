@@ -208,6 +208,20 @@ struct Ctx<'a> {
     dockerfile_id: String,
 }
 
+/// The instruction being carried out, and where it is.
+struct Step<'a> {
+    /// Stage index.
+    si: usize,
+    /// Instruction index in the Dockerfile (`usize::MAX` for an ONBUILD trigger).
+    idx: usize,
+    /// Progress id.
+    id: usize,
+    ins: &'a Instruction,
+    /// `stage 2/5`.
+    position: &'a str,
+    started: Instant,
+}
+
 const MAX_CONFIG: u64 = 8 * 1024 * 1024;
 
 impl Builder {
@@ -695,6 +709,14 @@ impl Builder {
             text: ins.original.clone(),
         });
         let started = Instant::now();
+        let step = Step {
+            si,
+            idx,
+            id,
+            ins,
+            position,
+            started,
+        };
         let epoch = ctx.opts.layers.epoch;
         let history = |state: &mut State, text: &str| {
             let created = epoch_or(epoch, &state.created);
@@ -814,39 +836,24 @@ impl Builder {
                 let mut facts = StepFacts::default();
                 facts.fact("instruction", format!("WORKDIR {dir}"));
                 let dir2 = dir.clone();
-                self.fs_step(
-                    ctx,
-                    si,
-                    idx,
-                    id,
-                    ins,
-                    state,
-                    facts,
-                    None,
-                    started,
-                    move |root| {
-                        let target = crate::context::resolve_dest(
-                            root,
-                            Path::new(dir2.trim_start_matches('/')),
-                        )
-                        .map_err(|p| BuildError::Source {
-                            line: 0,
-                            instruction: String::new(),
-                            path: dir2.clone(),
-                            reason: p.reason(false),
-                        })?;
-                        fs::create_dir_all(&target).map_err(io(&target))
-                    },
-                )?;
+                self.fs_step(ctx, &step, state, facts, None, move |root, _work| {
+                    let target =
+                        crate::context::resolve_dest(root, Path::new(dir2.trim_start_matches('/')))
+                            .map_err(|p| BuildError::Source {
+                                line: 0,
+                                instruction: String::new(),
+                                path: dir2.clone(),
+                                reason: p.reason(false),
+                            })?;
+                    fs::create_dir_all(&target).map_err(io(&target))
+                })?;
                 return Ok(());
             }
             Command::Copy(c) | Command::Add(c) => {
-                return self.copy_step(
-                    ctx, graph, si, idx, id, ins, c, state, scope, states, started,
-                );
+                return self.copy_step(ctx, graph, &step, c, state, scope, states);
             }
             Command::Run(r) => {
-                return self.run_step(ctx, si, idx, id, ins, r, position, state, scope, started);
+                return self.run_step(ctx, &step, r, state, scope);
             }
             Command::From(_) => {
                 return Err(bad("FROM inside a stage body".into()));
@@ -860,50 +867,25 @@ impl Builder {
         Ok(())
     }
 
-    /// A cached filesystem step: look up the key; on a miss mount, `work(merged_root)`,
-    /// unmount, and record the layer.
-    #[allow(clippy::too_many_arguments)]
+    /// A cached filesystem step: look up the key; on a miss mount an overlay, run
+    /// `work(merged_root, step_dir)`, unmount, and record the layer.
     fn fs_step(
         &self,
         ctx: &Ctx<'_>,
-        si: usize,
-        idx: usize,
-        id: usize,
-        ins: &Instruction,
+        step: &Step<'_>,
         state: &mut State,
         facts: StepFacts,
         inputs: Option<&Digest>,
-        started: Instant,
-        work: impl FnOnce(&Path) -> Result<(), BuildError>,
+        work: impl FnOnce(&Path, &Path) -> Result<(), BuildError>,
     ) -> Result<(), BuildError> {
-        self.fs_step_with(
-            ctx,
+        let Step {
             si,
             idx,
             id,
             ins,
-            state,
-            facts,
-            inputs,
             started,
-            |root, _upper| work(root),
-        )
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn fs_step_with(
-        &self,
-        ctx: &Ctx<'_>,
-        si: usize,
-        idx: usize,
-        id: usize,
-        ins: &Instruction,
-        state: &mut State,
-        facts: StepFacts,
-        inputs: Option<&Digest>,
-        started: Instant,
-        work: impl FnOnce(&Path, &Path) -> Result<(), BuildError>,
-    ) -> Result<(), BuildError> {
+            ..
+        } = *step;
         let pstr = state.platform.to_string();
         // The layer's bytes depend on these too.
         let mut facts = facts;
@@ -1058,16 +1040,13 @@ impl Builder {
         &self,
         ctx: &Ctx<'_>,
         graph: &StageGraph,
-        si: usize,
-        idx: usize,
-        id: usize,
-        ins: &Instruction,
+        step: &Step<'_>,
         c: &berth_dockerfile::Copy,
         state: &mut State,
         scope: &StageScope<'_>,
         states: &HashMap<usize, State>,
-        started: Instant,
     ) -> Result<(), BuildError> {
+        let (si, ins) = (step.si, step.ins);
         let line = ins.span.start.line;
         let bad = |reason: String| BuildError::Instruction {
             line,
@@ -1220,85 +1199,68 @@ impl Builder {
             })
             .collect();
         let parents = c.parents;
-        let result = self.fs_step(
-            ctx,
-            si,
-            idx,
-            id,
-            ins,
-            state,
-            facts,
-            Some(&inputs),
-            started,
-            |root| {
-                let owner = match &chown {
-                    Some(spec) => Some(users::chown(root, spec).map_err(|e| bad(e.to_string()))?),
-                    None => None,
-                };
-                if !inline_files.is_empty() {
-                    let staging = self.store.temp_dir("heredoc")?;
-                    for (name, content) in &inline_files {
-                        let p = staging.path().join(name);
-                        fs::write(&p, content).map_err(io(&p))?;
-                        use std::os::unix::fs::PermissionsExt;
-                        fs::set_permissions(&p, fs::Permissions::from_mode(0o644))
-                            .map_err(io(&p))?;
-                    }
-                    let t = Tree::rootfs(staging.path());
-                    let mut ms = Vec::new();
-                    for (name, _) in &inline_files {
-                        for m in t.matches(name).map_err(|p| bad(p.reason(false)))? {
-                            let e = t.walk(&m, None)?;
-                            ms.push((m, e));
-                        }
-                    }
-                    copy_into(
-                        root,
-                        &CopySpec {
-                            dest: &dest,
-                            sources: &ms,
-                            owner,
-                            chmod: chmod.as_ref(),
-                            parents: false,
-                            many,
-                        },
-                    )?;
+        let result = self.fs_step(ctx, step, state, facts, Some(&inputs), |root, _work| {
+            let owner = match &chown {
+                Some(spec) => Some(users::chown(root, spec).map_err(|e| bad(e.to_string()))?),
+                None => None,
+            };
+            if !inline_files.is_empty() {
+                let staging = self.store.temp_dir("heredoc")?;
+                for (name, content) in &inline_files {
+                    let p = staging.path().join(name);
+                    fs::write(&p, content).map_err(io(&p))?;
+                    use std::os::unix::fs::PermissionsExt;
+                    fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).map_err(io(&p))?;
                 }
-                if is_add {
-                    return add_into(root, &dest, &matched, owner, chmod.as_ref(), many, &bad);
+                let t = Tree::rootfs(staging.path());
+                let mut ms = Vec::new();
+                for (name, _) in &inline_files {
+                    for m in t.matches(name).map_err(|p| bad(p.reason(false)))? {
+                        let e = t.walk(&m, None)?;
+                        ms.push((m, e));
+                    }
                 }
                 copy_into(
                     root,
                     &CopySpec {
                         dest: &dest,
-                        sources: &matched,
+                        sources: &ms,
                         owner,
                         chmod: chmod.as_ref(),
-                        parents,
+                        parents: false,
                         many,
                     },
-                )
-                .map_err(|e| with_line(e, line, &ins.original))
-            },
-        );
+                )?;
+            }
+            if is_add {
+                return add_into(root, &dest, &matched, owner, chmod.as_ref(), many, &bad);
+            }
+            copy_into(
+                root,
+                &CopySpec {
+                    dest: &dest,
+                    sources: &matched,
+                    owner,
+                    chmod: chmod.as_ref(),
+                    parents,
+                    many,
+                },
+            )
+            .map_err(|e| with_line(e, line, &ins.original))
+        });
         drop(ro_guard);
         result
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn run_step(
         &self,
         ctx: &Ctx<'_>,
-        si: usize,
-        idx: usize,
-        id: usize,
-        ins: &Instruction,
+        step: &Step<'_>,
         r: &berth_dockerfile::Run,
-        position: &str,
         state: &mut State,
         scope: &StageScope<'_>,
-        started: Instant,
     ) -> Result<(), BuildError> {
+        let (ins, id, position) = (step.ins, step.id, step.position);
         let line = ins.span.start.line;
         let bad = |reason: String| BuildError::Instruction {
             line,
@@ -1402,72 +1364,61 @@ impl Builder {
         let sandbox = self.sandbox.clone();
         let step_label = position.to_owned();
         let text = short(&ins.original);
-        self.fs_step_with(
-            ctx,
-            si,
-            idx,
-            id,
-            ins,
-            state,
-            facts,
-            None,
-            started,
-            move |root, work| {
-                sandbox.can_execute(&arch)?;
-                let ids = users::resolve(root, &user, true).map_err(|e| bad(e.to_string()))?;
-                let cwd_host =
-                    crate::context::resolve_dest(root, Path::new(cwd.trim_start_matches('/')))
-                        .map_err(|p| bad(format!("WORKDIR {cwd}: {}", p.reason(false))))?;
-                fs::create_dir_all(&cwd_host).map_err(io(&cwd_host))?;
-                let bundle = work.join("bundle");
-                fs::create_dir(&bundle).map_err(io(&bundle))?;
-                let mut binds = Vec::new();
-                if let Some((name, content)) = &script {
-                    let p = bundle.join("script");
-                    fs::write(&p, content).map_err(io(&p))?;
-                    use std::os::unix::fs::PermissionsExt;
-                    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).map_err(io(&p))?;
-                    binds.push((p, format!("/dev/pipes/{name}"), true));
+        self.fs_step(ctx, step, state, facts, None, move |root, work| {
+            sandbox.can_execute(&arch)?;
+            let ids = users::resolve(root, &user, true).map_err(|e| bad(e.to_string()))?;
+            let cwd_host =
+                crate::context::resolve_dest(root, Path::new(cwd.trim_start_matches('/')))
+                    .map_err(|p| bad(format!("WORKDIR {cwd}: {}", p.reason(false))))?;
+            fs::create_dir_all(&cwd_host).map_err(io(&cwd_host))?;
+            let bundle = work.join("bundle");
+            fs::create_dir(&bundle).map_err(io(&bundle))?;
+            let mut binds = Vec::new();
+            if let Some((name, content)) = &script {
+                let p = bundle.join("script");
+                fs::write(&p, content).map_err(io(&p))?;
+                use std::os::unix::fs::PermissionsExt;
+                fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).map_err(io(&p))?;
+                binds.push((p, format!("/dev/pipes/{name}"), true));
+            }
+            let cfg = RunConfig {
+                args: args.clone(),
+                env: env.clone(),
+                cwd: cwd.clone(),
+                user: ids,
+                isolated_network: isolated,
+                binds,
+                tmpfs: tmpfs.clone(),
+            };
+            let points = mount_points(&cfg);
+            let existed: Vec<bool> = points
+                .iter()
+                .map(|p| fs::symlink_metadata(root.join(p.trim_start_matches('/'))).is_ok())
+                .collect();
+            write_bundle(&bundle, root, &cfg)?;
+            let container = format!("berth-{:016x}", rand::random::<u64>());
+            let mut sink = LineSink::new(ctx.progress, id);
+            let exit = sandbox.run(&bundle, &container, &mut sink)?;
+            sink.flush_partial();
+            // The runtime created mount points the image did not have; they are not changes.
+            let upper = work.join("upper");
+            for (p, existed) in points.iter().zip(existed) {
+                if !existed {
+                    remove_stub(&upper, Path::new(p.trim_start_matches('/')));
                 }
-                let cfg = RunConfig {
-                    args: args.clone(),
-                    env: env.clone(),
-                    cwd: cwd.clone(),
-                    user: ids,
-                    isolated_network: isolated,
-                    binds,
-                    tmpfs: tmpfs.clone(),
-                };
-                let points = mount_points(&cfg);
-                let existed: Vec<bool> = points
-                    .iter()
-                    .map(|p| fs::symlink_metadata(root.join(p.trim_start_matches('/'))).is_ok())
-                    .collect();
-                write_bundle(&bundle, root, &cfg)?;
-                let container = format!("berth-{:016x}", rand::random::<u64>());
-                let mut sink = LineSink::new(ctx.progress, id);
-                let exit = sandbox.run(&bundle, &container, &mut sink)?;
-                sink.flush_partial();
-                // The runtime created mount points the image did not have; they are not changes.
-                let upper = work.join("upper");
-                for (p, existed) in points.iter().zip(existed) {
-                    if !existed {
-                        remove_stub(&upper, Path::new(p.trim_start_matches('/')));
-                    }
-                }
-                let Exit::Code(code) = exit;
-                if code != 0 {
-                    return Err(BuildError::RunFailed {
-                        step: step_label.clone(),
-                        platform: platform_s.clone(),
-                        instruction: text.clone(),
-                        code,
-                        tail: sink.tail(),
-                    });
-                }
-                Ok(())
-            },
-        )
+            }
+            let Exit::Code(code) = exit;
+            if code != 0 {
+                return Err(BuildError::RunFailed {
+                    step: step_label.clone(),
+                    platform: platform_s.clone(),
+                    instruction: text.clone(),
+                    code,
+                    tail: sink.tail(),
+                });
+            }
+            Ok(())
+        })
     }
 }
 

@@ -14,7 +14,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{Server, fixtures, workspace};
+use common::{Podman, Server, fixtures};
 
 /// A registry with the busybox fixture (amd64 + arm64) as `library/busybox:latest`, and a
 /// private build store.
@@ -599,45 +599,6 @@ fn failures_are_clear_and_leave_the_store_consistent() {
     let out = env.build(ctx.path(), &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("RUNN"));
-}
-
-/// A private podman/buildah environment (config, storage) that trusts only our registry.
-struct Podman {
-    env: Vec<(String, String)>,
-    _dir: tempfile::TempDir,
-}
-
-impl Podman {
-    fn new(registry: &str) -> Podman {
-        let dir = tempfile::tempdir().unwrap();
-        let out = Command::new(workspace().join("scripts/podman-env.sh"))
-            .arg(dir.path())
-            .env("INSECURE_REGISTRY", registry)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let env = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.strip_prefix("export "))
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.trim_matches('\'').replace("\\ ", " ")))
-            .collect();
-        Podman { env, _dir: dir }
-    }
-
-    fn cmd(&self) -> Command {
-        self.tool("podman")
-    }
-
-    fn tool(&self, name: &str) -> Command {
-        let mut c = Command::new(name);
-        c.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        c
-    }
 }
 
 /// The config fields both builders must agree on.

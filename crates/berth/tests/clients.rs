@@ -9,7 +9,7 @@ mod common;
 
 use std::process::{Command, Output};
 
-use common::{Server, client, fixture_index_digest, fixtures, sha256_hex, workspace};
+use common::{Podman, Server, client, fixture_index_digest, fixtures, sha256_hex};
 
 #[track_caller]
 fn run(cmd: &mut Command) -> String {
@@ -117,34 +117,6 @@ async fn skopeo_copy_all_roundtrip_list_tags_and_delete() {
     .unwrap();
     assert_eq!(tags["Tags"], serde_json::json!(["amd64"]));
     assert!(server.terminate().success());
-}
-
-/// A private podman environment (config, storage, locks) that trusts only our registry.
-struct Podman {
-    env: Vec<(String, String)>,
-    _dir: tempfile::TempDir,
-}
-
-impl Podman {
-    fn new(registry: &str) -> Podman {
-        let dir = tempfile::tempdir().unwrap();
-        let out = run(Command::new(workspace().join("scripts/podman-env.sh"))
-            .arg(dir.path())
-            .env("INSECURE_REGISTRY", registry));
-        let env = out
-            .lines()
-            .filter_map(|l| l.strip_prefix("export "))
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.trim_matches('\'').replace("\\ ", " ")))
-            .collect();
-        Podman { env, _dir: dir }
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = Command::new("podman");
-        c.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        c
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -217,3 +217,45 @@ pub fn vm_hwm(pid: u32) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map(|kb| kb * 1024)
 }
+
+/// A private podman/buildah environment (`scripts/podman-env.sh`: config, storage, locks) that
+/// trusts only our registry.
+pub struct Podman {
+    env: Vec<(String, String)>,
+    _dir: tempfile::TempDir,
+}
+
+impl Podman {
+    pub fn new(registry: &str) -> Podman {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new(workspace().join("scripts/podman-env.sh"))
+            .arg(dir.path())
+            .env("INSECURE_REGISTRY", registry)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "scripts/podman-env.sh: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let env = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.strip_prefix("export "))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.trim_matches('\'').replace("\\ ", " ")))
+            .collect();
+        Podman { env, _dir: dir }
+    }
+
+    /// `podman` in this environment.
+    pub fn cmd(&self) -> Command {
+        self.tool("podman")
+    }
+
+    /// Another tool of the family (`buildah`) in this environment.
+    pub fn tool(&self, name: &str) -> Command {
+        let mut c = Command::new(name);
+        c.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        c
+    }
+}
