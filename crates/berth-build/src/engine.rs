@@ -1437,6 +1437,17 @@ fn berth_dockerfile_marker_only(s: &str, name: &str) -> bool {
 /// Removes a mount stub the runtime created (an empty file or directory), and parents it
 /// created that hold nothing else.
 fn remove_stub(upper: &Path, rel: &Path) {
+    // The container may have put a symlink on the way: never follow one out of the upper dir.
+    let mut cur = upper.to_path_buf();
+    if let Some(parent) = rel.parent() {
+        for c in parent.components() {
+            cur.push(c);
+            match fs::symlink_metadata(&cur) {
+                Ok(m) if m.is_dir() => {}
+                _ => return,
+            }
+        }
+    }
     let p = upper.join(rel);
     match fs::symlink_metadata(&p) {
         Ok(m) if m.is_dir() => {

@@ -589,6 +589,18 @@ pub(crate) fn ensure_parents(root: &Path, rel: &Path) -> Result<(), BuildError> 
     Ok(())
 }
 
+/// Where `rel` is inside a live rootfs: its parent resolved inside the root (created when
+/// missing), its last component as named.
+fn confined(root: &Path, rel: &Path) -> Result<PathBuf, BuildError> {
+    let parent = rel.parent().unwrap_or(Path::new(""));
+    let dir = crate::context::resolve_dest(root, parent).map_err(|p| BuildError::Corrupt {
+        path: root.join(rel),
+        reason: p.reason(false),
+    })?;
+    fs::create_dir_all(&dir).map_err(io(&dir))?;
+    Ok(dir.join(rel.file_name().unwrap_or_default()))
+}
+
 /// Removes whatever is at `path` (a file, a symlink or a whole directory tree).
 pub(crate) fn remove_any(path: &Path) -> Result<(), BuildError> {
     match fs::symlink_metadata(path) {
@@ -661,14 +673,27 @@ fn unpack_entries<R: Read>(
             }
             continue;
         }
-        ensure_parents(root, &rel)?;
-        let target = root.join(&rel);
+        let target = match mode {
+            // A fresh snapshot directory: parents are made real directories.
+            UnpackMode::Layer => {
+                ensure_parents(root, &rel)?;
+                root.join(&rel)
+            }
+            // A live rootfs: parents resolve inside it (a symlinked /lib stays a symlink, and
+            // no symlink leads out of the root).
+            UnpackMode::Plain => confined(root, &rel)?,
+        };
         let header = entry.header().clone();
         let ty = header.entry_type();
-        let uid = header.uid().map_err(io(&target))?;
-        let gid = header.gid().map_err(io(&target))?;
-        let perm = header.mode().map_err(io(&target))? & 0o7777;
-        let mtime = i64::try_from(header.mtime().map_err(io(&target))?).unwrap_or(0);
+        // Empty numeric fields read as 0, as Go's archive/tar (which wrote most layers) does.
+        let uid = header.uid().unwrap_or(0);
+        let gid = header.gid().unwrap_or(0);
+        let perm = header.mode().unwrap_or(0o644) & 0o7777;
+        let mtime = header
+            .mtime()
+            .ok()
+            .and_then(|m| i64::try_from(m).ok())
+            .unwrap_or(0);
         let mut xattrs_to_set = Vec::new();
         if let Some(exts) = entry.pax_extensions().map_err(io(&target))? {
             for ext in exts {
@@ -712,7 +737,10 @@ fn unpack_entries<R: Read>(
                         reason: "hard link to an invalid path".into(),
                     });
                 };
-                let src = root.join(&src_rel);
+                let src = match mode {
+                    UnpackMode::Layer => root.join(&src_rel),
+                    UnpackMode::Plain => confined(root, &src_rel)?,
+                };
                 match fs::symlink_metadata(&src) {
                     Ok(m) if !m.is_dir() && !m.file_type().is_char_device() => {
                         fs::hard_link(&src, &target).map_err(io(&target))?;
@@ -810,4 +838,161 @@ pub(crate) fn set_mtime(target: &Path, mtime: i64, symlink: bool) -> Result<(), 
         AtFlags::empty()
     };
     rustix::fs::utimensat(rustix::fs::CWD, target, &times, flags).map_err(errno(target))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn tar_of(entries: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, ty, data) in entries {
+            let mut h = tar::Header::new_ustar();
+            h.set_entry_type(*ty);
+            h.set_mode(0o644);
+            match ty {
+                tar::EntryType::Link | tar::EntryType::Symlink => {
+                    h.set_size(0);
+                    b.append_link(&mut h, name, data).unwrap();
+                }
+                _ => {
+                    h.set_size(data.len() as u64);
+                    h.set_path(name).unwrap();
+                    h.set_cksum();
+                    b.append(&h, data.as_bytes()).unwrap();
+                }
+            }
+        }
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn archives_added_to_a_rootfs_stay_inside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        fs::create_dir_all(root.join("usr/lib")).unwrap();
+        fs::create_dir_all(root.join("etc")).unwrap();
+        fs::write(root.join("etc/shadow"), "image shadow").unwrap();
+        // Absolute symlinks mean the rootfs's paths, not the host's.
+        std::os::unix::fs::symlink("/usr/lib", root.join("lib")).unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("evil")).unwrap();
+        let t = tar_of(&[
+            ("lib/x.so", tar::EntryType::Regular, "x"),
+            ("hard", tar::EntryType::Link, "evil/shadow"),
+        ]);
+        unpack_tar(&t[..], &root, UnpackMode::Plain).unwrap();
+        assert!(
+            fs::symlink_metadata(root.join("lib"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(fs::read_to_string(root.join("usr/lib/x.so")).unwrap(), "x");
+        assert_eq!(
+            fs::read_to_string(root.join("hard")).unwrap(),
+            "image shadow"
+        );
+        // `..` never climbs out.
+        let bad = {
+            let mut b = tar::Builder::new(Vec::new());
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_size(1);
+            h.as_gnu_mut().unwrap().name[..11].copy_from_slice(b"../escaped\0");
+            h.set_cksum();
+            b.append(&h, &b"x"[..]).unwrap();
+            b.into_inner().unwrap()
+        };
+        assert!(unpack_tar(&bad[..], &root, UnpackMode::Plain).is_err());
+        assert!(!dir.path().join("escaped").exists());
+    }
+
+    #[test]
+    fn layers_round_trip_with_whiteouts_and_are_deterministic() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("store")).unwrap();
+        let upper = dir.path().join("upper");
+        fs::create_dir_all(upper.join("keep/sub")).unwrap();
+        fs::write(upper.join("keep/sub/file"), "content").unwrap();
+        fs::write(upper.join("a-long-name-".repeat(12)), "long").unwrap();
+        std::os::unix::fs::symlink("keep/sub/file", upper.join("link")).unwrap();
+        // An overlay whiteout and an opaque directory.
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &upper.join("deleted"),
+            rustix::fs::FileType::CharacterDevice,
+            Mode::empty(),
+            0,
+        )
+        .unwrap();
+        fs::create_dir(upper.join("opaque")).unwrap();
+        rustix::fs::lsetxattr(
+            upper.join("opaque"),
+            OPAQUE_XATTR,
+            b"y",
+            rustix::fs::XattrFlags::empty(),
+        )
+        .unwrap();
+        let opts = LayerOptions {
+            compression: Compression::Gzip {
+                level: 6,
+                threads: 2,
+            },
+            epoch: Some(1_000),
+        };
+        let a = write_layer(&store, &upper, opts).unwrap().unwrap();
+        let b = write_layer(&store, &upper, opts).unwrap().unwrap();
+        assert_eq!(a, b, "the same directory gives the same layer");
+        // The tar speaks OCI: .wh.deleted and opaque/.wh..wh..opq.
+        let f = File::open(store.blob_path(&a.digest)).unwrap();
+        let mut names: Vec<String> = tar::Archive::new(flate2::read::GzDecoder::new(f))
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        names.sort();
+        assert!(names.contains(&".wh.deleted".to_owned()), "{names:?}");
+        assert!(
+            names.contains(&"opaque/.wh..wh..opq".to_owned()),
+            "{names:?}"
+        );
+        assert!(names.contains(&"a-long-name-".repeat(12)), "{names:?}");
+        // Unpacked back into a snapshot: overlay's spelling again.
+        let snap = unpack_layer(&store, &a).unwrap();
+        let m = fs::symlink_metadata(snap.join("deleted")).unwrap();
+        assert!(m.file_type().is_char_device() && m.rdev() == 0);
+        let mut v = [0u8; 4];
+        let n = rustix::fs::lgetxattr(snap.join("opaque"), OPAQUE_XATTR, &mut v).unwrap();
+        assert_eq!(&v[..n], b"y");
+        assert_eq!(
+            fs::read_to_string(snap.join("keep/sub/file")).unwrap(),
+            "content"
+        );
+        assert_eq!(
+            fs::read_link(snap.join("link")).unwrap(),
+            Path::new("keep/sub/file")
+        );
+        assert_eq!(
+            fs::symlink_metadata(snap.join("keep/sub/file"))
+                .unwrap()
+                .mtime(),
+            1_000
+        );
+        // zstd and uncompressed layers carry the same tar (same diff id).
+        for c in [Compression::Zstd { level: 3 }, Compression::None] {
+            let l = write_layer(
+                &store,
+                &upper,
+                LayerOptions {
+                    compression: c,
+                    epoch: Some(1_000),
+                },
+            )
+            .unwrap()
+            .unwrap();
+            assert_eq!(l.diff_id, a.diff_id);
+            assert_ne!(l.digest, a.digest);
+        }
+    }
 }
