@@ -920,7 +920,7 @@ mod tests {
         // An overlay whiteout and an opaque directory.
         rustix::fs::mknodat(
             rustix::fs::CWD,
-            &upper.join("deleted"),
+            upper.join("deleted"),
             rustix::fs::FileType::CharacterDevice,
             Mode::empty(),
             0,
