@@ -2,6 +2,7 @@
 //! `docker-registry`), same client, same machine, same run; prints each figure and the ratio.
 //! `berth-bench client`: berth's client vs skopeo (see [`client`]).
 //! `berth-bench lint`: `berth lint` vs hadolint (see [`lint`]).
+//! `berth-bench build`: `berth build` vs `buildah bud` (see [`build`]).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use bytes::Bytes;
 use clap::{Parser, Subcommand};
 use sha2::Digest as _;
 
+mod build;
 mod client;
 mod lint;
 
@@ -63,6 +65,19 @@ enum Bench {
         #[arg(long, default_value = "target/hadolint-venv/bin/hadolint")]
         hadolint: PathBuf,
     },
+    /// berth build vs buildah bud: cold build, no-op rebuild, one-file-change rebuild and a
+    /// two-platform build of the same Dockerfile (needs root, buildah, runc, qemu-user-static).
+    Build {
+        /// Runs per tool and scenario (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Files in the copied directory of the context.
+        #[arg(long, default_value_t = 2000)]
+        files: usize,
+        /// Size of each file, KiB.
+        #[arg(long, default_value_t = 16)]
+        kib: usize,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -89,6 +104,10 @@ fn main() -> anyhow::Result<()> {
         Bench::Lint { runs, hadolint } => {
             let berth = berth_binary()?;
             lint::bench(&berth, &hadolint, runs.max(1))
+        }
+        Bench::Build { runs, files, kib } => {
+            let berth = berth_binary()?;
+            build::bench(&berth, runs.max(1), files, kib.max(1))
         }
     }
 }
