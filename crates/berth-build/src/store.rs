@@ -246,6 +246,18 @@ impl Store {
         // Everything extracted must be on disk before the snapshot becomes visible.
         let f = File::open(&tmp.path).map_err(io(&tmp.path))?;
         rustix::fs::syncfs(&f).map_err(|e| io(&tmp.path)(e.into()))?;
+        // The id first: a directory is a snapshot only with its id beside it, and a build that
+        // loses a race to commit the same layer must find both in place.
+        match fs::read_to_string(&id_file) {
+            Ok(other) if other.trim() != diff_id.to_string() => {
+                return Err(BuildError::Corrupt {
+                    path: id_file,
+                    reason: format!("snapshot name {name} is taken by {}", other.trim()),
+                });
+            }
+            Ok(_) => {}
+            Err(_) => write_atomic(&self.root, &id_file, diff_id.to_string().as_bytes())?,
+        }
         match fs::rename(&tmp.path, &dir) {
             Ok(()) => {}
             Err(e)
@@ -266,7 +278,6 @@ impl Store {
         }
         let mut tmp = tmp;
         tmp.path = PathBuf::new();
-        write_atomic(&self.root, &id_file, diff_id.to_string().as_bytes())?;
         Ok(dir)
     }
 

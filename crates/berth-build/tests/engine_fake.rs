@@ -214,3 +214,25 @@ fn a_failing_run_reports_step_code_and_output() {
         assert_eq!(left, 0, "{d}/");
     }
 }
+
+/// Regression: two platforms producing the same layer at the same moment both commit its
+/// snapshot; the one that loses the race must find the winner's complete snapshot (it once
+/// failed with "a snapshot directory without its id file").
+#[test]
+fn platforms_committing_the_same_layer_at_once_agree() {
+    for _ in 0..20 {
+        let (dir, _fake, builder, _rt) = setup();
+        let ctx = dir.path().join("ctx");
+        std::fs::create_dir_all(&ctx).unwrap();
+        std::fs::write(ctx.join("same.txt"), "identical on every platform\n").unwrap();
+        std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nCOPY same.txt /\n").unwrap();
+        let mut opts = BuildOptions::new(&ctx);
+        opts.platforms = vec![
+            berth_oci::Platform::parse("linux/amd64").unwrap(),
+            berth_oci::Platform::parse("linux/arm64").unwrap(),
+        ];
+        let r = builder.build(&opts, &Log::default()).unwrap();
+        assert_eq!(r.images.len(), 2);
+        assert_eq!(r.steps_run, 2);
+    }
+}
