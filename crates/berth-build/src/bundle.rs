@@ -27,10 +27,31 @@ pub struct RunConfig {
     pub user: Ids,
     /// A network namespace of its own (loopback only): `RUN --network=none`.
     pub isolated_network: bool,
-    /// Extra bind mounts (host path, container path, read-only).
-    pub binds: Vec<(PathBuf, String, bool)>,
-    /// Extra tmpfs mounts (container path, size in bytes).
-    pub tmpfs: Vec<(String, Option<u64>)>,
+    /// The step's own mounts (`RUN --mount`, a heredoc script), mounted shallowest first.
+    pub mounts: Vec<ExtraMount>,
+}
+
+/// A mount a RUN step asks for, on top of the standard ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ExtraMount {
+    /// A host file, directory or socket bound at `target`.
+    Bind {
+        source: PathBuf,
+        target: String,
+        readonly: bool,
+    },
+    /// A fresh tmpfs (`size` in bytes).
+    Tmpfs { target: String, size: Option<u64> },
+}
+
+impl ExtraMount {
+    /// The container path.
+    pub fn target(&self) -> &str {
+        match self {
+            ExtraMount::Bind { target, .. } | ExtraMount::Tmpfs { target, .. } => target,
+        }
+    }
 }
 
 fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Result<Mount, BuildError> {
@@ -85,8 +106,7 @@ pub fn mount_points(cfg: &RunConfig) -> Vec<String> {
     .iter()
     .map(|s| (*s).to_owned())
     .collect();
-    v.extend(cfg.binds.iter().map(|b| b.1.clone()));
-    v.extend(cfg.tmpfs.iter().map(|t| t.0.clone()));
+    v.extend(cfg.mounts.iter().map(|m| m.target().to_owned()));
     v
 }
 
@@ -169,17 +189,32 @@ pub fn write_bundle(bundle: &Path, rootfs: &Path, cfg: &RunConfig) -> Result<Spe
             &["rbind", "ro"],
         )?);
     }
-    for (src, dest, ro) in &cfg.binds {
-        let opts: &[&str] = if *ro { &["rbind", "ro"] } else { &["rbind"] };
-        mounts.push(mount(dest, "bind", &s(src), opts)?);
-    }
-    for (dest, size) in &cfg.tmpfs {
-        let size_opt = size.map(|b| format!("size={b}"));
-        let mut opts = vec!["nosuid", "nodev", "mode=1777"];
-        if let Some(so) = &size_opt {
-            opts.push(so);
+    // A mount inside another one's target must come after it (BuildKit sorts the same way).
+    let mut extra: Vec<&ExtraMount> = cfg.mounts.iter().collect();
+    extra.sort_by_key(|m| m.target().split('/').filter(|c| !c.is_empty()).count());
+    for m in extra {
+        match m {
+            ExtraMount::Bind {
+                source,
+                target,
+                readonly,
+            } => {
+                let opts: &[&str] = if *readonly {
+                    &["rbind", "ro"]
+                } else {
+                    &["rbind"]
+                };
+                mounts.push(mount(target, "bind", &s(source), opts)?);
+            }
+            ExtraMount::Tmpfs { target, size } => {
+                let size_opt = size.map(|b| format!("size={b}"));
+                let mut opts = vec!["nosuid", "nodev", "mode=1777"];
+                if let Some(so) = &size_opt {
+                    opts.push(so);
+                }
+                mounts.push(mount(target, "tmpfs", "tmpfs", &opts)?);
+            }
         }
-        mounts.push(mount(dest, "tmpfs", "tmpfs", &opts)?);
     }
     let caps: HashSet<Capability> = CAPS.into_iter().collect();
     let capabilities = LinuxCapabilitiesBuilder::default()

@@ -22,18 +22,19 @@ use berth_client::{ClientError, CopyOptions};
 use berth_dockerfile::ignore::DockerIgnore;
 use berth_dockerfile::{
     Base, CmdLine, Command, Dockerfile, GlobalScope, Healthcheck, Instruction, Keyword, MountType,
-    Network, Source, StageGraph, StageScope, Vars,
+    Network, Sharing, Source, StageGraph, StageScope, Vars,
 };
 use berth_oci::{Digest, ImageRef, Manifest, ManifestKind, Platform};
 use serde_json::json;
 
-use crate::bundle::{RunConfig, mount_points, write_bundle};
+use crate::bundle::{ExtraMount, RunConfig, mount_points, write_bundle};
 use crate::cache::{self, CacheRecord, StepFacts, StepMemory};
 use crate::config::{ImageConfig, rfc3339};
 use crate::context::{Entry, Match, Tree, digest_entries};
 use crate::error::{BuildError, io};
 use crate::fileop::{Chmod, CopySpec, copy_into};
 use crate::layer::{LayerBlob, LayerOptions, unpack_layer, write_layer};
+use crate::mounts::{self, RunMount, SecretSource};
 use crate::platform;
 use crate::sandbox::{Exit, OverlayMount, Sandbox};
 use crate::store::{Store, StoreImage, TempDir};
@@ -83,6 +84,10 @@ pub struct BuildOptions {
     pub pull: bool,
     /// Layer compression and reproducibility.
     pub layers: LayerOptions,
+    /// `--secret`: what `RUN --mount=type=secret,id=ID` gets.
+    pub secrets: BTreeMap<String, SecretSource>,
+    /// `--ssh`: the agent socket `RUN --mount=type=ssh,id=ID` gets.
+    pub ssh: BTreeMap<String, PathBuf>,
 }
 
 impl BuildOptions {
@@ -101,6 +106,8 @@ impl BuildOptions {
             no_cache: false,
             pull: false,
             layers: LayerOptions::default(),
+            secrets: BTreeMap::new(),
+            ssh: BTreeMap::new(),
         }
     }
 }
@@ -853,7 +860,7 @@ impl Builder {
                 return self.copy_step(ctx, graph, &step, c, state, scope, states);
             }
             Command::Run(r) => {
-                return self.run_step(ctx, &step, r, state, scope);
+                return self.run_step(ctx, graph, states, &step, r, state, scope);
             }
             Command::From(_) => {
                 return Err(bad("FROM inside a stage body".into()));
@@ -1098,37 +1105,10 @@ impl Builder {
             ));
         }
         // Where the sources come from.
-        let mut ro_guard = None;
-        let mut from_key: Option<Digest> = None;
-        let tree: Tree = match &c.from {
-            None => ctx.context.clone(),
-            Some(f) => {
-                let f = ex(f)?;
-                match ctx.opts.contexts.get(&f) {
-                    Some(NamedContext::Dir(d)) => {
-                        from_key = None;
-                        Tree::rootfs(&fs::canonicalize(d).map_err(io(d))?)
-                    }
-                    _ => {
-                        let src_state = match resolve_source(graph, &f, si) {
-                            Some(i) => states
-                                .get(&i)
-                                .cloned()
-                                .ok_or_else(|| bad(format!("stage {f} was not built")))?,
-                            None => {
-                                let p = state.platform.clone();
-                                self.image_state(ctx, &f, &p, ins)?
-                            }
-                        };
-                        from_key = Some(src_state.key.clone());
-                        let guard = self.mount_readonly(&src_state)?;
-                        let t = Tree::rootfs(&guard.root);
-                        ro_guard = Some(guard);
-                        t
-                    }
-                }
-            }
-        };
+        let from = c.from.as_deref().map(ex).transpose()?;
+        let platform = state.platform.clone();
+        let src = self.source_tree(ctx, graph, states, si, from.as_deref(), &platform, ins)?;
+        let (tree, from_key) = (&src.tree, src.key.clone());
         // Match and walk every source now: the cache key needs their content.
         let mut matched: Vec<(Match, Vec<Entry>)> = Vec::new();
         let mut named: Vec<(String, Vec<Entry>)> = Vec::new();
@@ -1248,13 +1228,62 @@ impl Builder {
             )
             .map_err(|e| with_line(e, line, &ins.original))
         });
-        drop(ro_guard);
+        drop(src);
         result
     }
 
+    /// Where `--from` sources come from: the build context (`None`), a named context
+    /// directory, an earlier stage or an image (mounted read-only while the result lives).
+    #[allow(clippy::too_many_arguments)]
+    fn source_tree(
+        &self,
+        ctx: &Ctx<'_>,
+        graph: &StageGraph,
+        states: &HashMap<usize, State>,
+        si: usize,
+        from: Option<&str>,
+        platform: &Platform,
+        ins: &Instruction,
+    ) -> Result<SourceTree<'_>, BuildError> {
+        let Some(f) = from else {
+            return Ok(SourceTree {
+                tree: ctx.context.clone(),
+                key: None,
+                _guard: None,
+            });
+        };
+        if let Some(NamedContext::Dir(d)) = ctx.opts.contexts.get(f) {
+            return Ok(SourceTree {
+                tree: Tree::rootfs(&fs::canonicalize(d).map_err(io(d))?),
+                key: None,
+                _guard: None,
+            });
+        }
+        let src_state = match resolve_source(graph, f, si) {
+            Some(i) => states
+                .get(&i)
+                .cloned()
+                .ok_or_else(|| BuildError::Instruction {
+                    line: ins.span.start.line,
+                    instruction: short(&ins.original),
+                    reason: format!("stage {f} was not built"),
+                })?,
+            None => self.image_state(ctx, f, platform, ins)?,
+        };
+        let guard = self.mount_readonly(&src_state)?;
+        Ok(SourceTree {
+            tree: Tree::rootfs(&guard.root),
+            key: Some(src_state.key.clone()),
+            _guard: Some(guard),
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn run_step(
         &self,
         ctx: &Ctx<'_>,
+        graph: &StageGraph,
+        states: &HashMap<usize, State>,
         step: &Step<'_>,
         r: &berth_dockerfile::Run,
         state: &mut State,
@@ -1267,32 +1296,156 @@ impl Builder {
             instruction: short(&ins.original),
             reason,
         };
-        if let Some(m) = r.mounts.first() {
-            let kind = match m.kind {
-                MountType::Bind => "bind",
-                MountType::Cache => "cache",
-                MountType::Tmpfs => "tmpfs",
-                MountType::Secret => "secret",
-                MountType::Ssh => "ssh",
-            };
-            if m.kind != MountType::Tmpfs {
-                return Err(bad(format!(
-                    "RUN --mount=type={kind} is not supported yet (tmpfs mounts are)"
-                )));
-            }
-        }
-        let mut tmpfs = Vec::new();
-        for m in &r.mounts {
+        // The step's mounts, expanded in the stage's scope and resolved.
+        let expander = |v: &str| scope.expand(v).map_err(|e| e.to_string());
+        let workdir = state.config.workdir();
+        let mut run_mounts: Vec<RunMount> = Vec::new();
+        let mut mount_trees: Vec<SourceTree<'_>> = Vec::new();
+        let mut mount_digests: Vec<Digest> = Vec::new();
+        let mut mount_facts: Vec<String> = Vec::new();
+        let mut mount_files: Vec<(String, String)> = Vec::new();
+        let mut ssh_count = 0usize;
+        for raw in &r.mounts {
+            let m = berth_dockerfile::parse_mount(&raw.raw, Some(&expander))
+                .map_err(|e| bad(format!("--mount={}: {e}", raw.raw)))?;
             let target = m
                 .target
                 .as_deref()
-                .map(|t| scope.expand(t).map_err(|e| bad(e.to_string())))
-                .transpose()?
-                .ok_or_else(|| bad("mount without a target".into()))?;
-            tmpfs.push((
-                clean_abs(&join_workdir(&state.config.workdir(), &target)),
-                m.size,
-            ));
+                .map(|t| clean_abs(&join_workdir(&workdir, t)));
+            let need_target = || {
+                target
+                    .clone()
+                    .ok_or_else(|| bad(format!("--mount={}: a target is required", raw.raw)))
+            };
+            // A bind's source, or a cache's seed: a path in the context, a stage or an image.
+            let mut tree_source = |from: Option<&str>, source: Option<&str>| {
+                let src =
+                    self.source_tree(ctx, graph, states, step.si, from, &state.platform, ins)?;
+                let path = source.unwrap_or(".");
+                let mut ms = src.tree.matches(path).map_err(|p| BuildError::Source {
+                    line,
+                    instruction: short(&ins.original),
+                    path: path.to_owned(),
+                    reason: p.reason(src.tree.is_context()),
+                })?;
+                if ms.len() != 1 {
+                    return Err(bad(format!(
+                        "--mount={}: source {path:?} names {} paths; a mount needs one",
+                        raw.raw,
+                        ms.len()
+                    )));
+                }
+                let found = ms.remove(0);
+                let entries = src.tree.walk(&found, None)?;
+                let (d, files) =
+                    digest_entries(&[(found.rel.display().to_string(), entries.clone())])?;
+                let mut fact = format!("source {path}");
+                match &src.key {
+                    Some(k) => fact.push_str(&format!(" from {k}")),
+                    None => mount_files.extend(files),
+                }
+                mount_digests.push(d);
+                mount_trees.push(src);
+                Ok::<_, BuildError>(((found, entries), fact))
+            };
+            let mount = match m.kind {
+                MountType::Bind => {
+                    let (source, fact) = tree_source(m.from.as_deref(), m.source.as_deref())?;
+                    mount_facts.push(fact);
+                    RunMount::Bind {
+                        target: need_target()?,
+                        source,
+                        writable: !m.readonly,
+                    }
+                }
+                MountType::Cache => {
+                    let target = need_target()?;
+                    let seed = match &m.from {
+                        Some(f) => {
+                            let (source, fact) = tree_source(Some(f), m.source.as_deref())?;
+                            mount_facts.push(fact);
+                            Some(source)
+                        }
+                        None => None,
+                    };
+                    RunMount::Cache {
+                        id: m
+                            .id
+                            .clone()
+                            .filter(|i| !i.is_empty())
+                            .unwrap_or_else(|| target.clone()),
+                        target,
+                        sharing: m.sharing.unwrap_or(Sharing::Shared),
+                        readonly: m.readonly,
+                        mode: m.mode.unwrap_or(0o755),
+                        uid: m.uid.unwrap_or(0),
+                        gid: m.gid.unwrap_or(0),
+                        seed,
+                    }
+                }
+                MountType::Tmpfs => RunMount::Tmpfs {
+                    target: need_target()?,
+                    size: m.size,
+                },
+                MountType::Secret => {
+                    let id = m
+                        .id
+                        .clone()
+                        .or_else(|| m.source.clone())
+                        .or_else(|| {
+                            target
+                                .as_deref()
+                                .and_then(|t| t.rsplit('/').next())
+                                .map(str::to_owned)
+                        })
+                        .filter(|i| !i.is_empty())
+                        .ok_or_else(|| bad(format!("--mount={}: a secret needs an id", raw.raw)))?;
+                    let Some(source) = ctx.opts.secrets.get(&id).cloned() else {
+                        if m.required {
+                            return Err(BuildError::Secret {
+                                id,
+                                reason: "required by the Dockerfile but not given (--secret id=…,src=FILE or env=VAR)".into(),
+                            });
+                        }
+                        continue;
+                    };
+                    // With only env=, the secret is not a file (BuildKit 0.13 and later).
+                    let target = match (&target, &m.env) {
+                        (Some(t), _) => Some(t.clone()),
+                        (None, Some(_)) => None,
+                        (None, None) => Some(format!("/run/secrets/{id}")),
+                    };
+                    RunMount::Secret {
+                        id,
+                        source,
+                        target,
+                        env: m.env.clone(),
+                        mode: m.mode.unwrap_or(0o400),
+                        uid: m.uid.unwrap_or(0),
+                        gid: m.gid.unwrap_or(0),
+                    }
+                }
+                MountType::Ssh => {
+                    let id =
+                        m.id.clone()
+                            .filter(|i| !i.is_empty())
+                            .unwrap_or_else(|| "default".into());
+                    let target = target
+                        .clone()
+                        .unwrap_or_else(|| format!("/run/buildkit/ssh_agent.{ssh_count}"));
+                    ssh_count += 1;
+                    let Some(socket) = ctx.opts.ssh.get(&id).cloned() else {
+                        if m.required {
+                            return Err(bad(format!(
+                                "no SSH agent socket {id:?} was given (--ssh {id}=SOCKET, or --ssh {id} for $SSH_AUTH_SOCK)"
+                            )));
+                        }
+                        continue;
+                    };
+                    RunMount::Ssh { target, socket }
+                }
+            };
+            run_mounts.push(mount);
         }
         // The command: heredocs as BuildKit runs them.
         let mut script: Option<(String, String)> = None;
@@ -1353,9 +1506,23 @@ impl Builder {
         if isolated {
             facts.fact("network", "none");
         }
-        if !tmpfs.is_empty() {
-            facts.fact("tmpfs", format!("{tmpfs:?}"));
+        for (i, m) in run_mounts.iter().enumerate() {
+            facts.fact(&format!("mount {i}"), m.describe());
         }
+        if !mount_facts.is_empty() {
+            facts.fact("mount sources", mount_facts.join("; "));
+        }
+        facts.files = mount_files.into_iter().collect();
+        let inputs = if mount_digests.is_empty() {
+            None
+        } else {
+            let mut h = berth_oci::Algorithm::Sha256.hasher();
+            for d in &mount_digests {
+                h.update(d.to_string().as_bytes());
+                h.update(b"\n");
+            }
+            Some(h.finish())
+        };
         if let Some((n, c)) = &script {
             facts.fact("script", format!("{n}\n{c}"));
         }
@@ -1364,61 +1531,79 @@ impl Builder {
         let sandbox = self.sandbox.clone();
         let step_label = position.to_owned();
         let text = short(&ins.original);
-        self.fs_step(ctx, step, state, facts, None, move |root, work| {
-            sandbox.can_execute(&arch)?;
-            let ids = users::resolve(root, &user, true).map_err(|e| bad(e.to_string()))?;
-            let cwd_host =
-                crate::context::resolve_dest(root, Path::new(cwd.trim_start_matches('/')))
-                    .map_err(|p| bad(format!("WORKDIR {cwd}: {}", p.reason(false))))?;
-            fs::create_dir_all(&cwd_host).map_err(io(&cwd_host))?;
-            let bundle = work.join("bundle");
-            fs::create_dir(&bundle).map_err(io(&bundle))?;
-            let mut binds = Vec::new();
-            if let Some((name, content)) = &script {
-                let p = bundle.join("script");
-                fs::write(&p, content).map_err(io(&p))?;
-                use std::os::unix::fs::PermissionsExt;
-                fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).map_err(io(&p))?;
-                binds.push((p, format!("/dev/pipes/{name}"), true));
-            }
-            let cfg = RunConfig {
-                args: args.clone(),
-                env: env.clone(),
-                cwd: cwd.clone(),
-                user: ids,
-                isolated_network: isolated,
-                binds,
-                tmpfs: tmpfs.clone(),
-            };
-            let points = mount_points(&cfg);
-            let existed: Vec<bool> = points
-                .iter()
-                .map(|p| fs::symlink_metadata(root.join(p.trim_start_matches('/'))).is_ok())
-                .collect();
-            write_bundle(&bundle, root, &cfg)?;
-            let container = format!("berth-{:016x}", rand::random::<u64>());
-            let mut sink = LineSink::new(ctx.progress, id);
-            let exit = sandbox.run(&bundle, &container, &mut sink)?;
-            sink.flush_partial();
-            // The runtime created mount points the image did not have; they are not changes.
-            let upper = work.join("upper");
-            for (p, existed) in points.iter().zip(existed) {
-                if !existed {
-                    remove_stub(&upper, Path::new(p.trim_start_matches('/')));
+        let store = self.store.clone();
+        let result = self.fs_step(
+            ctx,
+            step,
+            state,
+            facts,
+            inputs.as_ref(),
+            move |root, work| {
+                sandbox.can_execute(&arch)?;
+                let ids = users::resolve(root, &user, true).map_err(|e| bad(e.to_string()))?;
+                let cwd_host =
+                    crate::context::resolve_dest(root, Path::new(cwd.trim_start_matches('/')))
+                        .map_err(|p| bad(format!("WORKDIR {cwd}: {}", p.reason(false))))?;
+                fs::create_dir_all(&cwd_host).map_err(io(&cwd_host))?;
+                let bundle = work.join("bundle");
+                fs::create_dir(&bundle).map_err(io(&bundle))?;
+                // Held until the container is gone: cache locks, copies, secret files.
+                let placed = mounts::materialize(&store, work, &run_mounts)?;
+                let mut extra = placed.mounts.clone();
+                if let Some((name, content)) = &script {
+                    let p = bundle.join("script");
+                    fs::write(&p, content).map_err(io(&p))?;
+                    use std::os::unix::fs::PermissionsExt;
+                    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).map_err(io(&p))?;
+                    extra.push(ExtraMount::Bind {
+                        source: p,
+                        target: format!("/dev/pipes/{name}"),
+                        readonly: true,
+                    });
                 }
-            }
-            let Exit::Code(code) = exit;
-            if code != 0 {
-                return Err(BuildError::RunFailed {
-                    step: step_label.clone(),
-                    platform: platform_s.clone(),
-                    instruction: text.clone(),
-                    code,
-                    tail: sink.tail(),
-                });
-            }
-            Ok(())
-        })
+                let mut env = env.clone();
+                env.extend(placed.env.iter().map(|e| e.as_str().to_owned()));
+                let cfg = RunConfig {
+                    args: args.clone(),
+                    env,
+                    cwd: cwd.clone(),
+                    user: ids,
+                    isolated_network: isolated,
+                    mounts: extra,
+                };
+                let points = mount_points(&cfg);
+                let existed: Vec<bool> = points
+                    .iter()
+                    .map(|p| fs::symlink_metadata(root.join(p.trim_start_matches('/'))).is_ok())
+                    .collect();
+                write_bundle(&bundle, root, &cfg)?;
+                let container = format!("berth-{:016x}", rand::random::<u64>());
+                let mut sink = LineSink::new(ctx.progress, id);
+                let exit = sandbox.run(&bundle, &container, &mut sink)?;
+                sink.flush_partial();
+                // The runtime created mount points the image did not have; they are not changes.
+                let upper = work.join("upper");
+                for (p, existed) in points.iter().zip(existed) {
+                    if !existed {
+                        remove_stub(&upper, Path::new(p.trim_start_matches('/')));
+                    }
+                }
+                let Exit::Code(code) = exit;
+                if code != 0 {
+                    return Err(BuildError::RunFailed {
+                        step: step_label.clone(),
+                        platform: platform_s.clone(),
+                        instruction: text.clone(),
+                        code,
+                        tail: sink.tail(),
+                    });
+                }
+                drop(placed);
+                Ok(())
+            },
+        );
+        drop(mount_trees);
+        result
     }
 }
 
@@ -1539,6 +1724,14 @@ impl Write for LineSink<'_> {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// The tree `--from` names, and what keeps it readable.
+struct SourceTree<'a> {
+    tree: Tree,
+    /// The cache key of the stage or image it is (None: the context or a named directory).
+    key: Option<Digest>,
+    _guard: Option<ReadOnlyRoot<'a>>,
 }
 
 /// A read-only rootfs mount, unmounted on drop.

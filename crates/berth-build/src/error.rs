@@ -66,6 +66,22 @@ pub enum BuildError {
     /// A registry or layout operation of an output failed.
     #[error(transparent)]
     Client(#[from] ClientError),
+    /// A secret a RUN step mounts cannot be read (its value is never part of the message).
+    #[error("secret {id:?}: {reason}")]
+    Secret {
+        /// The secret's id.
+        id: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An `ADD <url>` download failed or did not match its `--checksum`.
+    #[error("ADD {url}: {reason}")]
+    Fetch {
+        /// The URL (its user-info removed).
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// A RUN step exited with a non-zero code.
     #[error("step {step} ({platform}) `{instruction}` failed with exit code {code}{}", tail_text(.tail))]
     RunFailed {

@@ -16,6 +16,7 @@ mod engine;
 mod error;
 pub mod fileop;
 pub mod layer;
+mod mounts;
 pub mod platform;
 pub mod sandbox;
 pub mod store;
@@ -26,5 +27,6 @@ pub use engine::{
 };
 pub use error::BuildError;
 pub use layer::{Compression, LayerOptions};
+pub use mounts::{MAX_SECRET, SecretSource};
 pub use sandbox::{HostSandbox, Sandbox};
 pub use store::{Store, StoreImage, default_root};

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 use berth_build::{
     BuildOptions, Builder, Compression, Event, HostSandbox, NamedContext, Progress, Registries,
-    Store, StoreImage,
+    SecretSource, Store, StoreImage,
 };
 use berth_client::ClientError;
 use berth_client::registry::RegistryImage;
@@ -65,6 +65,14 @@ pub struct BuildArgs {
     /// A named context: NAME=DIR, NAME=docker-image://REF or NAME=oci-layout://DIR[:TAG]
     #[arg(long = "build-context", value_name = "NAME=VALUE")]
     build_contexts: Vec<String>,
+    /// A secret for RUN --mount=type=secret: id=ID[,src=FILE|,env=VAR][,type=file|env]
+    /// (with neither src nor env: the variable ID if set, else the file ID); repeatable
+    #[arg(long = "secret", value_name = "SPEC")]
+    secrets: Vec<String>,
+    /// An SSH agent socket for RUN --mount=type=ssh: default|ID[=SOCKET] (default: $SSH_AUTH_SOCK);
+    /// repeatable
+    #[arg(long = "ssh", value_name = "ID[=SOCKET]")]
+    ssh: Vec<String>,
     /// Do not use the step cache
     #[arg(long)]
     no_cache: bool,
@@ -231,6 +239,82 @@ fn parse_kv(s: &str, what: &str) -> anyhow::Result<(String, String)> {
         .ok_or_else(|| UsageError(format!("{what} {s:?}: expected KEY=VALUE")).into())
 }
 
+/// `--secret id=ID[,src=FILE|,env=VAR][,type=file|env]`, as buildx reads it.
+fn parse_secret(spec: &str) -> anyhow::Result<(String, SecretSource)> {
+    let (mut id, mut src, mut env, mut typ) = (None, None, None, None);
+    for field in spec.split(',') {
+        let (k, v) = field.split_once('=').ok_or_else(|| {
+            UsageError(format!(
+                "--secret {spec:?}: invalid field {field:?}: must be a key=value pair"
+            ))
+        })?;
+        match k.to_ascii_lowercase().as_str() {
+            "type" if v == "file" || v == "env" => typ = Some(v.to_owned()),
+            "type" => {
+                return Err(UsageError(format!(
+                    "--secret {spec:?}: unsupported secret type {v:?} (file or env)"
+                ))
+                .into());
+            }
+            "id" => id = Some(v.to_owned()),
+            "source" | "src" => src = Some(v.to_owned()),
+            "env" => env = Some(v.to_owned()),
+            other => {
+                return Err(UsageError(format!(
+                    "--secret {spec:?}: unexpected key {other:?} (id, src, env, type)"
+                ))
+                .into());
+            }
+        }
+    }
+    let id = id
+        .filter(|i| !i.is_empty())
+        .ok_or_else(|| UsageError(format!("--secret {spec:?}: id=… is required")))?;
+    if typ.as_deref() == Some("env") && env.is_none() {
+        env = src.take();
+    }
+    let source = match (src, env) {
+        (Some(_), Some(_)) => {
+            return Err(UsageError(format!("--secret {spec:?}: give src or env, not both")).into());
+        }
+        (Some(f), None) => SecretSource::File(PathBuf::from(f)),
+        (None, Some(e)) => SecretSource::Env(e),
+        (None, None) if std::env::var_os(&id).is_some() => SecretSource::Env(id.clone()),
+        (None, None) => SecretSource::File(PathBuf::from(&id)),
+    };
+    if let SecretSource::File(f) = &source
+        && !f.is_file()
+    {
+        return Err(UsageError(format!("--secret {spec:?}: {}: no such file", f.display())).into());
+    }
+    Ok((id, source))
+}
+
+/// `--ssh default|ID[=SOCKET]`: agent sockets only (no key files).
+fn parse_ssh(spec: &str) -> anyhow::Result<(String, PathBuf)> {
+    let (id, path) = match spec.split_once('=') {
+        Some((id, p)) => (id.to_owned(), PathBuf::from(p)),
+        None => {
+            let sock = std::env::var_os("SSH_AUTH_SOCK").ok_or_else(|| {
+                UsageError(format!(
+                    "--ssh {spec}: SSH_AUTH_SOCK is not set (start an agent or give {spec}=SOCKET)"
+                ))
+            })?;
+            (spec.to_owned(), PathBuf::from(sock))
+        }
+    };
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::metadata(&path) {
+        Ok(m) if m.file_type().is_socket() => Ok((id, path)),
+        Ok(_) => Err(UsageError(format!(
+            "--ssh {spec}: {} is not a socket (only agent sockets are supported, not key files)",
+            path.display()
+        ))
+        .into()),
+        Err(e) => Err(UsageError(format!("--ssh {spec}: {}: {e}", path.display())).into()),
+    }
+}
+
 /// `berth build`.
 pub fn run(args: BuildArgs) -> anyhow::Result<()> {
     if !args.context.is_dir() {
@@ -292,6 +376,14 @@ pub fn run(args: BuildArgs) -> anyhow::Result<()> {
             NamedContext::Dir(PathBuf::from(value))
         };
         opts.contexts.insert(name, ctx);
+    }
+    for spec in &args.secrets {
+        let (id, source) = parse_secret(spec)?;
+        opts.secrets.insert(id, source);
+    }
+    for spec in &args.ssh {
+        let (id, socket) = parse_ssh(spec)?;
+        opts.ssh.insert(id, socket);
     }
     for l in &args.labels {
         let (k, v) = parse_kv(l, "--label")?;

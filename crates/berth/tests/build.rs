@@ -716,3 +716,161 @@ fn buildah_builds_the_same_trees_and_configs() {
     let cb = json(&blob(&theirs, b["config"]["digest"].as_str().unwrap()));
     assert_eq!(comparable_config(&ca), comparable_config(&cb));
 }
+
+/// Every `RUN --mount` type, as BuildKit gives it.
+const MOUNTS: &str = r#"ARG BASE
+FROM ${BASE} AS tools
+RUN mkdir -p /opt/tool && echo tool-v1 > /opt/tool/version
+
+FROM ${BASE}
+WORKDIR /work
+RUN --mount=type=secret,id=token wc -c < /run/secrets/token > /secret-len && stat -c %a /run/secrets/token > /secret-mode
+RUN --mount=type=secret,id=token,env=TOKEN echo ${#TOKEN} > /secret-env-len
+RUN --mount=type=secret,id=absent ls /run/secrets > /secrets-listing 2>&1 || echo none > /secrets-listing
+RUN --mount=type=ssh test -S "$SSH_AUTH_SOCK" && echo "$SSH_AUTH_SOCK" > /ssh-sock
+RUN --mount=type=tmpfs,target=/scratch echo x > /scratch/y && ls /scratch > /tmpfs-listing
+RUN --mount=type=bind,source=src,target=/src cat /src/a.txt > /from-bind && ls /src > /bind-listing
+RUN --mount=type=bind,from=tools,source=/opt/tool,target=tool cat /work/tool/version > /from-stage
+RUN --mount=type=bind,target=/ctx,rw touch /ctx/scribble && ls -a /ctx > /ctx-listing
+RUN --mount=type=cache,target=/root/.cache,id=counter echo run >> /root/.cache/log && wc -l < /root/.cache/log > /cache-count
+"#;
+
+#[test]
+fn run_mounts_bind_cache_tmpfs_secret_and_ssh() {
+    let env = Env::new();
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        ctx.path(),
+        &[
+            ("Dockerfile", MOUNTS),
+            ("src/a.txt", "from the context\n"),
+            ("src/b.txt", "b\n"),
+            ("ignored.txt", "never sent\n"),
+            (".dockerignore", "ignored.txt\n"),
+        ],
+    );
+    let secrets = tempfile::tempdir().unwrap();
+    let secret_value = "s3cr3t-value-7f1d";
+    let secret_file = secrets.path().join("token");
+    std::fs::write(&secret_file, secret_value).unwrap();
+    let agent = secrets.path().join("agent.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&agent).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let layout = out.path().join("img");
+    let base = format!("BASE={}", env.base());
+    let secret = format!("id=token,src={}", secret_file.display());
+    let ssh = format!("default={}", agent.display());
+    let dest = format!("type=oci,dest={},tar=false", layout.display());
+    let args = [
+        "--build-arg",
+        base.as_str(),
+        "--secret",
+        secret.as_str(),
+        "--ssh",
+        ssh.as_str(),
+        "-o",
+        dest.as_str(),
+    ];
+    env.build_ok(ctx.path(), &args);
+    let imgs = images(&layout);
+    let m = &imgs[""];
+    let tree = flatten(&layout, m);
+    // bind from the context (read-only, .dockerignore applied), from a stage, and rw.
+    assert_eq!(text(&tree, "from-bind"), "from the context\n");
+    assert_eq!(text(&tree, "bind-listing"), "a.txt\nb.txt\n");
+    assert_eq!(text(&tree, "from-stage"), "tool-v1\n");
+    let listing = text(&tree, "ctx-listing");
+    assert!(
+        listing.contains("Dockerfile") && listing.contains("scribble"),
+        "{listing}"
+    );
+    assert!(!listing.contains("ignored.txt"), "{listing}");
+    assert!(
+        !ctx.path().join("scribble").exists(),
+        "rw writes reached the context"
+    );
+    // cache: kept outside the image.
+    assert_eq!(text(&tree, "cache-count").trim(), "1");
+    // secret: a 0400 file at /run/secrets/<id>, and an environment variable with env=; a
+    // secret that was not given and is not required is skipped.
+    assert_eq!(text(&tree, "secret-len").trim(), "17");
+    assert_eq!(text(&tree, "secret-mode"), "400\n");
+    assert_eq!(text(&tree, "secret-env-len"), "17\n");
+    assert_eq!(text(&tree, "secrets-listing"), "none\n");
+    assert_eq!(text(&tree, "ssh-sock"), "/run/buildkit/ssh_agent.0\n");
+    assert_eq!(text(&tree, "tmpfs-listing"), "y\n");
+    // No mount point, no mounted content is left in the image.
+    for gone in [
+        "src",
+        "ctx",
+        "work/tool",
+        "root/.cache",
+        "run/secrets",
+        "run/buildkit",
+        "scratch",
+    ] {
+        assert!(!tree.contains_key(gone), "{gone} is in the image");
+    }
+    // The secret is nowhere in the image or the store (layers, configs, cache records).
+    for node in tree.values() {
+        assert!(
+            !String::from_utf8_lossy(&node.data).contains(secret_value),
+            "a layer holds the secret"
+        );
+    }
+    let mut stack = vec![env.store.path().to_path_buf(), layout.clone()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let ft = e.file_type().unwrap();
+            if ft.is_dir() {
+                stack.push(e.path());
+            } else if ft.is_file() {
+                let bytes = std::fs::read(e.path()).unwrap();
+                assert!(
+                    !String::from_utf8_lossy(&bytes).contains(secret_value),
+                    "{} holds the secret",
+                    e.path().display()
+                );
+            }
+        }
+    }
+
+    // A changed bind-mounted file re-runs the RUN that mounts it, and says which file; a
+    // changed secret value does not (BuildKit keys secrets by id, not content).
+    std::fs::write(ctx.path().join("src/a.txt"), "changed\n").unwrap();
+    std::fs::write(&secret_file, "another-value").unwrap();
+    let layout2 = out.path().join("img2");
+    let dest2 = format!("type=oci,dest={},tar=false", layout2.display());
+    let mut args2 = args;
+    args2[7] = dest2.as_str();
+    let log = env.build_ok(ctx.path(), &args2);
+    assert!(log.contains("src/a.txt changed"), "{log}");
+    // The cache mount survived: the cache RUN ran again (its parent changed) and counted 2.
+    let tree = flatten(&layout2, &images(&layout2)[""]);
+    assert_eq!(text(&tree, "from-bind"), "changed\n");
+    assert_eq!(text(&tree, "cache-count").trim(), "2");
+    assert_eq!(
+        text(&tree, "secret-len").trim(),
+        "17",
+        "the secret steps re-ran"
+    );
+
+    // A required secret that was not given stops the build, naming it.
+    write(
+        ctx.path(),
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM {}\nRUN --mount=type=secret,id=npmrc,required=true cat /run/secrets/npmrc\n",
+                env.base()
+            ),
+        )],
+    );
+    let failed = env.build(ctx.path(), &[]);
+    assert!(!failed.status.success());
+    let err = String::from_utf8_lossy(&failed.stderr);
+    assert!(
+        err.contains("secret \"npmrc\"") && err.contains("--secret"),
+        "{err}"
+    );
+}
