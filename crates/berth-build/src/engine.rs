@@ -32,6 +32,7 @@ use crate::cache::{self, CacheRecord, StepFacts, StepMemory};
 use crate::config::{ImageConfig, rfc3339};
 use crate::context::{Entry, Match, Tree, digest_entries};
 use crate::error::{BuildError, io};
+use crate::fetch;
 use crate::fileop::{Chmod, CopySpec, copy_into};
 use crate::layer::{LayerBlob, LayerOptions, unpack_layer, write_layer};
 use crate::mounts::{self, RunMount, SecretSource};
@@ -1088,16 +1089,62 @@ impl Builder {
         for w in &c.sources {
             sources_raw.push(ex(&w.text)?);
         }
-        if is_add
-            && let Some(u) = sources_raw
+        let all_sources = sources_raw
+            .iter()
+            .map(|s| fetch::redact(s))
+            .collect::<Vec<_>>()
+            .join(" ");
+        // ADD <url>: downloaded now (the content is part of the key), copied in the step.
+        let mut urls: Vec<String> = Vec::new();
+        if is_add {
+            if let Some(g) = sources_raw.iter().find(|s| fetch::is_git(s)) {
+                return Err(bad(format!(
+                    "{}: ADD of a git repository is not supported; clone it in a RUN step or COPY a checkout from the context",
+                    fetch::redact(g)
+                )));
+            }
+            urls = sources_raw
                 .iter()
-                .find(|s| s.contains("://") || s.starts_with("git@"))
-        {
+                .filter(|s| fetch::is_http(s))
+                .cloned()
+                .collect();
+            sources_raw.retain(|s| !fetch::is_http(s));
+            if let Some(u) = sources_raw.iter().find(|s| s.contains("://")) {
+                return Err(bad(format!(
+                    "{}: unsupported URL scheme (http and https are)",
+                    fetch::redact(u)
+                )));
+            }
+        }
+        let checksum = match c.checksum.as_deref().map(ex).transpose()? {
+            Some(_) if !sources_raw.is_empty() || !c.inline.is_empty() => {
+                return Err(bad(if urls.is_empty() {
+                    "checksum can't be specified for non-HTTP(S) sources".into()
+                } else {
+                    "checksum can't be specified for multiple sources".into()
+                }));
+            }
+            Some(_) if urls.len() > 1 => {
+                return Err(bad(
+                    "checksum can't be specified for multiple sources".into()
+                ));
+            }
+            Some(v) => {
+                Some(Digest::parse(&v).map_err(|e| bad(format!("invalid checksum {v:?}: {e}")))?)
+            }
+            None => None,
+        };
+        if !is_add && let Some(u) = sources_raw.iter().find(|s| s.contains("://")) {
             return Err(bad(format!(
-                "{u}: ADD from a URL or git repository is not supported yet; download it in a RUN step or COPY it from the context"
+                "{}: source can't be a URL for COPY (ADD downloads URLs)",
+                fetch::redact(u)
             )));
         }
-        let many = sources_raw.len() + c.inline.len() > 1
+        let mut downloads = Vec::new();
+        for u in &urls {
+            downloads.push(fetch::fetch(&self.store, &self.rt, u, checksum.as_ref())?);
+        }
+        let many = sources_raw.len() + urls.len() + c.inline.len() > 1
             || sources_raw.iter().any(|s| s.contains(['*', '?', '[']));
         if many && !dest.ends_with('/') {
             return Err(bad(
@@ -1128,7 +1175,7 @@ impl Builder {
         let mut facts = StepFacts::default();
         facts.fact(
             "instruction",
-            format!("{} {} {}", ins.keyword, sources_raw.join(" "), dest),
+            format!("{} {} {}", ins.keyword, all_sources, dest),
         );
         if let Some(o) = &chown {
             facts.fact("chown", o.clone());
@@ -1141,6 +1188,15 @@ impl Builder {
         }
         if !c.exclude.is_empty() {
             facts.fact("exclude", c.exclude.join(","));
+        }
+        if let Some(u) = c.unpack {
+            facts.fact("unpack", u.to_string());
+        }
+        for (u, d) in urls.iter().zip(&downloads) {
+            facts.fact(
+                &format!("download {}", fetch::redact(u)),
+                d.digest.to_string(),
+            );
         }
         for inline in &c.inline {
             let content = if inline.expand {
@@ -1212,8 +1268,44 @@ impl Builder {
                     },
                 )?;
             }
+            if !downloads.is_empty() {
+                let staging = self.store.temp_dir("download")?;
+                let mut ms = Vec::new();
+                for (i, d) in downloads.iter().enumerate() {
+                    let dir = staging.path().join(i.to_string());
+                    fs::create_dir(&dir).map_err(io(&dir))?;
+                    let p = dir.join(&d.name);
+                    fs::copy(&d.blob, &p).map_err(io(&p))?;
+                    use std::os::unix::fs::PermissionsExt;
+                    fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).map_err(io(&p))?;
+                    if let Some(t) = d.modified {
+                        let f = fs::File::options().write(true).open(&p).map_err(io(&p))?;
+                        f.set_modified(t).map_err(io(&p))?;
+                    }
+                    let t = Tree::rootfs(&dir);
+                    for m in t.matches(&d.name).map_err(|p| bad(p.reason(false)))? {
+                        let e = t.walk(&m, None)?;
+                        ms.push((m, e));
+                    }
+                }
+                let unpack = c.unpack.unwrap_or(false);
+                add_into(root, &dest, &ms, owner, chmod.as_ref(), many, unpack, &bad)?;
+            }
             if is_add {
-                return add_into(root, &dest, &matched, owner, chmod.as_ref(), many, &bad);
+                let unpack = c.unpack.unwrap_or(true);
+                if matched.is_empty() {
+                    return Ok(());
+                }
+                return add_into(
+                    root,
+                    &dest,
+                    &matched,
+                    owner,
+                    chmod.as_ref(),
+                    many,
+                    unpack,
+                    &bad,
+                );
             }
             copy_into(
                 root,
@@ -1749,8 +1841,9 @@ impl Drop for ReadOnlyRoot<'_> {
     }
 }
 
-/// ADD from the context: local tar archives (plain, gzip, zstd) are extracted into the
-/// destination; anything else is copied as COPY would.
+/// ADD: with `unpack`, tar archives (plain, gzip, zstd) are extracted into the destination;
+/// anything else is copied as COPY would.
+#[allow(clippy::too_many_arguments)]
 fn add_into(
     root: &Path,
     dest: &str,
@@ -1758,11 +1851,12 @@ fn add_into(
     owner: Option<(u32, u32)>,
     chmod: Option<&Chmod>,
     many: bool,
+    unpack: bool,
     bad: &dyn Fn(String) -> BuildError,
 ) -> Result<(), BuildError> {
     let mut plain = Vec::new();
     for (m, entries) in matched {
-        if m.meta.is_file() && is_archive(&m.host) {
+        if unpack && m.meta.is_file() && is_archive(&m.host) {
             let target =
                 crate::context::resolve_dest(root, Path::new(dest.trim_start_matches('/')))
                     .map_err(|p| bad(p.reason(false)))?;

@@ -14,6 +14,7 @@ pub mod config;
 pub mod context;
 mod engine;
 mod error;
+mod fetch;
 pub mod fileop;
 pub mod layer;
 mod mounts;

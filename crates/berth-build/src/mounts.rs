@@ -301,7 +301,6 @@ fn cache_dir(
     (mode, uid, gid): (u32, u32, u32),
     seed: Option<&MountSource>,
 ) -> Result<CacheDir, BuildError> {
-    use rustix::fs::{FlockOperation, flock};
     let base = store.root().join("cache-mounts");
     fs::create_dir_all(&base).map_err(io(&base))?;
     let name = Digest::sha256(id.as_bytes()).hex()[..32].to_owned();
@@ -313,17 +312,16 @@ fn cache_dir(
         .mode(0o600)
         .open(&lock_path)
         .map_err(io(&lock_path))?;
-    let locked = |op| flock(&lock, op).map_err(|e| io(&lock_path)(e.into()));
     let fresh = |what: &str| -> Result<TempDir, BuildError> {
         let t = store.temp_dir(what)?;
         init_dir(t.path(), mode, uid, gid, seed)?;
         Ok(t)
     };
     match sharing {
-        Sharing::Shared => locked(FlockOperation::LockShared)?,
-        Sharing::Locked => locked(FlockOperation::LockExclusive)?,
+        Sharing::Shared => lock.lock_shared().map_err(io(&lock_path))?,
+        Sharing::Locked => lock.lock().map_err(io(&lock_path))?,
         Sharing::Private => {
-            if flock(&lock, FlockOperation::NonBlockingLockExclusive).is_err() {
+            if lock.try_lock().is_err() {
                 // Busy: this step gets a directory of its own, thrown away afterwards.
                 let t = fresh("cache-private")?;
                 return Ok(CacheDir {

@@ -13,6 +13,8 @@
 //! refs/<hash>.json          a base reference + platform resolved to a manifest digest
 //! cache/<key>.json          a build step's result (see `cache.rs`)
 //! steps/<hash>.json         what a step saw last time, to explain cache misses
+//! urls/<hash>.json          an `ADD <url>` download's digest, ETag and Last-Modified
+//! cache-mounts/<hash>/      a `RUN --mount=type=cache` directory (.lock: its flock, .id: its id)
 //! tmp/                      files and directories being written
 //! work/<id>/                a step's upper, work and merged directories and its bundle
 //! ```
@@ -70,7 +72,7 @@ pub(crate) struct RefRecord {
     pub digest: String,
 }
 
-const DIRS: [&str; 8] = [
+const DIRS: [&str; 10] = [
     "blobs/sha256",
     "s",
     "refs",
@@ -79,6 +81,8 @@ const DIRS: [&str; 8] = [
     "tmp",
     "work",
     "runc",
+    "urls",
+    "cache-mounts",
 ];
 
 impl Store {

@@ -874,3 +874,217 @@ fn run_mounts_bind_cache_tmpfs_secret_and_ssh() {
         "{err}"
     );
 }
+
+/// A loopback HTTP server for `ADD <url>`: files by path with an ETag each, answering
+/// `If-None-Match` with 304, and a log of (path, conditional?) requests.
+struct Files {
+    addr: String,
+    files: std::sync::Arc<std::sync::Mutex<BTreeMap<String, Vec<u8>>>>,
+    log: std::sync::Arc<std::sync::Mutex<Vec<(String, bool)>>>,
+}
+
+impl Files {
+    fn start() -> Files {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let files = std::sync::Arc::new(std::sync::Mutex::new(BTreeMap::<String, Vec<u8>>::new()));
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (f2, l2) = (files.clone(), log.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut request = String::new();
+                if reader.read_line(&mut request).is_err() {
+                    continue;
+                }
+                let path = request.split(' ').nth(1).unwrap_or("/").to_owned();
+                let mut inm = None;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some((k, v)) = line.split_once(':')
+                        && k.eq_ignore_ascii_case("if-none-match")
+                    {
+                        inm = Some(v.trim().to_owned());
+                    }
+                }
+                l2.lock().unwrap().push((path.clone(), inm.is_some()));
+                let body = f2.lock().unwrap().get(&path).cloned();
+                let head = match &body {
+                    None => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n".to_owned(),
+                    Some(b) => {
+                        let etag = format!(
+                            "\"{:x}\"",
+                            b.iter()
+                                .fold(7u64, |h, c| h.wrapping_mul(31).wrapping_add(u64::from(*c)))
+                        );
+                        if inm.as_deref() == Some(etag.as_str()) {
+                            format!("HTTP/1.1 304 Not Modified\r\nETag: {etag}\r\n")
+                        } else {
+                            format!(
+                                "HTTP/1.1 200 OK\r\nETag: {etag}\r\nLast-Modified: Wed, 21 Oct 2015 07:28:00 GMT\r\nContent-Length: {}\r\n",
+                                b.len()
+                            )
+                        }
+                    }
+                };
+                let _ = conn.write_all(format!("{head}Connection: close\r\n\r\n").as_bytes());
+                if head.starts_with("HTTP/1.1 200")
+                    && let Some(b) = body
+                {
+                    let _ = conn.write_all(&b);
+                }
+            }
+        });
+        Files { addr, files, log }
+    }
+
+    fn put(&self, path: &str, body: &[u8]) {
+        self.files
+            .lock()
+            .unwrap()
+            .insert(path.to_owned(), body.to_vec());
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn take_log(&self) -> Vec<(String, bool)> {
+        std::mem::take(&mut *self.log.lock().unwrap())
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+#[test]
+fn add_downloads_urls_checks_checksums_and_revalidates() {
+    let env = Env::new();
+    let http = Files::start();
+    http.put("/dl/tool.txt", b"tool v1\n");
+    let mut tgz = Vec::new();
+    {
+        let gz = flate2::write::GzEncoder::new(&mut tgz, flate2::Compression::default());
+        let mut t = tar::Builder::new(gz);
+        let mut h = tar::Header::new_gnu();
+        h.set_size(6);
+        h.set_mode(0o644);
+        h.set_cksum();
+        t.append_data(&mut h, "inner.txt", &b"inner\n"[..]).unwrap();
+        t.into_inner().unwrap().finish().unwrap();
+    }
+    http.put("/dl/files.tar.gz", &tgz);
+    let tool = http.url("/dl/tool.txt");
+    let archive = http.url("/dl/files.tar.gz");
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        ctx.path(),
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM {}\n\
+                 ADD {tool} /opt/\n\
+                 ADD --chmod=755 {tool} /opt/tool-exec\n\
+                 ADD --checksum=sha256:{} {tool} /opt/checked.txt\n\
+                 ADD {archive} /archives/\n\
+                 ADD --unpack=true {archive} /unpacked/\n",
+                env.base(),
+                sha256_hex(b"tool v1\n"),
+            ),
+        )],
+    );
+    let out = tempfile::tempdir().unwrap();
+    let build = |name: &str| {
+        let layout = out.path().join(name);
+        let log = env.build_ok(
+            ctx.path(),
+            &[
+                "-o",
+                &format!("type=oci,dest={},tar=false", layout.display()),
+            ],
+        );
+        let tree = flatten(&layout, &images(&layout)[""]);
+        (tree, log)
+    };
+    let (tree, _) = build("one");
+    // As BuildKit: named after the URL, mode 0600 unless --chmod, archives kept whole unless
+    // --unpack.
+    let f = file(&tree, "opt/tool.txt");
+    assert_eq!((f.data.as_slice(), f.mode), (&b"tool v1\n"[..], 0o600));
+    assert_eq!(file(&tree, "opt/tool-exec").mode, 0o755);
+    assert_eq!(text(&tree, "opt/checked.txt"), "tool v1\n");
+    assert_eq!(file(&tree, "archives/files.tar.gz").data, tgz);
+    assert_eq!(text(&tree, "unpacked/inner.txt"), "inner\n");
+    // The checksum step found the content in the store: no request of its own.
+    let first = http.take_log();
+    let tool_requests = first.iter().filter(|(p, _)| p == "/dl/tool.txt").count();
+    assert_eq!(tool_requests, 2, "{first:?}");
+
+    // A rebuild revalidates with If-None-Match, gets 304s and runs nothing.
+    let (_, log) = build("two");
+    let second = http.take_log();
+    assert!(
+        !second.is_empty() && second.iter().all(|(_, conditional)| *conditional),
+        "{second:?}"
+    );
+    assert_eq!(log.matches(" CACHED").count(), 5, "{log}");
+
+    // New content on the server: the ADDs of that URL run again and say why; the one pinned
+    // by --checksum keeps the content it names (already in the store, as BuildKit does).
+    http.put("/dl/tool.txt", b"tool v2\n");
+    let (tree, log) = build("three");
+    assert!(log.contains(&format!("download {tool} changed")), "{log}");
+    assert_eq!(text(&tree, "opt/tool.txt"), "tool v2\n");
+    assert_eq!(text(&tree, "opt/checked.txt"), "tool v1\n");
+
+    // A checksum the download does not match, a missing file, a git repository, a checksum
+    // on a local file and a URL in COPY are clear errors.
+    for (dockerfile, expected) in [
+        (
+            format!(
+                "ADD --checksum=sha256:{} {tool} /x",
+                sha256_hex(b"tool v3\n")
+            ),
+            format!(
+                "digest mismatch: --checksum=sha256:{}, downloaded sha256:{}",
+                sha256_hex(b"tool v3\n"),
+                sha256_hex(b"tool v2\n")
+            ),
+        ),
+        (
+            format!("ADD {} /x", http.url("/dl/missing")),
+            "HTTP 404 Not Found".to_owned(),
+        ),
+        (
+            "ADD https://github.com/moby/buildkit.git#v0.10.1 /src".to_owned(),
+            "ADD of a git repository is not supported".to_owned(),
+        ),
+        (
+            format!("ADD --checksum=sha256:{} Dockerfile /x", sha256_hex(b"")),
+            "checksum can't be specified for non-HTTP(S) sources".to_owned(),
+        ),
+        (
+            format!("COPY {tool} /x"),
+            "source can't be a URL for COPY".to_owned(),
+        ),
+    ] {
+        write(
+            ctx.path(),
+            &[(
+                "Dockerfile",
+                &format!("FROM {}\n{dockerfile}\n", env.base()),
+            )],
+        );
+        let failed = env.build(ctx.path(), &[]);
+        let err = String::from_utf8_lossy(&failed.stderr);
+        assert!(!failed.status.success(), "{dockerfile}");
+        assert!(err.contains(&expected), "{dockerfile}: {err}");
+    }
+}
