@@ -1088,3 +1088,81 @@ fn add_downloads_urls_checks_checksums_and_revalidates() {
         assert!(err.contains(&expected), "{dockerfile}: {err}");
     }
 }
+
+#[test]
+fn docker_and_oci_archives_load_and_run_in_podman() {
+    let env = Env::new();
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        ctx.path(),
+        &[
+            (
+                "Dockerfile",
+                &format!(
+                    "FROM {}\nCOPY msg.txt /msg.txt\nRUN echo built >> /msg.txt\nCMD [\"cat\", \"/msg.txt\"]\n",
+                    env.base()
+                ),
+            ),
+            ("msg.txt", "hello from berth\n"),
+        ],
+    );
+    let out = tempfile::tempdir().unwrap();
+    let docker = out.path().join("docker.tar");
+    let oci = out.path().join("oci.tar");
+    env.build_ok(
+        ctx.path(),
+        &[
+            "-t",
+            "localhost/berth-demo:1",
+            "-o",
+            &format!("type=docker,dest={}", docker.display()),
+            "-o",
+            &format!("type=oci,dest={}", oci.display()),
+        ],
+    );
+    let podman = Podman::new(&env.server.addr);
+    for (archive, reference) in [
+        (&docker, "localhost/berth-demo:1"),
+        (&oci, "localhost/berth-demo-oci:1"),
+    ] {
+        let loaded = podman
+            .cmd()
+            .args(["load", "-q", "-i"])
+            .arg(archive)
+            .output()
+            .unwrap();
+        assert!(
+            loaded.status.success(),
+            "podman load {}: {}",
+            archive.display(),
+            String::from_utf8_lossy(&loaded.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&loaded.stdout).into_owned();
+        // An OCI archive carries no name podman uses: tag what it loaded.
+        let image = if archive == &oci {
+            let id = stdout.trim().rsplit(' ').next().unwrap().to_owned();
+            let tagged = podman.cmd().args(["tag", &id, reference]).output().unwrap();
+            assert!(
+                tagged.status.success(),
+                "{}",
+                String::from_utf8_lossy(&tagged.stderr)
+            );
+            reference.to_owned()
+        } else {
+            assert!(stdout.contains(reference), "{stdout}");
+            reference.to_owned()
+        };
+        let ran = podman.cmd().args(["run", "--rm", &image]).output().unwrap();
+        assert!(
+            ran.status.success(),
+            "{}",
+            String::from_utf8_lossy(&ran.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&ran.stdout),
+            "hello from berth\nbuilt\n",
+            "{}",
+            archive.display()
+        );
+    }
+}
