@@ -228,6 +228,9 @@ struct Step<'a> {
     /// `stage 2/5`.
     position: &'a str,
     started: Instant,
+    /// `COPY --link` / `ADD --link`: the step works on an empty filesystem and its layer is
+    /// keyed without its parent, so it is reused when earlier layers change.
+    linked: bool,
 }
 
 const MAX_CONFIG: u64 = 8 * 1024 * 1024;
@@ -717,6 +720,7 @@ impl Builder {
             text: ins.original.clone(),
         });
         let started = Instant::now();
+        let linked = matches!(&ins.command, Command::Copy(c) | Command::Add(c) if c.link);
         let step = Step {
             si,
             idx,
@@ -724,6 +728,7 @@ impl Builder {
             ins,
             position,
             started,
+            linked,
         };
         let epoch = ctx.opts.layers.epoch;
         let history = |state: &mut State, text: &str| {
@@ -892,6 +897,7 @@ impl Builder {
             id,
             ins,
             started,
+            linked,
             ..
         } = *step;
         let pstr = state.platform.to_string();
@@ -901,7 +907,19 @@ impl Builder {
         if let Some(e) = ctx.opts.layers.epoch {
             facts.fact("SOURCE_DATE_EPOCH", e.to_string());
         }
-        let key = facts.key(&state.key, &pstr, inputs);
+        // A linked step's own key ignores the layers below it; the state's chain still
+        // follows both.
+        let parent = if linked {
+            Digest::sha256(format!("link\n{pstr}").as_bytes())
+        } else {
+            state.key.clone()
+        };
+        let key = facts.key(&parent, &pstr, inputs);
+        let chain = if linked {
+            Digest::sha256(format!("linked\n{}\n{key}", state.key).as_bytes())
+        } else {
+            key.clone()
+        };
         let mem_name = cache::memory_name(
             &ctx.dockerfile_id,
             si,
@@ -917,8 +935,8 @@ impl Builder {
                 let mut c = ctx.counters.lock().unwrap_or_else(|p| p.into_inner());
                 c.cached += 1;
             }
-            self.remember(&mem_name, &state.key, &key, &facts);
-            self.apply_record(state, &rec, &created_by, key, ctx.opts.layers.epoch);
+            self.remember(&mem_name, &parent, &key, &facts);
+            self.apply_record(state, &rec, &created_by, chain, ctx.opts.layers.epoch);
             ctx.progress.event(Event::Done {
                 id,
                 seconds: started.elapsed().as_secs_f64(),
@@ -929,10 +947,14 @@ impl Builder {
             "--no-cache".to_owned()
         } else {
             let prev: Option<StepMemory> = self.store.read_record("steps", &mem_name);
-            cache::explain(prev.as_ref(), &state.key, &facts, &key)
+            cache::explain(prev.as_ref(), &parent, &facts, &key)
         };
         ctx.progress.event(Event::Miss { id, reason });
-        let lowers = self.lowers(state)?;
+        let lowers = if linked {
+            vec![self.empty.clone()]
+        } else {
+            self.lowers(state)?
+        };
         let work_dir = self.store.work_dir()?;
         let upper = work_dir.path().join("upper");
         let wdir = work_dir.path().join("work");
@@ -965,12 +987,12 @@ impl Builder {
             created: rfc3339(SystemTime::now()),
         };
         self.store.write_record("cache", key.hex(), &rec)?;
-        self.remember(&mem_name, &state.key, &key, &facts);
+        self.remember(&mem_name, &parent, &key, &facts);
         {
             let mut c = ctx.counters.lock().unwrap_or_else(|p| p.into_inner());
             c.run += 1;
         }
-        self.apply_record(state, &rec, &created_by, key, ctx.opts.layers.epoch);
+        self.apply_record(state, &rec, &created_by, chain, ctx.opts.layers.epoch);
         ctx.progress.event(Event::Done {
             id,
             seconds: started.elapsed().as_secs_f64(),
@@ -1075,6 +1097,16 @@ impl Builder {
             d
         };
         let chown = c.chown.as_deref().map(ex).transpose()?;
+        // A linked step sees an empty filesystem: names in --chown are resolved against the
+        // stage's /etc/passwd and /etc/group now, and the key holds the numbers.
+        let chown = match chown {
+            Some(spec) if step.linked && !spec.split(':').all(|p| p.parse::<u32>().is_ok()) => {
+                let ro = self.mount_readonly(state)?;
+                let (u, g) = users::chown(&ro.root, &spec).map_err(|e| bad(e.to_string()))?;
+                Some(format!("{u}:{g}"))
+            }
+            other => other,
+        };
         let chmod = match c.chmod.as_deref().map(ex).transpose()? {
             Some(s) => Some(Chmod::parse(&s).map_err(bad)?),
             None => None,

@@ -1166,3 +1166,49 @@ fn docker_and_oci_archives_load_and_run_in_podman() {
         );
     }
 }
+
+#[test]
+fn copy_link_layers_are_reused_when_earlier_steps_change() {
+    let env = Env::new();
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        ctx.path(),
+        &[
+            (
+                "Dockerfile",
+                &format!(
+                    "FROM {}\nARG V\nRUN echo $V > /v\nCOPY --link --chown=app:app app.txt /srv/\nRUN ls -n /srv/app.txt | awk '{{print $3\":\"$4}}' > /owner\n",
+                    env.base()
+                ),
+            ),
+            ("app.txt", "linked\n"),
+        ],
+    );
+    let out = tempfile::tempdir().unwrap();
+    let build = |v: &str, name: &str| {
+        let layout = out.path().join(name);
+        let log = env.build_ok(
+            ctx.path(),
+            &[
+                "--build-arg",
+                &format!("V={v}"),
+                "-o",
+                &format!("type=oci,dest={},tar=false", layout.display()),
+            ],
+        );
+        let m = images(&layout)[""].clone();
+        (flatten(&layout, &m), m, log)
+    };
+    let (tree1, m1, _) = build("1", "one");
+    assert_eq!(text(&tree1, "srv/app.txt"), "linked\n");
+    assert_eq!(text(&tree1, "owner"), "1000:1000\n");
+    // The RUN before it changed: the linked COPY is answered from the cache (same layer),
+    // the RUN after it runs again.
+    let (tree2, m2, log) = build("2", "two");
+    assert_eq!(text(&tree2, "v"), "2\n");
+    assert_eq!(text(&tree2, "srv/app.txt"), "linked\n");
+    assert_eq!(text(&tree2, "owner"), "1000:1000\n");
+    assert_eq!(log.matches(" CACHED").count(), 1, "{log}");
+    assert_eq!(m1["layers"][2]["digest"], m2["layers"][2]["digest"]);
+    assert_ne!(m1["layers"][1]["digest"], m2["layers"][1]["digest"]);
+}
