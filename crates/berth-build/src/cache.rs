@@ -76,7 +76,15 @@ pub fn lookup(store: &Store, key: &Digest) -> Option<CacheRecord> {
     let rec: CacheRecord = store.read_record("cache", key.hex())?;
     match &rec.layer {
         Some(l) if !store.has_blob(&l.digest) => None,
-        _ => Some(rec),
+        _ => {
+            crate::store::touch(
+                &store
+                    .root()
+                    .join("cache")
+                    .join(format!("{}.json", key.hex())),
+            );
+            Some(rec)
+        }
     }
 }
 

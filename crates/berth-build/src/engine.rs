@@ -1469,24 +1469,27 @@ impl Builder {
                     None => mount_files.extend(files),
                 }
                 mount_digests.push(d);
+                let direct = src.key.is_some();
                 mount_trees.push(src);
-                Ok::<_, BuildError>(((found, entries), fact))
+                Ok::<_, BuildError>(((found, entries), fact, direct))
             };
             let mount = match m.kind {
                 MountType::Bind => {
-                    let (source, fact) = tree_source(m.from.as_deref(), m.source.as_deref())?;
+                    let (source, fact, direct) =
+                        tree_source(m.from.as_deref(), m.source.as_deref())?;
                     mount_facts.push(fact);
                     RunMount::Bind {
                         target: need_target()?,
                         source,
                         writable: !m.readonly,
+                        direct,
                     }
                 }
                 MountType::Cache => {
                     let target = need_target()?;
                     let seed = match &m.from {
                         Some(f) => {
-                            let (source, fact) = tree_source(Some(f), m.source.as_deref())?;
+                            let (source, fact, _) = tree_source(Some(f), m.source.as_deref())?;
                             mount_facts.push(fact);
                             Some(source)
                         }

@@ -66,6 +66,12 @@ pub enum BuildError {
     /// A registry or layout operation of an output failed.
     #[error(transparent)]
     Client(#[from] ClientError),
+    /// The store is in use by a build (pruning needs it to itself).
+    #[error("{path}: the build store is in use by a running build; try again when it is done")]
+    StoreBusy {
+        /// The store's directory.
+        path: PathBuf,
+    },
     /// A secret a RUN step mounts cannot be read (its value is never part of the message).
     #[error("secret {id:?}: {reason}")]
     Secret {

@@ -19,6 +19,7 @@ pub mod fileop;
 pub mod layer;
 mod mounts;
 pub mod platform;
+pub mod prune;
 pub mod sandbox;
 pub mod store;
 pub mod users;

@@ -5,9 +5,9 @@
 //! enters the key, the layer, the history or the logs; its file lives on a tmpfs
 //! (`/dev/shm`) while the step runs.
 //!
-//! - **bind**: the source (context after `.dockerignore`, a stage, an image or a named
-//!   context) is copied into the step's work directory and bound read-only, or writable with
-//!   `rw` — writes are thrown away with the copy.
+//! - **bind**: a stage's or image's path is bound straight from its read-only mount; the context
+//!   (after `.dockerignore`) and `rw` binds are copied into the step's work directory first —
+//!   writes are thrown away with the copy.
 //! - **cache**: a directory under the store's `cache-mounts/`, keyed by `id` (default: the
 //!   target), kept across builds and shared by platforms. `sharing=shared` takes a shared lock,
 //!   `locked` an exclusive one (waiting), `private` an exclusive one or, when the cache is busy,
@@ -81,6 +81,9 @@ pub(crate) enum RunMount {
         target: String,
         source: MountSource,
         writable: bool,
+        /// A read-only bind of a stage or image is its mounted path itself (ownership and all,
+        /// as BuildKit's bind of a snapshot); context sources and `rw` binds are copies.
+        direct: bool,
     },
     Cache {
         target: String,
@@ -180,10 +183,15 @@ pub(crate) fn materialize(
                 target,
                 source,
                 writable,
+                direct,
             } => {
-                let dir = work.join(format!("mount{i}"));
-                fs::create_dir(&dir).map_err(io(&dir))?;
-                let path = place(&dir, source)?;
+                let path = if *direct && !*writable {
+                    source.0.host.clone()
+                } else {
+                    let dir = work.join(format!("mount{i}"));
+                    fs::create_dir(&dir).map_err(io(&dir))?;
+                    place(&dir, source)?
+                };
                 out.mounts.push(ExtraMount::Bind {
                     source: path,
                     target: target.clone(),

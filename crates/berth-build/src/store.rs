@@ -64,6 +64,23 @@ pub fn default_root() -> PathBuf {
     home.join(".local/share/berth/build")
 }
 
+/// The store held exclusively (see [`Store::lock_exclusive`]).
+#[derive(Debug)]
+pub(crate) struct Exclusive<'a>(&'a File);
+
+impl Drop for Exclusive<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.lock_shared();
+    }
+}
+
+/// Marks a record as just used (its mtime is its last use, for pruning); best effort.
+pub(crate) fn touch(path: &Path) {
+    if let Ok(f) = fs::File::options().write(true).open(path) {
+        let _ = f.set_modified(std::time::SystemTime::now());
+    }
+}
+
 /// A base image resolved for a platform.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct RefRecord {
@@ -122,6 +139,25 @@ impl Store {
         }
         lock.lock_shared().map_err(io(&lock_path))?;
         Ok(Arc::new(Store { root, _lock: lock }))
+    }
+
+    /// Takes the store for itself (no build may hold it) until the guard is dropped; the
+    /// store's shared lock is taken back then.
+    pub(crate) fn lock_exclusive(&self) -> Result<Exclusive<'_>, BuildError> {
+        let lock_path = self.root.join("lock");
+        match self._lock.try_lock() {
+            Ok(()) => Ok(Exclusive(&self._lock)),
+            Err(e) => {
+                // A failed conversion may have dropped the shared lock: take it back.
+                self._lock.lock_shared().map_err(io(&lock_path))?;
+                match e {
+                    fs::TryLockError::WouldBlock => Err(BuildError::StoreBusy {
+                        path: self.root.clone(),
+                    }),
+                    fs::TryLockError::Error(e) => Err(io(&lock_path)(e)),
+                }
+            }
+        }
     }
 
     /// The store's directory.
@@ -301,7 +337,11 @@ impl Store {
             return None;
         }
         let d = Digest::parse(&rec.digest).ok()?;
-        self.has_blob(&d).then_some(d)
+        if !self.has_blob(&d) {
+            return None;
+        }
+        touch(&self.ref_path(reference, platform));
+        Some(d)
     }
 
     /// Records what a base reference resolved to.

@@ -23,9 +23,10 @@ use crate::transfer::{copy_out, open_registry, runtime};
 /// `--progress` for builds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum BuildProgress {
-    /// Plain lines (the only display so far; tty is the same).
+    /// tty on a terminal, plain otherwise.
     Auto,
-    /// As plain.
+    /// A live display: a spinner per running step with its latest output line, one line per
+    /// finished step (plain lines when standard error is not a terminal).
     Tty,
     /// One line per step event, RUN output prefixed with its step.
     Plain,
@@ -133,11 +134,108 @@ impl Registries for CliRegistries {
 struct Printer {
     mode: BuildProgress,
     out: Mutex<std::io::Stderr>,
+    /// The live display (`tty`, or `auto` on a terminal).
+    live: Option<Live>,
+}
+
+/// A spinner per running step; finished steps stay as one line each (CACHED or their time),
+/// a running RUN shows its latest output line.
+struct Live {
+    bars: indicatif::MultiProgress,
+    steps: Mutex<std::collections::HashMap<usize, (indicatif::ProgressBar, String)>>,
+    running: indicatif::ProgressStyle,
+    done: indicatif::ProgressStyle,
+}
+
+impl Live {
+    fn new() -> Live {
+        let running = indicatif::ProgressStyle::with_template(
+            "{spinner:.cyan} {prefix:.dim} {msg} {elapsed:.dim}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
+        let done = indicatif::ProgressStyle::with_template("{prefix:.dim} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
+        Live {
+            bars: indicatif::MultiProgress::with_draw_target(
+                indicatif::ProgressDrawTarget::stderr(),
+            ),
+            steps: Mutex::new(std::collections::HashMap::new()),
+            running,
+            done,
+        }
+    }
+
+    fn event(&self, e: Event) {
+        let mut steps = self.steps.lock().unwrap_or_else(|p| p.into_inner());
+        let clip = |s: &str, n: usize| -> String {
+            let first = s.lines().next().unwrap_or("");
+            if first.chars().count() > n {
+                format!("{}…", first.chars().take(n - 1).collect::<String>())
+            } else {
+                first.to_owned()
+            }
+        };
+        match e {
+            Event::Step {
+                id,
+                platform,
+                position,
+                text,
+            } => {
+                let bar = self.bars.add(indicatif::ProgressBar::new_spinner());
+                bar.set_style(self.running.clone());
+                bar.set_prefix(format!("[{platform} {position}]"));
+                let text = clip(&text, 72);
+                bar.set_message(text.clone());
+                bar.enable_steady_tick(std::time::Duration::from_millis(120));
+                steps.insert(id, (bar, text));
+            }
+            Event::Cached { id } => {
+                if let Some((bar, text)) = steps.remove(&id) {
+                    bar.set_style(self.done.clone());
+                    bar.finish_with_message(format!("{text} CACHED"));
+                }
+            }
+            Event::Output { id, line } => {
+                if let Some((bar, text)) = steps.get(&id) {
+                    bar.set_message(format!("{text}  │ {}", clip(&line, 60)));
+                }
+            }
+            Event::Done { id, seconds } => {
+                if let Some((bar, text)) = steps.remove(&id) {
+                    bar.set_style(self.done.clone());
+                    bar.finish_with_message(format!("{text} {seconds:.1}s"));
+                }
+            }
+            Event::Pull {
+                reference,
+                platform,
+            } => {
+                let _ = self
+                    .bars
+                    .println(format!("fetching {reference} for {platform}"));
+            }
+            _ => {}
+        }
+    }
+
+    /// Leaves unfinished spinners (a failed build) as they are, without their animation.
+    fn abandon(&self) {
+        let mut steps = self.steps.lock().unwrap_or_else(|p| p.into_inner());
+        for (_, (bar, text)) in steps.drain() {
+            bar.set_style(self.done.clone());
+            bar.abandon_with_message(format!("{text} (stopped)"));
+        }
+    }
 }
 
 impl Progress for Printer {
     fn event(&self, e: Event) {
         if self.mode == BuildProgress::Quiet {
+            return;
+        }
+        if let Some(live) = &self.live {
+            live.event(e);
             return;
         }
         let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
@@ -237,6 +335,178 @@ fn parse_kv(s: &str, what: &str) -> anyhow::Result<(String, String)> {
     s.split_once('=')
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .ok_or_else(|| UsageError(format!("{what} {s:?}: expected KEY=VALUE")).into())
+}
+
+#[derive(Debug, Args)]
+pub struct BuilderArgs {
+    #[command(subcommand)]
+    command: BuilderCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum BuilderCommand {
+    /// Show what the build store holds: cache records, blobs, layer snapshots, cache mounts.
+    Du(StoreArgs),
+    /// Remove garbage (build results already written out, layers no record uses, debris of
+    /// killed builds) and, with the flags, cache records not used lately.
+    Prune(PruneArgs),
+}
+
+#[derive(Debug, Args)]
+struct StoreArgs {
+    /// The build store (default as for `berth build`)
+    #[arg(long, value_name = "DIR")]
+    store: Option<PathBuf>,
+    /// Print JSON
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct PruneArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Remove everything: every cache record, resolved base image, download and cache mount
+    #[arg(short, long)]
+    all: bool,
+    /// Remove cache records not used within this long (e.g. 30m, 24h, 7d)
+    #[arg(long = "keep-duration", value_name = "DURATION", value_parser = parse_duration)]
+    keep_duration: Option<std::time::Duration>,
+    /// Then remove the least recently used cache records until the store fits (e.g. 10GB, 512MB)
+    #[arg(long = "keep-storage", value_name = "SIZE", value_parser = parse_size)]
+    keep_storage: Option<u64>,
+}
+
+/// `30s`, `90m`, `24h`, `7d`, or a combination (`1h30m`).
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let mut total = 0u64;
+    let mut num = String::new();
+    for c in s.trim().chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("{s:?}: expected a duration such as 30m, 24h or 7d"))?;
+        num.clear();
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            _ => return Err(format!("{s:?}: unknown unit {c:?} (s, m, h, d)")),
+        };
+        total = total.saturating_add(n.saturating_mul(unit));
+    }
+    if !num.is_empty() || total == 0 && !s.trim().starts_with('0') {
+        return Err(format!("{s:?}: expected a duration such as 30m, 24h or 7d"));
+    }
+    Ok(std::time::Duration::from_secs(total))
+}
+
+/// `10GB`, `512MB`, `1.5g`, `100k`, plain bytes: binary units, as docker's `--keep-storage`.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: f64 = n
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a size such as 10GB or 512MB"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().trim_end_matches('b') {
+        "" => 1,
+        "k" | "ki" => 1 << 10,
+        "m" | "mi" => 1 << 20,
+        "g" | "gi" => 1 << 30,
+        "t" | "ti" => 1 << 40,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (B, KB, MB, GB, TB)")),
+    };
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    Ok((n * mult as f64) as u64)
+}
+
+fn human(bytes: u64) -> String {
+    #[allow(clippy::cast_precision_loss)]
+    let b = bytes as f64;
+    match bytes {
+        0..1024 => format!("{bytes} B"),
+        1024..1_048_576 => format!("{:.1} KiB", b / 1024.0),
+        1_048_576..1_073_741_824 => format!("{:.1} MiB", b / 1_048_576.0),
+        _ => format!("{:.2} GiB", b / 1_073_741_824.0),
+    }
+}
+
+fn usage_json(u: &berth_build::prune::Usage) -> serde_json::Value {
+    json!({
+        "records": u.records,
+        "blobs": u.blobs,
+        "blobBytes": u.blob_bytes,
+        "snapshots": u.snapshots,
+        "snapshotBytes": u.snapshot_bytes,
+        "cacheMounts": u.cache_mounts,
+        "cacheMountBytes": u.cache_mount_bytes,
+        "bytes": u.bytes(),
+    })
+}
+
+/// `berth builder du|prune`.
+pub fn builder(args: BuilderArgs) -> anyhow::Result<()> {
+    match args.command {
+        BuilderCommand::Du(a) => {
+            let store = Store::open(a.store.unwrap_or_else(berth_build::default_root))?;
+            let u = berth_build::prune::usage(&store)?;
+            if a.json {
+                println!("{}", usage_json(&u));
+            } else {
+                println!("store            {}", store.root().display());
+                println!("cache records    {}", u.records);
+                println!("blobs            {:<8} {}", u.blobs, human(u.blob_bytes));
+                println!(
+                    "layer snapshots  {:<8} {}",
+                    u.snapshots,
+                    human(u.snapshot_bytes)
+                );
+                println!(
+                    "cache mounts     {:<8} {}",
+                    u.cache_mounts,
+                    human(u.cache_mount_bytes)
+                );
+                println!("total                     {}", human(u.bytes()));
+            }
+        }
+        BuilderCommand::Prune(a) => {
+            let store = Store::open(a.store.store.unwrap_or_else(berth_build::default_root))?;
+            let mut opts = berth_build::prune::PruneOptions::default();
+            opts.all = a.all;
+            opts.keep_duration = a.keep_duration;
+            opts.keep_storage = a.keep_storage;
+            let removed = berth_build::prune::prune(&store, &opts)?;
+            let left = berth_build::prune::usage(&store)?;
+            if a.store.json {
+                println!(
+                    "{}",
+                    json!({"removed": usage_json(&removed), "remaining": usage_json(&left)})
+                );
+            } else {
+                println!(
+                    "removed {} cache records, {} blobs, {} snapshots, {} cache mounts: {} freed; {} left",
+                    removed.records,
+                    removed.blobs,
+                    removed.snapshots,
+                    removed.cache_mounts,
+                    human(removed.bytes()),
+                    human(left.bytes())
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `--secret id=ID[,src=FILE|,env=VAR][,type=file|env]`, as buildx reads it.
@@ -437,12 +707,20 @@ pub fn run(args: BuildArgs) -> anyhow::Result<()> {
         }),
         rt.handle().clone(),
     )?;
+    // A live display needs a terminal; forced elsewhere, it falls back to plain lines.
+    let live = matches!(args.progress, BuildProgress::Tty | BuildProgress::Auto)
+        && std::io::stderr().is_terminal();
     let printer = Printer {
         mode: args.progress,
         out: Mutex::new(std::io::stderr()),
+        live: live.then(Live::new),
     };
     let started = std::time::Instant::now();
-    let result = builder.build(&opts, &printer)?;
+    let result = builder.build(&opts, &printer);
+    if let Some(l) = &printer.live {
+        l.abandon();
+    }
+    let result = result?;
     let quiet = args.progress == BuildProgress::Quiet;
     if !quiet {
         eprintln!(

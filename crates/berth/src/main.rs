@@ -59,6 +59,8 @@ enum Command {
     /// Build an image from a Dockerfile, for one or several platforms, with no daemon (RUN
     /// through runc or crun; other architectures through qemu-user binfmt).
     Build(build::BuildArgs),
+    /// The build store: its usage (du) and garbage collection (prune).
+    Builder(build::BuilderArgs),
     /// Lint Dockerfiles with hadolint's rules (same ids, severities, config file, pragmas and
     /// JSON output), judged on a real parse of the Dockerfile and of RUN's shell.
     Lint(lint::LintArgs),
@@ -92,6 +94,7 @@ fn main() -> ExitCode {
         Command::Login(args) => transfer::run_login(args),
         Command::Logout(args) => transfer::run_logout(args),
         Command::Build(args) => build::run(args),
+        Command::Builder(args) => build::builder(args),
         Command::Lint(args) => lint::run(args),
     };
     match result {

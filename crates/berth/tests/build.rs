@@ -1212,3 +1212,179 @@ fn copy_link_layers_are_reused_when_earlier_steps_change() {
     assert_eq!(m1["layers"][2]["digest"], m2["layers"][2]["digest"]);
     assert_ne!(m1["layers"][1]["digest"], m2["layers"][1]["digest"]);
 }
+
+/// `berth builder du --json` on the test's store.
+fn du(env: &Env) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["builder", "du", "--json", "--store"])
+        .arg(env.store.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn prune(env: &Env, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["builder", "prune", "--json", "--store"])
+        .arg(env.store.path())
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn prune_removes_garbage_then_least_recently_used_records() {
+    let env = Env::new();
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    for (i, d) in dirs.iter().enumerate() {
+        write(
+            d.path(),
+            &[(
+                "Dockerfile",
+                &format!(
+                    "FROM {}\nRUN --mount=type=cache,target=/c echo {i} > /c/n && head -c 2097152 /dev/urandom > /big{i}\n",
+                    env.base()
+                ),
+            )],
+        );
+    }
+    let (a, b) = (dirs[0].path(), dirs[1].path());
+    let build = |dir: &Path| env.build_ok(dir, &[]);
+    build(a);
+    let after_a = du(&env);
+    assert!(after_a["records"].as_u64().unwrap() >= 1, "{after_a}");
+    assert_eq!(after_a["cacheMounts"], 1);
+
+    // Garbage only: the image manifests and configs of finished builds go, no record does,
+    // and a rebuild is still answered from the cache.
+    let out = prune(&env, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["removed"]["records"], 0, "{report}");
+    assert!(
+        report["removed"]["blobs"].as_u64().unwrap() >= 2,
+        "{report}"
+    );
+    assert!(build(a).contains(" CACHED"));
+    let size_a = du(&env)["bytes"].as_u64().unwrap();
+
+    // B is built, then A is used again: B's record is the least recently used, and a limit
+    // that holds A (and the base image) removes B's alone.
+    build(b);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert!(build(a).contains(" CACHED"));
+    let limit = (size_a + 512 * 1024).to_string();
+    let out = prune(&env, &["--keep-storage", &limit]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["removed"]["records"], 1, "{report}");
+    assert!(report["remaining"]["bytes"].as_u64().unwrap() <= size_a + 512 * 1024);
+    let log_a = build(a);
+    assert!(!log_a.contains("not cached"), "{log_a}");
+    let log_b = build(b);
+    assert!(log_b.contains("not cached"), "{log_b}");
+
+    // A prune while a build runs is refused; the build is unharmed.
+    let slow = tempfile::tempdir().unwrap();
+    write(
+        slow.path(),
+        &[("Dockerfile", &format!("FROM {}\nRUN sleep 3\n", env.base()))],
+    );
+    let mut running = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["build", "--progress", "quiet", "--store"])
+        .arg(env.store.path())
+        .arg(slow.path())
+        .spawn()
+        .unwrap();
+    let work = env.store.path().join("work");
+    let started = std::time::Instant::now();
+    while std::fs::read_dir(&work).unwrap().next().is_none() {
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "the slow build never started its step"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let busy = prune(&env, &["--all"]);
+    assert!(!busy.status.success());
+    assert!(
+        String::from_utf8_lossy(&busy.stderr).contains("in use by a running build"),
+        "{}",
+        String::from_utf8_lossy(&busy.stderr)
+    );
+    assert!(running.wait().unwrap().success());
+
+    // --all empties the store; the next build starts from nothing and works.
+    let out = prune(&env, &["--all"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let left = du(&env);
+    for k in ["records", "blobs", "snapshots", "cacheMounts"] {
+        assert_eq!(left[k], 0, "{k}: {left}");
+    }
+    let log = build(a);
+    assert!(!log.contains(" CACHED"), "{log}");
+}
+
+#[test]
+fn a_terminal_gets_the_live_display() {
+    let env = Env::new();
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        ctx.path(),
+        &[(
+            "Dockerfile",
+            &format!("FROM {}\nRUN echo from-the-step\n", env.base()),
+        )],
+    );
+    // `script` (util-linux) gives the build a pseudo-terminal.
+    let build = || {
+        let cmd = format!(
+            "{} build --store {} {}",
+            env!("CARGO_BIN_EXE_berth"),
+            env.store.path().display(),
+            ctx.path().display()
+        );
+        let out = Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let first = build();
+    // Spinner lines are redrawn in place (carriage return + erase line), each step ends as one
+    // line with its time; the RUN's output shows beside it.
+    assert!(first.contains("\r\x1b[2K"), "{first:?}");
+    assert!(first.contains("[linux/amd64 stage-0 2/2]"), "{first:?}");
+    assert!(first.contains("│ from-the-step"), "{first:?}");
+    assert!(
+        !first.contains("#2 "),
+        "plain lines on a terminal: {first:?}"
+    );
+    let second = build();
+    assert!(
+        second.contains("RUN echo from-the-step CACHED"),
+        "{second:?}"
+    );
+}
