@@ -18,7 +18,7 @@ use serde_json::json;
 
 use crate::UsageError;
 use crate::progress::Mode;
-use crate::transfer::{copy_out, open_registry, runtime};
+use crate::transfer::{RegistryOpts, copy_out, open_registry, runtime};
 
 /// `--progress` for builds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -109,14 +109,8 @@ pub struct BuildArgs {
     /// /var/lib/berth/build as root, else ~/.local/share/berth/build
     #[arg(long, value_name = "DIR")]
     store: Option<PathBuf>,
-    /// A registry to reach over plain HTTP (loopback addresses always are); repeatable
-    #[arg(
-        long = "insecure-registry",
-        value_name = "HOST[:PORT]",
-        env = "BERTH_INSECURE_REGISTRIES",
-        value_delimiter = ','
-    )]
-    insecure: Vec<String>,
+    #[command(flatten)]
+    registry: RegistryOpts,
 }
 
 #[derive(Debug)]
@@ -190,22 +184,14 @@ impl Live {
                 bar.enable_steady_tick(std::time::Duration::from_millis(120));
                 steps.insert(id, (bar, text));
             }
-            Event::Cached { id } => {
-                if let Some((bar, text)) = steps.remove(&id) {
-                    bar.set_style(self.done.clone());
-                    bar.finish_with_message(format!("{text} CACHED"));
-                }
-            }
+            Event::Cached { id } => self.finish(steps.remove(&id), "CACHED"),
             Event::Output { id, line } => {
                 if let Some((bar, text)) = steps.get(&id) {
                     bar.set_message(format!("{text}  │ {}", clip(&line, 60)));
                 }
             }
             Event::Done { id, seconds } => {
-                if let Some((bar, text)) = steps.remove(&id) {
-                    bar.set_style(self.done.clone());
-                    bar.finish_with_message(format!("{text} {seconds:.1}s"));
-                }
+                self.finish(steps.remove(&id), &format!("{seconds:.1}s"));
             }
             Event::Pull {
                 reference,
@@ -216,6 +202,14 @@ impl Live {
                     .println(format!("fetching {reference} for {platform}"));
             }
             _ => {}
+        }
+    }
+
+    /// Turns a step's spinner into its final line.
+    fn finish(&self, step: Option<(indicatif::ProgressBar, String)>, how: &str) {
+        if let Some((bar, text)) = step {
+            bar.set_style(self.done.clone());
+            bar.finish_with_message(format!("{text} {how}"));
         }
     }
 
@@ -703,7 +697,7 @@ pub fn run(args: BuildArgs) -> anyhow::Result<()> {
         store.clone(),
         sandbox,
         Arc::new(CliRegistries {
-            insecure: args.insecure.clone(),
+            insecure: args.registry.insecure.clone(),
         }),
         rt.handle().clone(),
     )?;
@@ -741,7 +735,13 @@ pub fn run(args: BuildArgs) -> anyhow::Result<()> {
         match o {
             Output::Registry(names) => {
                 for n in names {
-                    copy_out(&rt, &src, &format!("docker://{n}"), &args.insecure, mode)?;
+                    copy_out(
+                        &rt,
+                        &src,
+                        &format!("docker://{n}"),
+                        &args.registry.insecure,
+                        mode,
+                    )?;
                     if !quiet {
                         eprintln!("pushed {n}@{}", result.root);
                     }
@@ -760,14 +760,14 @@ pub fn run(args: BuildArgs) -> anyhow::Result<()> {
                     (false, Some(t)) => format!("oci:{d}:{t}"),
                     (false, None) => format!("oci:{d}"),
                 };
-                copy_out(&rt, &src, &spec, &args.insecure, mode)?;
+                copy_out(&rt, &src, &spec, &args.registry.insecure, mode)?;
             }
             Output::Docker { dest } => {
                 let spec = match args.tags.first() {
                     Some(t) => format!("docker-archive:{}:{t}", dest.display()),
                     None => format!("docker-archive:{}", dest.display()),
                 };
-                copy_out(&rt, &src, &spec, &args.insecure, mode)?;
+                copy_out(&rt, &src, &spec, &args.registry.insecure, mode)?;
             }
         }
     }

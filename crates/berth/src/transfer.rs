@@ -30,7 +30,7 @@ pub struct RegistryOpts {
         env = "BERTH_INSECURE_REGISTRIES",
         value_delimiter = ','
     )]
-    insecure: Vec<String>,
+    pub(crate) insecure: Vec<String>,
 }
 
 /// How extra tags are derived on push.
