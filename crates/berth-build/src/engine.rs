@@ -34,6 +34,7 @@ use crate::context::{Entry, Match, Tree, digest_entries};
 use crate::error::{BuildError, io};
 use crate::fetch;
 use crate::fileop::{Chmod, CopySpec, copy_into};
+use crate::git;
 use crate::layer::{LayerBlob, LayerOptions, unpack_layer, write_layer};
 use crate::mounts::{self, RunMount, SecretSource};
 use crate::platform;
@@ -1128,13 +1129,14 @@ impl Builder {
             .join(" ");
         // ADD <url>: downloaded now (the content is part of the key), copied in the step.
         let mut urls: Vec<String> = Vec::new();
+        let mut gits: Vec<git::GitSource> = Vec::new();
         if is_add {
-            if let Some(g) = sources_raw.iter().find(|s| fetch::is_git(s)) {
-                return Err(bad(format!(
-                    "{}: ADD of a git repository is not supported; clone it in a RUN step or COPY a checkout from the context",
-                    fetch::redact(g)
-                )));
-            }
+            gits = sources_raw
+                .iter()
+                .filter(|s| fetch::is_git(s))
+                .map(|s| git::GitSource::parse(s))
+                .collect();
+            sources_raw.retain(|s| !fetch::is_git(s));
             urls = sources_raw
                 .iter()
                 .filter(|s| fetch::is_http(s))
@@ -1143,29 +1145,41 @@ impl Builder {
             sources_raw.retain(|s| !fetch::is_http(s));
             if let Some(u) = sources_raw.iter().find(|s| s.contains("://")) {
                 return Err(bad(format!(
-                    "{}: unsupported URL scheme (http and https are)",
+                    "{}: unsupported URL scheme (http, https and git repositories are)",
                     fetch::redact(u)
                 )));
             }
         }
-        let checksum = match c.checksum.as_deref().map(ex).transpose()? {
-            Some(_) if !sources_raw.is_empty() || !c.inline.is_empty() => {
-                return Err(bad(if urls.is_empty() {
+        let checksum_raw = c.checksum.as_deref().map(ex).transpose()?;
+        let remote = urls.len() + gits.len();
+        if checksum_raw.is_some() {
+            if remote == 0 {
+                return Err(bad(
                     "checksum can't be specified for non-HTTP(S) sources".into()
-                } else {
-                    "checksum can't be specified for multiple sources".into()
-                }));
+                ));
             }
-            Some(_) if urls.len() > 1 => {
+            if remote > 1 || !sources_raw.is_empty() || !c.inline.is_empty() {
                 return Err(bad(
                     "checksum can't be specified for multiple sources".into()
                 ));
             }
-            Some(v) => {
-                Some(Digest::parse(&v).map_err(|e| bad(format!("invalid checksum {v:?}: {e}")))?)
+        }
+        let checksum = match &checksum_raw {
+            Some(v) if !urls.is_empty() => {
+                Some(Digest::parse(v).map_err(|e| bad(format!("invalid checksum {v:?}: {e}")))?)
             }
-            None => None,
+            _ => None,
         };
+        let keep_git_dir = c.keep_git_dir.unwrap_or(false);
+        let mut checkouts = Vec::new();
+        for g in &gits {
+            checkouts.push(git::checkout(
+                &self.store,
+                g,
+                keep_git_dir,
+                checksum_raw.as_deref(),
+            )?);
+        }
         if !is_add && let Some(u) = sources_raw.iter().find(|s| s.contains("://")) {
             return Err(bad(format!(
                 "{}: source can't be a URL for COPY (ADD downloads URLs)",
@@ -1176,7 +1190,7 @@ impl Builder {
         for u in &urls {
             downloads.push(fetch::fetch(&self.store, &self.rt, u, checksum.as_ref())?);
         }
-        let many = sources_raw.len() + urls.len() + c.inline.len() > 1
+        let many = sources_raw.len() + remote + c.inline.len() > 1
             || sources_raw.iter().any(|s| s.contains(['*', '?', '[']));
         if many && !dest.ends_with('/') {
             return Err(bad(
@@ -1229,6 +1243,12 @@ impl Builder {
                 &format!("download {}", fetch::redact(u)),
                 d.digest.to_string(),
             );
+        }
+        for (g, co) in gits.iter().zip(&checkouts) {
+            facts.fact(&format!("git {}", g.shown()), co.commit.clone());
+        }
+        if !gits.is_empty() {
+            facts.fact("keep-git-dir", keep_git_dir.to_string());
         }
         for inline in &c.inline {
             let content = if inline.expand {
@@ -1322,6 +1342,27 @@ impl Builder {
                 }
                 let unpack = c.unpack.unwrap_or(false);
                 add_into(root, &dest, &ms, owner, chmod.as_ref(), many, unpack, &bad)?;
+            }
+            if !checkouts.is_empty() {
+                let mut ms = Vec::new();
+                for co in &checkouts {
+                    let t = Tree::rootfs(&co.dir);
+                    for m in t.matches(".").map_err(|p| bad(p.reason(false)))? {
+                        let e = t.walk(&m, None)?;
+                        ms.push((m, e));
+                    }
+                }
+                copy_into(
+                    root,
+                    &CopySpec {
+                        dest: &dest,
+                        sources: &ms,
+                        owner,
+                        chmod: chmod.as_ref(),
+                        parents: false,
+                        many,
+                    },
+                )?;
             }
             if is_add {
                 let unpack = c.unpack.unwrap_or(true);

@@ -16,6 +16,7 @@ mod engine;
 mod error;
 mod fetch;
 pub mod fileop;
+mod git;
 pub mod layer;
 mod mounts;
 pub mod platform;

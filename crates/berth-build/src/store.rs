@@ -15,6 +15,7 @@
 //! steps/<hash>.json         what a step saw last time, to explain cache misses
 //! urls/<hash>.json          an `ADD <url>` download's digest, ETag and Last-Modified
 //! cache-mounts/<hash>/      a `RUN --mount=type=cache` directory (.lock: its flock, .id: its id)
+//! git/<commit>[-git]/       an `ADD <git repository>` checkout (with `.git` for --keep-git-dir)
 //! tmp/                      files and directories being written
 //! work/<id>/                a step's upper, work and merged directories and its bundle
 //! ```
@@ -89,7 +90,7 @@ pub(crate) struct RefRecord {
     pub digest: String,
 }
 
-const DIRS: [&str; 10] = [
+const DIRS: [&str; 11] = [
     "blobs/sha256",
     "s",
     "refs",
@@ -100,6 +101,7 @@ const DIRS: [&str; 10] = [
     "runc",
     "urls",
     "cache-mounts",
+    "git",
 ];
 
 impl Store {

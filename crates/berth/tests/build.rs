@@ -899,7 +899,9 @@ impl Files {
                 if reader.read_line(&mut request).is_err() {
                     continue;
                 }
-                let path = request.split(' ').nth(1).unwrap_or("/").to_owned();
+                let target = request.split(' ').nth(1).unwrap_or("/");
+                // git's dumb HTTP protocol asks `info/refs?service=…` first: a file answers.
+                let path = target.split('?').next().unwrap_or("/").to_owned();
                 let mut inm = None;
                 loop {
                     let mut line = String::new();
@@ -948,6 +950,22 @@ impl Files {
             .lock()
             .unwrap()
             .insert(path.to_owned(), body.to_vec());
+    }
+
+    /// Serves every file under `dir` at `prefix/<relative path>`.
+    fn put_dir(&self, prefix: &str, dir: &Path) {
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+                    self.put(&format!("{prefix}/{rel}"), &std::fs::read(&p).unwrap());
+                }
+            }
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -1063,8 +1081,8 @@ fn add_downloads_urls_checks_checksums_and_revalidates() {
             "HTTP 404 Not Found".to_owned(),
         ),
         (
-            "ADD https://github.com/moby/buildkit.git#v0.10.1 /src".to_owned(),
-            "ADD of a git repository is not supported".to_owned(),
+            format!("ADD {} /src", http.url("/missing.git#main")),
+            "git ls-remote failed".to_owned(),
         ),
         (
             format!("ADD --checksum=sha256:{} Dockerfile /x", sha256_hex(b"")),
@@ -1386,5 +1404,103 @@ fn a_terminal_gets_the_live_display() {
     assert!(
         second.contains("RUN echo from-the-step CACHED"),
         "{second:?}"
+    );
+}
+
+/// `git` in `dir`, failing the test when it fails.
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn add_checks_out_git_repositories() {
+    let env = Env::new();
+    let http = Files::start();
+    // A repository with a tag, served over git's dumb HTTP protocol (plain files).
+    let repo = tempfile::tempdir().unwrap();
+    let r = repo.path();
+    git(r, &["init", "-q", "-b", "main"]);
+    write(r, &[("app/main.txt", "v1\n"), ("README", "readme 1\n")]);
+    git(r, &["add", "."]);
+    git(r, &["commit", "-q", "-m", "one"]);
+    git(r, &["tag", "-a", "v1", "-m", "v1"]);
+    let publish = || {
+        git(r, &["update-server-info"]);
+        http.put_dir("/repo.git", &r.join(".git"));
+    };
+    publish();
+    let url = http.url("/repo.git");
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        ctx.path(),
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM {}\nADD {url}#v1:app /app/\nADD --keep-git-dir=true {url} /full/\n",
+                env.base()
+            ),
+        )],
+    );
+    let out = tempfile::tempdir().unwrap();
+    let build = |name: &str| {
+        let layout = out.path().join(name);
+        let log = env.build_ok(
+            ctx.path(),
+            &[
+                "-o",
+                &format!("type=oci,dest={},tar=false", layout.display()),
+            ],
+        );
+        (flatten(&layout, &images(&layout)[""]), log)
+    };
+    let (tree, _) = build("one");
+    // A tag's subdirectory, and the default branch with its .git kept.
+    assert_eq!(text(&tree, "app/main.txt"), "v1\n");
+    assert!(!tree.contains_key("app/README"));
+    assert_eq!(text(&tree, "full/README"), "readme 1\n");
+    assert!(tree.contains_key("full/.git/HEAD"), "--keep-git-dir");
+    assert!(!tree.keys().any(|k| k.starts_with("app/.git")));
+
+    // Nothing moved: both steps come from the cache.
+    let (_, log) = build("two");
+    assert_eq!(log.matches(" CACHED").count(), 2, "{log}");
+
+    // A new commit on main: the branch step runs again and says why; the tag step does not.
+    write(r, &[("README", "readme 2\n"), ("app/main.txt", "v2\n")]);
+    git(r, &["commit", "-q", "-am", "two"]);
+    publish();
+    let (tree, log) = build("three");
+    assert_eq!(text(&tree, "app/main.txt"), "v1\n");
+    assert_eq!(text(&tree, "full/README"), "readme 2\n");
+    assert_eq!(log.matches(" CACHED").count(), 1, "{log}");
+    assert!(log.contains(&format!("git {url} changed")), "{log}");
+
+    // --checksum pins the commit a reference must be at.
+    write(
+        ctx.path(),
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM {}\nADD --checksum=0000000 {url}#main /x/\n",
+                env.base()
+            ),
+        )],
+    );
+    let failed = env.build(ctx.path(), &[]);
+    let err = String::from_utf8_lossy(&failed.stderr);
+    assert!(!failed.status.success());
+    assert!(
+        err.contains("--checksum=0000000 but the reference is at commit"),
+        "{err}"
     );
 }
