@@ -1127,70 +1127,15 @@ impl Builder {
             .map(|s| fetch::redact(s))
             .collect::<Vec<_>>()
             .join(" ");
-        // ADD <url>: downloaded now (the content is part of the key), copied in the step.
-        let mut urls: Vec<String> = Vec::new();
-        let mut gits: Vec<git::GitSource> = Vec::new();
-        if is_add {
-            gits = sources_raw
-                .iter()
-                .filter(|s| fetch::is_git(s))
-                .map(|s| git::GitSource::parse(s))
-                .collect();
-            sources_raw.retain(|s| !fetch::is_git(s));
-            urls = sources_raw
-                .iter()
-                .filter(|s| fetch::is_http(s))
-                .cloned()
-                .collect();
-            sources_raw.retain(|s| !fetch::is_http(s));
-            if let Some(u) = sources_raw.iter().find(|s| s.contains("://")) {
-                return Err(bad(format!(
-                    "{}: unsupported URL scheme (http, https and git repositories are)",
-                    fetch::redact(u)
-                )));
-            }
-        }
-        let checksum_raw = c.checksum.as_deref().map(ex).transpose()?;
-        let remote = urls.len() + gits.len();
-        if checksum_raw.is_some() {
-            if remote == 0 {
-                return Err(bad(
-                    "checksum can't be specified for non-HTTP(S) sources".into()
-                ));
-            }
-            if remote > 1 || !sources_raw.is_empty() || !c.inline.is_empty() {
-                return Err(bad(
-                    "checksum can't be specified for multiple sources".into()
-                ));
-            }
-        }
-        let checksum = match &checksum_raw {
-            Some(v) if !urls.is_empty() => {
-                Some(Digest::parse(v).map_err(|e| bad(format!("invalid checksum {v:?}: {e}")))?)
-            }
-            _ => None,
-        };
-        let keep_git_dir = c.keep_git_dir.unwrap_or(false);
-        let mut checkouts = Vec::new();
-        for g in &gits {
-            checkouts.push(git::checkout(
-                &self.store,
-                g,
-                keep_git_dir,
-                checksum_raw.as_deref(),
-            )?);
-        }
-        if !is_add && let Some(u) = sources_raw.iter().find(|s| s.contains("://")) {
-            return Err(bad(format!(
-                "{}: source can't be a URL for COPY (ADD downloads URLs)",
-                fetch::redact(u)
-            )));
-        }
-        let mut downloads = Vec::new();
-        for u in &urls {
-            downloads.push(fetch::fetch(&self.store, &self.rt, u, checksum.as_ref())?);
-        }
-        let many = sources_raw.len() + remote + c.inline.len() > 1
+        let remote = self.remote_sources(
+            is_add,
+            &mut sources_raw,
+            c.checksum.as_deref().map(ex).transpose()?,
+            c.keep_git_dir.unwrap_or(false),
+            c.inline.len(),
+            &bad,
+        )?;
+        let many = sources_raw.len() + remote.len() + c.inline.len() > 1
             || sources_raw.iter().any(|s| s.contains(['*', '?', '[']));
         if many && !dest.ends_with('/') {
             return Err(bad(
@@ -1238,17 +1183,17 @@ impl Builder {
         if let Some(u) = c.unpack {
             facts.fact("unpack", u.to_string());
         }
-        for (u, d) in urls.iter().zip(&downloads) {
+        for (u, d) in remote.urls.iter().zip(&remote.downloads) {
             facts.fact(
                 &format!("download {}", fetch::redact(u)),
                 d.digest.to_string(),
             );
         }
-        for (g, co) in gits.iter().zip(&checkouts) {
+        for (g, co) in remote.gits.iter().zip(&remote.checkouts) {
             facts.fact(&format!("git {}", g.shown()), co.commit.clone());
         }
-        if !gits.is_empty() {
-            facts.fact("keep-git-dir", keep_git_dir.to_string());
+        if !remote.gits.is_empty() {
+            facts.fact("keep-git-dir", remote.keep_git_dir.to_string());
         }
         for inline in &c.inline {
             let content = if inline.expand {
@@ -1320,10 +1265,10 @@ impl Builder {
                     },
                 )?;
             }
-            if !downloads.is_empty() {
+            if !remote.downloads.is_empty() {
                 let staging = self.store.temp_dir("download")?;
                 let mut ms = Vec::new();
-                for (i, d) in downloads.iter().enumerate() {
+                for (i, d) in remote.downloads.iter().enumerate() {
                     let dir = staging.path().join(i.to_string());
                     fs::create_dir(&dir).map_err(io(&dir))?;
                     let p = dir.join(&d.name);
@@ -1343,9 +1288,9 @@ impl Builder {
                 let unpack = c.unpack.unwrap_or(false);
                 add_into(root, &dest, &ms, owner, chmod.as_ref(), many, unpack, &bad)?;
             }
-            if !checkouts.is_empty() {
+            if !remote.checkouts.is_empty() {
                 let mut ms = Vec::new();
-                for co in &checkouts {
+                for co in &remote.checkouts {
                     let t = Tree::rootfs(&co.dir);
                     for m in t.matches(".").map_err(|p| bad(p.reason(false)))? {
                         let e = t.walk(&m, None)?;
@@ -1395,6 +1340,87 @@ impl Builder {
         });
         drop(src);
         result
+    }
+
+    /// ADD's remote sources, taken out of `sources`: URLs downloaded and git references
+    /// checked out now (their content is part of the step's key), with BuildKit's rules for
+    /// `--checksum` (one remote source, nothing else) and for URLs in COPY.
+    #[allow(clippy::too_many_arguments)]
+    fn remote_sources(
+        &self,
+        is_add: bool,
+        sources: &mut Vec<String>,
+        checksum: Option<String>,
+        keep_git_dir: bool,
+        inline: usize,
+        bad: &dyn Fn(String) -> BuildError,
+    ) -> Result<Remote, BuildError> {
+        let mut remote = Remote {
+            keep_git_dir,
+            ..Remote::default()
+        };
+        if !is_add {
+            if let Some(u) = sources.iter().find(|s| s.contains("://")) {
+                return Err(bad(format!(
+                    "{}: source can't be a URL for COPY (ADD downloads URLs)",
+                    fetch::redact(u)
+                )));
+            }
+            return Ok(remote);
+        }
+        remote.gits = sources
+            .iter()
+            .filter(|s| fetch::is_git(s))
+            .map(|s| git::GitSource::parse(s))
+            .collect();
+        sources.retain(|s| !fetch::is_git(s));
+        remote.urls = sources
+            .iter()
+            .filter(|s| fetch::is_http(s))
+            .cloned()
+            .collect();
+        sources.retain(|s| !fetch::is_http(s));
+        if let Some(u) = sources.iter().find(|s| s.contains("://")) {
+            return Err(bad(format!(
+                "{}: unsupported URL scheme (http, https and git repositories are)",
+                fetch::redact(u)
+            )));
+        }
+        if checksum.is_some() {
+            if remote.len() == 0 {
+                return Err(bad(
+                    "checksum can't be specified for non-HTTP(S) sources".into()
+                ));
+            }
+            if remote.len() > 1 || !sources.is_empty() || inline > 0 {
+                return Err(bad(
+                    "checksum can't be specified for multiple sources".into()
+                ));
+            }
+        }
+        let url_checksum = match &checksum {
+            Some(v) if !remote.urls.is_empty() => {
+                Some(Digest::parse(v).map_err(|e| bad(format!("invalid checksum {v:?}: {e}")))?)
+            }
+            _ => None,
+        };
+        for g in &remote.gits {
+            remote.checkouts.push(git::checkout(
+                &self.store,
+                g,
+                keep_git_dir,
+                checksum.as_deref(),
+            )?);
+        }
+        for u in &remote.urls {
+            remote.downloads.push(fetch::fetch(
+                &self.store,
+                &self.rt,
+                u,
+                url_checksum.as_ref(),
+            )?);
+        }
+        Ok(remote)
     }
 
     /// Where `--from` sources come from: the build context (`None`), a named context
@@ -1891,6 +1917,22 @@ impl Write for LineSink<'_> {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+/// ADD's remote sources (see [`Builder::remote_sources`]).
+#[derive(Debug, Default)]
+struct Remote {
+    urls: Vec<String>,
+    downloads: Vec<fetch::Download>,
+    gits: Vec<git::GitSource>,
+    checkouts: Vec<git::Checkout>,
+    keep_git_dir: bool,
+}
+
+impl Remote {
+    fn len(&self) -> usize {
+        self.urls.len() + self.gits.len()
     }
 }
 

@@ -8,7 +8,8 @@
 //!
 //! Which records are kept: all of them by default (only garbage goes); those used within
 //! `keep_duration`; then, least recently used first, records are dropped until the store fits in
-//! `keep_storage`; `all` drops every record, resolution, download and cache mount. A record's
+//! `keep_storage`; `all` drops every record, resolution, download, git checkout and cache
+//! mount. Git checkouts also go when unused for `keep_duration`. A record's
 //! "last used" is its file's mtime, refreshed on every cache hit.
 //!
 //! Order, for a `kill -9` at any point: records are removed before the blobs they name (a
@@ -55,12 +56,15 @@ pub struct Usage {
     /// `RUN --mount=type=cache` directories and their bytes.
     pub cache_mounts: usize,
     pub cache_mount_bytes: u64,
+    /// `ADD <git repository>` checkouts and their bytes.
+    pub checkouts: usize,
+    pub checkout_bytes: u64,
 }
 
 impl Usage {
     /// Bytes in all.
     pub fn bytes(&self) -> u64 {
-        self.blob_bytes + self.snapshot_bytes + self.cache_mount_bytes
+        self.blob_bytes + self.snapshot_bytes + self.cache_mount_bytes + self.checkout_bytes
     }
 }
 
@@ -147,6 +151,10 @@ pub fn usage(store: &Store) -> Result<Usage, BuildError> {
         u.cache_mounts += 1;
         u.cache_mount_bytes += du(&dir);
     }
+    for (dir, _) in checkouts(root) {
+        u.checkouts += 1;
+        u.checkout_bytes += du(&dir);
+    }
     Ok(u)
 }
 
@@ -178,6 +186,32 @@ fn snapshots(root: &Path) -> Result<Vec<(Option<Digest>, PathBuf)>, BuildError> 
         out.push((id, p));
     }
     Ok(out)
+}
+
+/// Git checkouts with their last use (the mtime of `<name>.used`).
+fn checkouts(root: &Path) -> Vec<(PathBuf, SystemTime)> {
+    let Ok(rd) = fs::read_dir(root.join("git")) else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| {
+            let p = e.path();
+            let used = fs::metadata(p.with_extension("used"))
+                .and_then(|m| m.modified())
+                .unwrap_or(SystemTime::UNIX_EPOCH);
+            (p, used)
+        })
+        .collect()
+}
+
+/// Moves a directory into `tmp/` (out of sight at once) and deletes it there.
+fn discard(root: &Path, dir: &Path) -> Result<(), BuildError> {
+    let doomed = root.join("tmp").join(random_name("pruned"));
+    fs::rename(dir, &doomed).map_err(io(dir))?;
+    clear_dir(&doomed);
+    let _ = fs::remove_dir(&doomed);
+    Ok(())
 }
 
 fn cache_mounts(root: &Path) -> Result<Vec<PathBuf>, BuildError> {
@@ -350,17 +384,14 @@ pub fn prune(store: &Store, opts: &PruneOptions) -> Result<Usage, BuildError> {
         }
         removed.snapshots += 1;
         removed.snapshot_bytes += du(&dir);
-        // Out of `s/` first: a directory without its id is never taken for a snapshot.
-        let doomed = root.join("tmp").join(random_name("pruned"));
-        fs::rename(&dir, &doomed).map_err(io(&dir))?;
+        // Out of `s/` before its id goes: a directory without its id is never a snapshot.
+        discard(root, &dir)?;
         let id_file = dir.with_extension("id");
         match fs::remove_file(&id_file) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io(&id_file)(e)),
         }
-        clear_dir(&doomed);
-        let _ = fs::remove_dir(&doomed);
     }
     // Orphan id files (their directory went in an interrupted prune).
     let sdir = root.join("s");
@@ -374,13 +405,21 @@ pub fn prune(store: &Store, opts: &PruneOptions) -> Result<Usage, BuildError> {
         for dir in cache_mounts(root)? {
             removed.cache_mounts += 1;
             removed.cache_mount_bytes += du(&dir);
-            let doomed = root.join("tmp").join(random_name("pruned"));
-            fs::rename(&dir, &doomed).map_err(io(&dir))?;
-            clear_dir(&doomed);
-            let _ = fs::remove_dir(&doomed);
+            discard(root, &dir)?;
             for ext in ["lock", "id"] {
                 let _ = fs::remove_file(dir.with_extension(ext));
             }
+        }
+    }
+    for (dir, used) in checkouts(root) {
+        if stale(&Rec {
+            path: dir.clone(),
+            used,
+        }) {
+            removed.checkouts += 1;
+            removed.checkout_bytes += du(&dir);
+            discard(root, &dir)?;
+            let _ = fs::remove_file(dir.with_extension("used"));
         }
     }
     Ok(removed)

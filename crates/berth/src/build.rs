@@ -445,6 +445,8 @@ fn usage_json(u: &berth_build::prune::Usage) -> serde_json::Value {
         "snapshotBytes": u.snapshot_bytes,
         "cacheMounts": u.cache_mounts,
         "cacheMountBytes": u.cache_mount_bytes,
+        "gitCheckouts": u.checkouts,
+        "gitCheckoutBytes": u.checkout_bytes,
         "bytes": u.bytes(),
     })
 }
@@ -471,6 +473,11 @@ pub fn builder(args: BuilderArgs) -> anyhow::Result<()> {
                     u.cache_mounts,
                     human(u.cache_mount_bytes)
                 );
+                println!(
+                    "git checkouts    {:<8} {}",
+                    u.checkouts,
+                    human(u.checkout_bytes)
+                );
                 println!("total                     {}", human(u.bytes()));
             }
         }
@@ -489,11 +496,12 @@ pub fn builder(args: BuilderArgs) -> anyhow::Result<()> {
                 );
             } else {
                 println!(
-                    "removed {} cache records, {} blobs, {} snapshots, {} cache mounts: {} freed; {} left",
+                    "removed {} cache records, {} blobs, {} snapshots, {} cache mounts, {} git checkouts: {} freed; {} left",
                     removed.records,
                     removed.blobs,
                     removed.snapshots,
                     removed.cache_mounts,
+                    removed.checkouts,
                     human(removed.bytes()),
                     human(left.bytes())
                 );

@@ -1503,4 +1503,14 @@ fn add_checks_out_git_repositories() {
         err.contains("--checksum=0000000 but the reference is at commit"),
         "{err}"
     );
+
+    // The checkouts (v1; main at each commit with .git) stay in the store until pruned.
+    assert_eq!(du(&env)["gitCheckouts"], 3);
+    let out = prune(&env, &["--all"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(du(&env)["gitCheckouts"], 0);
 }
