@@ -1237,6 +1237,20 @@ impl Builder {
                 Some(spec) => Some(users::chown(root, spec).map_err(|e| bad(e.to_string()))?),
                 None => None,
             };
+            // Staged sources (heredocs, checkouts) go in as COPY puts them.
+            let copy_plain = |ms: &[(Match, Vec<Entry>)]| {
+                copy_into(
+                    root,
+                    &CopySpec {
+                        dest: &dest,
+                        sources: ms,
+                        owner,
+                        chmod: chmod.as_ref(),
+                        parents: false,
+                        many,
+                    },
+                )
+            };
             if !inline_files.is_empty() {
                 let staging = self.store.temp_dir("heredoc")?;
                 for (name, content) in &inline_files {
@@ -1248,22 +1262,9 @@ impl Builder {
                 let t = Tree::rootfs(staging.path());
                 let mut ms = Vec::new();
                 for (name, _) in &inline_files {
-                    for m in t.matches(name).map_err(|p| bad(p.reason(false)))? {
-                        let e = t.walk(&m, None)?;
-                        ms.push((m, e));
-                    }
+                    ms.extend(walked(&t, name, &bad)?);
                 }
-                copy_into(
-                    root,
-                    &CopySpec {
-                        dest: &dest,
-                        sources: &ms,
-                        owner,
-                        chmod: chmod.as_ref(),
-                        parents: false,
-                        many,
-                    },
-                )?;
+                copy_plain(&ms)?;
             }
             if !remote.downloads.is_empty() {
                 let staging = self.store.temp_dir("download")?;
@@ -1279,11 +1280,7 @@ impl Builder {
                         let f = fs::File::options().write(true).open(&p).map_err(io(&p))?;
                         f.set_modified(t).map_err(io(&p))?;
                     }
-                    let t = Tree::rootfs(&dir);
-                    for m in t.matches(&d.name).map_err(|p| bad(p.reason(false)))? {
-                        let e = t.walk(&m, None)?;
-                        ms.push((m, e));
-                    }
+                    ms.extend(walked(&Tree::rootfs(&dir), &d.name, &bad)?);
                 }
                 let unpack = c.unpack.unwrap_or(false);
                 add_into(root, &dest, &ms, owner, chmod.as_ref(), many, unpack, &bad)?;
@@ -1291,23 +1288,9 @@ impl Builder {
             if !remote.checkouts.is_empty() {
                 let mut ms = Vec::new();
                 for co in &remote.checkouts {
-                    let t = Tree::rootfs(&co.dir);
-                    for m in t.matches(".").map_err(|p| bad(p.reason(false)))? {
-                        let e = t.walk(&m, None)?;
-                        ms.push((m, e));
-                    }
+                    ms.extend(walked(&Tree::rootfs(&co.dir), ".", &bad)?);
                 }
-                copy_into(
-                    root,
-                    &CopySpec {
-                        dest: &dest,
-                        sources: &ms,
-                        owner,
-                        chmod: chmod.as_ref(),
-                        parents: false,
-                        many,
-                    },
-                )?;
+                copy_plain(&ms)?;
             }
             if is_add {
                 let unpack = c.unpack.unwrap_or(true);
@@ -2029,6 +2012,20 @@ fn is_archive(path: &Path) -> bool {
         }
     }
     n == 512 && (&head[257..262] == b"ustar")
+}
+
+/// What `name` matches in a tree, each match walked.
+fn walked(
+    t: &Tree,
+    name: &str,
+    bad: &dyn Fn(String) -> BuildError,
+) -> Result<Vec<(Match, Vec<Entry>)>, BuildError> {
+    let mut out = Vec::new();
+    for m in t.matches(name).map_err(|p| bad(p.reason(false)))? {
+        let e = t.walk(&m, None)?;
+        out.push((m, e));
+    }
+    Ok(out)
 }
 
 fn with_line(e: BuildError, line: u32, original: &str) -> BuildError {
