@@ -75,32 +75,13 @@ pub(crate) fn file_name(url: &str) -> String {
             u.path_segments()
                 .and_then(|mut s| s.next_back().map(str::to_owned))
         })
-        .map(|s| percent_decode(&s))
+        .map(|s| {
+            percent_encoding::percent_decode_str(&s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
         .filter(|s| !s.is_empty() && s != "." && s != ".." && !s.contains('/'))
         .unwrap_or_else(|| "__unnamed__".to_owned())
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let (Some(h), Some(l)) = (hex_val(b[i + 1]), hex_val(b[i + 2]))
-        {
-            out.push(h * 16 + l);
-            i += 3;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hex_val(c: u8) -> Option<u8> {
-    (c as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
 }
 
 fn record_name(url: &str) -> String {

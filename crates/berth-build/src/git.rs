@@ -182,15 +182,7 @@ pub(crate) fn checkout(
         }
     }
     // Its last use, for `berth builder prune --keep-duration` (best effort).
-    let used = base.join(format!("{name}.used"));
-    if let Ok(f) = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&used)
-    {
-        let _ = f.set_modified(SystemTime::now());
-    }
+    let _ = fs::write(base.join(format!("{name}.used")), b"");
     let chosen = match &src.subdir {
         Some(s) => {
             let p = crate::context::resolve_in(&dir, Path::new(s), true).map_err(|p| {

@@ -32,7 +32,7 @@ use crate::bundle::ExtraMount;
 use crate::context::{Entry, Match};
 use crate::error::{BuildError, io};
 use crate::fileop::{CopySpec, copy_into};
-use crate::store::{Store, TempDir};
+use crate::store::{Store, TempDir, clear_dir};
 
 /// Where a `--secret` comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -429,11 +429,7 @@ impl SecretDir {
 
 impl Drop for SecretDir {
     fn drop(&mut self) {
-        if let Ok(rd) = fs::read_dir(&self.path) {
-            for e in rd.flatten() {
-                let _ = fs::remove_file(e.path());
-            }
-        }
+        clear_dir(&self.path);
         let _ = fs::remove_dir(&self.path);
     }
 }

@@ -270,18 +270,18 @@ pub fn prune(store: &Store, opts: &PruneOptions) -> Result<Usage, BuildError> {
     let _exclusive = store.lock_exclusive()?;
     let root = store.root();
     let now = SystemTime::now();
-    let stale = |r: &Rec| {
+    let stale = |used: SystemTime| {
         opts.all
             || opts
                 .keep_duration
-                .is_some_and(|k| now.duration_since(r.used).unwrap_or_default() > k)
+                .is_some_and(|k| now.duration_since(used).unwrap_or_default() > k)
     };
     let mut removed = Usage::default();
     // 1. Records past their keep: cache steps, resolutions, downloads, step memories.
     let mut kept: Vec<(Rec, CacheRecord)> = Vec::new();
     for r in records(&root.join("cache"))? {
         match read_json::<CacheRecord>(&r.path) {
-            Some(rec) if !stale(&r) => kept.push((r, rec)),
+            Some(rec) if !stale(r.used) => kept.push((r, rec)),
             _ => {
                 fs::remove_file(&r.path).map_err(io(&r.path))?;
                 removed.records += 1;
@@ -290,7 +290,7 @@ pub fn prune(store: &Store, opts: &PruneOptions) -> Result<Usage, BuildError> {
     }
     for dir in ["refs", "urls", "steps"] {
         for r in records(&root.join(dir))? {
-            if stale(&r) {
+            if stale(r.used) {
                 fs::remove_file(&r.path).map_err(io(&r.path))?;
             }
         }
@@ -412,10 +412,7 @@ pub fn prune(store: &Store, opts: &PruneOptions) -> Result<Usage, BuildError> {
         }
     }
     for (dir, used) in checkouts(root) {
-        if stale(&Rec {
-            path: dir.clone(),
-            used,
-        }) {
+        if stale(used) {
             removed.checkouts += 1;
             removed.checkout_bytes += du(&dir);
             discard(root, &dir)?;

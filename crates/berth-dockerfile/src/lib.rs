@@ -28,7 +28,7 @@ pub use ast::{
     Run, Security, Sharing, Warning, Word,
 };
 pub use error::{ParseError, Pos, Span};
-pub use parser::{MountExpander, parse, parse_mount};
+pub use parser::{MountExpander, parse, parse_mount, ram_in_bytes};
 pub use scope::{
     GlobalScope, PROXY_ARGS, PlatformParts, ScopeError, StageScope, Vars, platform_args,
 };

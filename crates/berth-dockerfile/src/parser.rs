@@ -1474,8 +1474,9 @@ fn csv_fields(s: &str) -> Result<Vec<String>, String> {
     Ok(fields)
 }
 
-/// docker/go-units `RAMInBytes`: `512`, `64k`, `1.5g`, `10MiB`, binary multiples.
-fn ram_in_bytes(s: &str) -> Option<u64> {
+/// docker/go-units `RAMInBytes`: `512`, `64k`, `1.5g`, `10MiB`, binary multiples (what tmpfs
+/// `size=` and docker's size flags such as `--keep-storage` take).
+pub fn ram_in_bytes(s: &str) -> Option<u64> {
     // go-units v0.5 `parseSize`: the number runs to the last digit, dot or space; one space
     // before the suffix is dropped; the suffix is `b`, or k/m/g/t/p optionally followed by `b`
     // or `ib`, in any case.

@@ -399,41 +399,10 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_secs(total))
 }
 
-/// `10GB`, `512MB`, `1.5g`, `100k`, plain bytes: binary units, as docker's `--keep-storage`.
+/// `10GB`, `512MB`, `1.5g`, `100k`, plain bytes: docker's `--keep-storage` units (binary).
 fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (n, unit) = t.split_at(split);
-    let n: f64 = n
-        .parse()
-        .map_err(|_| format!("{s:?}: expected a size such as 10GB or 512MB"))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().trim_end_matches('b') {
-        "" => 1,
-        "k" | "ki" => 1 << 10,
-        "m" | "mi" => 1 << 20,
-        "g" | "gi" => 1 << 30,
-        "t" | "ti" => 1 << 40,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (B, KB, MB, GB, TB)")),
-    };
-    #[allow(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        clippy::cast_precision_loss
-    )]
-    Ok((n * mult as f64) as u64)
-}
-
-fn human(bytes: u64) -> String {
-    #[allow(clippy::cast_precision_loss)]
-    let b = bytes as f64;
-    match bytes {
-        0..1024 => format!("{bytes} B"),
-        1024..1_048_576 => format!("{:.1} KiB", b / 1024.0),
-        1_048_576..1_073_741_824 => format!("{:.1} MiB", b / 1_048_576.0),
-        _ => format!("{:.2} GiB", b / 1_073_741_824.0),
-    }
+    berth_dockerfile::ram_in_bytes(s.trim())
+        .ok_or_else(|| format!("{s:?}: expected a size such as 10GB or 512MB"))
 }
 
 fn usage_json(u: &berth_build::prune::Usage) -> serde_json::Value {
@@ -462,23 +431,30 @@ pub fn builder(args: BuilderArgs) -> anyhow::Result<()> {
             } else {
                 println!("store            {}", store.root().display());
                 println!("cache records    {}", u.records);
-                println!("blobs            {:<8} {}", u.blobs, human(u.blob_bytes));
+                println!(
+                    "blobs            {:<8} {}",
+                    u.blobs,
+                    crate::repo::human(u.blob_bytes)
+                );
                 println!(
                     "layer snapshots  {:<8} {}",
                     u.snapshots,
-                    human(u.snapshot_bytes)
+                    crate::repo::human(u.snapshot_bytes)
                 );
                 println!(
                     "cache mounts     {:<8} {}",
                     u.cache_mounts,
-                    human(u.cache_mount_bytes)
+                    crate::repo::human(u.cache_mount_bytes)
                 );
                 println!(
                     "git checkouts    {:<8} {}",
                     u.checkouts,
-                    human(u.checkout_bytes)
+                    crate::repo::human(u.checkout_bytes)
                 );
-                println!("total                     {}", human(u.bytes()));
+                println!(
+                    "total                     {}",
+                    crate::repo::human(u.bytes())
+                );
             }
         }
         BuilderCommand::Prune(a) => {
@@ -502,8 +478,8 @@ pub fn builder(args: BuilderArgs) -> anyhow::Result<()> {
                     removed.snapshots,
                     removed.cache_mounts,
                     removed.checkouts,
-                    human(removed.bytes()),
-                    human(left.bytes())
+                    crate::repo::human(removed.bytes()),
+                    crate::repo::human(left.bytes())
                 );
             }
         }

@@ -370,7 +370,8 @@ pub fn run_repo(args: RepoArgs) -> anyhow::Result<()> {
     })
 }
 
-fn human(bytes: i64) -> String {
+/// Bytes in binary units (`512 B`, `1.5 MiB`).
+pub(crate) fn human(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     #[allow(clippy::cast_precision_loss)]
     let mut v = bytes as f64;
@@ -436,7 +437,7 @@ pub fn run_images(args: ImagesArgs) -> anyhow::Result<()> {
             };
             println!(
                 "{short:<19} {tags:<30} {:>10}  {}",
-                human(d.image_size_in_bytes().unwrap_or(0)),
+                human(u64::try_from(d.image_size_in_bytes().unwrap_or(0)).unwrap_or(0)),
                 time(d.image_pushed_at())
             );
         }
