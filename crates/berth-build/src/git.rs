@@ -176,6 +176,7 @@ pub(crate) fn checkout(
         match fs::rename(tmp.path(), &dir) {
             Ok(()) => {
                 tmp.keep();
+                crate::store::sync_dir(&base)?;
             }
             Err(_) if dir.is_dir() => {}
             Err(e) => return Err(io(&dir)(e)),

@@ -346,6 +346,7 @@ fn cache_dir(
         match fs::rename(t.path(), &dir) {
             Ok(()) => {
                 t.keep();
+                crate::store::sync_dir(&base)?;
             }
             // Another build created it first (a shared lock does not exclude that).
             Err(_) if dir.is_dir() => {}

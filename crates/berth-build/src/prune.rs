@@ -209,6 +209,10 @@ fn checkouts(root: &Path) -> Vec<(PathBuf, SystemTime)> {
 fn discard(root: &Path, dir: &Path) -> Result<(), BuildError> {
     let doomed = root.join("tmp").join(random_name("pruned"));
     fs::rename(dir, &doomed).map_err(io(dir))?;
+    // Durably out of place before what follows (a snapshot's id file) is removed.
+    if let Some(parent) = dir.parent() {
+        crate::store::sync_dir(parent)?;
+    }
     clear_dir(&doomed);
     let _ = fs::remove_dir(&doomed);
     Ok(())

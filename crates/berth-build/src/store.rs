@@ -267,13 +267,23 @@ impl Store {
         let name = Self::snapshot_name(diff_id);
         let dir = self.root.join("s").join(&name);
         let id_file = self.root.join("s").join(format!("{name}.id"));
+        // The id is read first and the directory looked at once: a build committing the same
+        // layer renames its directory in at any moment, so two looks could disagree.
         match fs::read_to_string(&id_file) {
-            Ok(s) if s.trim() == diff_id.to_string() && dir.is_dir() => Ok(Some(dir)),
-            Ok(s) if dir.is_dir() && !s.trim().is_empty() => Err(BuildError::Corrupt {
-                path: id_file,
-                reason: format!("snapshot {name} belongs to {}, not {diff_id}", s.trim()),
-            }),
-            Ok(_) => Ok(None),
+            Ok(s) => {
+                let id = s.trim();
+                let present = dir.is_dir();
+                if id == diff_id.to_string() {
+                    Ok(present.then_some(dir))
+                } else if present && !id.is_empty() {
+                    Err(BuildError::Corrupt {
+                        path: id_file,
+                        reason: format!("snapshot {name} belongs to {id}, not {diff_id}"),
+                    })
+                } else {
+                    Ok(None)
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io(id_file)(e)),
         }
@@ -320,6 +330,7 @@ impl Store {
         }
         let mut tmp = tmp;
         tmp.path = PathBuf::new();
+        sync_dir(&self.root.join("s"))?;
         Ok(dir)
     }
 
@@ -528,7 +539,7 @@ pub(crate) fn write_atomic(root: &Path, path: &Path, bytes: &[u8]) -> Result<(),
     result
 }
 
-fn sync_dir(dir: &Path) -> Result<(), BuildError> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), BuildError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
 }
 

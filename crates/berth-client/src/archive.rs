@@ -742,12 +742,7 @@ fn write_tar(dir: &Path, dest: &Path) -> Result<(), ClientError> {
     drop(out);
     std::fs::rename(&tmp, dest).map_err(io_err(dest))?;
     guard.disarm();
-    if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty())
-        && let Ok(d) = std::fs::File::open(parent)
-    {
-        d.sync_all().map_err(io_err(parent))?;
-    }
-    Ok(())
+    crate::durable::sync_parent(dest).map_err(io_err(dest))
 }
 
 #[cfg(test)]

@@ -186,7 +186,8 @@ fn write_cache(path: &std::path::Path, c: &Cached) -> Result<(), ClientError> {
     let body = serde_json::to_vec(c).map_err(|e| ClientError::Http(e.to_string()))?;
     f.write_all(&body).map_err(file_err(&tmp))?;
     f.sync_all().map_err(file_err(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(file_err(path))
+    std::fs::rename(&tmp, path).map_err(file_err(path))?;
+    crate::durable::sync_parent(path).map_err(file_err(path))
 }
 
 /// Basic credentials (`AWS` and the token's password) for an ECR registry.

@@ -191,7 +191,9 @@ impl OciLayout {
             .await
             .map_err(io_err(&dest))?;
         guard.disarm();
-        Ok(())
+        crate::durable::sync_parent_async(&dest)
+            .await
+            .map_err(io_err(&dest))
     }
 }
 
@@ -415,5 +417,8 @@ async fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ClientError> {
     let mut f = tokio::fs::File::create(&tmp).await.map_err(io_err(&tmp))?;
     f.write_all(bytes).await.map_err(io_err(&tmp))?;
     f.sync_all().await.map_err(io_err(&tmp))?;
-    tokio::fs::rename(&tmp, path).await.map_err(io_err(path))
+    tokio::fs::rename(&tmp, path).await.map_err(io_err(path))?;
+    crate::durable::sync_parent_async(path)
+        .await
+        .map_err(io_err(path))
 }

@@ -13,6 +13,7 @@
 pub mod archive;
 pub mod auth;
 mod copy;
+pub mod durable;
 pub mod ecr;
 mod error;
 pub mod image;

@@ -360,38 +360,57 @@ impl<'a> Eval<'a> {
     }
 }
 
+/// Whether some resource and request context could make `policies` allow `action` to
+/// `principal`: an `Allow` statement names both (resources and conditions are not looked at).
+/// `false` means every request for that action is denied whatever it is about, which lets a
+/// server refuse it before reading its body. Identity policies never allow an anonymous caller.
+pub fn may_allow(
+    identity: &[&Policy],
+    resource: &[&Policy],
+    principal: &Principal,
+    action: &str,
+) -> bool {
+    let action: Vec<char> = action.to_lowercase().chars().collect();
+    let identity = match principal {
+        Principal::Anonymous => &[][..],
+        Principal::User { .. } => identity,
+    };
+    identity.iter().chain(resource).any(|p| {
+        p.statements.iter().any(|s| {
+            s.effect == Effect::Allow && s.principal_applies(principal) && s.action_applies(&action)
+        })
+    })
+}
+
 impl Statement {
-    fn applies(&self, ev: &Eval<'_>) -> bool {
-        let principal = ev.req.principal;
+    fn principal_applies(&self, principal: &Principal) -> bool {
         match &self.principals {
-            None => {
-                if *principal == Principal::Anonymous {
-                    return false;
-                }
-            }
+            None => *principal != Principal::Anonymous,
             Some(el) if !el.negated => {
                 let allowing = self.effect == Effect::Allow;
-                if !el.items.iter().any(|p| p.matches(principal, allowing)) {
-                    return false;
-                }
+                el.items.iter().any(|p| p.matches(principal, allowing))
             }
+            // Only `Principal: "*"` reaches anonymous callers: an Allow with NotPrincipal does
+            // not.
             Some(el) => {
-                // Only `Principal: "*"` reaches anonymous callers: an Allow with NotPrincipal
-                // does not.
-                if self.effect == Effect::Allow && *principal == Principal::Anonymous {
-                    return false;
-                }
-                if el.items.iter().any(|p| p.matches(principal, false)) {
-                    return false;
-                }
+                let anonymous_allow =
+                    self.effect == Effect::Allow && *principal == Principal::Anonymous;
+                !anonymous_allow && !el.items.iter().any(|p| p.matches(principal, false))
             }
         }
-        let action_listed = self
+    }
+
+    fn action_applies(&self, action: &[char]) -> bool {
+        let listed = self
             .actions
             .items
             .iter()
-            .any(|p| match_toks(p, &ev.action, false));
-        if action_listed == self.actions.negated {
+            .any(|p| match_toks(p, action, false));
+        listed != self.actions.negated
+    }
+
+    fn applies(&self, ev: &Eval<'_>) -> bool {
+        if !self.principal_applies(ev.req.principal) || !self.action_applies(&ev.action) {
             return false;
         }
         if let Some(el) = &self.resources
@@ -1381,6 +1400,41 @@ mod tests {
         identity(&format!(
             r#"{{"Version":"2012-10-17","Statement":{{"Effect":"Allow",{body}}}}}"#
         ))
+    }
+
+    #[test]
+    fn may_allow_looks_at_principal_and_action_only() {
+        let scoped = allow(
+            r#""Action":"ecr:UploadLayerPart","Resource":"arn:aws:ecr:*:*:repository/team/*","Condition":{"StringEquals":{"aws:SourceIp":"10.0.0.1"}}"#,
+        );
+        let alice = user("alice");
+        assert!(may_allow(&[&scoped], &[], &alice, "ecr:UploadLayerPart"));
+        assert!(!may_allow(&[&scoped], &[], &alice, "ecr:PutImage"));
+        assert!(!may_allow(&[], &[], &alice, "ecr:UploadLayerPart"));
+        assert!(!may_allow(
+            &[&scoped],
+            &[],
+            &Principal::Anonymous,
+            "ecr:UploadLayerPart"
+        ));
+        let repo_policy = resource(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:user/bob"},"Action":["ecr:Put*"]}]}"#,
+        );
+        assert!(may_allow(
+            &[],
+            &[&repo_policy],
+            &user("bob"),
+            "ecr:PutImage"
+        ));
+        assert!(!may_allow(&[], &[&repo_policy], &alice, "ecr:PutImage"));
+        let not_action = allow(r#""NotAction":"ecr:PutImage","Resource":"*""#);
+        assert!(!may_allow(&[&not_action], &[], &alice, "ecr:PutImage"));
+        assert!(may_allow(
+            &[&not_action],
+            &[],
+            &alice,
+            "ecr:UploadLayerPart"
+        ));
     }
 
     /// Whether `condition` holds for alice with `context`.

@@ -95,6 +95,9 @@ pub struct Caller {
     /// Set when the caller holds a download URL's token: the one blob it may read
     /// ([`download_scope`]), and nothing else.
     pub(crate) scope: Option<String>,
+    /// Set when one of the caller's identity policies no longer parses: its Deny statements are
+    /// unknown, so the caller is refused everything (but the administrator's escape hatch).
+    pub(crate) broken_policy: Option<String>,
 }
 
 /// The scope of a `GetDownloadUrlForLayer` token: GET and HEAD of this one blob.
@@ -113,6 +116,7 @@ impl Caller {
             source_ip,
             key_version: 0,
             scope: None,
+            broken_policy: None,
         }
     }
 
@@ -235,6 +239,7 @@ impl Registry {
     fn caller_from_owner(&self, owner: KeyOwner, source_ip: Option<IpAddr>) -> Caller {
         let version = key_version(&owner);
         let mut policies = Vec::new();
+        let mut broken_policy = None;
         if owner.user.admin
             && let Ok(p) = self.policy(ADMIN_POLICY, PolicyKind::Identity)
         {
@@ -243,9 +248,14 @@ impl Registry {
         for p in &owner.policies {
             match self.policy(&p.document, PolicyKind::Identity) {
                 Ok(p) => policies.push(p),
-                // Policies are validated when set; one that no longer parses grants nothing.
-                Err(e) => tracing::warn!(user = %owner.user.name, policy = %p.name, error = %e,
-                    "ignoring an identity policy that does not parse"),
+                // Policies are validated when set; one that no longer parses (written by an
+                // older berth, or edited in the database) fails closed, like resource policies:
+                // dropping it would drop its Deny statements.
+                Err(e) => {
+                    tracing::error!(user = %owner.user.name, policy = %p.name, error = %e,
+                        "an identity policy does not parse: refusing the user's requests");
+                    broken_policy.get_or_insert_with(|| p.name.clone());
+                }
             }
         }
         Caller {
@@ -259,6 +269,7 @@ impl Registry {
             source_ip,
             key_version: version,
             scope: None,
+            broken_policy,
         }
     }
 
@@ -363,6 +374,58 @@ impl Registry {
         Ok(Ok(rec))
     }
 
+    /// Whether any request for `action` could be allowed to the caller, judged before its
+    /// body is read (the ECR API names the action in a signed header, the repository only in
+    /// the body): an identity policy, the registry policy or some repository policy must have
+    /// an `Allow` naming the action and the caller. `Err` refuses the request outright.
+    pub(crate) async fn may_authorize(&self, caller: &Caller, action: &str) -> Result<(), Denial> {
+        if !self.config().auth || (caller.admin && ADMIN_ESCAPE.contains(&action)) {
+            return Ok(());
+        }
+        let denied = || {
+            if caller.principal == Principal::Anonymous {
+                Denial::Unauthenticated
+            } else {
+                Denial::Denied(format!(
+                    "User: {} is not authorized to perform: {action} because no identity-based policy allows the {action} action",
+                    caller.describe()
+                ))
+            }
+        };
+        if let Some(name) = &caller.broken_policy {
+            return Err(Denial::Denied(format!(
+                "authorization is unavailable: the caller's identity policy {name:?} does not parse; replace it"
+            )));
+        }
+        let identity: Vec<&Policy> = caller.policies.iter().map(AsRef::as_ref).collect();
+        if berth_iam::policy::may_allow(&identity, &[], &caller.principal, action) {
+            return Ok(());
+        }
+        // Resource policies: a text that does not parse is left to the full check, which
+        // refuses with the reason.
+        let mut texts = Vec::new();
+        match self.identity.setting(REGISTRY_POLICY).await {
+            Ok(Some(t)) => texts.push(t),
+            Ok(None) => {}
+            Err(_) => return Ok(()),
+        }
+        match self.meta().repository_policies().await {
+            Ok(t) => texts.extend(t),
+            Err(_) => return Ok(()),
+        }
+        for text in &texts {
+            match self.policy(text, PolicyKind::Resource) {
+                Ok(p) => {
+                    if berth_iam::policy::may_allow(&[], &[&p], &caller.principal, action) {
+                        return Ok(());
+                    }
+                }
+                Err(_) => return Ok(()),
+            }
+        }
+        Err(denied())
+    }
+
     /// The one authorization check of both APIs. `extra` adds request context (tags being set).
     pub async fn authorize(
         &self,
@@ -389,6 +452,11 @@ impl Registry {
                 )))
             }
         };
+        if let Some(name) = &caller.broken_policy {
+            return unavailable(&format!(
+                "the caller's identity policy {name:?} does not parse; replace it"
+            ));
+        }
         let mut resource_policies = Vec::new();
         if let Some(text) = repo_policy {
             match self.policy(text, PolicyKind::Resource) {

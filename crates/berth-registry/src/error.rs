@@ -299,6 +299,7 @@ impl From<StoreError> for RegistryError {
                 RegistryError::Denied(format!("{e}; delete the referencing manifest first"))
             }
             StoreError::RepositoryUnknown(r) => RegistryError::NameUnknown(r),
+            StoreError::TooManyUploads { .. } => RegistryError::TooManyRequests(e.to_string()),
             StoreError::ManifestUnknown(r) => RegistryError::ManifestUnknown(r),
             StoreError::RepositoryExists(r) => {
                 RegistryError::Denied(format!("repository {r} already exists"))

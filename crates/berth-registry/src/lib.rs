@@ -11,6 +11,7 @@ mod error;
 mod http;
 mod repos;
 mod route;
+pub mod server;
 mod service;
 
 pub use access::{Caller, Clock, Denial, SystemClock, Target};

@@ -10,7 +10,7 @@ use berth_iam::policy::Policy;
 use berth_oci::{Algorithm, Digest, Hasher, Manifest, Reference, RepoName, Tag};
 use berth_store::{
     BlobStore, ByteStream, IdentityStore, ManifestRecord, MetadataStore, NewManifest, StoreError,
-    TagRecord, UploadId, now_millis,
+    TagRecord, UploadId, UploadLimits, now_millis,
 };
 use bytes::Bytes;
 use futures::StreamExt;
@@ -48,6 +48,17 @@ pub struct RegistryConfig {
     /// A push to a missing repository creates it (registry:2 behaviour). Off, as ECR does, only a
     /// `CREATE_ON_PUSH` repository creation template that matches creates it.
     pub auto_create: bool,
+    /// Upload sessions open at once in one repository; more are answered 429.
+    pub max_uploads_per_repository: u64,
+    /// Upload sessions open at once in the registry; more are answered 429.
+    pub max_uploads: u64,
+    /// Bytes of ECR request bodies buffered at once (each request counts its `Content-Length`,
+    /// or its action's limit when it has none); beyond it requests are answered
+    /// `ThrottlingException`, which AWS SDKs retry.
+    pub ecr_body_budget: u64,
+    /// Test hook for crash-safety tests: the process aborts, as `kill -9` would, when it reaches
+    /// the named point (`blob-committed`: an upload's blob is durable, its link not yet).
+    pub crash_point: Option<String>,
 }
 
 impl Default for RegistryConfig {
@@ -65,6 +76,10 @@ impl Default for RegistryConfig {
             auth: false,
             token_ttl: Duration::from_secs(12 * 3600),
             auto_create: true,
+            max_uploads_per_repository: 1000,
+            max_uploads: 10_000,
+            ecr_body_budget: 256 * 1024 * 1024,
+            crash_point: None,
         }
     }
 }
@@ -119,6 +134,8 @@ pub struct Registry {
     uploads: Arc<Mutex<HashMap<UploadId, UploadSlot>>>,
     upload_permits: Arc<tokio::sync::Semaphore>,
     manifest_permits: Arc<tokio::sync::Semaphore>,
+    /// ECR body bytes, in KiB units.
+    ecr_body_permits: Arc<tokio::sync::Semaphore>,
 }
 
 /// A body stream with a byte limit that hashes what passes through.
@@ -148,6 +165,11 @@ impl Registry {
             policy_cache: Arc::default(),
             upload_permits: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_uploads)),
             manifest_permits: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_MANIFEST_PUTS)),
+            ecr_body_permits: Arc::new(tokio::sync::Semaphore::new(
+                usize::try_from((config.ecr_body_budget / 1024).max(1))
+                    .unwrap_or(usize::MAX)
+                    .min(tokio::sync::Semaphore::MAX_PERMITS),
+            )),
             config: Arc::new(config),
             uploads: Arc::new(Mutex::new(HashMap::new())),
         }
@@ -194,6 +216,24 @@ impl Registry {
             .map_err(|_| {
                 RegistryError::TooManyRequests(format!(
                     "{MAX_CONCURRENT_MANIFEST_PUTS} manifest uploads are already in progress; retry shortly"
+                ))
+            })
+    }
+
+    /// Room to buffer an ECR request body of up to `bytes`.
+    pub(crate) fn ecr_body_permit(
+        &self,
+        bytes: u64,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, RegistryError> {
+        // A body larger than the whole budget may still be read when nothing else is.
+        let budget = (self.config.ecr_body_budget / 1024).max(1);
+        let units = u32::try_from(bytes.div_ceil(1024).clamp(1, budget)).unwrap_or(u32::MAX);
+        Arc::clone(&self.ecr_body_permits)
+            .try_acquire_many_owned(units)
+            .map_err(|_| {
+                RegistryError::TooManyRequests(format!(
+                    "Rate exceeded: {} bytes of request bodies are already being received; retry shortly",
+                    self.config.ecr_body_budget
                 ))
             })
     }
@@ -301,12 +341,19 @@ impl Registry {
 
     // ---- uploads -----------------------------------------------------------------------
 
-    /// Opens an upload session.
+    /// Opens an upload session (within the limits on open sessions).
     pub async fn start_upload(&self, repo: &RepoName) -> Result<UploadId, RegistryError> {
         self.repository_for_push(repo).await?;
         let id = UploadId::random();
         self.blobs.upload_start(&id).await?;
-        self.meta.create_upload(&id, repo).await?;
+        let limits = UploadLimits {
+            per_repository: self.config.max_uploads_per_repository,
+            total: self.config.max_uploads,
+        };
+        if let Err(e) = self.meta.create_upload(&id, repo, limits).await {
+            self.blobs.upload_abort(&id).await?;
+            return Err(e.into());
+        }
         Ok(id)
     }
 
@@ -345,6 +392,43 @@ impl Registry {
         let mut state = slot.lock().await;
         let size = self
             .append_locked(&id, &mut state, range, declared, body)
+            .await?;
+        Ok(UploadStatus { id, size })
+    }
+
+    /// Appends one part of an ECR layer upload (bytes `first..=last`), recording it first, under
+    /// the upload's lock, for the minimum-part-size rule (see
+    /// [`MetadataStore::record_upload_part`]).
+    pub async fn append_part(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        (first, last): (u64, u64),
+        min_part: u64,
+        body: ByteStream,
+    ) -> Result<UploadStatus, RegistryError> {
+        let _permit = self.upload_permit()?;
+        let id = self.session(repo, id).await?;
+        let slot = self.slot(&id);
+        let mut state = slot.lock().await;
+        let offset = self.blobs.upload_size(&id).await?;
+        let len = last
+            .checked_sub(first)
+            .and_then(|d| d.checked_add(1))
+            .ok_or_else(|| {
+                RegistryError::UploadInvalid(format!("part {first}-{last} is inverted"))
+            })?;
+        if first != offset {
+            return Err(RegistryError::RangeNotSatisfiable {
+                start: first,
+                offset,
+            });
+        }
+        self.meta
+            .record_upload_part(&id, offset, len, min_part)
+            .await?;
+        let size = self
+            .append_locked(&id, &mut state, Some((first, last)), Some(len), body)
             .await?;
         Ok(UploadStatus { id, size })
     }
@@ -465,6 +549,11 @@ impl Registry {
         let id = self.session(repo, id).await?;
         let slot = self.slot(&id);
         let mut state = slot.lock().await;
+        if let Some(size) = self.committed_upload(repo, &id, digest).await? {
+            drop(state);
+            self.forget_slot(&id);
+            return Ok(size);
+        }
         let result = self
             .finish(repo, &id, true, &mut state, digest, range, declared, body)
             .await;
@@ -482,6 +571,61 @@ impl Registry {
             self.forget_slot(&id);
         }
         result
+    }
+
+    /// Finishes an upload whose blob was committed as `digest` by an earlier completion that
+    /// crashed before linking it (the session is marked committing, its staged data is gone and
+    /// the blob is stored): links it now and ends the session. `None` if that is not the case.
+    /// Call with the upload's lock held.
+    async fn committed_upload(
+        &self,
+        repo: &RepoName,
+        id: &UploadId,
+        digest: &Digest,
+    ) -> Result<Option<u64>, RegistryError> {
+        let Some(rec) = self.meta.upload(id).await? else {
+            return Ok(None);
+        };
+        if rec.committing.as_ref() != Some(digest) {
+            return Ok(None);
+        }
+        match self.blobs.upload_size(id).await {
+            Err(StoreError::UploadUnknown(_)) => {}
+            Ok(_) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+        let Some(size) = self.blobs.stat(digest).await? else {
+            return Ok(None);
+        };
+        tracing::info!(upload = %id, %digest, "linking a blob committed before a crash");
+        self.meta.link_blob(repo, digest, size, Some(id)).await?;
+        Ok(Some(size))
+    }
+
+    /// Whether an ECR upload was committed before a crash (see `committed_upload`); links it.
+    pub async fn recover_committed_upload(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        digest: &Digest,
+    ) -> Result<Option<u64>, RegistryError> {
+        let id = self.session(repo, id).await?;
+        let slot = self.slot(&id);
+        let state = slot.lock().await;
+        let out = self.committed_upload(repo, &id, digest).await?;
+        drop(state);
+        if out.is_some() {
+            self.forget_slot(&id);
+        }
+        Ok(out)
+    }
+
+    /// Aborts the process when the configured crash point is reached (crash-safety tests).
+    fn crash_point(&self, point: &str) {
+        if self.config.crash_point.as_deref() == Some(point) {
+            tracing::error!(point, "crash point reached: aborting");
+            std::process::abort();
+        }
     }
 
     /// A monolithic upload (`POST …/blobs/uploads/?digest=`): no session is recorded.
@@ -540,7 +684,13 @@ impl Registry {
             )));
         }
         let t2 = t0.elapsed();
+        if session {
+            // Durably first: a completion retried after a crash between the commit and the link
+            // then finds the blob and links it (`committed_upload`).
+            self.meta.mark_upload_committing(id, digest).await?;
+        }
         let size = self.blobs.upload_commit(id, digest).await?;
+        self.crash_point("blob-committed");
         let t3 = t0.elapsed();
         self.meta
             .link_blob(repo, digest, size, session.then_some(id))

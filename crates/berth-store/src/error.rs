@@ -90,6 +90,16 @@ pub enum StoreError {
     /// Stored data is not what was written (e.g. a corrupt database row).
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// Too many upload sessions are open.
+    #[error(
+        "{open} upload sessions are open {scope}, the limit; finish or cancel some, or retry later"
+    )]
+    TooManyUploads {
+        /// Where (`in repository …`, `in the registry`).
+        scope: String,
+        /// How many are open.
+        open: u64,
+    },
     /// The blocking worker running a store operation died.
     #[error("store worker failed: {0}")]
     Worker(String),

@@ -25,7 +25,7 @@ pub use identity::{
 };
 pub use meta::{
     ImageRecord, ManifestRecord, MetadataStore, NewManifest, NewRepository, RepoSummary,
-    RepositoryRecord, RepositoryUpdate, TagFilter, TagRecord, TagRule, UploadRecord,
+    RepositoryRecord, RepositoryUpdate, TagFilter, TagRecord, TagRule, UploadLimits, UploadRecord,
 };
 pub use sqlite::{Durability, SqliteMeta};
 

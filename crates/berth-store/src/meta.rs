@@ -173,9 +173,29 @@ pub struct UploadRecord {
     pub repo: RepoName,
     /// Start time, milliseconds since the epoch.
     pub created_at: i64,
-    /// Whether a part other than the last was shorter than the minimum its uploader gave
-    /// ([`MetadataStore::record_upload_part`]; ECR's 5 MiB rule).
-    pub short_part: bool,
+    /// Where the latest part known to be shorter than the minimum its uploader gave ends
+    /// ([`MetadataStore::record_upload_part`]; ECR's 5 MiB rule): the upload breaks the rule
+    /// when data was staged beyond it, i.e. that short part was not the last.
+    pub short_part_end: Option<u64>,
+    /// The digest the upload was being committed as ([`MetadataStore::mark_upload_committing`]):
+    /// set, with no staged data left, the blob was committed and only its link is missing.
+    pub committing: Option<Digest>,
+}
+
+impl UploadRecord {
+    /// Whether a part other than the last was short, for an upload of `size` staged bytes.
+    pub fn has_short_part(&self, size: u64) -> bool {
+        self.short_part_end.is_some_and(|end| end < size)
+    }
+}
+
+/// Bounds on open upload sessions ([`MetadataStore::create_upload`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UploadLimits {
+    /// Sessions open at once in one repository.
+    pub per_repository: u64,
+    /// Sessions open at once in the whole registry.
+    pub total: u64,
 }
 
 /// Whether `tag` is immutable under a repository's mutability setting (`MUTABLE`,
@@ -207,8 +227,9 @@ pub trait MetadataStore: Send + Sync + fmt::Debug + 'static {
         digest: &Digest,
     ) -> Result<Option<u64>, StoreError>;
 
-    /// Links a durable blob into a repository (creating the repository if needed) and, in the
-    /// same transaction, ends the upload session that produced it, if any.
+    /// Links a durable blob into a repository and, in the same transaction, ends the upload
+    /// session that produced it, if any. A repository that does not exist (deleted while the
+    /// push ran) is `RepositoryUnknown`: writes never create repositories.
     async fn link_blob(
         &self,
         repo: &RepoName,
@@ -231,7 +252,7 @@ pub trait MetadataStore: Send + Sync + fmt::Debug + 'static {
     ) -> Result<(), StoreError>;
 
     /// Records a manifest (and optionally points `tag` at it) after checking its references.
-    /// Creates the repository if needed. When `rule` says the tag is immutable under the
+    /// A missing repository is `RepositoryUnknown` (never created here). When `rule` says the tag is immutable under the
     /// repository's mutability settings — read inside the transaction, so a concurrent
     /// `PutImageTagMutability` cannot slip between check and write — a tag that already points
     /// at another manifest is not moved (`TagImmutable`).
@@ -252,6 +273,10 @@ pub trait MetadataStore: Send + Sync + fmt::Debug + 'static {
 
     /// A repository and its settings.
     async fn repository(&self, repo: &RepoName) -> Result<Option<RepositoryRecord>, StoreError>;
+
+    /// The distinct repository policy documents stored (for checks that must know whether any
+    /// repository policy could grant an action).
+    async fn repository_policies(&self) -> Result<Vec<String>, StoreError>;
 
     /// Repositories with their settings in lexical order, after `last`, at most `n`.
     async fn repositories(
@@ -356,20 +381,40 @@ pub trait MetadataStore: Send + Sync + fmt::Debug + 'static {
         artifact_type: Option<&str>,
     ) -> Result<Vec<ManifestRecord>, StoreError>;
 
-    /// Records a new upload session. Session rows are not acknowledged content: they may be
-    /// committed without waiting for the disk (a power loss can forget a session, never a blob).
-    async fn create_upload(&self, id: &UploadId, repo: &RepoName) -> Result<(), StoreError>;
+    /// Records a new upload session in an existing repository (`RepositoryUnknown` otherwise),
+    /// unless `limits` are reached (`TooManyUploads`), both checked in the same transaction.
+    /// Session rows are not acknowledged content: they may be committed without waiting for the
+    /// disk (a power loss can forget a session, never a blob).
+    async fn create_upload(
+        &self,
+        id: &UploadId,
+        repo: &RepoName,
+        limits: UploadLimits,
+    ) -> Result<(), StoreError>;
 
     /// An upload session.
     async fn upload(&self, id: &UploadId) -> Result<Option<UploadRecord>, StoreError>;
 
-    /// Records that a part of `len` bytes was appended to an upload; the part before it, if
-    /// shorter than `min_len`, marks the upload's `short_part`. Absent is not an error.
+    /// Records, before appending it, that a part of `len` bytes is about to be appended at
+    /// `offset` (the staged size now). The part recorded before it landed as far as `offset`
+    /// (all, some — a crash mid-append — or nothing: a failed append was cut back): what
+    /// landed of it, if shorter than `min_len`, sets `short_part_end` to `offset`. Recording
+    /// first, under the caller's upload lock, keeps the rule right whatever crashes or fails
+    /// in between. Absent is not an error.
     async fn record_upload_part(
         &self,
         id: &UploadId,
+        offset: u64,
         len: u64,
         min_len: u64,
+    ) -> Result<(), StoreError>;
+
+    /// Records, durably, that an upload's staged data is about to be committed as `digest`,
+    /// so that a completion retried after a crash between commit and link finishes the link.
+    async fn mark_upload_committing(
+        &self,
+        id: &UploadId,
+        digest: &Digest,
     ) -> Result<(), StoreError>;
 
     /// Forgets an upload session (absent is not an error).

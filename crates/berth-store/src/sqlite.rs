@@ -12,7 +12,7 @@ use rusqlite::{
 use crate::blob::UploadId;
 use crate::meta::{
     ImageRecord, ManifestRecord, MetadataStore, NewManifest, NewRepository, RepoSummary,
-    RepositoryRecord, RepositoryUpdate, TagFilter, TagRecord, TagRule, UploadRecord,
+    RepositoryRecord, RepositoryUpdate, TagFilter, TagRecord, TagRule, UploadLimits, UploadRecord,
 };
 use crate::{StoreError, now_millis};
 
@@ -128,6 +128,13 @@ CREATE TABLE creation_templates (
     created_at  INTEGER NOT NULL,
     updated_at  INTEGER NOT NULL
 ) WITHOUT ROWID;
+"#,
+    r#"
+CREATE INDEX uploads_repo ON uploads(repo);
+ALTER TABLE uploads ADD COLUMN last_part_offset INTEGER;
+ALTER TABLE uploads ADD COLUMN short_part_end INTEGER;
+ALTER TABLE uploads ADD COLUMN committing TEXT;
+UPDATE uploads SET short_part_end = 0 WHERE short_part;
 "#,
 ];
 
@@ -299,13 +306,11 @@ fn repo_id(conn: &Connection, repo: &str) -> Result<Option<i64>, StoreError> {
         .optional()?)
 }
 
-fn ensure_repo(tx: &Transaction<'_>, repo: &str) -> Result<i64, StoreError> {
-    if let Some(id) = repo_id(tx, repo)? {
-        return Ok(id);
-    }
-    tx.prepare_cached("INSERT INTO repositories (name, created_at) VALUES (?1, ?2)")?
-        .execute(params![repo, now_millis()])?;
-    Ok(tx.last_insert_rowid())
+/// The id of a repository a write goes into. Writes never create repositories (that is
+/// `create_repository`'s, with the settings a template or the caller chose): a push that raced a
+/// `DeleteRepository` must fail, not bring the repository back with default settings.
+fn existing_repo(tx: &Transaction<'_>, repo: &str) -> Result<i64, StoreError> {
+    repo_id(tx, repo)?.ok_or_else(|| StoreError::RepositoryUnknown(repo.to_owned()))
 }
 
 /// A manifest of the repository that references `digest` as a child (an index), if any.
@@ -583,7 +588,7 @@ impl MetadataStore for SqliteMeta {
                 tx.prepare_cached("DELETE FROM uploads WHERE id = ?1")?
                     .execute([id])?;
             }
-            let id = ensure_repo(tx, &repo)?;
+            let id = existing_repo(tx, &repo)?;
             let now = now_millis();
             tx.prepare_cached("INSERT OR IGNORE INTO blobs (digest, size, created_at) VALUES (?1, ?2, ?3)")?
                 .execute(params![digest, size_i64(size), now])?;
@@ -636,7 +641,7 @@ impl MetadataStore for SqliteMeta {
             tag.map(|t| t.to_string()),
         );
         self.write(move |tx| {
-            let id = ensure_repo(tx, &repo)?;
+            let id = existing_repo(tx, &repo)?;
             let digest = m.digest.to_string();
             check_refs(tx, id, &m.references)?;
             let immutable = match &tag {
@@ -912,6 +917,17 @@ impl MetadataStore for SqliteMeta {
         self.read(move |c| read_repo(c, &repo)).await
     }
 
+    async fn repository_policies(&self) -> Result<Vec<String>, StoreError> {
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT DISTINCT policy FROM repositories WHERE policy IS NOT NULL",
+            )?;
+            let rows = st.query_map([], |r| r.get(0))?;
+            Ok(rows.collect::<Result<Vec<String>, _>>()?)
+        })
+        .await
+    }
+
     async fn repositories(
         &self,
         last: Option<&str>,
@@ -1089,9 +1105,41 @@ impl MetadataStore for SqliteMeta {
         .await
     }
 
-    async fn create_upload(&self, id: &UploadId, repo: &RepoName) -> Result<(), StoreError> {
+    async fn create_upload(
+        &self,
+        id: &UploadId,
+        repo: &RepoName,
+        limits: UploadLimits,
+    ) -> Result<(), StoreError> {
         let (id, repo) = (id.to_string(), repo.to_string());
         self.write_with(true, move |tx| {
+            existing_repo(tx, &repo)?;
+            let count = |sql: &str, args: &[&dyn rusqlite::ToSql]| -> Result<u64, StoreError> {
+                let n: i64 = tx.prepare_cached(sql)?.query_row(args, |r| r.get(0))?;
+                Ok(u64::try_from(n).unwrap_or(0))
+            };
+            let limit = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+            // Counting stops at the limit: the check costs the same however many are open.
+            let in_repo = count(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM uploads WHERE repo = ?1 LIMIT ?2)",
+                &[&repo, &limit(limits.per_repository)],
+            )?;
+            if in_repo >= limits.per_repository {
+                return Err(StoreError::TooManyUploads {
+                    scope: format!("in repository {repo}"),
+                    open: in_repo,
+                });
+            }
+            let total = count(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM uploads LIMIT ?1)",
+                &[&limit(limits.total)],
+            )?;
+            if total >= limits.total {
+                return Err(StoreError::TooManyUploads {
+                    scope: "in the registry".into(),
+                    open: total,
+                });
+            }
             tx.prepare_cached("INSERT INTO uploads (id, repo, created_at) VALUES (?1, ?2, ?3)")?
                 .execute(params![id, repo, now_millis()])?;
             Ok(())
@@ -1102,20 +1150,40 @@ impl MetadataStore for SqliteMeta {
     async fn record_upload_part(
         &self,
         id: &UploadId,
+        offset: u64,
         len: u64,
         min_len: u64,
     ) -> Result<(), StoreError> {
         let id = id.to_string();
-        let len = i64::try_from(len).unwrap_or(i64::MAX);
-        let min_len = i64::try_from(min_len).unwrap_or(i64::MAX);
+        let [offset, len, min_len] = [offset, len, min_len].map(size_i64);
         self.write(move |tx| {
+            // The previous part landed as far as `offset`: what landed of it (nothing when it
+            // starts there) is a short part ending at `offset` if below the minimum.
             tx.prepare_cached(
                 "UPDATE uploads
-                 SET short_part = short_part OR (last_part IS NOT NULL AND last_part < ?3),
-                     last_part = ?2
+                 SET short_part_end = CASE
+                         WHEN last_part_offset IS NOT NULL AND ?2 > last_part_offset
+                              AND ?2 - last_part_offset < ?4 THEN ?2
+                         ELSE short_part_end END,
+                     last_part_offset = ?2,
+                     last_part = ?3
                  WHERE id = ?1",
             )?
-            .execute(params![id, len, min_len])?;
+            .execute(params![id, offset, len, min_len])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn mark_upload_committing(
+        &self,
+        id: &UploadId,
+        digest: &Digest,
+    ) -> Result<(), StoreError> {
+        let (id, digest) = (id.to_string(), digest.to_string());
+        self.write(move |tx| {
+            tx.prepare_cached("UPDATE uploads SET committing = ?2 WHERE id = ?1")?
+                .execute(params![id, digest])?;
             Ok(())
         })
         .await
@@ -1124,16 +1192,21 @@ impl MetadataStore for SqliteMeta {
     async fn upload(&self, id: &UploadId) -> Result<Option<UploadRecord>, StoreError> {
         let id = id.clone();
         self.read(move |c| {
-            let row: Option<(String, i64, bool)> = c
-                .prepare_cached("SELECT repo, created_at, short_part FROM uploads WHERE id = ?1")?
-                .query_row([id.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            let row: Option<(String, i64, Option<i64>, Option<String>)> = c
+                .prepare_cached(
+                    "SELECT repo, created_at, short_part_end, committing FROM uploads WHERE id = ?1",
+                )?
+                .query_row([id.as_str()], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
                 .optional()?;
-            row.map(|(repo, created_at, short_part)| {
+            row.map(|(repo, created_at, short_end, committing)| {
                 Ok(UploadRecord {
                     repo: RepoName::parse(&repo).map_err(|e| StoreError::Corrupt(e.to_string()))?,
                     id,
                     created_at,
-                    short_part,
+                    short_part_end: short_end.map(|n| u64::try_from(n).unwrap_or(0)),
+                    committing: committing.map(parse_digest).transpose()?,
                 })
             })
             .transpose()

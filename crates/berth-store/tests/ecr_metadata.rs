@@ -6,7 +6,7 @@
 use berth_oci::{Digest, RepoName, Tag};
 use berth_store::{
     Durability, IdentityStore, MetadataStore, NewManifest, NewRepository, RepositoryUpdate,
-    SqliteMeta, StoreError, TagFilter, UploadId,
+    SqliteMeta, StoreError, TagFilter, UploadId, UploadLimits,
 };
 
 fn open() -> (tempfile::TempDir, SqliteMeta) {
@@ -127,6 +127,9 @@ async fn immutable_tags_are_refused_inside_the_transaction() {
 async fn images_filter_paginate_and_force_delete() {
     let (_dir, meta) = open();
     let repo = RepoName::parse("app").unwrap();
+    meta.create_repository(&repo, &NewRepository::default())
+        .await
+        .unwrap();
     for n in 0..5u8 {
         let tag = Tag::parse(&format!("t{n}")).unwrap();
         let tag = (n % 2 == 0).then_some(&tag);
@@ -277,6 +280,9 @@ async fn users_keys_policies_settings_templates() {
 async fn pulls_are_recorded_and_never_move_back() {
     let (_dir, meta) = open();
     let repo = RepoName::parse("app").unwrap();
+    meta.create_repository(&repo, &NewRepository::default())
+        .await
+        .unwrap();
     let m = manifest(1);
     meta.put_manifest(&repo, &m, None, mutable).await.unwrap();
     let pulled = |meta: SqliteMeta| {
@@ -299,37 +305,144 @@ async fn pulls_are_recorded_and_never_move_back() {
         .unwrap();
 }
 
+const LIMITS: UploadLimits = UploadLimits {
+    per_repository: 1000,
+    total: 1000,
+};
+
+/// Records parts as the registry does, before each append: `parts` are (bytes that landed,
+/// bytes the part had), so a crash or a failed append lands fewer. Returns the staged size.
+async fn append_parts(meta: &SqliteMeta, id: &UploadId, parts: &[(u64, u64)]) -> u64 {
+    let mut size = 0;
+    for &(landed, len) in parts {
+        meta.record_upload_part(id, size, len, 5).await.unwrap();
+        size += landed;
+    }
+    size
+}
+
 #[tokio::test]
 async fn a_short_part_before_the_last_marks_the_upload() {
     let (_dir, meta) = open();
     let repo = RepoName::parse("app").unwrap();
-    let short = |meta: SqliteMeta, id: UploadId| async move {
-        meta.upload(&id).await.unwrap().unwrap().short_part
+    meta.create_repository(&repo, &NewRepository::default())
+        .await
+        .unwrap();
+    let short = |parts: &'static [(u64, u64)]| {
+        let meta = meta.clone();
+        let repo = repo.clone();
+        async move {
+            let id = UploadId::random();
+            meta.create_upload(&id, &repo, LIMITS).await.unwrap();
+            let size = append_parts(&meta, &id, parts).await;
+            meta.upload(&id)
+                .await
+                .unwrap()
+                .unwrap()
+                .has_short_part(size)
+        }
     };
     // Long parts, then a short last one: fine.
-    let ok = UploadId::random();
-    meta.create_upload(&ok, &repo).await.unwrap();
-    for len in [10, 10, 3] {
-        meta.record_upload_part(&ok, len, 5).await.unwrap();
-    }
-    assert!(!short(meta.clone(), ok.clone()).await);
+    assert!(!short(&[(10, 10), (10, 10), (3, 3)]).await);
     // A short part followed by another: marked, and it stays marked.
-    let bad = UploadId::random();
-    meta.create_upload(&bad, &repo).await.unwrap();
-    for len in [10, 3, 10, 10] {
-        meta.record_upload_part(&bad, len, 5).await.unwrap();
-    }
-    assert!(short(meta.clone(), bad.clone()).await);
+    assert!(short(&[(10, 10), (3, 3), (10, 10), (10, 10)]).await);
+    // A short part whose successor failed (cut back to nothing) is still the last part.
+    assert!(!short(&[(10, 10), (3, 3), (0, 10)]).await);
+    // A long part cut short by a crash, then another part: what landed was short.
+    assert!(short(&[(10, 10), (2, 10), (10, 10)]).await);
+    // A failed part retried whole: fine.
+    assert!(!short(&[(10, 10), (0, 10), (10, 10), (1, 1)]).await);
     // An upload that is gone: nothing happens, nothing fails.
-    meta.delete_upload(&bad).await.unwrap();
-    meta.record_upload_part(&bad, 1, 5).await.unwrap();
-    assert!(meta.upload(&bad).await.unwrap().is_none());
+    let gone = UploadId::random();
+    meta.create_upload(&gone, &repo, LIMITS).await.unwrap();
+    meta.delete_upload(&gone).await.unwrap();
+    meta.record_upload_part(&gone, 0, 1, 5).await.unwrap();
+    assert!(meta.upload(&gone).await.unwrap().is_none());
+}
+
+/// Issue 21, item 1: a push whose repository was deleted after its checks must fail, not bring
+/// the repository back with default settings.
+#[tokio::test]
+async fn writes_never_recreate_a_deleted_repository() {
+    let (_dir, meta) = open();
+    let repo = RepoName::parse("team/app").unwrap();
+    let settings = NewRepository {
+        tag_mutability: "IMMUTABLE".into(),
+        ..NewRepository::default()
+    };
+    meta.create_repository(&repo, &settings).await.unwrap();
+    // The push checked the repository (it existed); then DeleteRepository commits.
+    assert!(meta.repository(&repo).await.unwrap().is_some());
+    meta.delete_repository(&repo, true).await.unwrap();
+    let blob = Digest::sha256(b"layer");
+    assert!(matches!(
+        meta.link_blob(&repo, &blob, 5, None).await,
+        Err(StoreError::RepositoryUnknown(r)) if r == "team/app"
+    ));
+    assert!(matches!(
+        meta.put_manifest(
+            &repo,
+            &manifest(1),
+            Some(&Tag::parse("v1").unwrap()),
+            mutable
+        )
+        .await,
+        Err(StoreError::RepositoryUnknown(_))
+    ));
+    assert!(matches!(
+        meta.create_upload(&UploadId::random(), &repo, LIMITS).await,
+        Err(StoreError::RepositoryUnknown(_))
+    ));
+    assert!(meta.repository(&repo).await.unwrap().is_none());
+}
+
+/// Issue 21, item 5: open upload sessions are bounded per repository and in total.
+#[tokio::test]
+async fn open_upload_sessions_are_bounded() {
+    let (_dir, meta) = open();
+    let (a, b) = (RepoName::parse("a").unwrap(), RepoName::parse("b").unwrap());
+    for r in [&a, &b] {
+        meta.create_repository(r, &NewRepository::default())
+            .await
+            .unwrap();
+    }
+    let limits = UploadLimits {
+        per_repository: 2,
+        total: 3,
+    };
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let id = UploadId::random();
+        meta.create_upload(&id, &a, limits).await.unwrap();
+        ids.push(id);
+    }
+    let refused = meta.create_upload(&UploadId::random(), &a, limits).await;
+    assert!(
+        matches!(&refused, Err(StoreError::TooManyUploads { scope, open: 2 }) if scope == "in repository a"),
+        "{refused:?}"
+    );
+    meta.create_upload(&UploadId::random(), &b, limits)
+        .await
+        .unwrap();
+    let refused = meta.create_upload(&UploadId::random(), &b, limits).await;
+    assert!(
+        matches!(&refused, Err(StoreError::TooManyUploads { scope, open: 3 }) if scope == "in the registry"),
+        "{refused:?}"
+    );
+    // Finishing one frees its place.
+    meta.delete_upload(&ids[0]).await.unwrap();
+    meta.create_upload(&UploadId::random(), &a, limits)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
 async fn untagging_the_last_tag_takes_the_image_in_the_same_transaction() {
     let (_dir, meta) = open();
     let repo = RepoName::parse("app").unwrap();
+    meta.create_repository(&repo, &NewRepository::default())
+        .await
+        .unwrap();
     let (a, b) = (Tag::parse("a").unwrap(), Tag::parse("b").unwrap());
     let m = manifest(7);
     meta.put_manifest(&repo, &m, Some(&a), mutable)

@@ -45,6 +45,19 @@ pub struct FileConfig {
     pub auto_create_repositories: Option<bool>,
     /// File holding the base64 master key (default `<data>/master.key`, generated 0600).
     pub master_key_file: Option<PathBuf>,
+    /// A request head must arrive within this many seconds; also the longest a keep-alive
+    /// connection may sit idle (default 30).
+    pub header_read_timeout_secs: Option<u64>,
+    /// Connections open at once (default 1024); more wait to be accepted.
+    pub max_connections: Option<usize>,
+    /// Requests served on one HTTP/1 connection before it is closed (default 10000).
+    pub max_requests_per_connection: Option<u64>,
+    /// Upload sessions open at once in one repository (default 1000); more are answered 429.
+    pub max_uploads_per_repository: Option<u64>,
+    /// Upload sessions open at once in the registry (default 10000); more are answered 429.
+    pub max_uploads: Option<u64>,
+    /// Bytes of ECR API request bodies buffered at once (default 268435456, 256 MiB).
+    pub ecr_body_budget: Option<u64>,
 }
 
 impl FileConfig {

@@ -16,7 +16,7 @@ use clap::{Parser, Subcommand};
 /// berth — container images, end to end: a registry you can run (OCI Distribution v1.1) and a
 /// client that copies images between registries and OCI layouts.
 #[derive(Debug, Parser)]
-#[command(name = "berth", version, about, long_about = None)]
+#[command(name = "berth", version = env!("BERTH_VERSION_LONG"), about, long_about = None)]
 #[command(
     after_help = "Exit codes: 0 success; 1 runtime failure (network, registry refusal, digest mismatch, missing image); 2 usage or configuration error."
 )]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
+use berth_registry::server::ServerLimits;
 use berth_registry::{Registry, RegistryConfig};
 use berth_store::{Durability, FsBlobStore, SqliteMeta};
 use clap::Args;
@@ -25,7 +25,10 @@ pub struct ServeArgs {
     #[arg(long, env = "BERTH_DATA", value_name = "DIR")]
     data: Option<PathBuf>,
     /// TOML config file with any of: listen, data, log_level, log_format, max_blob_size,
-    /// upload_ttl_secs, body_idle_timeout_secs, max_concurrent_uploads, durability
+    /// upload_ttl_secs, body_idle_timeout_secs, header_read_timeout_secs, max_connections,
+    /// max_requests_per_connection, max_concurrent_uploads, max_uploads_per_repository,
+    /// max_uploads, ecr_body_budget, durability, auth, registry_id, region, public_host,
+    /// public_tls, token_ttl_secs, auto_create_repositories, master_key_file
     #[arg(long, env = "BERTH_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
     /// Log filter: a level (error, warn, info, debug, trace) or tracing directives such as
@@ -65,6 +68,7 @@ pub struct DataArgs {
 
 pub(crate) struct Settings {
     listen: String,
+    server: ServerLimits,
     pub(crate) data: PathBuf,
     registry: RegistryConfig,
     pub(crate) durability: Durability,
@@ -102,6 +106,29 @@ fn settings(args: ServeArgs) -> anyhow::Result<(Settings, String, String)> {
     if let Some(s) = file.upload_ttl_secs {
         registry.upload_ttl = Duration::from_secs(s);
     }
+    if let Some(n) = file.max_uploads_per_repository {
+        registry.max_uploads_per_repository = n;
+    }
+    if let Some(n) = file.max_uploads {
+        registry.max_uploads = n;
+    }
+    if let Some(n) = file.ecr_body_budget {
+        registry.ecr_body_budget = n;
+    }
+    // Test hook of the crash-safety tests (see RegistryConfig::crash_point); never documented
+    // for users.
+    registry.crash_point = std::env::var("BERTH_CRASH_POINT").ok();
+    let mut server = ServerLimits::default();
+    server.body_idle_timeout = registry.body_idle_timeout;
+    if let Some(s) = file.header_read_timeout_secs {
+        server.header_read_timeout = Duration::from_secs(s.max(1));
+    }
+    if let Some(n) = file.max_connections {
+        server.max_connections = n.max(1);
+    }
+    if let Some(n) = file.max_requests_per_connection {
+        server.max_requests_per_connection = n.max(1);
+    }
     registry.auth = !args.no_auth && file.auth.unwrap_or(true);
     registry.auto_create = file.auto_create_repositories.unwrap_or(!registry.auth);
     if let Some(s) = file.token_ttl_secs {
@@ -132,6 +159,7 @@ fn settings(args: ServeArgs) -> anyhow::Result<(Settings, String, String)> {
     }
     registry.public_tls = file.public_tls.unwrap_or(false);
     let s = Settings {
+        server,
         public_host_set: public_host.is_some(),
         master_key_file: file.master_key_file,
         registry_id_set: registry_id.is_some(),
@@ -272,13 +300,8 @@ async fn serve(mut s: Settings) -> anyhow::Result<()> {
         let mut out = std::io::stdout();
         let _ = writeln!(out, "listening on {addr}").and_then(|()| out.flush());
     }
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let app = berth_registry::router(registry)
-        .into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+    let app = berth_registry::router(registry);
+    berth_registry::server::serve(listener, app, s.server, shutdown_signal())
         .await
         .context("serving HTTP")?;
     tracing::info!("shut down cleanly");

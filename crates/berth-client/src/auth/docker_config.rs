@@ -253,7 +253,8 @@ impl DockerConfig {
                 .open(&tmp)?;
             f.write_all(text.as_bytes())?;
             f.sync_all()?;
-            std::fs::rename(&tmp, &self.path)
+            std::fs::rename(&tmp, &self.path)?;
+            crate::durable::sync_parent(&self.path)
         };
         write().map_err(|e| {
             let _ = std::fs::remove_file(&tmp);

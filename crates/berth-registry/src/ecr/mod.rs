@@ -87,6 +87,7 @@ async fn call(reg: &Registry, req: Request) -> Result<serde_json::Value, EcrErro
     let (parts, body) = req.into_parts();
     let limit = body_limit(&action);
     if !reg.config().auth {
+        let _permit = reg.ecr_body_permit(body_bytes(&parts.headers, limit))?;
         let body = read_limited(body, limit).await?;
         let admin = Caller {
             principal: Principal::User {
@@ -99,12 +100,21 @@ async fn call(reg: &Registry, req: Request) -> Result<serde_json::Value, EcrErro
             source_ip,
             key_version: 0,
             scope: None,
+            broken_policy: None,
         };
         return actions::dispatch(reg, &admin, &action, &body).await;
     }
-    // The key is looked up before the body is read: nobody without one can make the server
-    // hold a large body.
+    // The key is looked up, and the action authorized as far as the headers tell, before the
+    // body is read: nobody without a key, or without any permission for the action, can make the
+    // server hold a large body; and the bodies held at once are bounded.
     let (signed, caller, secret) = identify(reg, &parts, source_ip).await?;
+    if !FILTERING_ACTIONS.contains(&action.as_str()) {
+        let iam_action = format!("ecr:{action}");
+        reg.may_authorize(&caller, &iam_action)
+            .await
+            .map_err(|d| actions::denied(d, &iam_action))?;
+    }
+    let _permit = reg.ecr_body_permit(body_bytes(&parts.headers, limit))?;
     let body = read_limited(body, limit).await?;
     sigv4::verify(
         &signed,
@@ -121,6 +131,22 @@ async fn call(reg: &Registry, req: Request) -> Result<serde_json::Value, EcrErro
     )
     .map_err(sig_err)?;
     actions::dispatch(reg, &caller, &action, &body).await
+}
+
+/// Actions that filter what they answer by the caller's permissions instead of refusing
+/// (`DescribeRepositories` without names lists what the caller may describe): not refused
+/// before their body is read.
+const FILTERING_ACTIONS: &[&str] = &["DescribeRepositories"];
+
+/// What a request's body may take while it is read: its `Content-Length`, or the action's
+/// limit when it has none (or claims more: the read stops at the limit).
+fn body_bytes(headers: &axum::http::HeaderMap, limit: usize) -> u64 {
+    let limit = limit as u64;
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(limit, |n| n.min(limit))
 }
 
 async fn read_limited(body: Body, limit: usize) -> Result<bytes::Bytes, EcrError> {

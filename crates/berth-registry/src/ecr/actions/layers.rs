@@ -120,11 +120,11 @@ impl Ctx<'_> {
             Box::pin(futures::stream::once(async move { Ok(Bytes::from(data)) }));
         let st = self
             .reg
-            .append_upload(
+            .append_part(
                 &repo,
                 &req.upload_id,
-                Some((req.part_first_byte, req.part_last_byte)),
-                Some(len),
+                (req.part_first_byte, req.part_last_byte),
+                MIN_PART,
                 body,
             )
             .await
@@ -135,11 +135,6 @@ impl Ctx<'_> {
                 ),
                 e => self.upload_error(&req.upload_id, e),
             })?;
-        self.reg
-            .meta()
-            .record_upload_part(&st.id, len, MIN_PART)
-            .await
-            .map_err(store)?;
         Ok(json!({
             "registryId": self.registry_id(),
             "repositoryName": repo.as_str(),
@@ -182,6 +177,21 @@ impl Ctx<'_> {
                 format!("Invalid layer digest '{d}'"),
             )
         })?;
+        // A retry after a crash between committing the blob and linking it: link it now.
+        if self
+            .reg
+            .recover_committed_upload(&repo, &req.upload_id, &digest)
+            .await
+            .map_err(|e| self.upload_error(&req.upload_id, e))?
+            .is_some()
+        {
+            return Ok(json!({
+                "registryId": self.registry_id(),
+                "repositoryName": repo.as_str(),
+                "uploadId": req.upload_id,
+                "layerDigest": digest.to_string(),
+            }));
+        }
         let status = self
             .reg
             .upload_status(&repo, &req.upload_id)
@@ -202,7 +212,7 @@ impl Ctx<'_> {
             .upload(&status.id)
             .await
             .map_err(store)?
-            .is_some_and(|u| u.short_part);
+            .is_some_and(|u| u.has_short_part(status.size));
         if short_part {
             return Err(EcrError::new(
                 "LayerPartTooSmallException",

@@ -721,7 +721,7 @@ fn borrow_context(extra: &[(String, Vec<String>)]) -> Vec<(&str, Vec<String>)> {
     extra.iter().map(|(k, v)| (k.as_str(), v.clone())).collect()
 }
 
-fn denied(d: Denial, action: &str) -> EcrError {
+pub(crate) fn denied(d: Denial, action: &str) -> EcrError {
     match d {
         Denial::Denied(m) => EcrError::new("AccessDeniedException", m),
         Denial::Unauthenticated => EcrError::new(
