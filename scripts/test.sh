@@ -67,8 +67,12 @@ else
   cargo test --workspace --locked --no-fail-fast
 fi
 
+# ---- kill -9 smoke (the full campaign: scripts/chaos.sh 100) ------------------------------------
+log "chaos: kill -9 berth serve under concurrent writes (5 kills)"
+scripts/chaos.sh 5
+
 # ---- fuzzing ------------------------------------------------------------------------------------
-log "fuzz: Dockerfile parser, shell parser and linter (bounded run)"
-scripts/fuzz.sh "${BERTH_FUZZ_SECONDS:-120}"
+log "fuzz: every target, sharing a bounded time"
+scripts/fuzz.sh "${BERTH_FUZZ_SECONDS:-240}"
 
 log "all tests passed"

@@ -3,6 +3,8 @@
 //! `berth-bench client`: berth's client vs skopeo (see [`client`]).
 //! `berth-bench lint`: `berth lint` vs hadolint (see [`lint`]).
 //! `berth-bench build`: `berth build` vs `buildah bud` (see [`build`]).
+//! `berth-bench load`: sustained mixed traffic against `berth serve` (see [`load`]).
+//! `berth-bench chaos`: `kill -9` of `berth serve` under concurrent writes (see [`chaos`]).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -17,8 +19,10 @@ use clap::{Parser, Subcommand};
 use sha2::Digest as _;
 
 mod build;
+mod chaos;
 mod client;
 mod lint;
+mod load;
 
 #[derive(Debug, Parser)]
 #[command(about = "berth benchmark harness (berth and its peers side by side)")]
@@ -78,6 +82,30 @@ enum Bench {
         #[arg(long, default_value_t = 16)]
         kib: usize,
     },
+    /// Sustained load: mixed pulls, pushes, tag lists and ECR DescribeImages at a fixed
+    /// concurrency; throughput, errors and p50/p99/p999 per kind, server RSS and open files.
+    Load {
+        /// Seconds of traffic.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Requests in flight at once.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+    },
+    /// kill -9 campaign: kills `berth serve` at random moments during concurrent chunked and
+    /// monolithic pushes, manifest PUTs, tag moves, deletes and ECR layer uploads, restarts it
+    /// and checks every acknowledged write (exits non-zero on any loss).
+    Chaos {
+        /// How many kills.
+        #[arg(long, default_value_t = 100)]
+        kills: usize,
+        /// Concurrent writers.
+        #[arg(long, default_value_t = 8)]
+        workers: usize,
+        /// Seed of the random schedule (a run is repeatable in its choices, not its timing).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -109,6 +137,27 @@ fn main() -> anyhow::Result<()> {
             let berth = berth_binary()?;
             build::bench(&berth, runs.max(1), files, kib.max(1))
         }
+        Bench::Load {
+            seconds,
+            concurrency,
+        } => {
+            let berth = berth_binary()?;
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(load::run(&berth, seconds.max(1), concurrency.max(1)))
+        }
+        Bench::Chaos {
+            kills,
+            workers,
+            seed,
+        } => {
+            let berth = berth_binary()?;
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(chaos::run(&berth, kills.max(1), workers.max(1), seed))
+        }
     }
 }
 
@@ -138,7 +187,12 @@ impl Drop for Proc {
     }
 }
 
+/// The `berth` binary to measure: `$BERTH_BIN` when set (scripts pass the one they built),
+/// else a release build made now.
 fn berth_binary() -> anyhow::Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("BERTH_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
     let exe = std::env::current_exe()?;
     let dir = exe.parent().context("bench binary has no directory")?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());

@@ -517,6 +517,19 @@ impl<R: Read> Read for TallyReader<R> {
     }
 }
 
+/// Unpacks a layer (gzip, zstd or plain tar) held in memory under `root`, as a base image's
+/// layer is unpacked into a snapshot: the entry point of the layer fuzz target.
+#[doc(hidden)]
+pub fn unpack_layer_bytes(data: &[u8], root: &Path) -> Result<(), BuildError> {
+    let reader = decompressor(BufReader::new(io::Cursor::new(data.to_vec()))).map_err(|e| {
+        BuildError::Io {
+            path: root.to_path_buf(),
+            source: e,
+        }
+    })?;
+    unpack_tar(reader, root, UnpackMode::Layer)
+}
+
 /// A reader that decompresses gzip or zstd by magic number, or passes a plain tar through.
 pub fn decompressor<R: Read + Send + 'static>(
     mut r: BufReader<R>,
