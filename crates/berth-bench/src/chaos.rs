@@ -14,9 +14,7 @@
 //! Any violation stops the run with an error naming it.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,41 +23,10 @@ use base64::Engine as _;
 use bytes::Bytes;
 use sha2::Digest as _;
 
-use crate::digest_of;
+use crate::{Rng, absolute, digest_of, seeded_bytes, spawn_berth};
 
 const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const TARGET: &str = "AmazonEC2ContainerRegistry_V20150921.";
-
-/// A tiny deterministic PRNG (xorshift64*): the schedule's choices repeat for a seed.
-#[derive(Debug, Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
-/// Bytes derived from a seed (what a blob holds).
-fn content(seed: u64, len: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len + 32);
-    let mut i = 0u64;
-    while out.len() < len {
-        let mut h = sha2::Sha256::new();
-        h.update(seed.to_le_bytes());
-        h.update(i.to_le_bytes());
-        out.extend_from_slice(&h.finalize());
-        i += 1;
-    }
-    out.truncate(len);
-    out
-}
 
 /// What the server acknowledged, per worker.
 #[derive(Debug, Default)]
@@ -73,55 +40,6 @@ struct Ledger {
     tag_in_flight: Option<((String, String), Option<String>)>,
     /// A chunked upload in flight at the kill: its URL, the whole blob and its digest.
     upload_in_flight: Option<(String, Bytes, String)>,
-}
-
-#[derive(Debug)]
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(berth: &Path, data: &Path) -> anyhow::Result<Server> {
-    let mut child = Command::new(berth)
-        .args([
-            "serve",
-            "--no-auth",
-            "--listen",
-            "127.0.0.1:0",
-            "--log-level",
-            "error",
-            "--data",
-        ])
-        .arg(data)
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("starting berth serve")?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().context("no stdout")?).read_line(&mut line)?;
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .with_context(|| format!("berth serve did not start: {line:?}"))?
-        .to_owned();
-    Ok(Server {
-        child,
-        base: format!("http://{addr}"),
-    })
-}
-
-fn absolute(base: &str, location: &str) -> String {
-    if location.starts_with("http") {
-        location.to_owned()
-    } else {
-        format!("{base}{location}")
-    }
 }
 
 fn with_digest(url: &str, digest: &str) -> String {
@@ -138,7 +56,7 @@ async fn worker(
     ledger: Arc<Mutex<Ledger>>,
 ) {
     let repo = format!("chaos/w{id}");
-    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut rng = Rng::new(seed);
     loop {
         let result = step(&c, &base, &repo, &mut rng, &ledger).await;
         if result.is_err() {
@@ -160,11 +78,11 @@ async fn step(
     ledger: &Mutex<Ledger>,
 ) -> anyhow::Result<()> {
     let blob_seed = rng.next();
-    let len = 1024 + rng.below(256 * 1024) as usize;
+    let len = 1024 + rng.below(256 * 1024);
     match rng.below(10) {
         // Monolithic push.
         0 | 1 => {
-            let data = Bytes::from(content(blob_seed, len));
+            let data = seeded_bytes(&blob_seed.to_le_bytes(), len);
             let d = digest_of(&data);
             let r = c
                 .post(format!("{base}/v2/{repo}/blobs/uploads/?digest={d}"))
@@ -177,7 +95,7 @@ async fn step(
         }
         // Chunked push: POST, two PATCHes, PUT.
         2 | 3 => {
-            let data = Bytes::from(content(blob_seed, len));
+            let data = seeded_bytes(&blob_seed.to_le_bytes(), len);
             let d = digest_of(&data);
             let r = c
                 .post(format!("{base}/v2/{repo}/blobs/uploads/"))
@@ -216,7 +134,7 @@ async fn step(
         }
         // ECR layer upload in parts (5 MiB minimum does not apply to a single part).
         4 => {
-            let data = Bytes::from(content(blob_seed, len));
+            let data = seeded_bytes(&blob_seed.to_le_bytes(), len);
             let d = digest_of(&data);
             let call = |target: &str, body: serde_json::Value| {
                 c.post(format!("{base}/"))
@@ -262,8 +180,8 @@ async fn step(
                 if mine.len() < 2 {
                     return Ok(());
                 }
-                let a = rng.below(mine.len() as u64) as usize;
-                let b = rng.below(mine.len() as u64) as usize;
+                let a = rng.below(mine.len());
+                let b = rng.below(mine.len());
                 (
                     (mine[a].0.clone(), mine[a].1.len()),
                     (mine[b].0.clone(), mine[b].1.len()),
@@ -477,11 +395,11 @@ pub async fn run(berth: &Path, kills: usize, workers: usize, seed: u64) -> anyho
         .timeout(Duration::from_secs(30))
         .build()?;
     let ledgers: Vec<Arc<Mutex<Ledger>>> = (0..workers).map(|_| Arc::default()).collect();
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::new(seed);
     let started = Instant::now();
     let (mut checked, mut resumed, mut files) = (0, 0, 0);
     for kill in 1..=kills {
-        let server = start(berth, &data)?;
+        let server = spawn_berth(berth, &data, "error")?;
         let tasks: Vec<_> = ledgers
             .iter()
             .enumerate()
@@ -495,12 +413,12 @@ pub async fn run(berth: &Path, kills: usize, workers: usize, seed: u64) -> anyho
                 ))
             })
             .collect();
-        tokio::time::sleep(Duration::from_millis(50 + rng.below(600))).await;
+        tokio::time::sleep(Duration::from_millis(50 + rng.below(600) as u64)).await;
         drop(server); // SIGKILL, then wait
         for t in tasks {
             let _ = t.await;
         }
-        let server = start(berth, &data)?;
+        let server = spawn_berth(berth, &data, "error")?;
         let (n, r) = verify(&c, &server.base, &ledgers)
             .await
             .with_context(|| format!("after kill {kill}"))?;

@@ -6,16 +6,14 @@
 //! and p50/p99/p999 latency; a sampler follows the server's RSS and open file descriptors once a
 //! second, so that leaks show up as growth between the warm-up sample and the last one.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::{Rng, digest_of, seeded_bytes};
 use anyhow::{Context, bail};
 use bytes::Bytes;
-use sha2::Digest as _;
 
 const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 const ECR_TARGET: &str = "AmazonEC2ContainerRegistry_V20150921.DescribeImages";
@@ -63,94 +61,6 @@ impl Kind {
     }
 }
 
-/// A `berth serve` child process; killed (and its data directory removed) on drop.
-#[derive(Debug)]
-struct Server {
-    child: Child,
-    base: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server(bin: &Path) -> anyhow::Result<Server> {
-    let dir = tempfile::tempdir()?;
-    let mut child = Command::new(bin)
-        .args(["serve", "--no-auth", "--listen", "127.0.0.1:0"])
-        .args(["--log-level", "warn", "--data"])
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("starting {} serve", bin.display()))?;
-    let stdout = child.stdout.take().context("no stdout")?;
-    // Build the guard first so the child is killed if the address never comes.
-    let mut server = Server {
-        child,
-        base: String::new(),
-        _dir: dir,
-    };
-    let mut reader = BufReader::new(stdout);
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .with_context(|| format!("berth serve did not report its address: {line:?}"))?;
-    server.base = format!("http://{addr}");
-    // Keep draining stdout so the server never writes into a closed pipe.
-    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
-    Ok(server)
-}
-
-fn digest_of(data: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
-}
-
-/// `size` bytes of sha256(seed ‖ counter) blocks: incompressible and distinct per seed.
-fn payload(seed: &str, size: usize) -> Bytes {
-    let mut out = Vec::with_capacity(size + 32);
-    let mut counter = 0u64;
-    while out.len() < size {
-        let mut h = sha2::Sha256::new();
-        h.update(seed.as_bytes());
-        h.update(counter.to_le_bytes());
-        out.extend_from_slice(&h.finalize());
-        counter += 1;
-    }
-    out.truncate(size);
-    Bytes::from(out)
-}
-
-/// xorshift64*: plenty for picking operations, no dependency.
-#[derive(Debug)]
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        // splitmix64 of the seed, so neighbouring seeds give unrelated streams; never zero.
-        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        Rng((z ^ (z >> 31)) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
 /// A seeded image the readers pick from.
 #[derive(Debug)]
 struct Image {
@@ -168,33 +78,7 @@ async fn push_blob(
     data: Bytes,
 ) -> anyhow::Result<String> {
     let digest = digest_of(&data);
-    let r = c
-        .post(format!("{base}/v2/{repo}/blobs/uploads/"))
-        .send()
-        .await?;
-    if !r.status().is_success() {
-        bail!("POST upload {repo}: {}", r.status());
-    }
-    let loc = r
-        .headers()
-        .get("location")
-        .context("POST upload: no Location")?
-        .to_str()?;
-    let url = if loc.starts_with("http") {
-        loc.to_owned()
-    } else {
-        format!("{base}{loc}")
-    };
-    let sep = if url.contains('?') { '&' } else { '?' };
-    let r = c
-        .put(format!("{url}{sep}digest={digest}"))
-        .header("content-type", "application/octet-stream")
-        .body(data)
-        .send()
-        .await?;
-    if !r.status().is_success() {
-        bail!("PUT upload {repo}: {} {}", r.status(), r.text().await?);
-    }
+    crate::push(c, base, repo, data).await?;
     Ok(digest)
 }
 
@@ -246,8 +130,8 @@ async fn seed(c: &reqwest::Client, base: &str) -> anyhow::Result<Vec<Image>> {
     for i in 0..SEED_IMAGES {
         let repo = format!("load/r{}", i % REPOS);
         let tag = format!("seed-{i}");
-        let small = payload(&format!("seed-small-{i}"), SMALL);
-        let big = payload(&format!("seed-big-{i}"), BIG);
+        let small = seeded_bytes(format!("seed-small-{i}").as_bytes(), SMALL);
+        let big = seeded_bytes(format!("seed-big-{i}").as_bytes(), BIG);
         let digests = push_image(c, base, &repo, &tag, vec![small, big])
             .await
             .with_context(|| format!("seeding {repo}:{tag}"))?;
@@ -318,7 +202,7 @@ async fn op(
             fetch(req, None).await
         }
         Kind::Push => {
-            let layer = payload(push_name, SMALL);
+            let layer = seeded_bytes(push_name.as_bytes(), SMALL);
             push_image(c, base, repo, push_name, vec![layer]).await?;
             Ok(())
         }
@@ -444,7 +328,7 @@ fn mib(kb: u64) -> f64 {
 /// against a fresh `berth serve` and prints the report. Errors during the run are counted and
 /// reported, not returned; only a failed setup (server start, seeding) is an `Err`.
 pub async fn run(berth: &Path, seconds: u64, concurrency: usize) -> anyhow::Result<()> {
-    let server = start_server(berth)?;
+    let server = crate::start_berth(berth)?;
     let pid = server.child.id();
     let client = reqwest::Client::builder()
         .no_proxy()

@@ -161,10 +161,13 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+/// A server process (killed on drop) with its base URL and, when it owns one, its data
+/// directory (removed on drop).
+#[derive(Debug)]
 struct Proc {
     child: Child,
     base: String,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Proc {
@@ -208,6 +211,14 @@ fn berth_binary() -> anyhow::Result<PathBuf> {
 
 fn start_berth(bin: &Path) -> anyhow::Result<Proc> {
     let dir = tempfile::tempdir()?;
+    let mut p = spawn_berth(bin, dir.path(), "warn")?;
+    p._dir = Some(dir);
+    Ok(p)
+}
+
+/// Starts `berth serve --no-auth` on a free loopback port over `data` and waits for its
+/// address; its stdout is drained so it never writes into a closed pipe.
+fn spawn_berth(bin: &Path, data: &Path, log_level: &str) -> anyhow::Result<Proc> {
     let mut child = Command::new(bin)
         .args([
             "serve",
@@ -215,25 +226,30 @@ fn start_berth(bin: &Path) -> anyhow::Result<Proc> {
             "--listen",
             "127.0.0.1:0",
             "--log-level",
-            "warn",
+            log_level,
             "--data",
         ])
-        .arg(dir.path())
+        .arg(data)
         .stdout(Stdio::piped())
         .spawn()
-        .context("starting berth serve")?;
+        .with_context(|| format!("starting {} serve", bin.display()))?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    // The guard first, so the child is killed if the address never comes.
+    let mut proc = Proc {
+        child,
+        base: String::new(),
+        _dir: None,
+    };
+    let mut reader = BufReader::new(stdout);
     let mut line = String::new();
-    BufReader::new(child.stdout.take().context("no stdout")?).read_line(&mut line)?;
+    reader.read_line(&mut line)?;
     let addr = line
         .trim()
         .strip_prefix("listening on ")
-        .context("berth serve did not report its address")?
-        .to_owned();
-    Ok(Proc {
-        child,
-        base: format!("http://{addr}"),
-        _dir: dir,
-    })
+        .with_context(|| format!("berth serve did not report its address: {line:?}"))?;
+    proc.base = format!("http://{addr}");
+    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+    Ok(proc)
 }
 
 async fn start_reference(bin: &Path) -> anyhow::Result<Proc> {
@@ -269,7 +285,7 @@ async fn start_reference(bin: &Path) -> anyhow::Result<Proc> {
             return Ok(Proc {
                 child,
                 base,
-                _dir: dir,
+                _dir: Some(dir),
             });
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -282,6 +298,55 @@ fn client() -> anyhow::Result<reqwest::Client> {
         .no_proxy()
         .pool_max_idle_per_host(128)
         .build()?)
+}
+
+/// `size` bytes of sha256(seed ‖ counter) blocks: incompressible and distinct per seed.
+fn seeded_bytes(seed: &[u8], size: usize) -> Bytes {
+    let mut out = Vec::with_capacity(size + 32);
+    let mut counter = 0u64;
+    while out.len() < size {
+        let mut h = sha2::Sha256::new();
+        h.update(seed);
+        h.update(counter.to_le_bytes());
+        out.extend_from_slice(&h.finalize());
+        counter += 1;
+    }
+    out.truncate(size);
+    Bytes::from(out)
+}
+
+/// xorshift64*: plenty for picking operations, no dependency; a seed gives one schedule.
+#[derive(Debug, Clone)]
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        // splitmix64 of the seed, so neighbouring seeds give unrelated streams; never zero.
+        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        Rng((z ^ (z >> 31)) | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// An upload `Location` made absolute.
+fn absolute(base: &str, location: &str) -> String {
+    if location.starts_with("http") {
+        location.to_owned()
+    } else {
+        format!("{base}{location}")
+    }
 }
 
 fn digest_of(data: &[u8]) -> String {
@@ -302,12 +367,7 @@ async fn start_session(
     if r.status() != 202 {
         bail!("POST upload: {}", r.status());
     }
-    let loc = r.headers()["location"].to_str()?.to_owned();
-    let url = if loc.starts_with("http") {
-        loc
-    } else {
-        format!("{base}{loc}")
-    };
+    let url = absolute(base, r.headers()["location"].to_str()?);
     let sep = if url.contains('?') { '&' } else { '?' };
     Ok(format!("{url}{sep}digest={digest}"))
 }

@@ -163,6 +163,13 @@ impl TokenKey {
         let tag = hmac::sign(&self.mac_key(), text.as_bytes());
         text.push('.');
         text.push_str(&URL_SAFE_NO_PAD.encode(tag.as_ref()));
+        // Every token issued must verify: claims that JSON-escape long (control characters)
+        // could otherwise make one longer than `verify` accepts (found by fuzzing).
+        if text.len() > MAX_TOKEN_LEN {
+            return Err(TokenError::Issue(
+                "the claims make a token longer than a registry password may be",
+            ));
+        }
         Ok(IssuedToken {
             password: Secret::new(text),
             expires_at: UNIX_EPOCH + Duration::from_secs(expires),
@@ -226,6 +233,22 @@ mod tests {
     use super::*;
 
     const HOUR: Duration = Duration::from_secs(3600);
+
+    /// Regression (fuzz target `registry_token`): an access key id of control characters, which
+    /// JSON-escape to six bytes each, made a token `verify` refused as too long.
+    #[test]
+    fn every_token_issued_verifies_or_is_refused_at_issue() {
+        let key = TokenKey::from_bytes([7; 32]);
+        for id in ["\0".repeat(116), "\u{1}".repeat(128), "A".repeat(128)] {
+            for scope in [None, Some("\u{2}".repeat(MAX_SCOPE_LEN))] {
+                if let Ok(t) = key.issue_scoped(&id, 1, scope.as_deref(), t0(), HOUR) {
+                    let claims = key.verify(t.password.expose(), t0()).unwrap();
+                    assert_eq!(claims.access_key_id, id);
+                }
+            }
+        }
+        assert!(key.issue(&"\0".repeat(116), t0(), HOUR).is_err());
+    }
 
     fn t0() -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(1_800_000_000)

@@ -1111,38 +1111,12 @@ async fn raw_call(
     body: Vec<u8>,
     at: std::time::SystemTime,
 ) -> (u16, serde_json::Value) {
-    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
-    let identity =
-        aws_credential_types::Credentials::new(ROOT_ID, ROOT_SECRET, None, None, "test").into();
-    let params = aws_sigv4::sign::v4::SigningParams::builder()
-        .identity(&identity)
-        .region("us-east-1")
-        .name("ecr")
-        .time(at)
-        .settings(SigningSettings::default())
-        .build()
-        .unwrap()
-        .into();
     let url = format!("http://{}/", server.addr);
-    let target = format!("AmazonEC2ContainerRegistry_V20150921.{target}");
-    let headers = [
-        ("host", server.addr.as_str()),
-        ("content-type", "application/x-amz-json-1.1"),
-        ("x-amz-target", target.as_str()),
-    ];
-    let req = SignableRequest::new(
-        "POST",
-        &url,
-        headers.iter().copied(),
-        SignableBody::Bytes(&body),
-    )
-    .unwrap();
-    let (instructions, _) = sign(req, &params).unwrap().into_parts();
     let mut builder = client().post(&url);
-    for (k, v) in headers.iter().filter(|(k, _)| *k != "host") {
-        builder = builder.header(*k, *v);
-    }
-    for (k, v) in instructions.headers() {
+    for (k, v) in common::ecr_signed_headers(&server.addr, ROOT_ID, ROOT_SECRET, target, &body, at)
+        .into_iter()
+        .filter(|(k, _)| k != "host")
+    {
         builder = builder.header(k, v);
     }
     let r = builder.body(body).send().await.unwrap();

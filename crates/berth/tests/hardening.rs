@@ -146,37 +146,16 @@ fn signed_head(
     body: &[u8],
     content_length: usize,
 ) -> String {
-    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
-    let identity = aws_credential_types::Credentials::new(id, secret, None, None, "test").into();
-    let params = aws_sigv4::sign::v4::SigningParams::builder()
-        .identity(&identity)
-        .region("us-east-1")
-        .name("ecr")
-        .time(std::time::SystemTime::now())
-        .settings(SigningSettings::default())
-        .build()
-        .unwrap()
-        .into();
-    let url = format!("http://{}/", server.addr);
-    let target = format!("{TARGET}{target}");
-    let headers = [
-        ("host", server.addr.as_str()),
-        ("content-type", "application/x-amz-json-1.1"),
-        ("x-amz-target", target.as_str()),
-    ];
-    let req = SignableRequest::new(
-        "POST",
-        &url,
-        headers.iter().copied(),
-        SignableBody::Bytes(body),
-    )
-    .unwrap();
-    let (instructions, _) = sign(req, &params).unwrap().into_parts();
     let mut head = String::from("POST / HTTP/1.1\r\n");
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    for (k, v) in instructions.headers() {
+    let signed = common::ecr_signed_headers(
+        &server.addr,
+        id,
+        secret,
+        target,
+        body,
+        std::time::SystemTime::now(),
+    );
+    for (k, v) in signed {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
     head.push_str(&format!("content-length: {content_length}\r\n\r\n"));

@@ -259,3 +259,50 @@ impl Podman {
         c
     }
 }
+
+/// The headers of a SigV4-signed ECR API call (`X-Amz-Target: …<target>`) over `body`, signed
+/// at `at` for us-east-1: `host`, `content-type`, `x-amz-target` and what signing adds.
+pub fn ecr_signed_headers(
+    addr: &str,
+    id: &str,
+    secret: &str,
+    target: &str,
+    body: &[u8],
+    at: std::time::SystemTime,
+) -> Vec<(String, String)> {
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+    let identity = aws_credential_types::Credentials::new(id, secret, None, None, "test").into();
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name("ecr")
+        .time(at)
+        .settings(SigningSettings::default())
+        .build()
+        .unwrap()
+        .into();
+    let url = format!("http://{addr}/");
+    let target = format!("AmazonEC2ContainerRegistry_V20150921.{target}");
+    let headers = [
+        ("host", addr),
+        ("content-type", "application/x-amz-json-1.1"),
+        ("x-amz-target", target.as_str()),
+    ];
+    let req = SignableRequest::new(
+        "POST",
+        &url,
+        headers.iter().copied(),
+        SignableBody::Bytes(body),
+    )
+    .unwrap();
+    let (instructions, _) = sign(req, &params).unwrap().into_parts();
+    headers
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .chain(
+            instructions
+                .headers()
+                .map(|(k, v)| (k.to_owned(), v.to_owned())),
+        )
+        .collect()
+}
