@@ -72,7 +72,8 @@ for t in "${targets[@]}"; do
   if ! cargo fuzz run --fuzz-dir fuzz "$t" "fuzz/corpus/$t" -- \
       -max_total_time="$per" -max_len=8192 -rss_limit_mb=4096 -timeout=10 -print_final_stats=1 \
       >"$log" 2>&1; then
-    tail -60 "$log"
+    grep -A4 -m3 -E "panicked at|ERROR: AddressSanitizer|ERROR: libFuzzer" "$log" || true
+    tail -25 "$log"
     echo "fuzz target $t failed; the input is in fuzz/artifacts/$t/" >&2
     exit 1
   fi
