@@ -16,7 +16,7 @@ use aws_sdk_ecr::types::{
     RctAppliedFor, Tag, TagStatus,
 };
 use base64::Engine as _;
-use common::{Server, client, sha256_hex};
+use common::{Server, admin, client, sha256_hex};
 
 const REGISTRY_ID: &str = "123456789012";
 const ROOT_ID: &str = "AKIAROOTKEYFORTESTS1";
@@ -49,23 +49,6 @@ fn ecr_in(server: &Server, id: &str, secret: &str, region: &str) -> Client {
         .endpoint_url(format!("http://{}", server.addr))
         .build();
     Client::from_conf(conf)
-}
-
-/// `berth admin …` on the server's data directory; returns stdout.
-fn admin(server: &Server, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
-        .arg("admin")
-        .arg("--data")
-        .arg(&server.data)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "berth admin {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// Creates a user (optionally with a policy) and returns its key id and secret.

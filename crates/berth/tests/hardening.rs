@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use common::{Server, client, sha256_hex};
+use common::{Server, admin, client, sha256_hex};
 
 const ROOT_ID: &str = "AKIAROOTKEYFORTESTS1";
 const ROOT_SECRET: &str = "root-secret-for-the-hardening-tests-0123456";
@@ -182,22 +182,6 @@ fn start_auth(dir: &Path, extra: &[&str]) -> Server {
             ("BERTH_ROOT_SECRET_ACCESS_KEY", ROOT_SECRET),
         ],
     )
-}
-
-fn admin(server: &Server, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
-        .arg("admin")
-        .arg("--data")
-        .arg(&server.data)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "berth admin {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// Creates a user with a `default` policy; returns its key id and secret.

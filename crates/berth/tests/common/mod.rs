@@ -306,3 +306,20 @@ pub fn ecr_signed_headers(
         )
         .collect()
 }
+
+/// `berth admin …` on the server's data directory; returns stdout.
+pub fn admin(server: &Server, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .arg("admin")
+        .arg("--data")
+        .arg(&server.data)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "berth admin {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
