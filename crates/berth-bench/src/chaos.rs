@@ -38,8 +38,14 @@ struct Ledger {
     tags: HashMap<(String, String), Option<String>>,
     /// The tag write in flight at the kill: the tag may hold this instead.
     tag_in_flight: Option<((String, String), Option<String>)>,
-    /// A chunked upload in flight at the kill: its URL, the whole blob and its digest.
+    /// A chunked upload in flight at the kill: its URL's path (the port changes with each
+    /// start), the whole blob and its digest.
     upload_in_flight: Option<(String, Bytes, String)>,
+}
+
+/// A URL of the server at `base` without it.
+fn path_of(base: &str, url: &str) -> String {
+    url.strip_prefix(base).unwrap_or(url).to_owned()
 }
 
 fn with_digest(url: &str, digest: &str) -> String {
@@ -105,7 +111,7 @@ async fn step(
                 return Ok(());
             }
             let mut url = absolute(base, r.headers()["location"].to_str()?);
-            lock(ledger).upload_in_flight = Some((url.clone(), data.clone(), d.clone()));
+            lock(ledger).upload_in_flight = Some((path_of(base, &url), data.clone(), d.clone()));
             let half = data.len() / 2;
             for (start, chunk) in [(0, data.slice(..half)), (half, data.slice(half..))] {
                 let r = c
@@ -123,7 +129,8 @@ async fn step(
                     return Ok(());
                 }
                 url = absolute(base, r.headers()["location"].to_str()?);
-                lock(ledger).upload_in_flight = Some((url.clone(), data.clone(), d.clone()));
+                lock(ledger).upload_in_flight =
+                    Some((path_of(base, &url), data.clone(), d.clone()));
             }
             let r = c.put(with_digest(&url, &d)).send().await?;
             let mut l = lock(ledger);
@@ -300,17 +307,9 @@ async fn verify(
             }
             checked += 1;
         }
-        if let Some((url, data, d)) = upload {
+        if let Some((path, data, d)) = upload {
             // A session cut off by the kill: gone, or resumable from where the server says.
-            let url = url.replacen(
-                url.split('/')
-                    .take(3)
-                    .collect::<Vec<_>>()
-                    .join("/")
-                    .as_str(),
-                base,
-                1,
-            );
+            let url = format!("{base}{path}");
             let r = c.get(&url).send().await?;
             match r.status().as_u16() {
                 404 => {}

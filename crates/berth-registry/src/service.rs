@@ -386,62 +386,54 @@ impl Registry {
         declared: Option<u64>,
         body: ByteStream,
     ) -> Result<UploadStatus, RegistryError> {
-        let _permit = self.upload_permit()?;
-        let id = self.session(repo, id).await?;
-        let slot = self.slot(&id);
-        let mut state = slot.lock().await;
-        let size = self
-            .append_locked(&id, &mut state, range, declared, body)
-            .await?;
-        Ok(UploadStatus { id, size })
+        self.append(repo, id, range, declared, None, body).await
     }
 
-    /// Appends one part of an ECR layer upload (bytes `first..=last`), recording it first, under
+    /// Appends one part of an ECR layer upload (bytes `first..=last`), recorded first, under
     /// the upload's lock, for the minimum-part-size rule (see
     /// [`MetadataStore::record_upload_part`]).
     pub async fn append_part(
         &self,
         repo: &RepoName,
         id: &str,
-        (first, last): (u64, u64),
+        range: (u64, u64),
         min_part: u64,
+        body: ByteStream,
+    ) -> Result<UploadStatus, RegistryError> {
+        self.append(repo, id, Some(range), None, Some(min_part), body)
+            .await
+    }
+
+    async fn append(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        range: Option<(u64, u64)>,
+        declared: Option<u64>,
+        min_part: Option<u64>,
         body: ByteStream,
     ) -> Result<UploadStatus, RegistryError> {
         let _permit = self.upload_permit()?;
         let id = self.session(repo, id).await?;
         let slot = self.slot(&id);
         let mut state = slot.lock().await;
-        let offset = self.blobs.upload_size(&id).await?;
-        let len = last
-            .checked_sub(first)
-            .and_then(|d| d.checked_add(1))
-            .ok_or_else(|| {
-                RegistryError::UploadInvalid(format!("part {first}-{last} is inverted"))
-            })?;
-        if first != offset {
-            return Err(RegistryError::RangeNotSatisfiable {
-                start: first,
-                offset,
-            });
-        }
-        self.meta
-            .record_upload_part(&id, offset, len, min_part)
-            .await?;
         let size = self
-            .append_locked(&id, &mut state, Some((first, last)), Some(len), body)
+            .append_locked(&id, &mut state, range, declared, min_part, body)
             .await?;
         Ok(UploadStatus { id, size })
     }
 
     /// Appends one request body to an upload. A body of known length (`Content-Range` or
     /// `Content-Length`) lands whole or not at all: if it breaks off, the staged data is cut back
-    /// to where it was. A streamed body of unknown length keeps what arrived.
+    /// to where it was. A streamed body of unknown length keeps what arrived. With `min_part`
+    /// (an ECR part), the part is recorded before it is appended.
     async fn append_locked(
         &self,
         id: &UploadId,
         state: &mut Option<HashState>,
         range: Option<(u64, u64)>,
         declared: Option<u64>,
+        min_part: Option<u64>,
         body: ByteStream,
     ) -> Result<u64, RegistryError> {
         let offset = self.blobs.upload_size(id).await?;
@@ -475,6 +467,9 @@ impl Registry {
                 .ok_or_else(too_large)?,
             None => limit,
         };
+        if let (Some(min), Some(len)) = (min_part, expect) {
+            self.meta.record_upload_part(id, offset, len, min).await?;
+        }
         let before = match state.take() {
             Some(h) if h.bytes == offset && h.hasher.algorithm() == Algorithm::Sha256 => h,
             _ => self.rehash(id, Algorithm::Sha256).await?,
@@ -670,7 +665,9 @@ impl Registry {
         body: ByteStream,
     ) -> Result<u64, RegistryError> {
         let t0 = std::time::Instant::now();
-        let size = self.append_locked(id, state, range, declared, body).await?;
+        let size = self
+            .append_locked(id, state, range, declared, None, body)
+            .await?;
         let t1 = t0.elapsed();
         let computed = match state.take() {
             Some(h) if h.bytes == size && h.hasher.algorithm() == digest.algorithm() => {

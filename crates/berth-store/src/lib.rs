@@ -16,6 +16,7 @@ mod identity;
 mod meta;
 mod sqlite;
 mod sqlite_identity;
+mod sqlite_schema;
 
 pub use blob::{BlobStore, ByteStream, UploadId};
 pub use error::StoreError;

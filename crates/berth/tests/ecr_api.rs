@@ -16,7 +16,7 @@ use aws_sdk_ecr::types::{
     RctAppliedFor, Tag, TagStatus,
 };
 use base64::Engine as _;
-use common::{Server, admin, client, sha256_hex};
+use common::{Server, admin, client, sha256_hex, user};
 
 const REGISTRY_ID: &str = "123456789012";
 const ROOT_ID: &str = "AKIAROOTKEYFORTESTS1";
@@ -49,27 +49,6 @@ fn ecr_in(server: &Server, id: &str, secret: &str, region: &str) -> Client {
         .endpoint_url(format!("http://{}", server.addr))
         .build();
     Client::from_conf(conf)
-}
-
-/// Creates a user (optionally with a policy) and returns its key id and secret.
-fn user(server: &Server, name: &str, policy: Option<&str>) -> (String, String) {
-    let mut args = vec!["user", "create", name];
-    let file;
-    if let Some(p) = policy {
-        file = server.data.join(format!("{name}-policy.json"));
-        std::fs::write(&file, p).unwrap();
-        args.push("--policy");
-        args.push(file.to_str().unwrap());
-    }
-    let out = admin(server, &args);
-    let field = |k: &str| {
-        out.lines()
-            .find_map(|l| l.strip_prefix(k))
-            .unwrap()
-            .trim()
-            .to_owned()
-    };
-    (field("AccessKeyId:"), field("SecretAccessKey:"))
 }
 
 fn code<E: ProvideErrorMetadata>(e: &E) -> String {

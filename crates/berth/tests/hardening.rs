@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use common::{Server, admin, client, sha256_hex};
+use common::{Server, admin, client, sha256_hex, user};
 
 const ROOT_ID: &str = "AKIAROOTKEYFORTESTS1";
 const ROOT_SECRET: &str = "root-secret-for-the-hardening-tests-0123456";
@@ -184,24 +184,6 @@ fn start_auth(dir: &Path, extra: &[&str]) -> Server {
     )
 }
 
-/// Creates a user with a `default` policy; returns its key id and secret.
-fn user(server: &Server, name: &str, policy: &str) -> (String, String) {
-    let file = server.data.join(format!("{name}-policy.json"));
-    std::fs::write(&file, policy).unwrap();
-    let out = admin(
-        server,
-        &["user", "create", name, "--policy", file.to_str().unwrap()],
-    );
-    let field = |k: &str| {
-        out.lines()
-            .find_map(|l| l.strip_prefix(k))
-            .unwrap()
-            .trim()
-            .to_owned()
-    };
-    (field("AccessKeyId:"), field("SecretAccessKey:"))
-}
-
 /// Item 3: a caller whose policies cannot allow the action is refused from the headers, before
 /// the server reads (and holds) the body; and bodies held at once are bounded.
 #[test]
@@ -210,7 +192,7 @@ fn ecr_bodies_are_authorized_before_they_are_read() {
     let cfg = config(dir.path(), "ecr_body_budget = 1048576\n");
     let server = start_auth(dir.path(), &["--config", &cfg]);
     let pull_only = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["ecr:BatchGetImage","ecr:GetDownloadUrlForLayer"],"Resource":"*"}]}"#;
-    let (id, secret) = user(&server, "reader", pull_only);
+    let (id, secret) = user(&server, "reader", Some(pull_only));
     // 20 MB announced, none sent: the refusal must come without waiting for it.
     let body = br#"{"repositoryName":"app","uploadId":"x","partFirstByte":0,"partLastByte":0,"layerPartBlob":"AA=="}"#;
     let mut s = connect(&server);
@@ -265,7 +247,7 @@ fn a_broken_identity_policy_fails_closed() {
     let dir = tempfile::tempdir().unwrap();
     let server = start_auth(dir.path(), &[]);
     let allow_all = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ecr:*","Resource":"*"}]}"#;
-    let (id, secret) = user(&server, "dev", allow_all);
+    let (id, secret) = user(&server, "dev", Some(allow_all));
     let deny = server.data.join("deny.json");
     std::fs::write(
         &deny,
@@ -545,23 +527,33 @@ fn renames_without_dir_sync(log: &str, root: &Path) -> Vec<String> {
     pending.into_iter().map(|(d, _)| d).collect()
 }
 
-fn strace(log: &Path) -> Command {
-    let mut c = Command::new("strace");
-    c.args([
-        "-f",
-        "-y",
-        "-qq",
-        "-s",
-        "4096",
-        "-e",
-        "signal=none",
-        "-e",
-        "trace=rename,renameat,renameat2,fsync,fdatasync",
-        "-o",
-    ])
-    .arg(log)
-    .arg(env!("CARGO_BIN_EXE_berth"));
-    c
+/// Runs `berth ARGS…` under `strace -f -y` (renames and syncs only) and returns the log.
+fn traced(dir: &Path, name: &str, args: &[&std::ffi::OsStr]) -> String {
+    let log = dir.join(format!("{name}.strace"));
+    let out = Command::new("strace")
+        .args([
+            "-f",
+            "-y",
+            "-qq",
+            "-s",
+            "4096",
+            "-e",
+            "signal=none",
+            "-e",
+            "trace=rename,renameat,renameat2,fsync,fdatasync",
+            "-o",
+        ])
+        .arg(&log)
+        .arg(env!("CARGO_BIN_EXE_berth"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read_to_string(&log).unwrap()
 }
 
 /// Item 7: every file or directory the client's OCI layout writer and the build store rename
@@ -571,19 +563,19 @@ fn renames_into_place_are_followed_by_a_directory_sync() {
     let fx = common::fixtures();
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("layout");
-    let log = dir.path().join("copy.strace");
-    let out = strace(&log)
-        .args(["copy", "--progress", "quiet"])
-        .arg(format!("oci:{}:latest", fx.join("busybox").display()))
-        .arg(format!("oci:{}:latest", dest.display()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let src = format!("oci:{}:latest", fx.join("busybox").display());
+    let dst = format!("oci:{}:latest", dest.display());
+    let text = traced(
+        dir.path(),
+        "copy",
+        &[
+            "copy".as_ref(),
+            "--progress".as_ref(),
+            "quiet".as_ref(),
+            src.as_ref(),
+            dst.as_ref(),
+        ],
     );
-    let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("rename"), "strace saw no rename:\n{text}");
     let missing = renames_without_dir_sync(&text, &dest);
     assert!(
@@ -596,19 +588,18 @@ fn renames_into_place_are_followed_by_a_directory_sync() {
     std::fs::write(ctx.join("a.txt"), "durable\n").unwrap();
     std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nCOPY a.txt /\n").unwrap();
     let store = dir.path().join("store");
-    let log = dir.path().join("build.strace");
-    let out = strace(&log)
-        .args(["build", "--progress", "plain", "--store"])
-        .arg(&store)
-        .arg(&ctx)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let text = traced(
+        dir.path(),
+        "build",
+        &[
+            "build".as_ref(),
+            "--progress".as_ref(),
+            "plain".as_ref(),
+            "--store".as_ref(),
+            store.as_ref(),
+            ctx.as_ref(),
+        ],
     );
-    let text = std::fs::read_to_string(&log).unwrap();
     let missing: Vec<String> = renames_without_dir_sync(&text, &store)
         .into_iter()
         // tmp/ and work/ hold debris by design (cleared at open).

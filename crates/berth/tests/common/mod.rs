@@ -323,3 +323,24 @@ pub fn admin(server: &Server, args: &[&str]) -> String {
     );
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// Creates a user (optionally with a policy) and returns its key id and secret.
+pub fn user(server: &Server, name: &str, policy: Option<&str>) -> (String, String) {
+    let mut args = vec!["user", "create", name];
+    let file;
+    if let Some(p) = policy {
+        file = server.data.join(format!("{name}-policy.json"));
+        std::fs::write(&file, p).unwrap();
+        args.push("--policy");
+        args.push(file.to_str().unwrap());
+    }
+    let out = admin(server, &args);
+    let field = |k: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    (field("AccessKeyId:"), field("SecretAccessKey:"))
+}
