@@ -258,6 +258,116 @@ pub async fn api_client(
     Ok(aws_sdk_ecr::Client::new(&config))
 }
 
+/// Calls one of `berth serve`'s own actions (`BerthRunLifecyclePolicy`,
+/// `BerthRunGarbageCollection`: not in Amazon ECR, so aws-sdk-ecr has no operation for them)
+/// with the ECR JSON protocol, signed with SigV4 as the SDK signs its calls, with the same
+/// region, endpoint and credential chain as [`api_client`].
+pub async fn call_berth_action(
+    region: Option<&str>,
+    endpoint: Option<&str>,
+    action: &str,
+    body: &serde_json::Value,
+) -> Result<serde_json::Value, ClientError> {
+    use aws_credential_types::provider::ProvideCredentials;
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(r) = region {
+        loader = loader.region(aws_config::Region::new(r.to_owned()));
+    }
+    if let Some(e) = endpoint {
+        loader = loader.endpoint_url(e);
+    }
+    let config = loader.load().await;
+    let region = config
+        .region()
+        .ok_or_else(|| {
+            ClientError::Unauthorized("no AWS region: set AWS_REGION or pass --region".into())
+        })?
+        .to_string();
+    let url = config
+        .endpoint_url()
+        .or(std::env::var("AWS_ENDPOINT_URL_ECR").ok().as_deref())
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            ClientError::Http(format!(
+                "{action} is an action of berth serve, not of Amazon ECR: pass --endpoint-url or set AWS_ENDPOINT_URL_ECR to a berth registry"
+            ))
+        })?;
+    let provider = config.credentials_provider().ok_or_else(|| {
+        ClientError::Unauthorized(
+            "no AWS credentials: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile".into(),
+        )
+    })?;
+    let creds = provider
+        .provide_credentials()
+        .await
+        .map_err(|e| ClientError::Unauthorized(format!("loading AWS credentials: {e}")))?;
+    let payload = serde_json::to_vec(body).map_err(|e| ClientError::Http(e.to_string()))?;
+    let target = format!("AmazonEC2ContainerRegistry_V20150921.{action}");
+    let parsed =
+        reqwest::Url::parse(&url).map_err(|e| ClientError::Http(format!("endpoint {url}: {e}")))?;
+    let host = match (parsed.host_str(), parsed.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_owned(),
+        _ => return Err(ClientError::Http(format!("endpoint {url} has no host"))),
+    };
+    let headers = [
+        ("host", host.as_str()),
+        ("content-type", "application/x-amz-json-1.1"),
+        ("x-amz-target", target.as_str()),
+    ];
+    let identity = creds.into();
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region(&region)
+        .name("ecr")
+        .time(SystemTime::now())
+        .settings(SigningSettings::default())
+        .build()
+        .map_err(|e| ClientError::Http(format!("signing {action}: {e}")))?
+        .into();
+    let signable = SignableRequest::new(
+        "POST",
+        parsed.as_str(),
+        headers.iter().copied(),
+        SignableBody::Bytes(&payload),
+    )
+    .map_err(|e| ClientError::Http(format!("signing {action}: {e}")))?;
+    let (instructions, _) = sign(signable, &params)
+        .map_err(|e| ClientError::Http(format!("signing {action}: {e}")))?
+        .into_parts();
+    let client = reqwest::Client::builder()
+        .build()
+        .map_err(|e| ClientError::Http(e.to_string()))?;
+    let mut req = client.post(parsed.clone()).body(payload);
+    for (k, v) in headers.iter().skip(1) {
+        req = req.header(*k, *v);
+    }
+    for (k, v) in instructions.headers() {
+        req = req.header(k, v);
+    }
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| ClientError::Http(format!("{action}: {e}")))?;
+    let status = resp.status().as_u16();
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| ClientError::Http(format!("{action}: {e}")))?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    if !(200..300).contains(&status) {
+        let kind = value["__type"].as_str().unwrap_or("error");
+        let message = value["message"].as_str().unwrap_or("");
+        return Err(ClientError::Registry {
+            what: action.to_owned(),
+            status,
+            detail: format!("{kind}: {message}"),
+        });
+    }
+    Ok(value)
+}
+
 /// Calls GetAuthorizationToken.
 async fn fetch(target: &EcrTarget) -> Result<Cached, ClientError> {
     use aws_sdk_ecr::error::{DisplayErrorContext, ProvideErrorMetadata};

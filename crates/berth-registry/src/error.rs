@@ -136,6 +136,9 @@ pub enum RegistryError {
         /// The repository.
         repo: String,
     },
+    /// A write would take a repository or the registry past its byte quota (403 `DENIED`).
+    #[error("{0}")]
+    QuotaExceeded(String),
     /// Too many requests of a kind at once (429, with `Retry-After`).
     #[error("{0}")]
     TooManyRequests(String),
@@ -171,7 +174,7 @@ impl RegistryError {
             E::NameInvalid(_) => ErrorCode::NameInvalid,
             E::NameUnknown(_) | E::NotFound(_) => ErrorCode::NameUnknown,
             E::SizeInvalid(_) | E::TooLarge { .. } => ErrorCode::SizeInvalid,
-            E::Denied(_) => ErrorCode::Denied,
+            E::Denied(_) | E::QuotaExceeded(_) => ErrorCode::Denied,
             E::Unauthorized { .. } => ErrorCode::Unauthorized,
             E::TagImmutable { .. } => ErrorCode::TagInvalid,
             E::Unsupported(_) => ErrorCode::Unsupported,
@@ -193,7 +196,7 @@ impl RegistryError {
                 StatusCode::RANGE_NOT_SATISFIABLE
             }
             E::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            E::Denied(_) => StatusCode::FORBIDDEN,
+            E::Denied(_) | E::QuotaExceeded(_) => StatusCode::FORBIDDEN,
             E::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             E::Unsupported(_) => StatusCode::METHOD_NOT_ALLOWED,
             E::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -299,7 +302,10 @@ impl From<StoreError> for RegistryError {
                 RegistryError::Denied(format!("{e}; delete the referencing manifest first"))
             }
             StoreError::RepositoryUnknown(r) => RegistryError::NameUnknown(r),
-            StoreError::TooManyUploads { .. } => RegistryError::TooManyRequests(e.to_string()),
+            StoreError::TooManyUploads { .. } | StoreError::BlobBeingDeleted(_) => {
+                RegistryError::TooManyRequests(e.to_string())
+            }
+            StoreError::QuotaExceeded { .. } => RegistryError::QuotaExceeded(e.to_string()),
             StoreError::ManifestUnknown(r) => RegistryError::ManifestUnknown(r),
             StoreError::RepositoryExists(r) => {
                 RegistryError::Denied(format!("repository {r} already exists"))

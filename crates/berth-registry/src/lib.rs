@@ -8,7 +8,10 @@
 mod access;
 mod ecr;
 mod error;
+mod gc;
 mod http;
+pub mod lifecycle;
+mod lifecycle_run;
 mod repos;
 mod route;
 pub mod server;
@@ -16,6 +19,8 @@ mod service;
 
 pub use access::{Caller, Clock, Denial, SystemClock, Target};
 pub use error::{ErrorCode, InternalError, RegistryError};
+pub use gc::{GcOptions, GcReport};
 pub use http::router;
+pub use lifecycle_run::LifecycleOutcome;
 pub use repos::{ROOT_PREFIX, TemplateSettings};
 pub use service::{PutManifest, Registry, RegistryConfig, UploadStatus};

@@ -67,7 +67,7 @@ pub struct TemplateSettings {
     /// Repository policy of created repositories.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repository_policy: Option<String>,
-    /// Lifecycle policy of created repositories (recorded).
+    /// Lifecycle policy of created repositories.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lifecycle_policy: Option<String>,
     /// `REPLICATION`, `PULL_THROUGH_CACHE`, `CREATE_ON_PUSH`.
@@ -99,6 +99,7 @@ impl TemplateSettings {
                 .map_or_else(|| "AES256".into(), |e| e.encryption_type.clone()),
             kms_key: enc.and_then(|e| e.kms_key).filter(|k| !k.is_empty()),
             policy: self.repository_policy.clone().filter(|p| !p.is_empty()),
+            lifecycle_policy: self.lifecycle_policy.clone().filter(|p| !p.is_empty()),
             resource_tags: self
                 .resource_tags
                 .iter()

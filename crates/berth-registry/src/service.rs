@@ -9,8 +9,8 @@ use berth_iam::keys::MasterKey;
 use berth_iam::policy::Policy;
 use berth_oci::{Algorithm, Digest, Hasher, Manifest, Reference, RepoName, Tag};
 use berth_store::{
-    BlobStore, ByteStream, IdentityStore, ManifestRecord, MetadataStore, NewManifest, StoreError,
-    TagRecord, UploadId, UploadLimits, now_millis,
+    BlobStore, ByteStream, IdentityStore, ManifestRecord, MetadataStore, NewManifest, Quota,
+    StoreError, TagRecord, UploadId, UploadLimits, now_millis,
 };
 use bytes::Bytes;
 use futures::StreamExt;
@@ -57,8 +57,18 @@ pub struct RegistryConfig {
     /// `ThrottlingException`, which AWS SDKs retry.
     pub ecr_body_budget: u64,
     /// Test hook for crash-safety tests: the process aborts, as `kill -9` would, when it reaches
-    /// the named point (`blob-committed`: an upload's blob is durable, its link not yet).
+    /// the named point (`blob-committed`: an upload's blob is durable, its link not yet;
+    /// `gc-sweep`: the collector deleted the bytes of a claimed blob, its tombstone remains).
     pub crash_point: Option<String>,
+    /// Unreferenced blobs, and links no manifest uses, are collected only once untouched for
+    /// this long (a push that uploaded layers has this long to send its manifest).
+    pub gc_grace: Duration,
+    /// A collector holds its lease this long past its last renewal (renewed every window);
+    /// a collector that died is presumed so once it ran out.
+    pub gc_lease: Duration,
+    /// Byte quotas of repositories (the default; a repository's own replaces it) and of the
+    /// registry.
+    pub quota: Quota,
 }
 
 impl Default for RegistryConfig {
@@ -80,6 +90,9 @@ impl Default for RegistryConfig {
             max_uploads: 10_000,
             ecr_body_budget: 256 * 1024 * 1024,
             crash_point: None,
+            gc_grace: Duration::from_secs(3600),
+            gc_lease: Duration::from_secs(60),
+            quota: Quota::NONE,
         }
     }
 }
@@ -136,6 +149,8 @@ pub struct Registry {
     manifest_permits: Arc<tokio::sync::Semaphore>,
     /// ECR body bytes, in KiB units.
     ecr_body_permits: Arc<tokio::sync::Semaphore>,
+    /// This process's id among replicas (lease holder name).
+    instance: Arc<str>,
 }
 
 /// A body stream with a byte limit that hashes what passes through.
@@ -172,6 +187,7 @@ impl Registry {
             )),
             config: Arc::new(config),
             uploads: Arc::new(Mutex::new(HashMap::new())),
+            instance: Arc::from(UploadId::random().as_str()),
         }
     }
 
@@ -195,6 +211,16 @@ impl Registry {
     /// The metadata store (for listings).
     pub fn meta(&self) -> &Arc<dyn MetadataStore> {
         &self.meta
+    }
+
+    /// The blob store.
+    pub fn blobs(&self) -> &Arc<dyn BlobStore> {
+        &self.blobs
+    }
+
+    /// This process's id among replicas (random per start).
+    pub fn instance_id(&self) -> &str {
+        &self.instance
     }
 
     /// A slot among the requests allowed to stream blob data at once.
@@ -300,10 +326,57 @@ impl Registry {
 
     /// The size of a blob the repository can serve.
     pub async fn blob_size(&self, repo: &RepoName, digest: &Digest) -> Result<u64, RegistryError> {
-        self.meta
-            .blob_in_repo(repo, digest)
+        self.blob_present(repo, digest)
             .await?
             .ok_or_else(|| RegistryError::BlobUnknown(digest.clone()))
+    }
+
+    /// The size of a blob the repository can serve, `None` if it cannot. A client that finds a
+    /// blob present may skip uploading it and reference it soon, so a link older than half the
+    /// collector's grace period is touched (at most one write per link per half period): the
+    /// collector never removes a link a client was just told exists.
+    pub async fn blob_present(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<u64>, RegistryError> {
+        let Some((size, touched)) = self.meta.blob_link(repo, digest).await? else {
+            return Ok(None);
+        };
+        let half = i64::try_from(self.config.gc_grace.as_millis() / 2).unwrap_or(i64::MAX);
+        if now_millis().saturating_sub(touched) > half
+            && let Err(e) = self.meta.touch_link(repo, digest).await
+        {
+            tracing::warn!(repository = %repo, %digest, error = %e, "could not touch a blob link");
+        }
+        Ok(Some(size))
+    }
+
+    /// The quotas writes are checked against.
+    pub fn quota(&self) -> Quota {
+        self.config.quota
+    }
+
+    /// Pins a blob about to be written (see [`MetadataStore::pin_blob`]), waiting out a
+    /// collection that is deleting it (a few seconds at most), then 429.
+    async fn pin(&self, digest: &Digest, size: u64) -> Result<(), RegistryError> {
+        let mut wait = Duration::from_millis(20);
+        for _ in 0..40 {
+            match self
+                .meta
+                .pin_blob(digest, size, self.config.quota.registry)
+                .await
+            {
+                Err(StoreError::BlobBeingDeleted(_)) => {
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_millis(500));
+                }
+                other => return Ok(other?),
+            }
+        }
+        Err(RegistryError::TooManyRequests(format!(
+            "blob {digest} is being garbage-collected; retry shortly"
+        )))
     }
 
     /// Streams part of a blob.
@@ -332,10 +405,18 @@ impl Registry {
         let Some(size) = self.meta.blob_in_repo(from, digest).await? else {
             return Ok(false);
         };
+        // Pinned first, then checked: bytes present after the pin stay (see `pin`).
+        match self.pin(digest, size).await {
+            Ok(()) => {}
+            Err(RegistryError::TooManyRequests(_)) => return Ok(false),
+            Err(e) => return Err(e),
+        }
         if self.blobs.stat(digest).await?.is_none() {
             return Ok(false);
         }
-        self.meta.link_blob(repo, digest, size, None).await?;
+        self.meta
+            .link_blob(repo, digest, size, None, self.config.quota)
+            .await?;
         Ok(true)
     }
 
@@ -344,6 +425,9 @@ impl Registry {
     /// Opens an upload session (within the limits on open sessions).
     pub async fn start_upload(&self, repo: &RepoName) -> Result<UploadId, RegistryError> {
         self.repository_for_push(repo).await?;
+        self.meta
+            .check_quota(repo, None, 0, self.config.quota)
+            .await?;
         let id = UploadId::random();
         self.blobs.upload_start(&id).await?;
         let limits = UploadLimits {
@@ -593,7 +677,9 @@ impl Registry {
             return Ok(None);
         };
         tracing::info!(upload = %id, %digest, "linking a blob committed before a crash");
-        self.meta.link_blob(repo, digest, size, Some(id)).await?;
+        self.meta
+            .link_blob(repo, digest, size, Some(id), self.config.quota)
+            .await?;
         Ok(Some(size))
     }
 
@@ -616,7 +702,7 @@ impl Registry {
     }
 
     /// Aborts the process when the configured crash point is reached (crash-safety tests).
-    fn crash_point(&self, point: &str) {
+    pub(crate) fn crash_point(&self, point: &str) {
         if self.config.crash_point.as_deref() == Some(point) {
             tracing::error!(point, "crash point reached: aborting");
             std::process::abort();
@@ -633,6 +719,9 @@ impl Registry {
     ) -> Result<u64, RegistryError> {
         let _permit = self.upload_permit()?;
         self.repository_for_push(repo).await?;
+        self.meta
+            .check_quota(repo, Some(digest), declared.unwrap_or(0), self.config.quota)
+            .await?;
         let id = UploadId::random();
         self.blobs.upload_start(&id).await?;
         // Discards the staged bytes on failure, and also if the request is dropped midway
@@ -680,6 +769,12 @@ impl Registry {
                 "content digest {computed} does not match the digest {digest} given"
             )));
         }
+        // Within the quota (checked again, atomically, when the blob is linked), and pinned so
+        // the collector leaves the bytes alone until they are linked.
+        self.meta
+            .check_quota(repo, Some(digest), size, self.config.quota)
+            .await?;
+        self.pin(digest, size).await?;
         let t2 = t0.elapsed();
         if session {
             // Durably first: a completion retried after a crash between the commit and the link
@@ -690,7 +785,7 @@ impl Registry {
         self.crash_point("blob-committed");
         let t3 = t0.elapsed();
         self.meta
-            .link_blob(repo, digest, size, session.then_some(id))
+            .link_blob(repo, digest, size, session.then_some(id), self.config.quota)
             .await?;
         tracing::debug!(
             %digest,
@@ -759,11 +854,12 @@ impl Registry {
         };
         self.repository_for_push(repo).await?;
         self.meta.check_references(repo, &record.references).await?;
-        // Bytes first (durable, content-addressed), then the metadata transaction that makes them
-        // reachable: a crash in between leaves only an unreferenced blob.
+        // Pinned, then the bytes (durable, content-addressed), then the metadata transaction
+        // that makes them reachable: a crash in between leaves only an unreferenced blob.
+        self.pin(&digest, record.size).await?;
         self.blobs.put(&digest, bytes).await?;
         self.meta
-            .put_manifest(repo, &record, tag, immutable_under)
+            .put_manifest(repo, &record, tag, immutable_under, self.config.quota)
             .await
             .map_err(|e| match e {
                 StoreError::TagImmutable { tag, .. } => RegistryError::TagImmutable {

@@ -101,4 +101,8 @@ pub trait BlobStore: Send + Sync + fmt::Debug + 'static {
 
     /// Every upload id with staged data (to clean up sessions the metadata store forgot).
     async fn upload_list(&self) -> Result<Vec<UploadId>, StoreError>;
+
+    /// Every stored blob with the time it was last written, milliseconds since the epoch (the
+    /// garbage collector's listing, to find bytes the metadata store does not know).
+    async fn list(&self) -> Result<Vec<(Digest, i64)>, StoreError>;
 }

@@ -100,6 +100,22 @@ pub enum StoreError {
         /// How many are open.
         open: u64,
     },
+    /// The garbage collector is deleting this blob right now (it was unreferenced for the grace
+    /// period); writing it again must wait until the deletion is over.
+    #[error("blob {0} is being garbage-collected; retry shortly")]
+    BlobBeingDeleted(Digest),
+    /// Storing the blob would take a repository or the registry past its byte quota.
+    #[error("{scope} quota of {limit} bytes exceeded: {usage} bytes stored, {size} more requested")]
+    QuotaExceeded {
+        /// Which quota (`repository team/app`, `registry`).
+        scope: String,
+        /// The quota.
+        limit: u64,
+        /// Bytes counted against it now.
+        usage: u64,
+        /// Bytes the refused write would add.
+        size: u64,
+    },
     /// The blocking worker running a store operation died.
     #[error("store worker failed: {0}")]
     Worker(String),

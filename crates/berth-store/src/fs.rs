@@ -382,6 +382,45 @@ impl BlobStore for FsBlobStore {
         }
     }
 
+    async fn list(&self) -> Result<Vec<(Digest, i64)>, StoreError> {
+        let root = self.root.join("blobs");
+        blocking(move || {
+            let mut out = Vec::new();
+            for alg in [Algorithm::Sha256, Algorithm::Sha512] {
+                let base = root.join(alg.as_str());
+                let Ok(fans) = fs::read_dir(&base) else {
+                    continue;
+                };
+                for fan in fans {
+                    let fan = fan?;
+                    if !fan.file_type()?.is_dir() {
+                        continue;
+                    }
+                    for entry in fs::read_dir(fan.path())? {
+                        let entry = entry?;
+                        let name = entry.file_name();
+                        let Some(hex) = name.to_str() else { continue };
+                        // Only names that are digests: anything else is not ours to judge.
+                        let Ok(digest) = Digest::parse(&format!("{}:{hex}", alg.as_str())) else {
+                            continue;
+                        };
+                        let modified = match entry.metadata() {
+                            Ok(m) => m.modified()?,
+                            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                            Err(e) => return Err(e.into()),
+                        };
+                        let ms = modified
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+                        out.push((digest, ms));
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn upload_list(&self) -> Result<Vec<UploadId>, StoreError> {
         let dir = self.root.join("uploads");
         blocking(move || {

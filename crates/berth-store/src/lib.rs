@@ -25,8 +25,9 @@ pub use identity::{
     AccessKeyRecord, IdentityStore, KeyOwner, TemplateRecord, UserPolicy, UserRecord,
 };
 pub use meta::{
-    ImageRecord, ManifestRecord, MetadataStore, NewManifest, NewRepository, RepoSummary,
-    RepositoryRecord, RepositoryUpdate, TagFilter, TagRecord, TagRule, UploadLimits, UploadRecord,
+    ExpiryGroup, GcBlob, GcPage, ImageRecord, LifecyclePreview, ManifestRecord, MetadataStore,
+    NewManifest, NewRepository, Quota, RepoSummary, RepositoryRecord, RepositoryUpdate,
+    SnapshotManifest, TagFilter, TagRecord, TagRule, UploadLimits, UploadRecord, Usage,
 };
 pub use sqlite::{Durability, SqliteMeta};
 

@@ -67,6 +67,12 @@ pub struct RepositoryRecord {
     pub kms_key: Option<String>,
     /// The repository policy document, exactly as set.
     pub policy: Option<String>,
+    /// The lifecycle policy document, exactly as set.
+    pub lifecycle_policy: Option<String>,
+    /// When the lifecycle policy was last applied, milliseconds since the epoch.
+    pub lifecycle_evaluated_at: Option<i64>,
+    /// This repository's byte quota, overriding the registry's default for repositories.
+    pub quota_bytes: Option<u64>,
 }
 
 /// A repository to create.
@@ -86,6 +92,8 @@ pub struct NewRepository {
     pub policy: Option<String>,
     /// Resource tags (key, value).
     pub resource_tags: Vec<(String, String)>,
+    /// See [`RepositoryRecord`].
+    pub lifecycle_policy: Option<String>,
 }
 
 impl Default for NewRepository {
@@ -98,6 +106,7 @@ impl Default for NewRepository {
             kms_key: None,
             policy: None,
             resource_tags: Vec::new(),
+            lifecycle_policy: None,
         }
     }
 }
@@ -118,6 +127,100 @@ pub enum RepositoryUpdate {
     ScanOnPush(bool),
     /// The repository policy (None removes it).
     Policy(Option<String>),
+    /// The lifecycle policy (None removes it).
+    LifecyclePolicy(Option<String>),
+    /// The repository's byte quota (None: the registry's default).
+    Quota(Option<u64>),
+}
+
+/// Byte quotas a write is checked against (`None`: unlimited). A repository's own
+/// [`RepositoryRecord::quota_bytes`] replaces `repository`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Quota {
+    /// Bytes one repository may hold, each blob counted once.
+    pub repository: Option<u64>,
+    /// Bytes the whole registry may hold, each blob counted once.
+    pub registry: Option<u64>,
+}
+
+impl Quota {
+    /// No limits.
+    pub const NONE: Quota = Quota {
+        repository: None,
+        registry: None,
+    };
+}
+
+/// Bytes stored, each blob counted once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    /// In the repository: its linked blobs and its manifests.
+    pub repository: u64,
+    /// In the registry: every blob recorded (including unreferenced ones awaiting collection).
+    pub registry: u64,
+}
+
+/// A manifest as lifecycle evaluation sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotManifest {
+    /// Its digest.
+    pub digest: Digest,
+    /// Tags pointing at it.
+    pub tags: Vec<String>,
+    /// Push time, milliseconds since the epoch.
+    pub pushed_at: i64,
+    /// Last recorded pull, milliseconds since the epoch.
+    pub last_pulled_at: Option<i64>,
+    /// Its subject, if it is a referrer.
+    pub subject: Option<Digest>,
+    /// Child manifests (of an index).
+    pub children: Vec<Digest>,
+}
+
+/// One image a lifecycle run expires: the root (checked to still carry `root_tags`) and what
+/// goes with it, parents before children.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiryGroup {
+    /// The image the rule expired.
+    pub root: Digest,
+    /// Its tags when the policy was evaluated; if they changed since, the group is skipped.
+    pub root_tags: Vec<String>,
+    /// Child manifests and referrers that go with it (each only if untagged and no remaining
+    /// manifest references it).
+    pub dependents: Vec<Digest>,
+}
+
+/// A stored lifecycle policy preview.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LifecyclePreview {
+    /// The policy evaluated.
+    pub policy: String,
+    /// `IN_PROGRESS`, `COMPLETE`, `EXPIRED` or `FAILED`.
+    pub status: String,
+    /// The results as a JSON array (the API's `previewResults`).
+    pub results: String,
+    /// When it was started, milliseconds since the epoch.
+    pub created_at: i64,
+}
+
+/// A blob the garbage collector found or removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GcBlob {
+    /// The repository, for a link; `None` for the blob itself.
+    pub repo: Option<String>,
+    /// The blob.
+    pub digest: Digest,
+    /// Its size.
+    pub size: u64,
+}
+
+/// One window of a garbage-collection pass, and where the next starts (`None`: done).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GcPage {
+    /// What was removed (or, in a dry run, would be).
+    pub items: Vec<GcBlob>,
+    /// Opaque cursor of the next window.
+    pub next: Option<String>,
 }
 
 /// A stored manifest with what `DescribeImages` reports about it.
@@ -230,12 +333,16 @@ pub trait MetadataStore: Send + Sync + fmt::Debug + 'static {
     /// Links a durable blob into a repository and, in the same transaction, ends the upload
     /// session that produced it, if any. A repository that does not exist (deleted while the
     /// push ran) is `RepositoryUnknown`: writes never create repositories.
+    /// `quota` is checked in the same transaction (`QuotaExceeded`; a blob the repository
+    /// already has adds nothing). `BlobBeingDeleted` if the collector is removing the blob:
+    /// callers [`MetadataStore::pin_blob`] first.
     async fn link_blob(
         &self,
         repo: &RepoName,
         digest: &Digest,
         size: u64,
         finished_upload: Option<&UploadId>,
+        quota: Quota,
     ) -> Result<(), StoreError>;
 
     /// Unlinks a blob from a repository; `InUse` if a manifest there references it,
@@ -256,12 +363,14 @@ pub trait MetadataStore: Send + Sync + fmt::Debug + 'static {
     /// repository's mutability settings — read inside the transaction, so a concurrent
     /// `PutImageTagMutability` cannot slip between check and write — a tag that already points
     /// at another manifest is not moved (`TagImmutable`).
+    /// The repository `quota` is checked in the transaction as for [`MetadataStore::link_blob`].
     async fn put_manifest(
         &self,
         repo: &RepoName,
         manifest: &NewManifest,
         tag: Option<&Tag>,
         rule: TagRule,
+        quota: Quota,
     ) -> Result<(), StoreError>;
 
     /// Creates a repository; `RepositoryExists` if it does.
@@ -422,4 +531,131 @@ pub trait MetadataStore: Send + Sync + fmt::Debug + 'static {
 
     /// Upload sessions started before `before` (milliseconds since the epoch).
     async fn stale_uploads(&self, before: i64) -> Result<Vec<UploadId>, StoreError>;
+
+    // ---- quotas ---------------------------------------------------------------------------
+
+    /// Bytes the repository and the registry hold.
+    async fn usage(&self, repo: &RepoName) -> Result<Usage, StoreError>;
+
+    /// Whether adding `size` bytes of `digest` (`None`: nothing yet, only "is there room") to
+    /// the repository stays within `quota` (`QuotaExceeded` otherwise). A pre-check; the
+    /// writes check again in their transactions.
+    async fn check_quota(
+        &self,
+        repo: &RepoName,
+        digest: Option<&Digest>,
+        size: u64,
+        quota: Quota,
+    ) -> Result<(), StoreError>;
+
+    // ---- lifecycle ------------------------------------------------------------------------
+
+    /// Every manifest of the repository with its tags, subject and child manifests.
+    async fn lifecycle_snapshot(
+        &self,
+        repo: &RepoName,
+    ) -> Result<Vec<SnapshotManifest>, StoreError>;
+
+    /// Deletes what a lifecycle run expires, in one transaction, re-checking each group (a
+    /// group whose root is gone or whose tags changed is skipped; a dependent still tagged or
+    /// referenced stays), and records `evaluated_at` as the policy's last evaluation. Returns
+    /// the manifests deleted.
+    async fn expire_images(
+        &self,
+        repo: &RepoName,
+        groups: &[ExpiryGroup],
+        evaluated_at: i64,
+    ) -> Result<Vec<Digest>, StoreError>;
+
+    /// Stores a repository's lifecycle preview (replacing the previous one).
+    async fn put_lifecycle_preview(
+        &self,
+        repo: &RepoName,
+        preview: &LifecyclePreview,
+    ) -> Result<(), StoreError>;
+
+    /// The repository's lifecycle preview, if one was started.
+    async fn lifecycle_preview(
+        &self,
+        repo: &RepoName,
+    ) -> Result<Option<LifecyclePreview>, StoreError>;
+
+    /// Names of the repositories with a lifecycle policy.
+    async fn lifecycle_repositories(&self) -> Result<Vec<String>, StoreError>;
+
+    // ---- garbage collection ---------------------------------------------------------------
+    //
+    // The protocol: a blob row is created (or refreshed) by `pin_blob` *before* the blob's
+    // bytes are written, and a link or manifest makes it referenced. The collector removes a
+    // row only when it is unreferenced and untouched for the grace period, and in the same
+    // transaction leaves a tombstone; it deletes the bytes, then releases the tombstone. A pin
+    // meeting a tombstone fails (`BlobBeingDeleted`) until the release, so bytes written after
+    // a pin can never be deleted by a collection that started before it.
+
+    /// Records that `digest` (`size` bytes) is about to be written, refreshing its touch time;
+    /// `BlobBeingDeleted` while the collector removes it; `QuotaExceeded` when a blob the
+    /// registry does not have yet would take it past `registry_quota`.
+    async fn pin_blob(
+        &self,
+        digest: &Digest,
+        size: u64,
+        registry_quota: Option<u64>,
+    ) -> Result<(), StoreError>;
+
+    /// A repository's link to a blob: its size and when the link was last touched.
+    async fn blob_link(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<(u64, i64)>, StoreError>;
+
+    /// Refreshes a link's touch time (a client found the blob present and will reference it).
+    async fn touch_link(&self, repo: &RepoName, digest: &Digest) -> Result<(), StoreError>;
+
+    /// One window of the link pass: removes links untouched since `cutoff` that no manifest of
+    /// their repository references and no committing upload is finishing.
+    async fn gc_unlink_stale(
+        &self,
+        cutoff: i64,
+        cursor: Option<&str>,
+        dry_run: bool,
+    ) -> Result<GcPage, StoreError>;
+
+    /// One window of the blob pass: removes blob rows untouched since `cutoff` that nothing
+    /// references (no link, no manifest, no committing upload) and tombstones them. The caller
+    /// deletes their bytes and then calls [`MetadataStore::gc_release`].
+    async fn gc_claim_blobs(
+        &self,
+        cutoff: i64,
+        cursor: Option<&str>,
+        dry_run: bool,
+    ) -> Result<GcPage, StoreError>;
+
+    /// Tombstones those of `digests` (stored bytes found by listing the blob store) that have
+    /// no blob row: bytes left by a crash before their pin, or a deletion that did not reach
+    /// the disk. Returns the ones claimed.
+    async fn gc_claim_orphans(
+        &self,
+        digests: &[Digest],
+        dry_run: bool,
+    ) -> Result<Vec<Digest>, StoreError>;
+
+    /// Tombstones left behind (a collection interrupted between claim and release).
+    async fn gc_tombstones(&self) -> Result<Vec<Digest>, StoreError>;
+
+    /// Releases tombstones once their bytes are deleted.
+    async fn gc_release(&self, digests: &[Digest]) -> Result<(), StoreError>;
+
+    /// Takes or renews the lease `name` for `holder` until `ttl_ms` from now; false if another
+    /// holder's lease has not expired. (One collector at a time across replicas: tombstones
+    /// left behind belong to a holder whose lease ran out.)
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl_ms: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Gives the lease up if `holder` has it.
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError>;
 }

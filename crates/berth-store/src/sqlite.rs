@@ -11,8 +11,9 @@ use rusqlite::{
 
 use crate::blob::UploadId;
 use crate::meta::{
-    ImageRecord, ManifestRecord, MetadataStore, NewManifest, NewRepository, RepoSummary,
-    RepositoryRecord, RepositoryUpdate, TagFilter, TagRecord, TagRule, UploadLimits, UploadRecord,
+    ExpiryGroup, GcBlob, GcPage, ImageRecord, LifecyclePreview, ManifestRecord, MetadataStore,
+    NewManifest, NewRepository, Quota, RepoSummary, RepositoryRecord, RepositoryUpdate,
+    SnapshotManifest, TagFilter, TagRecord, TagRule, UploadLimits, UploadRecord, Usage,
 };
 use crate::sqlite_schema::MIGRATIONS;
 use crate::{StoreError, now_millis};
@@ -231,6 +232,101 @@ fn delete_manifest_rows(
     Ok(())
 }
 
+/// `BlobBeingDeleted` when the collector holds a tombstone for the blob.
+fn not_being_deleted(c: &Connection, digest: &Digest) -> Result<(), StoreError> {
+    let dying = c
+        .prepare_cached("SELECT 1 FROM gc_tombstones WHERE digest = ?1")?
+        .exists([digest.to_string()])?;
+    if dying {
+        return Err(StoreError::BlobBeingDeleted(digest.clone()));
+    }
+    Ok(())
+}
+
+/// Bytes a repository holds: its linked blobs and its manifests, each digest once.
+fn repo_usage(c: &Connection, id: i64) -> Result<u64, StoreError> {
+    let n: i64 = c
+        .prepare_cached(
+            "SELECT COALESCE(SUM(size), 0) FROM blobs WHERE digest IN
+             (SELECT digest FROM repo_blobs WHERE repo_id = ?1
+              UNION SELECT digest FROM manifests WHERE repo_id = ?1)",
+        )?
+        .query_row([id], |r| r.get(0))?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+fn registry_usage(c: &Connection) -> Result<u64, StoreError> {
+    let n: i64 = c
+        .prepare_cached("SELECT COALESCE(SUM(size), 0) FROM blobs")?
+        .query_row([], |r| r.get(0))?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// Fails with `QuotaExceeded` if adding `size` bytes of `digest` to the repository would pass
+/// its quota (its own, else `quota.repository`). A digest the repository already holds adds
+/// nothing; with no digest, it asks whether there is any room left.
+fn check_repo_quota(
+    c: &Connection,
+    id: i64,
+    repo: &str,
+    digest: Option<&str>,
+    size: u64,
+    quota: Quota,
+) -> Result<(), StoreError> {
+    let own: Option<i64> = c
+        .prepare_cached("SELECT quota_bytes FROM repositories WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))?;
+    let Some(limit) = own
+        .map(|q| u64::try_from(q).unwrap_or(0))
+        .or(quota.repository)
+    else {
+        return Ok(());
+    };
+    if let Some(d) = digest {
+        let held = c
+            .prepare_cached(
+                "SELECT 1 FROM repo_blobs WHERE repo_id = ?1 AND digest = ?2
+                 UNION ALL SELECT 1 FROM manifests WHERE repo_id = ?1 AND digest = ?2",
+            )?
+            .exists(params![id, d])?;
+        if held {
+            return Ok(());
+        }
+    }
+    let usage = repo_usage(c, id)?;
+    let over = match digest {
+        Some(_) => usage.saturating_add(size) > limit,
+        None => usage.saturating_add(size) > limit || usage >= limit,
+    };
+    if over {
+        return Err(StoreError::QuotaExceeded {
+            scope: format!("repository {repo}"),
+            limit,
+            usage,
+            size,
+        });
+    }
+    Ok(())
+}
+
+/// Whether anything references a blob: a link, a manifest, or an upload committing it.
+fn blob_referenced(c: &Connection, digest: &str) -> Result<bool, StoreError> {
+    Ok(c.prepare_cached(
+        "SELECT 1 FROM repo_blobs WHERE digest = ?1
+             UNION ALL SELECT 1 FROM manifests WHERE digest = ?1
+             UNION ALL SELECT 1 FROM uploads WHERE committing = ?1
+             LIMIT 1",
+    )?
+    .exists([digest])?)
+}
+
+/// Rows a garbage-collection window looks at.
+const GC_WINDOW: i64 = 2000;
+
+fn to_u64(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
 fn parse_digest(s: String) -> Result<Digest, StoreError> {
     Digest::parse(&s).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
@@ -316,7 +412,7 @@ fn check_refs(c: &Connection, id: i64, refs: &[ManifestRef]) -> Result<(), Store
 }
 
 const REPO_COLUMNS: &str = "name, created_at, tag_mutability, mutability_filters, scan_on_push,
-    encryption_type, kms_key, policy";
+    encryption_type, kms_key, policy, lifecycle_policy, lifecycle_evaluated_at, quota_bytes";
 
 fn repo_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(RepositoryRecord, String)> {
     Ok((
@@ -329,6 +425,11 @@ fn repo_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(RepositoryRecord, String
             encryption_type: r.get(5)?,
             kms_key: r.get(6)?,
             policy: r.get(7)?,
+            lifecycle_policy: r.get(8)?,
+            lifecycle_evaluated_at: r.get(9)?,
+            quota_bytes: r
+                .get::<_, Option<i64>>(10)?
+                .map(|q| u64::try_from(q).unwrap_or(0)),
         },
         r.get(3)?,
     ))
@@ -471,20 +572,28 @@ impl MetadataStore for SqliteMeta {
         digest: &Digest,
         size: u64,
         finished_upload: Option<&UploadId>,
+        quota: Quota,
     ) -> Result<(), StoreError> {
-        let (repo, digest) = (repo.to_string(), digest.to_string());
+        let (repo, d) = (repo.to_string(), digest.clone());
         let upload = finished_upload.map(|u| u.to_string());
         self.write(move |tx| {
+            let digest = d.to_string();
             if let Some(id) = upload {
                 tx.prepare_cached("DELETE FROM uploads WHERE id = ?1")?
                     .execute([id])?;
             }
             let id = existing_repo(tx, &repo)?;
+            not_being_deleted(tx, &d)?;
+            check_repo_quota(tx, id, &repo, Some(&digest), size, quota)?;
             let now = now_millis();
-            tx.prepare_cached("INSERT OR IGNORE INTO blobs (digest, size, created_at) VALUES (?1, ?2, ?3)")?
-                .execute(params![digest, size_i64(size), now])?;
             tx.prepare_cached(
-                "INSERT OR IGNORE INTO repo_blobs (repo_id, digest, created_at) VALUES (?1, ?2, ?3)",
+                "INSERT INTO blobs (digest, size, created_at, touched_at) VALUES (?1, ?2, ?3, ?3)
+                 ON CONFLICT (digest) DO UPDATE SET touched_at = excluded.touched_at",
+            )?
+            .execute(params![digest, size_i64(size), now])?;
+            tx.prepare_cached(
+                "INSERT INTO repo_blobs (repo_id, digest, created_at, touched_at) VALUES (?1, ?2, ?3, ?3)
+                 ON CONFLICT (repo_id, digest) DO UPDATE SET touched_at = excluded.touched_at",
             )?
             .execute(params![id, digest, now])?;
             Ok(())
@@ -525,6 +634,7 @@ impl MetadataStore for SqliteMeta {
         manifest: &NewManifest,
         tag: Option<&Tag>,
         rule: TagRule,
+        quota: Quota,
     ) -> Result<(), StoreError> {
         let (repo, m, tag) = (
             repo.to_string(),
@@ -535,6 +645,8 @@ impl MetadataStore for SqliteMeta {
             let id = existing_repo(tx, &repo)?;
             let digest = m.digest.to_string();
             check_refs(tx, id, &m.references)?;
+            not_being_deleted(tx, &m.digest)?;
+            check_repo_quota(tx, id, &repo, Some(&digest), m.size, quota)?;
             let immutable = match &tag {
                 Some(tag) => {
                     let (mutability, filters): (String, String) = tx
@@ -562,8 +674,11 @@ impl MetadataStore for SqliteMeta {
                 }
             }
             let now = now_millis();
-            tx.prepare_cached("INSERT OR IGNORE INTO blobs (digest, size, created_at) VALUES (?1, ?2, ?3)")?
-                .execute(params![digest, size_i64(m.size), now])?;
+            tx.prepare_cached(
+                "INSERT INTO blobs (digest, size, created_at, touched_at) VALUES (?1, ?2, ?3, ?3)
+                 ON CONFLICT (digest) DO UPDATE SET touched_at = excluded.touched_at",
+            )?
+            .execute(params![digest, size_i64(m.size), now])?;
             let inserted = tx
                 .prepare_cached(
                     "INSERT OR IGNORE INTO manifests
@@ -779,7 +894,8 @@ impl MetadataStore for SqliteMeta {
             }
             tx.prepare_cached(
                 "INSERT INTO repositories (name, created_at, tag_mutability, mutability_filters,
-                 scan_on_push, encryption_type, kms_key, policy) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                 scan_on_push, encryption_type, kms_key, policy, lifecycle_policy)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?
             .execute(params![
                 repo,
@@ -789,7 +905,8 @@ impl MetadataStore for SqliteMeta {
                 st.scan_on_push,
                 st.encryption_type,
                 st.kms_key,
-                st.policy
+                st.policy,
+                st.lifecycle_policy
             ])?;
             let id = tx.last_insert_rowid();
             let mut ins = tx.prepare_cached(
@@ -855,6 +972,15 @@ impl MetadataStore for SqliteMeta {
                 RepositoryUpdate::Policy(p) => tx
                     .prepare_cached("UPDATE repositories SET policy = ?2 WHERE name = ?1")?
                     .execute(params![repo, p])?,
+                RepositoryUpdate::LifecyclePolicy(p) => tx
+                    .prepare_cached(
+                        "UPDATE repositories SET lifecycle_policy = ?2, lifecycle_evaluated_at = NULL
+                         WHERE name = ?1",
+                    )?
+                    .execute(params![repo, p])?,
+                RepositoryUpdate::Quota(q) => tx
+                    .prepare_cached("UPDATE repositories SET quota_bytes = ?2 WHERE name = ?1")?
+                    .execute(params![repo, q.map(size_i64)])?,
             };
             if n == 0 {
                 return Err(StoreError::RepositoryUnknown(repo));
@@ -1126,6 +1252,509 @@ impl MetadataStore for SqliteMeta {
                 }
             }
             Ok(out)
+        })
+        .await
+    }
+
+    async fn usage(&self, repo: &RepoName) -> Result<Usage, StoreError> {
+        let repo = repo.to_string();
+        self.read(move |c| {
+            let id = repo_id(c, &repo)?.ok_or(StoreError::RepositoryUnknown(repo))?;
+            Ok(Usage {
+                repository: repo_usage(c, id)?,
+                registry: registry_usage(c)?,
+            })
+        })
+        .await
+    }
+
+    async fn check_quota(
+        &self,
+        repo: &RepoName,
+        digest: Option<&Digest>,
+        size: u64,
+        quota: Quota,
+    ) -> Result<(), StoreError> {
+        let (repo, digest) = (repo.to_string(), digest.map(ToString::to_string));
+        self.read(move |c| {
+            let id =
+                repo_id(c, &repo)?.ok_or_else(|| StoreError::RepositoryUnknown(repo.clone()))?;
+            check_repo_quota(c, id, &repo, digest.as_deref(), size, quota)?;
+            if let Some(limit) = quota.registry {
+                let known = match &digest {
+                    Some(d) => c
+                        .prepare_cached("SELECT 1 FROM blobs WHERE digest = ?1")?
+                        .exists([d])?,
+                    None => false,
+                };
+                let usage = registry_usage(c)?;
+                if !known && (usage.saturating_add(size) > limit || usage >= limit) {
+                    return Err(StoreError::QuotaExceeded {
+                        scope: "registry".into(),
+                        limit,
+                        usage,
+                        size,
+                    });
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn lifecycle_snapshot(
+        &self,
+        repo: &RepoName,
+    ) -> Result<Vec<SnapshotManifest>, StoreError> {
+        let repo = repo.to_string();
+        self.read(move |c| {
+            let id = repo_id(c, &repo)?.ok_or(StoreError::RepositoryUnknown(repo))?;
+            let mut out = Vec::new();
+            let mut index = std::collections::HashMap::new();
+            let mut st = c.prepare_cached(
+                "SELECT digest, pushed_at, last_pulled_at, subject FROM manifests WHERE repo_id = ?1",
+            )?;
+            let rows = st.query_map([id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, Option<i64>>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                ))
+            })?;
+            for row in rows {
+                let (digest, pushed_at, last_pulled_at, subject) = row?;
+                index.insert(digest.clone(), out.len());
+                out.push(SnapshotManifest {
+                    digest: parse_digest(digest)?,
+                    tags: Vec::new(),
+                    pushed_at,
+                    last_pulled_at,
+                    subject: subject.map(parse_digest).transpose()?,
+                    children: Vec::new(),
+                });
+            }
+            let mut st =
+                c.prepare_cached("SELECT name, digest FROM tags WHERE repo_id = ?1 ORDER BY name")?;
+            let rows = st.query_map([id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            for row in rows {
+                let (name, digest) = row?;
+                if let Some(&i) = index.get(&digest) {
+                    out[i].tags.push(name);
+                }
+            }
+            let mut st = c.prepare_cached(
+                "SELECT manifest, child FROM manifest_refs WHERE repo_id = ?1 AND kind = 'manifest'",
+            )?;
+            let rows = st.query_map([id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            for row in rows {
+                let (parent, child) = row?;
+                if let Some(&i) = index.get(&parent) {
+                    out[i].children.push(parse_digest(child)?);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn expire_images(
+        &self,
+        repo: &RepoName,
+        groups: &[ExpiryGroup],
+        evaluated_at: i64,
+    ) -> Result<Vec<Digest>, StoreError> {
+        let (repo, groups) = (repo.to_string(), groups.to_vec());
+        self.write(move |tx| {
+            let id = existing_repo(tx, &repo)?;
+            let exists = |d: &str| -> Result<bool, StoreError> {
+                Ok(tx
+                    .prepare_cached("SELECT 1 FROM manifests WHERE repo_id = ?1 AND digest = ?2")?
+                    .exists(params![id, d])?)
+            };
+            let tags_of = |d: &str| -> Result<Vec<String>, StoreError> {
+                let mut st = tx.prepare_cached(
+                    "SELECT name FROM tags WHERE repo_id = ?1 AND digest = ?2 ORDER BY name",
+                )?;
+                let rows = st.query_map(params![id, d], |r| r.get::<_, String>(0))?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            };
+            let mut deleted = Vec::new();
+            for g in &groups {
+                let root = g.root.to_string();
+                let mut expected = g.root_tags.clone();
+                expected.sort();
+                if !exists(&root)?
+                    || tags_of(&root)? != expected
+                    || referencing_manifest(tx, id, &root)?.is_some()
+                {
+                    continue;
+                }
+                delete_manifest_rows(tx, id, &root)?;
+                deleted.push(g.root.clone());
+                for dep in &g.dependents {
+                    let d = dep.to_string();
+                    if exists(&d)?
+                        && tags_of(&d)?.is_empty()
+                        && referencing_manifest(tx, id, &d)?.is_none()
+                    {
+                        delete_manifest_rows(tx, id, &d)?;
+                        deleted.push(dep.clone());
+                    }
+                }
+            }
+            tx.prepare_cached("UPDATE repositories SET lifecycle_evaluated_at = ?2 WHERE id = ?1")?
+                .execute(params![id, evaluated_at])?;
+            Ok(deleted)
+        })
+        .await
+    }
+
+    async fn put_lifecycle_preview(
+        &self,
+        repo: &RepoName,
+        preview: &LifecyclePreview,
+    ) -> Result<(), StoreError> {
+        let (repo, p) = (repo.to_string(), preview.clone());
+        self.write_with(true, move |tx| {
+            let id = existing_repo(tx, &repo)?;
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO lifecycle_previews (repo_id, policy, status, results, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![id, p.policy, p.status, p.results, p.created_at])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn lifecycle_preview(
+        &self,
+        repo: &RepoName,
+    ) -> Result<Option<LifecyclePreview>, StoreError> {
+        let repo = repo.to_string();
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT policy, status, results, created_at FROM lifecycle_previews
+                 WHERE repo_id = (SELECT id FROM repositories WHERE name = ?1)",
+            )?
+            .query_row([repo], |r| {
+                Ok(LifecyclePreview {
+                    policy: r.get(0)?,
+                    status: r.get(1)?,
+                    results: r.get(2)?,
+                    created_at: r.get(3)?,
+                })
+            })
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn lifecycle_repositories(&self) -> Result<Vec<String>, StoreError> {
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT name FROM repositories WHERE lifecycle_policy IS NOT NULL ORDER BY name",
+            )?;
+            let rows = st.query_map([], |r| r.get(0))?;
+            Ok(rows.collect::<Result<Vec<String>, _>>()?)
+        })
+        .await
+    }
+
+    async fn pin_blob(
+        &self,
+        digest: &Digest,
+        size: u64,
+        registry_quota: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let d = digest.clone();
+        // Not acknowledged content: the link or manifest that follows is committed durably,
+        // and WAL order makes this row durable with it.
+        self.write_with(true, move |tx| {
+            let digest = d.to_string();
+            not_being_deleted(tx, &d)?;
+            let now = now_millis();
+            let n = tx
+                .prepare_cached("UPDATE blobs SET touched_at = ?2 WHERE digest = ?1")?
+                .execute(params![digest, now])?;
+            if n > 0 {
+                return Ok(());
+            }
+            if let Some(limit) = registry_quota {
+                let usage = registry_usage(tx)?;
+                if usage.saturating_add(size) > limit {
+                    return Err(StoreError::QuotaExceeded {
+                        scope: "registry".into(),
+                        limit,
+                        usage,
+                        size,
+                    });
+                }
+            }
+            tx.prepare_cached(
+                "INSERT INTO blobs (digest, size, created_at, touched_at) VALUES (?1, ?2, ?3, ?3)",
+            )?
+            .execute(params![digest, size_i64(size), now])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn blob_link(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<(u64, i64)>, StoreError> {
+        let (repo, digest) = (repo.to_string(), digest.to_string());
+        self.read(move |c| {
+            let row: Option<(i64, i64)> = c
+                .prepare_cached(
+                    "SELECT b.size, rb.touched_at FROM repo_blobs rb
+                     JOIN repositories r ON r.id = rb.repo_id
+                     JOIN blobs b ON b.digest = rb.digest WHERE r.name = ?1 AND rb.digest = ?2",
+                )?
+                .query_row([repo, digest], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            Ok(row.map(|(size, touched)| (to_u64(size), touched)))
+        })
+        .await
+    }
+
+    async fn touch_link(&self, repo: &RepoName, digest: &Digest) -> Result<(), StoreError> {
+        let (repo, digest) = (repo.to_string(), digest.to_string());
+        self.write_with(true, move |tx| {
+            let now = now_millis();
+            tx.prepare_cached(
+                "UPDATE repo_blobs SET touched_at = ?3
+                 WHERE repo_id = (SELECT id FROM repositories WHERE name = ?1) AND digest = ?2",
+            )?
+            .execute(params![repo, digest, now])?;
+            tx.prepare_cached("UPDATE blobs SET touched_at = ?2 WHERE digest = ?1")?
+                .execute(params![digest, now])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn gc_unlink_stale(
+        &self,
+        cutoff: i64,
+        cursor: Option<&str>,
+        dry_run: bool,
+    ) -> Result<GcPage, StoreError> {
+        let (after_id, after_digest) = match cursor.and_then(|c| c.split_once(':')) {
+            Some((id, d)) => (id.parse::<i64>().unwrap_or(i64::MAX), d.to_owned()),
+            None => (i64::MIN, String::new()),
+        };
+        let work = move |c: &Connection, delete: bool| -> Result<GcPage, StoreError> {
+            let mut st = c.prepare_cached(
+                "SELECT rb.repo_id, rb.digest, rb.touched_at, r.name, b.size
+                 FROM repo_blobs rb JOIN repositories r ON r.id = rb.repo_id
+                 JOIN blobs b ON b.digest = rb.digest
+                 WHERE (rb.repo_id, rb.digest) > (?1, ?2)
+                 ORDER BY rb.repo_id, rb.digest LIMIT ?3",
+            )?;
+            let rows = st
+                .query_map(params![after_id, after_digest, GC_WINDOW], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, i64>(4)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            let next = (rows.len() == usize::try_from(GC_WINDOW).unwrap_or(usize::MAX))
+                .then(|| rows.last().map(|(id, d, ..)| format!("{id}:{d}")))
+                .flatten();
+            let mut items = Vec::new();
+            for (id, digest, touched, name, size) in rows {
+                if touched >= cutoff {
+                    continue;
+                }
+                let used = c
+                    .prepare_cached(
+                        "SELECT 1 FROM manifest_refs WHERE repo_id = ?1 AND child = ?2
+                         UNION ALL SELECT 1 FROM uploads WHERE repo = ?3 AND committing = ?2
+                         LIMIT 1",
+                    )?
+                    .exists(params![id, digest, name])?;
+                if used {
+                    continue;
+                }
+                if delete {
+                    c.prepare_cached("DELETE FROM repo_blobs WHERE repo_id = ?1 AND digest = ?2")?
+                        .execute(params![id, digest])?;
+                }
+                items.push(GcBlob {
+                    repo: Some(name),
+                    digest: parse_digest(digest)?,
+                    size: to_u64(size),
+                });
+            }
+            Ok(GcPage { items, next })
+        };
+        if dry_run {
+            self.read(move |c| work(c, false)).await
+        } else {
+            self.write(move |tx| work(tx, true)).await
+        }
+    }
+
+    async fn gc_claim_blobs(
+        &self,
+        cutoff: i64,
+        cursor: Option<&str>,
+        dry_run: bool,
+    ) -> Result<GcPage, StoreError> {
+        let after = cursor.unwrap_or("").to_owned();
+        let work = move |c: &Connection, claim: bool| -> Result<GcPage, StoreError> {
+            let mut st = c.prepare_cached(
+                "SELECT digest, size, touched_at FROM blobs WHERE digest > ?1 ORDER BY digest LIMIT ?2",
+            )?;
+            let rows = st
+                .query_map(params![after, GC_WINDOW], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            let next = (rows.len() == usize::try_from(GC_WINDOW).unwrap_or(usize::MAX))
+                .then(|| rows.last().map(|(d, ..)| d.clone()))
+                .flatten();
+            let mut items = Vec::new();
+            let now = now_millis();
+            for (digest, size, touched) in rows {
+                if touched >= cutoff || blob_referenced(c, &digest)? {
+                    continue;
+                }
+                if claim {
+                    c.prepare_cached("DELETE FROM blobs WHERE digest = ?1")?
+                        .execute([&digest])?;
+                    c.prepare_cached(
+                        "INSERT OR IGNORE INTO gc_tombstones (digest, created_at) VALUES (?1, ?2)",
+                    )?
+                    .execute(params![digest, now])?;
+                }
+                items.push(GcBlob {
+                    repo: None,
+                    digest: parse_digest(digest)?,
+                    size: to_u64(size),
+                });
+            }
+            Ok(GcPage { items, next })
+        };
+        if dry_run {
+            self.read(move |c| work(c, false)).await
+        } else {
+            self.write(move |tx| work(tx, true)).await
+        }
+    }
+
+    async fn gc_claim_orphans(
+        &self,
+        digests: &[Digest],
+        dry_run: bool,
+    ) -> Result<Vec<Digest>, StoreError> {
+        let digests = digests.to_vec();
+        let work = move |c: &Connection, claim: bool| -> Result<Vec<Digest>, StoreError> {
+            let now = now_millis();
+            let mut out = Vec::new();
+            for d in digests {
+                let s = d.to_string();
+                let known = c
+                    .prepare_cached(
+                        "SELECT 1 FROM blobs WHERE digest = ?1
+                         UNION ALL SELECT 1 FROM gc_tombstones WHERE digest = ?1",
+                    )?
+                    .exists([&s])?;
+                // A manifest row without its blob row cannot be made by berth, but its bytes
+                // must never be judged an orphan.
+                if known || blob_referenced(c, &s)? {
+                    continue;
+                }
+                if claim {
+                    c.prepare_cached(
+                        "INSERT INTO gc_tombstones (digest, created_at) VALUES (?1, ?2)",
+                    )?
+                    .execute(params![s, now])?;
+                }
+                out.push(d);
+            }
+            Ok(out)
+        };
+        if dry_run {
+            self.read(move |c| work(c, false)).await
+        } else {
+            self.write(move |tx| work(tx, true)).await
+        }
+    }
+
+    async fn gc_tombstones(&self) -> Result<Vec<Digest>, StoreError> {
+        self.read(move |c| {
+            let mut st = c.prepare_cached("SELECT digest FROM gc_tombstones ORDER BY digest")?;
+            let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+            rows.map(|r| parse_digest(r?)).collect()
+        })
+        .await
+    }
+
+    async fn gc_release(&self, digests: &[Digest]) -> Result<(), StoreError> {
+        let digests = digests.to_vec();
+        self.write(move |tx| {
+            let mut st = tx.prepare_cached("DELETE FROM gc_tombstones WHERE digest = ?1")?;
+            for d in &digests {
+                st.execute([d.to_string()])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let (key, holder) = (format!("lease:{name}"), holder.to_owned());
+        self.write_with(true, move |tx| {
+            let now = now_millis();
+            let current: Option<String> = tx
+                .prepare_cached("SELECT value FROM settings WHERE key = ?1")?
+                .query_row([&key], |r| r.get(0))
+                .optional()?;
+            if let Some((who, until)) = current.as_deref().and_then(|v| v.split_once(' '))
+                && who != holder
+                && until.parse::<i64>().is_ok_and(|t| t > now)
+            {
+                return Ok(false);
+            }
+            tx.prepare_cached(
+                "INSERT INTO settings (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )?
+            .execute(params![
+                key,
+                format!("{holder} {}", now.saturating_add(ttl_ms))
+            ])?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        let (key, prefix) = (format!("lease:{name}"), format!("{holder} "));
+        self.write_with(true, move |tx| {
+            tx.prepare_cached(
+                "DELETE FROM settings WHERE key = ?1 AND substr(value, 1, length(?2)) = ?2",
+            )?
+            .execute(params![key, prefix])?;
+            Ok(())
         })
         .await
     }

@@ -110,4 +110,26 @@ ALTER TABLE uploads ADD COLUMN short_part_end INTEGER;
 ALTER TABLE uploads ADD COLUMN committing TEXT;
 UPDATE uploads SET short_part_end = 0 WHERE short_part;
 "#,
+    r#"
+ALTER TABLE repositories ADD COLUMN lifecycle_policy TEXT;
+ALTER TABLE repositories ADD COLUMN lifecycle_evaluated_at INTEGER;
+ALTER TABLE repositories ADD COLUMN quota_bytes INTEGER;
+ALTER TABLE blobs ADD COLUMN touched_at INTEGER NOT NULL DEFAULT 0;
+UPDATE blobs SET touched_at = created_at;
+ALTER TABLE repo_blobs ADD COLUMN touched_at INTEGER NOT NULL DEFAULT 0;
+UPDATE repo_blobs SET touched_at = created_at;
+CREATE INDEX manifests_digest ON manifests(digest);
+CREATE INDEX uploads_committing ON uploads(committing) WHERE committing IS NOT NULL;
+CREATE TABLE gc_tombstones (
+    digest      TEXT PRIMARY KEY,
+    created_at  INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE lifecycle_previews (
+    repo_id     INTEGER PRIMARY KEY REFERENCES repositories(id) ON DELETE CASCADE,
+    policy      TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    results     TEXT NOT NULL,
+    created_at  INTEGER NOT NULL
+);
+"#,
 ];

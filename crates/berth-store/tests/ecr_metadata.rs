@@ -5,7 +5,7 @@
 
 use berth_oci::{Digest, RepoName, Tag};
 use berth_store::{
-    Durability, IdentityStore, MetadataStore, NewManifest, NewRepository, RepositoryUpdate,
+    Durability, IdentityStore, MetadataStore, NewManifest, NewRepository, Quota, RepositoryUpdate,
     SqliteMeta, StoreError, TagFilter, UploadId, UploadLimits,
 };
 
@@ -96,7 +96,7 @@ async fn immutable_tags_are_refused_inside_the_transaction() {
         filters: Vec::new(),
     };
     let tag = Tag::parse("v1").unwrap();
-    meta.put_manifest(&repo, &manifest(1), Some(&tag), by_setting)
+    meta.put_manifest(&repo, &manifest(1), Some(&tag), by_setting, Quota::NONE)
         .await
         .unwrap();
     // The setting is read by the push's own transaction.
@@ -104,11 +104,11 @@ async fn immutable_tags_are_refused_inside_the_transaction() {
         .await
         .unwrap();
     // The same digest again is fine; another digest is refused and the tag does not move.
-    meta.put_manifest(&repo, &manifest(1), Some(&tag), by_setting)
+    meta.put_manifest(&repo, &manifest(1), Some(&tag), by_setting, Quota::NONE)
         .await
         .unwrap();
     let err = meta
-        .put_manifest(&repo, &manifest(2), Some(&tag), by_setting)
+        .put_manifest(&repo, &manifest(2), Some(&tag), by_setting, Quota::NONE)
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::TagImmutable { .. }), "{err}");
@@ -116,7 +116,7 @@ async fn immutable_tags_are_refused_inside_the_transaction() {
     assert_eq!(current.digest, Digest::sha256(&[1]));
     // Mutable again: the tag moves.
     meta.update_repository(&repo, set("MUTABLE")).await.unwrap();
-    meta.put_manifest(&repo, &manifest(2), Some(&tag), by_setting)
+    meta.put_manifest(&repo, &manifest(2), Some(&tag), by_setting, Quota::NONE)
         .await
         .unwrap();
     let current = meta.manifest_by_tag(&repo, &tag).await.unwrap().unwrap();
@@ -133,7 +133,7 @@ async fn images_filter_paginate_and_force_delete() {
     for n in 0..5u8 {
         let tag = Tag::parse(&format!("t{n}")).unwrap();
         let tag = (n % 2 == 0).then_some(&tag);
-        meta.put_manifest(&repo, &manifest(n), tag, mutable)
+        meta.put_manifest(&repo, &manifest(n), tag, mutable, Quota::NONE)
             .await
             .unwrap();
     }
@@ -284,7 +284,9 @@ async fn pulls_are_recorded_and_never_move_back() {
         .await
         .unwrap();
     let m = manifest(1);
-    meta.put_manifest(&repo, &m, None, mutable).await.unwrap();
+    meta.put_manifest(&repo, &m, None, mutable, Quota::NONE)
+        .await
+        .unwrap();
     let pulled = |meta: SqliteMeta| {
         let (repo, digest) = (repo.clone(), m.digest.clone());
         async move {
@@ -376,7 +378,7 @@ async fn writes_never_recreate_a_deleted_repository() {
     meta.delete_repository(&repo, true).await.unwrap();
     let blob = Digest::sha256(b"layer");
     assert!(matches!(
-        meta.link_blob(&repo, &blob, 5, None).await,
+        meta.link_blob(&repo, &blob, 5, None, Quota::NONE).await,
         Err(StoreError::RepositoryUnknown(r)) if r == "team/app"
     ));
     assert!(matches!(
@@ -384,7 +386,8 @@ async fn writes_never_recreate_a_deleted_repository() {
             &repo,
             &manifest(1),
             Some(&Tag::parse("v1").unwrap()),
-            mutable
+            mutable,
+            Quota::NONE
         )
         .await,
         Err(StoreError::RepositoryUnknown(_))
@@ -445,10 +448,10 @@ async fn untagging_the_last_tag_takes_the_image_in_the_same_transaction() {
         .unwrap();
     let (a, b) = (Tag::parse("a").unwrap(), Tag::parse("b").unwrap());
     let m = manifest(7);
-    meta.put_manifest(&repo, &m, Some(&a), mutable)
+    meta.put_manifest(&repo, &m, Some(&a), mutable, Quota::NONE)
         .await
         .unwrap();
-    meta.put_manifest(&repo, &m, Some(&b), mutable)
+    meta.put_manifest(&repo, &m, Some(&b), mutable, Quota::NONE)
         .await
         .unwrap();
     assert!(!meta.untag(&repo, &a).await.unwrap());

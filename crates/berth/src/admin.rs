@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use berth_iam::keys::{MasterKey, generate_access_key, is_access_key_id};
 use berth_iam::policy::{Policy, PolicyKind};
-use berth_store::{IdentityStore, SqliteMeta, StoreError};
+use berth_oci::RepoName;
+use berth_store::{IdentityStore, MetadataStore, RepositoryUpdate, SqliteMeta, StoreError};
 use clap::{Args, Subcommand};
 
 use crate::UsageError;
@@ -37,6 +38,25 @@ enum AdminCommand {
     /// Access keys
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Byte quotas of repositories, and what they hold
+    #[command(subcommand)]
+    Quota(QuotaCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum QuotaCommand {
+    /// Sets a repository's quota (`none` removes it: the registry's default applies)
+    Set {
+        /// Repository name
+        repository: String,
+        /// Bytes, with an optional unit (`500MB`, `2GiB`), or `none`
+        quota: String,
+    },
+    /// Shows a repository's quota and usage, and the registry's usage
+    Show {
+        /// Repository name
+        repository: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -392,6 +412,50 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
                 for p in meta.user_policies(&user).await.map_err(user_error)? {
                     writeln!(out, "# {}\n{}", p.name, p.document.trim_end())?;
                 }
+            }
+            AdminCommand::Quota(QuotaCommand::Set { repository, quota }) => {
+                let repo = RepoName::parse(&repository)
+                    .map_err(|e| UsageError(format!("{repository}: {e}")))?;
+                let bytes = match quota.as_str() {
+                    "none" => None,
+                    q => Some(crate::build::parse_size(q).map_err(UsageError)?),
+                };
+                meta.update_repository(&repo, RepositoryUpdate::Quota(bytes))
+                    .await
+                    .map_err(|e| match e {
+                        StoreError::RepositoryUnknown(_) => {
+                            UsageError(format!("repository {repository} does not exist")).into()
+                        }
+                        e => anyhow::Error::from(e),
+                    })?;
+                match bytes {
+                    Some(b) => writeln!(out, "{repository}: quota {b} bytes")?,
+                    None => writeln!(out, "{repository}: no quota of its own")?,
+                }
+            }
+            AdminCommand::Quota(QuotaCommand::Show { repository }) => {
+                let repo = RepoName::parse(&repository)
+                    .map_err(|e| UsageError(format!("{repository}: {e}")))?;
+                let Some(rec) = meta.repository(&repo).await? else {
+                    return Err(
+                        UsageError(format!("repository {repository} does not exist")).into(),
+                    );
+                };
+                let usage = meta.usage(&repo).await?;
+                let quota = rec
+                    .quota_bytes
+                    .or(s.registry_config().quota.repository)
+                    .map_or_else(|| "unlimited".to_owned(), |q| q.to_string());
+                writeln!(out, "repository\t{repository}")?;
+                writeln!(out, "usage_bytes\t{}", usage.repository)?;
+                writeln!(out, "quota_bytes\t{quota}")?;
+                writeln!(out, "registry_usage_bytes\t{}", usage.registry)?;
+                let reg = s
+                    .registry_config()
+                    .quota
+                    .registry
+                    .map_or_else(|| "unlimited".to_owned(), |q| q.to_string());
+                writeln!(out, "registry_quota_bytes\t{reg}")?;
             }
             AdminCommand::Key(KeyCommand::Create { user }) => {
                 let master = master_key(&s, &meta).await?;

@@ -372,7 +372,7 @@ struct PruneArgs {
 }
 
 /// `30s`, `90m`, `24h`, `7d`, or a combination (`1h30m`).
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let mut total = 0u64;
     let mut num = String::new();
     for c in s.trim().chars() {
@@ -400,7 +400,7 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 }
 
 /// `10GB`, `512MB`, `1.5g`, `100k`, plain bytes: docker's `--keep-storage` units (binary).
-fn parse_size(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     berth_dockerfile::ram_in_bytes(s.trim())
         .ok_or_else(|| format!("{s:?}: expected a size such as 10GB or 512MB"))
 }

@@ -58,6 +58,20 @@ pub struct FileConfig {
     pub max_uploads: Option<u64>,
     /// Bytes of ECR API request bodies buffered at once (default 268435456, 256 MiB).
     pub ecr_body_budget: Option<u64>,
+    /// Seconds between scheduled garbage collections (default 86400, daily; 0 turns the
+    /// schedule off — `berth gc` and the API still run one on demand).
+    pub gc_interval_secs: Option<u64>,
+    /// Unreferenced content is collected once untouched for this many seconds (default 3600).
+    pub gc_grace_secs: Option<u64>,
+    /// Seconds a collector's lease outlives its last renewal (default 60).
+    pub gc_lease_secs: Option<u64>,
+    /// Seconds between scheduled lifecycle policy runs (default 86400, daily; 0: off).
+    pub lifecycle_interval_secs: Option<u64>,
+    /// Default byte quota of every repository (a repository's own, set with
+    /// `berth admin quota`, replaces it). Unset: unlimited.
+    pub repository_quota_bytes: Option<u64>,
+    /// Byte quota of the whole registry. Unset: unlimited.
+    pub registry_quota_bytes: Option<u64>,
 }
 
 impl FileConfig {

@@ -3,6 +3,7 @@
 mod admin;
 mod build;
 mod config;
+mod gc;
 mod lint;
 mod progress;
 mod repo;
@@ -34,6 +35,9 @@ enum Command {
     Admin(admin::AdminArgs),
     /// Manage ECR repositories (Amazon ECR or `berth serve`, through the ECR API).
     Repo(repo::RepoArgs),
+    /// Reclaim storage nothing references (on a data directory, or a running registry with
+    /// --endpoint-url); safe while the registry serves pushes.
+    Gc(gc::GcArgs),
     /// List a repository's images (ECR DescribeImages), newest first.
     Images(repo::ImagesArgs),
     /// Copy an image (every platform, byte-exact) between registries, layouts and archives.
@@ -82,6 +86,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Admin(args) => admin::run(args),
         Command::Repo(args) => repo::run_repo(args),
+        Command::Gc(args) => gc::run(args),
         Command::Images(args) => repo::run_images(args),
         Command::Copy(args) => transfer::run_copy(args),
         Command::Push(args) => transfer::run_push(args),

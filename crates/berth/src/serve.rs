@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use berth_registry::server::ServerLimits;
-use berth_registry::{Registry, RegistryConfig};
-use berth_store::{Durability, FsBlobStore, SqliteMeta};
+use berth_registry::{GcOptions, Registry, RegistryConfig};
+use berth_store::{Durability, FsBlobStore, Quota, SqliteMeta};
 use clap::Args;
 use tracing_subscriber::EnvFilter;
 
@@ -76,6 +76,37 @@ pub(crate) struct Settings {
     public_host_set: bool,
     pub(crate) master_key_file: Option<PathBuf>,
     registry_id_set: bool,
+    /// Between scheduled collections (`None`: off).
+    gc_interval: Option<Duration>,
+    /// Between scheduled lifecycle runs (`None`: off).
+    lifecycle_interval: Option<Duration>,
+}
+
+impl Settings {
+    /// The registry's configuration.
+    pub(crate) fn registry_config(&self) -> &RegistryConfig {
+        &self.registry
+    }
+}
+
+/// A registry over a data directory, for commands that work on it without serving
+/// (`berth gc`).
+pub(crate) async fn open_registry(mut s: Settings) -> anyhow::Result<Registry> {
+    let meta = open_meta(&s)?;
+    let blobs = FsBlobStore::open(&s.data)
+        .with_context(|| format!("opening blob store in {}", s.data.display()))?;
+    let master = crate::admin::master_key(&s, &meta).await?;
+    if !s.registry_id_set {
+        s.registry.registry_id = crate::admin::registry_id(&meta).await?;
+    }
+    let meta = Arc::new(meta);
+    Ok(Registry::new(
+        Arc::new(blobs),
+        Arc::clone(&meta) as Arc<dyn berth_store::MetadataStore>,
+        meta,
+        &master,
+        s.registry,
+    ))
 }
 
 fn settings(args: ServeArgs) -> anyhow::Result<(Settings, String, String)> {
@@ -115,6 +146,20 @@ fn settings(args: ServeArgs) -> anyhow::Result<(Settings, String, String)> {
     if let Some(n) = file.ecr_body_budget {
         registry.ecr_body_budget = n;
     }
+    if let Some(s) = file.gc_grace_secs {
+        registry.gc_grace = Duration::from_secs(s);
+    }
+    if let Some(s) = file.gc_lease_secs {
+        registry.gc_lease = Duration::from_secs(s.max(1));
+    }
+    registry.quota = Quota {
+        repository: file.repository_quota_bytes,
+        registry: file.registry_quota_bytes,
+    };
+    let every = |secs: Option<u64>| match secs.unwrap_or(86_400) {
+        0 => None,
+        s => Some(Duration::from_secs(s)),
+    };
     // Test hook of the crash-safety tests (see RegistryConfig::crash_point); never documented
     // for users.
     registry.crash_point = std::env::var("BERTH_CRASH_POINT").ok();
@@ -173,6 +218,8 @@ fn settings(args: ServeArgs) -> anyhow::Result<(Settings, String, String)> {
             .unwrap_or_else(|| PathBuf::from("berth-data")),
         registry,
         durability,
+        gc_interval: every(file.gc_interval_secs),
+        lifecycle_interval: every(file.lifecycle_interval_secs),
     };
     let level = args
         .log_level
@@ -285,6 +332,37 @@ async fn serve(mut s: Settings) -> anyhow::Result<()> {
             }
         }
     });
+    if let Some(every) = s.lifecycle_interval {
+        let runner = registry.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                match runner.run_all_lifecycles().await {
+                    Ok(n) => tracing::info!(expired = n, "scheduled lifecycle run finished"),
+                    Err(e) => tracing::warn!(error = %e, "scheduled lifecycle run failed"),
+                }
+            }
+        });
+    }
+    if let Some(every) = s.gc_interval {
+        let collector = registry.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let opts = GcOptions {
+                    dry_run: false,
+                    grace: collector.config().gc_grace,
+                };
+                if let Err(e) = collector.collect_garbage(opts).await {
+                    tracing::warn!(error = %e, "scheduled garbage collection failed");
+                }
+            }
+        });
+    }
     tracing::info!(%addr, data = %s.data.display(), registry_id = %registry.config().registry_id,
         region = %registry.config().region, auth = registry.config().auth, "berth registry listening");
     if !addr.ip().is_loopback() && !registry.config().auth {

@@ -73,6 +73,7 @@ impl From<RegistryError> for EcrError {
             }
             RegistryError::Store(s) => EcrError::server(s.to_string()),
             RegistryError::Denied(m) => EcrError::new("AccessDeniedException", m),
+            RegistryError::QuotaExceeded(m) => EcrError::new("LimitExceededException", m),
             other => EcrError::invalid(other.to_string()),
         }
     }

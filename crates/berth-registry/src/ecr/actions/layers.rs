@@ -28,13 +28,7 @@ impl Ctx<'_> {
                 }));
                 continue;
             };
-            match self
-                .reg
-                .meta()
-                .blob_in_repo(&repo, &digest)
-                .await
-                .map_err(store)?
-            {
+            match self.reg.blob_present(&repo, &digest).await? {
                 Some(size) => layers.push(json!({
                     "layerDigest": d, "layerAvailability": "AVAILABLE", "layerSize": size,
                 })),

@@ -24,6 +24,7 @@ use crate::service::Registry;
 
 mod images;
 mod layers;
+mod lifecycle;
 mod registry;
 mod repositories;
 
@@ -59,6 +60,14 @@ pub(crate) const KNOWN: &[&str] = &[
     "DescribeRepositoryCreationTemplates",
     "UpdateRepositoryCreationTemplate",
     "DeleteRepositoryCreationTemplate",
+    "PutLifecyclePolicy",
+    "GetLifecyclePolicy",
+    "DeleteLifecyclePolicy",
+    "StartLifecyclePolicyPreview",
+    "GetLifecyclePolicyPreview",
+    // berth's own actions (not in Amazon ECR): run a lifecycle policy or a collection now.
+    "BerthRunLifecyclePolicy",
+    "BerthRunGarbageCollection",
 ];
 
 /// Layer parts other than the last must be at least this large.
@@ -110,6 +119,13 @@ pub(crate) async fn dispatch(
         "UpdateRepositoryCreationTemplate" => ctx.put_template(parse_request(body)?, true).await,
         "DescribeRepositoryCreationTemplates" => ctx.describe_templates(parse_request(body)?).await,
         "DeleteRepositoryCreationTemplate" => ctx.delete_template(parse_request(body)?).await,
+        "PutLifecyclePolicy" => ctx.put_lifecycle(parse_request(body)?).await,
+        "GetLifecyclePolicy" => ctx.get_lifecycle(parse_request(body)?, false).await,
+        "DeleteLifecyclePolicy" => ctx.get_lifecycle(parse_request(body)?, true).await,
+        "StartLifecyclePolicyPreview" => ctx.start_preview(parse_request(body)?).await,
+        "GetLifecyclePolicyPreview" => ctx.get_preview(parse_request(body)?).await,
+        "BerthRunLifecyclePolicy" => ctx.run_lifecycle(parse_request(body)?).await,
+        "BerthRunGarbageCollection" => ctx.run_gc(parse_request(body)?).await,
         other => Err(EcrError::new(
             "UnknownOperationException",
             format!("Unknown operation {other}"),

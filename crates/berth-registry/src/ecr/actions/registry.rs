@@ -167,6 +167,9 @@ impl Ctx<'_> {
         if let Some(p) = s.repository_policy.as_deref().filter(|p| !p.is_empty()) {
             Self::check_policy(p, "repository")?;
         }
+        if let Some(p) = s.lifecycle_policy.as_deref().filter(|p| !p.is_empty()) {
+            super::lifecycle::parse_policy(p)?;
+        }
         if s.description
             .as_deref()
             .is_some_and(|d| d.chars().count() > 256)

@@ -36,6 +36,7 @@ impl Ctx<'_> {
             encryption_type,
             kms_key,
             policy: None,
+            lifecycle_policy: None,
             resource_tags: tags.into_iter().map(|t| (t.key, t.value)).collect(),
         };
         match self.reg.meta().create_repository(&repo, &settings).await {
