@@ -320,6 +320,27 @@ fn blob_referenced(c: &Connection, digest: &str) -> Result<bool, StoreError> {
     .exists([digest])?)
 }
 
+/// Whether anything will still reference a blob once the link pass with `cutoff` ran: what a
+/// dry run asks, since it removes no link.
+fn blob_referenced_after_unlink(
+    c: &Connection,
+    digest: &str,
+    cutoff: i64,
+) -> Result<bool, StoreError> {
+    Ok(c
+        .prepare_cached(
+            "SELECT 1 FROM repo_blobs rb JOIN repositories r ON r.id = rb.repo_id
+             WHERE rb.digest = ?1
+               AND (rb.touched_at >= ?2
+                    OR EXISTS (SELECT 1 FROM manifest_refs m WHERE m.repo_id = rb.repo_id AND m.child = ?1)
+                    OR EXISTS (SELECT 1 FROM uploads u WHERE u.repo = r.name AND u.committing = ?1))
+             UNION ALL SELECT 1 FROM manifests WHERE digest = ?1
+             UNION ALL SELECT 1 FROM uploads WHERE committing = ?1
+             LIMIT 1",
+        )?
+        .exists(params![digest, cutoff])?)
+}
+
 /// Rows a garbage-collection window looks at.
 const GC_WINDOW: i64 = 2000;
 
@@ -1629,7 +1650,12 @@ impl MetadataStore for SqliteMeta {
             let mut items = Vec::new();
             let now = now_millis();
             for (digest, size, touched) in rows {
-                if touched >= cutoff || blob_referenced(c, &digest)? {
+                let referenced = if claim {
+                    blob_referenced(c, &digest)?
+                } else {
+                    blob_referenced_after_unlink(c, &digest, cutoff)?
+                };
+                if touched >= cutoff || referenced {
                     continue;
                 }
                 if claim {

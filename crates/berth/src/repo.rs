@@ -87,6 +87,26 @@ enum RepoCommand {
         #[arg(long)]
         delete: bool,
     },
+    /// Prints the lifecycle policy, or sets, deletes, previews or runs it
+    Lifecycle {
+        /// Repository name
+        name: String,
+        /// Lifecycle policy to set (JSON file, `-` for stdin)
+        #[arg(long, value_name = "FILE", group = "op")]
+        set: Option<PathBuf>,
+        /// Delete the policy
+        #[arg(long, group = "op")]
+        delete: bool,
+        /// Show what the policy (or `--policy FILE`) would expire now, without expiring it
+        #[arg(long, group = "op")]
+        preview: bool,
+        /// Apply the policy now (berth serve only: `BerthRunLifecyclePolicy`)
+        #[arg(long, group = "op")]
+        run: bool,
+        /// With --preview: evaluate this policy instead of the repository's
+        #[arg(long, value_name = "FILE", requires = "preview")]
+        policy: Option<PathBuf>,
+    },
     /// Sets tag mutability
     Mutability {
         /// Repository name
@@ -349,6 +369,28 @@ pub fn run_repo(args: RepoArgs) -> anyhow::Result<()> {
                     println!("{t}");
                 }
             }
+            RepoCommand::Lifecycle {
+                name,
+                set,
+                delete,
+                preview,
+                run,
+                policy,
+            } => {
+                lifecycle(
+                    &c,
+                    &args.api,
+                    &name,
+                    LifecycleOp {
+                        set,
+                        delete,
+                        preview,
+                        run,
+                        policy,
+                    },
+                )
+                .await?;
+            }
             RepoCommand::Mutability {
                 name,
                 mutability: m,
@@ -368,6 +410,142 @@ pub fn run_repo(args: RepoArgs) -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+struct LifecycleOp {
+    set: Option<PathBuf>,
+    delete: bool,
+    preview: bool,
+    run: bool,
+    policy: Option<PathBuf>,
+}
+
+/// `berth repo lifecycle`.
+async fn lifecycle(
+    c: &ecr::Client,
+    api: &ApiOpts,
+    name: &str,
+    op: LifecycleOp,
+) -> anyhow::Result<()> {
+    if let Some(file) = op.set {
+        let doc = read_file(&file)?;
+        c.put_lifecycle_policy()
+            .repository_name(name)
+            .lifecycle_policy_text(doc)
+            .send()
+            .await
+            .map_err(|e| api_error("PutLifecyclePolicy", e))?;
+        return Ok(());
+    }
+    if op.delete {
+        c.delete_lifecycle_policy()
+            .repository_name(name)
+            .send()
+            .await
+            .map_err(|e| api_error("DeleteLifecyclePolicy", e))?;
+        return Ok(());
+    }
+    if op.run {
+        let out = berth_client::ecr::call_berth_action(
+            api.region.as_deref(),
+            api.endpoint_url.as_deref(),
+            "BerthRunLifecyclePolicy",
+            &serde_json::json!({ "repositoryName": name }),
+        )
+        .await?;
+        if api.json {
+            println!("{out}");
+            return Ok(());
+        }
+        let expired = out["expiredImages"].as_array().cloned().unwrap_or_default();
+        for e in &expired {
+            println!(
+                "expired {}  rule {}  {}",
+                e["imageDigest"].as_str().unwrap_or(""),
+                e["appliedRulePriority"],
+                tags_text(e["imageTags"].as_array()),
+            );
+        }
+        println!("{} image(s) expired", expired.len());
+        return Ok(());
+    }
+    if op.preview {
+        let mut start = c.start_lifecycle_policy_preview().repository_name(name);
+        if let Some(file) = &op.policy {
+            start = start.lifecycle_policy_text(read_file(file)?);
+        }
+        start
+            .send()
+            .await
+            .map_err(|e| api_error("StartLifecyclePolicyPreview", e))?;
+        let mut results = Vec::new();
+        let mut status = String::new();
+        let mut pages = c
+            .get_lifecycle_policy_preview()
+            .repository_name(name)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| api_error("GetLifecyclePolicyPreview", e))?;
+            status = page
+                .status()
+                .map(|s| s.as_str().to_owned())
+                .unwrap_or_default();
+            results.extend(page.preview_results().iter().cloned());
+        }
+        if api.json {
+            let v: Vec<serde_json::Value> = results
+                .iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "imageDigest": r.image_digest(),
+                        "imageTags": r.image_tags(),
+                        "imagePushedAt": time(r.image_pushed_at()),
+                        "appliedRulePriority": r.applied_rule_priority(),
+                    })
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::json!({ "status": status, "previewResults": v })
+            );
+            return Ok(());
+        }
+        for r in &results {
+            let tags: Vec<serde_json::Value> =
+                r.image_tags().iter().map(|t| t.as_str().into()).collect();
+            println!(
+                "would expire {}  rule {}  pushed {}  {}",
+                r.image_digest().unwrap_or(""),
+                r.applied_rule_priority().unwrap_or_default(),
+                time(r.image_pushed_at()),
+                tags_text(Some(&tags)),
+            );
+        }
+        println!("{} image(s) would expire ({status})", results.len());
+        return Ok(());
+    }
+    let out = c
+        .get_lifecycle_policy()
+        .repository_name(name)
+        .send()
+        .await
+        .map_err(|e| api_error("GetLifecyclePolicy", e))?;
+    println!("{}", out.lifecycle_policy_text().unwrap_or_default());
+    Ok(())
+}
+
+fn tags_text(tags: Option<&Vec<serde_json::Value>>) -> String {
+    let tags: Vec<&str> = tags
+        .into_iter()
+        .flatten()
+        .filter_map(serde_json::Value::as_str)
+        .collect();
+    if tags.is_empty() {
+        "<untagged>".into()
+    } else {
+        tags.join(",")
+    }
 }
 
 /// Bytes in binary units (`512 B`, `1.5 MiB`).
