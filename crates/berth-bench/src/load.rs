@@ -312,7 +312,7 @@ async fn sampler(pid: u32, stop: Arc<AtomicBool>) -> Vec<Sample> {
 }
 
 /// Nearest-rank percentile of sorted samples, in milliseconds.
-fn percentile_ms(sorted: &[u64], p: f64) -> f64 {
+pub(crate) fn percentile_ms(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }

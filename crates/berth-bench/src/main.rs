@@ -21,6 +21,7 @@ use sha2::Digest as _;
 mod build;
 mod chaos;
 mod client;
+mod gc;
 mod lint;
 mod load;
 
@@ -95,6 +96,13 @@ enum Bench {
     /// kill -9 campaign: kills `berth serve` at random moments during concurrent chunked and
     /// monolithic pushes, manifest PUTs, tag moves, deletes and ECR layer uploads, restarts it
     /// and checks every acknowledged write (exits non-zero on any loss).
+    /// Lifecycle evaluation and garbage collection of a repository of many images, timed while
+    /// the server serves pulls (pull p99 idle vs during each phase).
+    Gc {
+        /// Images in the repository
+        #[arg(long, default_value_t = 100_000)]
+        images: usize,
+    },
     Chaos {
         /// How many kills.
         #[arg(long, default_value_t = 100)]
@@ -146,6 +154,13 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()?
                 .block_on(load::run(&berth, seconds.max(1), concurrency.max(1)))
+        }
+        Bench::Gc { images } => {
+            let berth = berth_binary()?;
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(gc::run(&berth, images.max(10)))
         }
         Bench::Chaos {
             kills,
