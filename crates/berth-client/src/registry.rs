@@ -382,6 +382,30 @@ fn retryable(status: StatusCode) -> bool {
 }
 
 /// One repository (and reference) on a registry, as a source and a sink.
+/// An upload session to cancel (`DELETE`) when dropped while still armed.
+struct SessionGuard {
+    image: Option<RegistryImage>,
+    url: String,
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        let (Some(image), Ok(rt)) = (self.image.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let url = std::mem::take(&mut self.url);
+        rt.spawn(async move {
+            let req = image
+                .client
+                .authorize(image.client.http.delete(&url), &image.push_scope);
+            if let Err(e) = req.send().await {
+                tracing::debug!(error = %e, "cancelling an abandoned upload session failed");
+            }
+        });
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct RegistryImage {
     client: Arc<RegistryClient>,
@@ -808,6 +832,12 @@ impl ImageSink for RegistryImage {
         data: ByteStream,
     ) -> Result<(), ClientError> {
         let (mut url, min_chunk) = self.start_upload().await?;
+        // Cancels the session if this upload fails or is dropped (another blob of the copy
+        // failed): a registry should not hold staged data nobody will finish.
+        let mut session = SessionGuard {
+            image: Some(self.clone()),
+            url: url.clone(),
+        };
         let chunk_size = CHUNK.max(min_chunk);
         let mut data = Chunker {
             stream: verify(data, digest, size),
@@ -839,9 +869,12 @@ impl ImageSink for RegistryImage {
                             .body(chunk.clone())
                     })
                     .await?;
-                return expect_status(resp, StatusCode::CREATED, "uploading a blob").await;
+                expect_status(resp, StatusCode::CREATED, "uploading a blob").await?;
+                session.image = None;
+                return Ok(());
             }
             url = self.patch_chunk(&url, offset, chunk.clone()).await?;
+            session.url.clone_from(&url);
             offset += chunk.len() as u64;
             if last {
                 break;
@@ -855,7 +888,9 @@ impl ImageSink for RegistryImage {
                     .header(header::CONTENT_LENGTH, 0)
             })
             .await?;
-        expect_status(resp, StatusCode::CREATED, "completing an upload").await
+        expect_status(resp, StatusCode::CREATED, "completing an upload").await?;
+        session.image = None;
+        Ok(())
     }
 
     async fn put_manifest(

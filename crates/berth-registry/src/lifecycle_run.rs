@@ -10,6 +10,9 @@ use crate::error::RegistryError;
 use crate::lifecycle::{LifecyclePolicy, Plan, PlannedExpiry, SnapshotImage, plan};
 use crate::service::Registry;
 
+/// Images (with their dependents) expired per metadata transaction.
+const EXPIRY_BATCH: usize = 500;
+
 /// What a lifecycle run did.
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
@@ -102,12 +105,18 @@ impl Registry {
         })?;
         let planned = self.lifecycle_plan(repo, &policy).await?;
         let evaluated_at = self.now_ms();
-        let deleted = self
-            .meta()
-            .expire_images(repo, &groups(&planned)?, evaluated_at)
-            .await?;
-        let deleted: std::collections::HashSet<String> =
-            deleted.iter().map(ToString::to_string).collect();
+        // In batches, so pushes to the repository wait for one short transaction at most;
+        // every group is re-checked in its batch's transaction anyway.
+        let mut deleted = std::collections::HashSet::new();
+        let all = groups(&planned)?;
+        for batch in all.chunks(EXPIRY_BATCH) {
+            for d in self.meta().expire_images(repo, batch, evaluated_at).await? {
+                deleted.insert(d.to_string());
+            }
+        }
+        if all.is_empty() {
+            self.meta().expire_images(repo, &[], evaluated_at).await?;
+        }
         let expired: Vec<PlannedExpiry> = planned
             .expiries
             .into_iter()

@@ -97,6 +97,9 @@ impl Default for RegistryConfig {
     }
 }
 
+/// How long a write waits for the collector to finish deleting the blob it writes.
+const PIN_WAIT: Duration = Duration::from_secs(5);
+
 /// Manifest PUTs buffered at once (each up to the manifest size limit): bounds that memory.
 const MAX_CONCURRENT_MANIFEST_PUTS: usize = 64;
 
@@ -358,18 +361,30 @@ impl Registry {
     }
 
     /// Pins a blob about to be written (see [`MetadataStore::pin_blob`]), waiting out a
-    /// collection that is deleting it (a few seconds at most), then 429.
+    /// collection that is deleting it ([`PIN_WAIT`] at most), then 429 (the session stays for
+    /// the client's retry).
     async fn pin(&self, digest: &Digest, size: u64) -> Result<(), RegistryError> {
         let mut wait = Duration::from_millis(20);
-        for _ in 0..40 {
+        let started = std::time::Instant::now();
+        for attempt in 0.. {
+            if started.elapsed() > PIN_WAIT {
+                break;
+            }
             match self
                 .meta
                 .pin_blob(digest, size, self.config.quota.registry)
                 .await
             {
                 Err(StoreError::BlobBeingDeleted(_)) => {
+                    if attempt == 0 {
+                        // Left by a collector that died? Then nobody else will finish it.
+                        if let Err(e) = self.finish_abandoned_collection().await {
+                            tracing::warn!(error = %e, "finishing an abandoned collection failed");
+                        }
+                        continue;
+                    }
                     tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_millis(500));
+                    wait = (wait * 2).min(Duration::from_millis(250));
                 }
                 other => return Ok(other?),
             }
@@ -638,10 +653,13 @@ impl Registry {
             .await;
         if !matches!(
             result,
-            Err(RegistryError::RangeNotSatisfiable { .. } | RegistryError::Body(_))
+            Err(RegistryError::RangeNotSatisfiable { .. }
+                | RegistryError::Body(_)
+                | RegistryError::TooManyRequests(_))
         ) {
             // Finished (the session row went with the link) or failed for good: the session
-            // ends, and a failure (e.g. a digest mismatch) discards the data.
+            // ends, and a failure (e.g. a digest mismatch) discards the data. A busy answer
+            // (429: the collector is deleting this blob) keeps the session for the retry.
             if result.is_err() {
                 self.blobs.upload_abort(&id).await?;
                 self.meta.delete_upload(&id).await?;

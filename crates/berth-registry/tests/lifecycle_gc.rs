@@ -494,3 +494,43 @@ async fn quotas_refuse_the_write_that_would_pass_them() {
         Err(RegistryError::QuotaExceeded(_))
     ));
 }
+
+#[tokio::test]
+async fn a_push_finishes_what_a_dead_collector_claimed() {
+    let s = setup(Quota::NONE).await;
+    let (reg, repo) = (&s.reg, name("team/revive"));
+    create(reg, &repo).await;
+    let d = blob(reg, &repo, b"claimed, then the collector died")
+        .await
+        .unwrap();
+    reg.meta().unlink_blob(&repo, &d).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    reg.meta()
+        .gc_claim_blobs(berth_store::now_millis(), None, false)
+        .await
+        .unwrap();
+    // A live collector holds the lease: the push waits for it, then is told to retry.
+    assert!(
+        reg.meta()
+            .acquire_lease("gc", "live-collector", 60_000)
+            .await
+            .unwrap()
+    );
+    let started = std::time::Instant::now();
+    assert!(matches!(
+        blob(reg, &repo, b"claimed, then the collector died").await,
+        Err(RegistryError::TooManyRequests(_))
+    ));
+    assert!(started.elapsed() < Duration::from_secs(30));
+    // The collector is gone (its lease released or run out): the next push finishes its
+    // deletion itself and goes through at once.
+    reg.meta()
+        .release_lease("gc", "live-collector")
+        .await
+        .unwrap();
+    blob(reg, &repo, b"claimed, then the collector died")
+        .await
+        .unwrap();
+    assert!(reg.meta().gc_tombstones().await.unwrap().is_empty());
+    assert!(reg.blob_size(&repo, &d).await.is_ok());
+}

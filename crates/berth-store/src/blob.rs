@@ -67,6 +67,15 @@ pub trait BlobStore: Send + Sync + fmt::Debug + 'static {
     /// Removes a blob; absent blobs are not an error.
     async fn delete(&self, digest: &Digest) -> Result<(), StoreError>;
 
+    /// Removes several blobs (the collector's sweep); absent blobs are not an error. Stores
+    /// that can, do it in one round trip.
+    async fn delete_many(&self, digests: &[Digest]) -> Result<(), StoreError> {
+        for d in digests {
+            self.delete(d).await?;
+        }
+        Ok(())
+    }
+
     /// Creates empty staging space for an upload.
     async fn upload_start(&self, id: &UploadId) -> Result<(), StoreError>;
 

@@ -229,6 +229,22 @@ impl BlobStore for FsBlobStore {
         }
     }
 
+    async fn delete_many(&self, digests: &[Digest]) -> Result<(), StoreError> {
+        let paths: Vec<PathBuf> = digests.iter().map(|d| self.blob_path(d)).collect();
+        // One blocking task for the batch instead of one per file.
+        blocking(move || {
+            for p in paths {
+                match fs::remove_file(&p) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == ErrorKind::NotFound => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn upload_start(&self, id: &UploadId) -> Result<(), StoreError> {
         let path = self.upload_path(id);
         blocking(move || {

@@ -50,6 +50,26 @@ struct Inner {
     read_permits: tokio::sync::Semaphore,
     /// Writes are serialised by SQLite anyway; waiting here keeps them off blocking threads.
     write_permit: tokio::sync::Semaphore,
+    /// Write transactions committed, to refresh the planner's statistics every
+    /// [`OPTIMIZE_EVERY`] of them.
+    writes: std::sync::atomic::AtomicU64,
+}
+
+/// Write transactions between two refreshes of the query planner's statistics.
+const OPTIMIZE_EVERY: u64 = 2000;
+
+/// Refreshes the query planner's statistics (`ANALYZE` within a bounded effort, only of tables
+/// that changed enough). Without statistics SQLite assumes an equality on the first column of
+/// an index selects about ten rows, so for `repo_id = ? AND digest = ?` it may walk the whole
+/// repository through the primary key instead of using the `(repo_id, digest)` index — and the
+/// foreign-key checks of every manifest delete did exactly that (measured: 4,000 deletes among
+/// 5,000 tagged images, 3.1 s without statistics, 0.5 s with).
+fn optimize(conn: &Connection, all: bool) -> rusqlite::Result<()> {
+    conn.execute_batch(if all {
+        "PRAGMA analysis_limit = 400; PRAGMA optimize = 0x10002;"
+    } else {
+        "PRAGMA analysis_limit = 400; PRAGMA optimize;"
+    })
 }
 
 fn configure(conn: &Connection, durability: Durability) -> rusqlite::Result<()> {
@@ -74,6 +94,7 @@ impl SqliteMeta {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         configure(&conn, durability)?;
         migrate(&mut conn)?;
+        optimize(&conn, true)?;
         Ok(SqliteMeta {
             inner: Arc::new(Inner {
                 path,
@@ -82,6 +103,7 @@ impl SqliteMeta {
                 readers: Mutex::new(Vec::new()),
                 read_permits: tokio::sync::Semaphore::new(MAX_READERS),
                 write_permit: tokio::sync::Semaphore::new(1),
+                writes: std::sync::atomic::AtomicU64::new(0),
             }),
         })
     }
@@ -157,6 +179,16 @@ impl SqliteMeta {
             })();
             if switch {
                 conn.pragma_update(None, "synchronous", "FULL")?;
+            }
+            let n = inner
+                .writes
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if result.is_ok() && n % OPTIMIZE_EVERY == OPTIMIZE_EVERY - 1 {
+                match optimize(&conn, false) {
+                    // Readers load statistics when they open: start fresh ones.
+                    Ok(()) => inner.readers.lock().map_err(poisoned)?.clear(),
+                    Err(e) => tracing::warn!(error = %e, "refreshing planner statistics failed"),
+                }
             }
             result
         })

@@ -317,6 +317,13 @@ async fn serve(mut s: Settings) -> anyhow::Result<()> {
         &master,
         s.registry,
     );
+    let finished = registry.finish_abandoned_collection().await?;
+    if finished > 0 {
+        tracing::info!(
+            finished,
+            "finished the deletions of an interrupted garbage collection"
+        );
+    }
     let removed = registry.clean_uploads(true).await?;
     if removed > 0 {
         tracing::info!(removed, "discarded stale upload sessions");
