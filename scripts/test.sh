@@ -82,6 +82,10 @@ fi
 log "chaos: kill -9 berth serve under concurrent writes (5 kills)"
 scripts/chaos.sh 5
 
+# ---- lifecycle + GC bench smoke (the full run: berth-bench gc --images 100000, release) ---------
+log "gc bench smoke: lifecycle and collection of 2000 images while pulls go on"
+BERTH_BIN=target/debug/berth target/debug/berth-bench gc --images 2000
+
 # ---- fuzzing ------------------------------------------------------------------------------------
 log "fuzz: every target, sharing a bounded time"
 scripts/fuzz.sh "${BERTH_FUZZ_SECONDS:-240}"
