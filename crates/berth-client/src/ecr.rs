@@ -242,34 +242,15 @@ pub async fn api_client(
     region: Option<&str>,
     endpoint: Option<&str>,
 ) -> Result<aws_sdk_ecr::Client, ClientError> {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    if let Some(r) = region {
-        loader = loader.region(aws_config::Region::new(r.to_owned()));
-    }
-    if let Some(e) = endpoint {
-        loader = loader.endpoint_url(e);
-    }
-    let config = loader.load().await;
-    if config.region().is_none() {
-        return Err(ClientError::Unauthorized(
-            "no AWS region: set AWS_REGION or pass --region".into(),
-        ));
-    }
+    let (config, _) = api_config(region, endpoint).await?;
     Ok(aws_sdk_ecr::Client::new(&config))
 }
 
-/// Calls one of `berth serve`'s own actions (`BerthRunLifecyclePolicy`,
-/// `BerthRunGarbageCollection`: not in Amazon ECR, so aws-sdk-ecr has no operation for them)
-/// with the ECR JSON protocol, signed with SigV4 as the SDK signs its calls, with the same
-/// region, endpoint and credential chain as [`api_client`].
-pub async fn call_berth_action(
+/// The AWS configuration of the ECR API calls, with its region.
+async fn api_config(
     region: Option<&str>,
     endpoint: Option<&str>,
-    action: &str,
-    body: &serde_json::Value,
-) -> Result<serde_json::Value, ClientError> {
-    use aws_credential_types::provider::ProvideCredentials;
-    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+) -> Result<(aws_config::SdkConfig, String), ClientError> {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
     if let Some(r) = region {
         loader = loader.region(aws_config::Region::new(r.to_owned()));
@@ -284,6 +265,22 @@ pub async fn call_berth_action(
             ClientError::Unauthorized("no AWS region: set AWS_REGION or pass --region".into())
         })?
         .to_string();
+    Ok((config, region))
+}
+
+/// Calls one of `berth serve`'s own actions (`BerthRunLifecyclePolicy`,
+/// `BerthRunGarbageCollection`: not in Amazon ECR, so aws-sdk-ecr has no operation for them)
+/// with the ECR JSON protocol, signed with SigV4 as the SDK signs its calls, with the same
+/// region, endpoint and credential chain as [`api_client`].
+pub async fn call_berth_action(
+    region: Option<&str>,
+    endpoint: Option<&str>,
+    action: &str,
+    body: &serde_json::Value,
+) -> Result<serde_json::Value, ClientError> {
+    use aws_credential_types::provider::ProvideCredentials;
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+    let (config, region) = api_config(region, endpoint).await?;
     let url = config
         .endpoint_url()
         .or(std::env::var("AWS_ENDPOINT_URL_ECR").ok().as_deref())

@@ -44,7 +44,7 @@ pub const MAX_POLICY_CHARS: usize = 30_720;
 
 /// The deepest nesting of JSON arrays and objects accepted in a policy text (a valid policy
 /// needs five levels).
-pub const MAX_JSON_DEPTH: usize = 32;
+pub const MAX_JSON_DEPTH: usize = berth_oci::json::MAX_JSON_DEPTH;
 
 /// The most `*` wildcards one `tagPatternList` entry may hold.
 pub const MAX_WILDCARDS_PER_PATTERN: usize = 4;
@@ -377,33 +377,11 @@ impl LifecyclePolicy {
     }
 }
 
-/// Refuses nesting deeper than [`MAX_JSON_DEPTH`] before the parser recurses into it.
+/// Refuses nesting deeper than [`MAX_JSON_DEPTH`] before the parser recurses into it (the
+/// workspace's one depth guard, `berth_oci::json`).
 fn check_depth(text: &str) -> Result<(), LifecycleError> {
-    let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for b in text.bytes() {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'{' | b'[' => {
-                depth += 1;
-                if depth > MAX_JSON_DEPTH {
-                    return Err(LifecycleError::TooDeep);
-                }
-            }
-            b'}' | b']' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
+    if berth_oci::json::too_deep(text.as_bytes(), MAX_JSON_DEPTH) {
+        return Err(LifecycleError::TooDeep);
     }
     Ok(())
 }
