@@ -114,15 +114,7 @@ impl Registry {
         if !self.meta().acquire_lease(LEASE, &holder, ttl).await? {
             return Ok(0);
         }
-        let result = async {
-            let left = self.meta().gc_tombstones().await?;
-            if !left.is_empty() {
-                tracing::info!(count = left.len(), "finishing an abandoned collection");
-                self.delete_claimed(&left).await?;
-            }
-            Ok::<_, RegistryError>(left.len())
-        }
-        .await;
+        let result = self.finish_tombstones().await;
         if let Err(e) = self.meta().release_lease(LEASE, &holder).await {
             tracing::warn!(error = %e, "could not release the collector's lease");
         }
@@ -152,12 +144,7 @@ impl Registry {
         };
         if !opts.dry_run {
             // Deletions a collector started and did not finish (its lease ran out).
-            let left = self.meta().gc_tombstones().await?;
-            if !left.is_empty() {
-                tracing::info!(count = left.len(), "finishing an interrupted collection");
-                self.delete_claimed(&left).await?;
-                report.tombstones_finished = left.len() as u64;
-            }
+            report.tombstones_finished = self.finish_tombstones().await? as u64;
             report.uploads_removed = self.clean_uploads(false).await? as u64;
         }
         // Links no manifest uses.
@@ -220,6 +207,16 @@ impl Registry {
             renew().await?;
         }
         Ok(report)
+    }
+
+    /// Finishes every standing tombstone (call with the lease held): how many.
+    async fn finish_tombstones(&self) -> Result<usize, RegistryError> {
+        let left = self.meta().gc_tombstones().await?;
+        if !left.is_empty() {
+            tracing::info!(count = left.len(), "finishing an interrupted collection");
+            self.delete_claimed(&left).await?;
+        }
+        Ok(left.len())
     }
 
     /// Deletes the bytes of tombstoned blobs, then releases the tombstones.

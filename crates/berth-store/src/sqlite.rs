@@ -150,6 +150,20 @@ impl SqliteMeta {
         self.write_with(false, f).await
     }
 
+    /// Runs `work(conn, apply)`: on a reader with `apply` false for a dry run, else in a write
+    /// transaction with `apply` true (the collector's passes, which a dry run only reports).
+    async fn read_or_write<T: Send + 'static>(
+        &self,
+        dry_run: bool,
+        work: impl FnOnce(&Connection, bool) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        if dry_run {
+            self.read(move |c| work(c, false)).await
+        } else {
+            self.write(move |tx| work(tx, true)).await
+        }
+    }
+
     /// Like [`Self::write`], but with `relaxed` the commit does not wait for the disk
     /// (`synchronous=NORMAL` in WAL mode: still atomic and crash-safe for the process; the next
     /// durable commit makes it durable too). For state that is not acknowledged content.
@@ -294,6 +308,26 @@ fn registry_usage(c: &Connection) -> Result<u64, StoreError> {
     Ok(u64::try_from(n).unwrap_or(0))
 }
 
+/// `QuotaExceeded` if `size` more bytes would pass the registry's quota `limit` (with
+/// `any_room`, also when it is already full).
+fn check_registry_quota(
+    c: &Connection,
+    limit: u64,
+    size: u64,
+    any_room: bool,
+) -> Result<(), StoreError> {
+    let usage = registry_usage(c)?;
+    if usage.saturating_add(size) > limit || (any_room && usage >= limit) {
+        return Err(StoreError::QuotaExceeded {
+            scope: "registry".into(),
+            limit,
+            usage,
+            size,
+        });
+    }
+    Ok(())
+}
+
 /// Fails with `QuotaExceeded` if adding `size` bytes of `digest` to the repository would pass
 /// its quota (its own, else `quota.repository`). A digest the repository already holds adds
 /// nothing; with no digest, it asks whether there is any room left.
@@ -375,6 +409,13 @@ fn blob_referenced_after_unlink(
 
 /// Rows a garbage-collection window looks at.
 const GC_WINDOW: i64 = 2000;
+
+/// The cursor after a full window (`None` when the window was the last).
+fn window_next<T>(rows: &[T], cursor: impl Fn(&T) -> String) -> Option<String> {
+    (rows.len() == usize::try_from(GC_WINDOW).unwrap_or(usize::MAX))
+        .then(|| rows.last().map(cursor))
+        .flatten()
+}
 
 fn to_u64(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
@@ -1340,14 +1381,8 @@ impl MetadataStore for SqliteMeta {
                         .exists([d])?,
                     None => false,
                 };
-                let usage = registry_usage(c)?;
-                if !known && (usage.saturating_add(size) > limit || usage >= limit) {
-                    return Err(StoreError::QuotaExceeded {
-                        scope: "registry".into(),
-                        limit,
-                        usage,
-                        size,
-                    });
+                if !known {
+                    check_registry_quota(c, limit, size, true)?;
                 }
             }
             Ok(())
@@ -1535,15 +1570,7 @@ impl MetadataStore for SqliteMeta {
                 return Ok(());
             }
             if let Some(limit) = registry_quota {
-                let usage = registry_usage(tx)?;
-                if usage.saturating_add(size) > limit {
-                    return Err(StoreError::QuotaExceeded {
-                        scope: "registry".into(),
-                        limit,
-                        usage,
-                        size,
-                    });
-                }
+                check_registry_quota(tx, limit, size, false)?;
             }
             tx.prepare_cached(
                 "INSERT INTO blobs (digest, size, created_at, touched_at) VALUES (?1, ?2, ?3, ?3)",
@@ -1619,9 +1646,7 @@ impl MetadataStore for SqliteMeta {
                     ))
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
-            let next = (rows.len() == usize::try_from(GC_WINDOW).unwrap_or(usize::MAX))
-                .then(|| rows.last().map(|(id, d, ..)| format!("{id}:{d}")))
-                .flatten();
+            let next = window_next(&rows, |(id, d, ..)| format!("{id}:{d}"));
             let mut items = Vec::new();
             for (id, digest, touched, name, size) in rows {
                 if touched >= cutoff {
@@ -1649,11 +1674,7 @@ impl MetadataStore for SqliteMeta {
             }
             Ok(GcPage { items, next })
         };
-        if dry_run {
-            self.read(move |c| work(c, false)).await
-        } else {
-            self.write(move |tx| work(tx, true)).await
-        }
+        self.read_or_write(dry_run, work).await
     }
 
     async fn gc_claim_blobs(
@@ -1676,18 +1697,19 @@ impl MetadataStore for SqliteMeta {
                     ))
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
-            let next = (rows.len() == usize::try_from(GC_WINDOW).unwrap_or(usize::MAX))
-                .then(|| rows.last().map(|(d, ..)| d.clone()))
-                .flatten();
+            let next = window_next(&rows, |(d, ..)| d.clone());
             let mut items = Vec::new();
             let now = now_millis();
             for (digest, size, touched) in rows {
+                if touched >= cutoff {
+                    continue;
+                }
                 let referenced = if claim {
                     blob_referenced(c, &digest)?
                 } else {
                     blob_referenced_after_unlink(c, &digest, cutoff)?
                 };
-                if touched >= cutoff || referenced {
+                if referenced {
                     continue;
                 }
                 if claim {
@@ -1706,11 +1728,7 @@ impl MetadataStore for SqliteMeta {
             }
             Ok(GcPage { items, next })
         };
-        if dry_run {
-            self.read(move |c| work(c, false)).await
-        } else {
-            self.write(move |tx| work(tx, true)).await
-        }
+        self.read_or_write(dry_run, work).await
     }
 
     async fn gc_claim_orphans(
@@ -1745,11 +1763,7 @@ impl MetadataStore for SqliteMeta {
             }
             Ok(out)
         };
-        if dry_run {
-            self.read(move |c| work(c, false)).await
-        } else {
-            self.write(move |tx| work(tx, true)).await
-        }
+        self.read_or_write(dry_run, work).await
     }
 
     async fn gc_tombstones(&self) -> Result<Vec<Digest>, StoreError> {

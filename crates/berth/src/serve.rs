@@ -328,48 +328,30 @@ async fn serve(mut s: Settings) -> anyhow::Result<()> {
     if removed > 0 {
         tracing::info!(removed, "discarded stale upload sessions");
     }
-    let janitor = registry.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(600));
-        tick.tick().await;
-        loop {
-            tick.tick().await;
-            if let Err(e) = janitor.clean_uploads(false).await {
+    periodically(
+        Some(Duration::from_secs(600)),
+        registry.clone(),
+        |r| async move {
+            if let Err(e) = r.clean_uploads(false).await {
                 tracing::warn!(error = %e, "cleaning stale uploads failed");
             }
+        },
+    );
+    periodically(s.lifecycle_interval, registry.clone(), |r| async move {
+        match r.run_all_lifecycles().await {
+            Ok(n) => tracing::info!(expired = n, "scheduled lifecycle run finished"),
+            Err(e) => tracing::warn!(error = %e, "scheduled lifecycle run failed"),
         }
     });
-    if let Some(every) = s.lifecycle_interval {
-        let runner = registry.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                match runner.run_all_lifecycles().await {
-                    Ok(n) => tracing::info!(expired = n, "scheduled lifecycle run finished"),
-                    Err(e) => tracing::warn!(error = %e, "scheduled lifecycle run failed"),
-                }
-            }
-        });
-    }
-    if let Some(every) = s.gc_interval {
-        let collector = registry.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                let opts = GcOptions {
-                    dry_run: false,
-                    grace: collector.config().gc_grace,
-                };
-                if let Err(e) = collector.collect_garbage(opts).await {
-                    tracing::warn!(error = %e, "scheduled garbage collection failed");
-                }
-            }
-        });
-    }
+    periodically(s.gc_interval, registry.clone(), |r| async move {
+        let opts = GcOptions {
+            dry_run: false,
+            grace: r.config().gc_grace,
+        };
+        if let Err(e) = r.collect_garbage(opts).await {
+            tracing::warn!(error = %e, "scheduled garbage collection failed");
+        }
+    });
     tracing::info!(%addr, data = %s.data.display(), registry_id = %registry.config().registry_id,
         region = %registry.config().region, auth = registry.config().auth, "berth registry listening");
     if !addr.ip().is_loopback() && !registry.config().auth {
@@ -391,6 +373,23 @@ async fn serve(mut s: Settings) -> anyhow::Result<()> {
         .context("serving HTTP")?;
     tracing::info!("shut down cleanly");
     Ok(())
+}
+
+/// Runs `job` every `every` (first after one interval), in the background; `None`: never.
+fn periodically<F, Fut>(every: Option<Duration>, registry: Registry, job: F)
+where
+    F: Fn(Registry) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let Some(every) = every else { return };
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            job(registry.clone()).await;
+        }
+    });
 }
 
 async fn shutdown_signal() {

@@ -5,7 +5,7 @@ use berth_store::LifecyclePreview;
 
 use super::*;
 use crate::gc::GcOptions;
-use crate::lifecycle::{LifecyclePolicy, MAX_POLICY_CHARS};
+use crate::lifecycle::{LifecyclePolicy, MAX_POLICY_CHARS, PlannedExpiry};
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -64,6 +64,16 @@ pub(super) fn parse_policy(text: &str) -> Result<LifecyclePolicy, EcrError> {
         ));
     }
     LifecyclePolicy::parse(text).map_err(|e| EcrError::invalid(e.to_string()))
+}
+
+/// An expired (or expiring) image as the preview and the run report it.
+fn expiry_json(e: &PlannedExpiry) -> Value {
+    json!({
+        "imageDigest": e.digest,
+        "imageTags": e.tags,
+        "imagePushedAt": seconds(e.pushed_at),
+        "appliedRulePriority": e.rule_priority,
+    })
 }
 
 impl Ctx<'_> {
@@ -156,13 +166,9 @@ impl Ctx<'_> {
                     .expiries
                     .iter()
                     .map(|e| {
-                        json!({
-                            "imageDigest": e.digest,
-                            "imageTags": e.tags,
-                            "imagePushedAt": seconds(e.pushed_at),
-                            "action": { "type": "EXPIRE" },
-                            "appliedRulePriority": e.rule_priority,
-                        })
+                        let mut v = expiry_json(e);
+                        v["action"] = json!({ "type": "EXPIRE" });
+                        v
                     })
                     .collect();
                 ("COMPLETE", Value::Array(results))
@@ -309,18 +315,7 @@ impl Ctx<'_> {
             return Err(self.no_policy(&repo));
         }
         let outcome = self.reg.run_lifecycle(&repo).await?;
-        let expired: Vec<Value> = outcome
-            .expired
-            .iter()
-            .map(|e| {
-                json!({
-                    "imageDigest": e.digest,
-                    "imageTags": e.tags,
-                    "imagePushedAt": seconds(e.pushed_at),
-                    "appliedRulePriority": e.rule_priority,
-                })
-            })
-            .collect();
+        let expired: Vec<Value> = outcome.expired.iter().map(expiry_json).collect();
         Ok(json!({
             "registryId": self.registry_id(),
             "repositoryName": repo.as_str(),
