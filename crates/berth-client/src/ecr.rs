@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ClientError;
 use crate::auth::{Credentials, DockerConfig};
+use crate::logins::{Login, Logins};
 
 /// The environment variable listing extra ECR-compatible registry hosts.
 pub const REGISTRIES_ENV: &str = "BERTH_ECR_REGISTRIES";
@@ -32,18 +33,68 @@ pub const REGISTRIES_ENV: &str = "BERTH_ECR_REGISTRIES";
 pub struct EcrTarget {
     /// The registry host (`123456789012.dkr.ecr.eu-west-1.amazonaws.com`, `127.0.0.1:5000`).
     pub host: String,
-    /// The region to call (from the host name, the mapping, or `aws-config`'s default).
+    /// Where and as whom the ECR API is called.
+    pub aws: AwsOptions,
+}
+
+/// Where the ECR API is and which AWS credentials call it; anything unset comes from
+/// `aws-config`'s defaults (environment, `~/.aws/config`, the credential chain).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AwsOptions {
+    /// The region (from the host name, a login, a flag, or what `berth serve` advertises).
     pub region: Option<String>,
+    /// The ECR API endpoint (`http://127.0.0.1:5000` for `berth serve`).
+    pub endpoint: Option<String>,
+    /// The AWS profile.
+    pub profile: Option<String>,
+    /// A credentials file read besides the default ones (`berth serve`'s `root-credentials`).
+    pub credentials_file: Option<PathBuf>,
+}
+
+impl From<&Login> for AwsOptions {
+    fn from(l: &Login) -> Self {
+        AwsOptions {
+            region: l.region.clone(),
+            endpoint: l.endpoint.clone(),
+            profile: l.profile.clone(),
+            credentials_file: l.credentials_file.clone(),
+        }
+    }
 }
 
 impl EcrTarget {
-    /// Whether `host` is an ECR registry, by its name, `BERTH_ECR_REGISTRIES` or `config`.
+    /// Whether `host` is an ECR registry: by its name, a `berth login` record,
+    /// `BERTH_ECR_REGISTRIES` or `config`.
     pub fn for_host(host: &str, config: Option<&DockerConfig>) -> Option<Self> {
-        if let Some(EcrRegistry::Private { region, .. }) = EcrRegistry::from_host(host) {
+        let login = Logins::load_default()
+            .map_err(|e| tracing::warn!(error = %e, "ignoring berth's login file"))
+            .ok()
+            .and_then(|l| l.get(host).cloned());
+        Self::resolve(host, config, login.as_ref())
+    }
+
+    /// [`Self::for_host`] with the login record given.
+    pub fn resolve(
+        host: &str,
+        config: Option<&DockerConfig>,
+        login: Option<&Login>,
+    ) -> Option<Self> {
+        let from_name = match EcrRegistry::from_host(host) {
+            Some(EcrRegistry::Private { region, .. }) => Some(region),
+            _ => None,
+        };
+        if let Some(login) = login {
+            let mut aws = AwsOptions::from(login);
+            if from_name.is_some() {
+                aws.region = from_name;
+            }
             return Some(EcrTarget {
                 host: host.to_owned(),
-                region: Some(region),
+                aws,
             });
+        }
+        if let Some(region) = from_name {
+            return Some(EcrTarget::with_region(host, Some(region)));
         }
         if let Ok(list) = std::env::var(REGISTRIES_ENV) {
             for item in list.split(',').map(str::trim).filter(|i| !i.is_empty()) {
@@ -52,20 +103,43 @@ impl EcrTarget {
                     None => (item, None),
                 };
                 if h.eq_ignore_ascii_case(host) {
-                    return Some(EcrTarget {
-                        host: host.to_owned(),
-                        region,
-                    });
+                    return Some(EcrTarget::with_region(host, region));
                 }
             }
         }
         if config.and_then(|c| c.helper_for(host)).as_deref() == Some("ecr-login") {
-            return Some(EcrTarget {
-                host: host.to_owned(),
-                region: None,
-            });
+            return Some(EcrTarget::with_region(host, None));
         }
         None
+    }
+
+    /// A target with only a region set (the rest from the environment).
+    pub fn with_region(host: &str, region: Option<String>) -> Self {
+        EcrTarget {
+            host: host.to_owned(),
+            aws: AwsOptions {
+                region,
+                ..AwsOptions::default()
+            },
+        }
+    }
+
+    /// A self-hosted ECR-compatible registry serves the ECR API on its own address (`base`,
+    /// `http://127.0.0.1:5000`): used when no endpoint is set or configured.
+    #[must_use]
+    pub fn with_default_endpoint(mut self, base: &str) -> Self {
+        if self.aws.endpoint.is_none()
+            && !self.is_amazon()
+            && configured_endpoint(&self.aws).is_none()
+        {
+            self.aws.endpoint = Some(base.to_owned());
+        }
+        self
+    }
+
+    /// Whether the host is Amazon's (not a self-hosted ECR-compatible registry).
+    pub fn is_amazon(&self) -> bool {
+        EcrRegistry::from_host(&self.host).is_some()
     }
 }
 
@@ -110,9 +184,18 @@ fn cache_dir() -> PathBuf {
 /// key id or role) — never a secret in the name.
 fn cache_file(target: &EcrTarget) -> PathBuf {
     let var = |k: &str| std::env::var(k).unwrap_or_default();
+    let file = target
+        .aws
+        .credentials_file
+        .as_ref()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let key = [
         target.host.as_str(),
-        target.region.as_deref().unwrap_or(""),
+        target.aws.region.as_deref().unwrap_or(""),
+        target.aws.endpoint.as_deref().unwrap_or(""),
+        target.aws.profile.as_deref().unwrap_or(""),
+        &file,
         &var("AWS_PROFILE"),
         &var("AWS_ACCESS_KEY_ID"),
         &var("AWS_ROLE_ARN"),
@@ -235,37 +318,124 @@ fn decode(token: &str) -> Result<(String, String), ClientError> {
     Ok((user.to_owned(), pass.to_owned()))
 }
 
-/// An ECR API client with `aws-config`'s whole credential chain. `region` and `endpoint`
-/// override the configuration (which already honours `AWS_REGION`, `AWS_ENDPOINT_URL_ECR` and
-/// `AWS_ENDPOINT_URL`), so the same calls reach Amazon ECR or `berth serve`.
-pub async fn api_client(
-    region: Option<&str>,
-    endpoint: Option<&str>,
-) -> Result<aws_sdk_ecr::Client, ClientError> {
-    let (config, _) = api_config(region, endpoint).await?;
+/// An ECR API client with `aws-config`'s whole credential chain. What `aws` sets overrides the
+/// configuration (which already honours `AWS_REGION`, `AWS_PROFILE`, `AWS_ENDPOINT_URL_ECR` and
+/// `AWS_ENDPOINT_URL`), so the same calls reach Amazon ECR or `berth serve`; with no region
+/// anywhere, a `berth serve` endpoint is asked for its own.
+pub async fn api_client(aws: &AwsOptions) -> Result<aws_sdk_ecr::Client, ClientError> {
+    let (config, _) = api_config(aws).await?;
     Ok(aws_sdk_ecr::Client::new(&config))
 }
 
-/// The AWS configuration of the ECR API calls, with its region.
-async fn api_config(
-    region: Option<&str>,
-    endpoint: Option<&str>,
-) -> Result<(aws_config::SdkConfig, String), ClientError> {
+/// The endpoint the ECR API calls go to when one is configured: `aws`'s, else
+/// `AWS_ENDPOINT_URL_ECR`, else `AWS_ENDPOINT_URL`.
+pub fn configured_endpoint(aws: &AwsOptions) -> Option<String> {
+    aws.endpoint
+        .clone()
+        .or_else(|| std::env::var("AWS_ENDPOINT_URL_ECR").ok())
+        .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
+        .filter(|e| !e.is_empty())
+}
+
+async fn load(aws: &AwsOptions, region: Option<&str>) -> aws_config::SdkConfig {
+    use aws_runtime::env_config::file::{EnvConfigFileKind, EnvConfigFiles};
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    if let Some(r) = region {
+    if let Some(r) = region.or(aws.region.as_deref()) {
         loader = loader.region(aws_config::Region::new(r.to_owned()));
     }
-    if let Some(e) = endpoint {
+    if let Some(e) = &aws.endpoint {
         loader = loader.endpoint_url(e);
     }
-    let config = loader.load().await;
-    let region = config
-        .region()
-        .ok_or_else(|| {
-            ClientError::Unauthorized("no AWS region: set AWS_REGION or pass --region".into())
-        })?
-        .to_string();
+    if let Some(p) = &aws.profile {
+        loader = loader.profile_name(p);
+    }
+    if let Some(f) = &aws.credentials_file {
+        let files = EnvConfigFiles::builder()
+            .include_default_config_file(true)
+            .include_default_credentials_file(true)
+            .with_file(EnvConfigFileKind::Credentials, f)
+            .build();
+        loader = loader.profile_files(files);
+    }
+    loader.load().await
+}
+
+/// The AWS configuration of the ECR API calls, with its region.
+async fn api_config(aws: &AwsOptions) -> Result<(aws_config::SdkConfig, String), ClientError> {
+    if let Some(f) = &aws.credentials_file
+        && !f.exists()
+    {
+        return Err(ClientError::Unauthorized(format!(
+            "credentials file {} does not exist (berth serve writes root-credentials in its data directory on first start)",
+            f.display()
+        )));
+    }
+    let config = load(aws, None).await;
+    if let Some(region) = config.region() {
+        return Ok((config.clone(), region.to_string()));
+    }
+    let Some(endpoint) = configured_endpoint(aws) else {
+        return Err(ClientError::Unauthorized(
+            "no AWS region: set AWS_REGION or pass --region".into(),
+        ));
+    };
+    let region = advertised_region(&endpoint).await?.ok_or_else(|| {
+        ClientError::Unauthorized(format!(
+            "no AWS region: set AWS_REGION or pass --region ({endpoint} does not say its region: it is not berth serve)"
+        ))
+    })?;
+    let config = load(aws, Some(&region)).await;
     Ok((config, region))
+}
+
+/// Checks that `base` (`https://host`) accepts `creds` on `GET /v2/`.
+pub async fn check_login(base: &str, creds: &Credentials) -> Result<(), ClientError> {
+    let Credentials::Basic { username, password } = creds else {
+        return Err(ClientError::Unauthorized(
+            "GetAuthorizationToken gave no password".into(),
+        ));
+    };
+    let url = format!("{}/v2/", base.trim_end_matches('/'));
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| ClientError::Http(e.to_string()))?;
+    let resp = client
+        .get(&url)
+        .basic_auth(username, Some(password))
+        .send()
+        .await
+        .map_err(|e| ClientError::Http(format!("{url}: {e}")))?;
+    if resp.status().is_success() {
+        Ok(())
+    } else {
+        Err(ClientError::Unauthorized(format!(
+            "{base} refused the token GetAuthorizationToken issued ({})",
+            resp.status()
+        )))
+    }
+}
+
+/// The region a `berth serve` at `base` (`http://127.0.0.1:5000`) advertises on `GET /v2/`
+/// ([`berth_oci::ECR_AUTH_HEADER`]); `None` when it advertises none (not berth).
+pub async fn advertised_region(base: &str) -> Result<Option<String>, ClientError> {
+    let url = format!("{}/v2/", base.trim_end_matches('/'));
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| ClientError::Http(e.to_string()))?;
+    let resp = client
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| ClientError::Http(format!("{url}: {e}")))?;
+    Ok(resp
+        .headers()
+        .get(berth_oci::ECR_AUTH_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(berth_oci::parse_ecr_auth))
 }
 
 /// Calls one of `berth serve`'s own actions (`BerthRunLifecyclePolicy`,
@@ -273,19 +443,14 @@ async fn api_config(
 /// with the ECR JSON protocol, signed with SigV4 as the SDK signs its calls, with the same
 /// region, endpoint and credential chain as [`api_client`].
 pub async fn call_berth_action(
-    region: Option<&str>,
-    endpoint: Option<&str>,
+    aws: &AwsOptions,
     action: &str,
     body: &serde_json::Value,
 ) -> Result<serde_json::Value, ClientError> {
     use aws_credential_types::provider::ProvideCredentials;
     use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
-    let (config, region) = api_config(region, endpoint).await?;
-    let url = config
-        .endpoint_url()
-        .or(std::env::var("AWS_ENDPOINT_URL_ECR").ok().as_deref())
-        .map(str::to_owned)
-        .ok_or_else(|| {
+    let (config, region) = api_config(aws).await?;
+    let url = configured_endpoint(aws).ok_or_else(|| {
             ClientError::Http(format!(
                 "{action} is an action of berth serve, not of Amazon ECR: pass --endpoint-url or set AWS_ENDPOINT_URL_ECR to a berth registry"
             ))
@@ -368,17 +533,13 @@ pub async fn call_berth_action(
 /// Calls GetAuthorizationToken.
 async fn fetch(target: &EcrTarget) -> Result<Cached, ClientError> {
     use aws_sdk_ecr::error::{DisplayErrorContext, ProvideErrorMetadata};
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    if let Some(r) = &target.region {
-        loader = loader.region(aws_config::Region::new(r.clone()));
-    }
-    let config = loader.load().await;
-    if config.region().is_none() {
-        return Err(ClientError::Unauthorized(format!(
-            "{}: no AWS region: set AWS_REGION, or map the host with {REGISTRIES_ENV}=HOST=REGION",
+    let (config, _) = api_config(&target.aws).await.map_err(|e| match e {
+        ClientError::Unauthorized(m) => ClientError::Unauthorized(format!(
+            "{}: {m}, or map the host with {REGISTRIES_ENV}=HOST=REGION",
             target.host
-        )));
-    }
+        )),
+        other => other,
+    })?;
     let client = aws_sdk_ecr::Client::new(&config);
     let issued_at = now_secs();
     let out = client.get_authorization_token().send().await.map_err(|e| {
@@ -387,8 +548,16 @@ async fn fetch(target: &EcrTarget) -> Result<Cached, ClientError> {
             // No service error: the cause (no credentials, connection refused, …).
             DisplayErrorContext(&e).to_string()
         });
+        let hint = if target.is_amazon() {
+            String::new()
+        } else {
+            format!(
+                "; {} takes AWS credentials: run `berth login {} --credentials-file DATA/root-credentials --profile berth` with the file berth serve wrote on first start (or `--profile P` for keys in ~/.aws/credentials)",
+                target.host, target.host
+            )
+        };
         ClientError::Unauthorized(format!(
-            "ECR GetAuthorizationToken for {}: {code}: {message}",
+            "ECR GetAuthorizationToken for {}: {code}: {message}{hint}",
             target.host
         ))
     })?;

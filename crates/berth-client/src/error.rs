@@ -27,6 +27,14 @@ pub enum ClientError {
         /// What is wrong.
         reason: String,
     },
+    /// berth's login file exists but cannot be read as one.
+    #[error("{path}: not a berth login file: {reason}")]
+    BadLogins {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// A credential helper could not be run or failed.
     #[error("credential helper docker-credential-{helper}: {reason}")]
     Helper {

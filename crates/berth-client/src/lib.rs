@@ -18,6 +18,7 @@ pub mod ecr;
 mod error;
 pub mod image;
 pub mod layout;
+pub mod logins;
 pub mod registry;
 
 pub use aws_sdk_ecr;

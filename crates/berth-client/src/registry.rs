@@ -28,8 +28,9 @@ pub struct RegistryClient {
     host: String,
     base: String,
     credentials: Mutex<Option<Credentials>>,
-    /// Set for ECR registries: Basic credentials come from GetAuthorizationToken.
-    ecr: Option<EcrTarget>,
+    /// Set for ECR registries (and `berth serve`, once it advertises ECR auth): Basic
+    /// credentials come from GetAuthorizationToken.
+    ecr: Mutex<Option<EcrTarget>>,
     /// Bearer tokens by scope string.
     tokens: Mutex<HashMap<String, String>>,
     /// The scheme learned from the last challenge (so later requests authenticate up front).
@@ -73,7 +74,7 @@ impl RegistryClient {
             base: format!("{scheme}://{host}"),
             host: host.to_owned(),
             credentials: Mutex::new(credentials),
-            ecr: None,
+            ecr: Mutex::new(None),
             tokens: Mutex::new(HashMap::new()),
             basic: Mutex::new(false),
         })
@@ -82,9 +83,13 @@ impl RegistryClient {
     /// Authenticates to an ECR registry natively (see [`crate::ecr`]) instead of with stored
     /// credentials.
     #[must_use]
-    pub fn with_ecr(mut self, target: EcrTarget) -> Self {
-        self.ecr = Some(target);
+    pub fn with_ecr(self, target: EcrTarget) -> Self {
+        *self.ecr.lock().unwrap_or_else(|p| p.into_inner()) = Some(target);
         self
+    }
+
+    fn ecr_target(&self) -> Option<EcrTarget> {
+        self.ecr.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     fn current_credentials(&self) -> Option<Credentials> {
@@ -138,9 +143,15 @@ impl RegistryClient {
     ) -> Result<Response, ClientError> {
         // A 401 is answered once; for ECR twice, since the first answer may be a cached token
         // the registry no longer accepts (the second renews it).
-        let answers = if self.ecr.is_some() { 2 } else { 1 };
         let mut resp = self.dispatch(scope, &build).await?;
-        for _ in 0..answers {
+        let mut answered = 0;
+        loop {
+            // Read each time: a `berth serve` challenge turns ECR auth on.
+            let answers = if self.ecr_target().is_some() { 2 } else { 1 };
+            if answered >= answers {
+                break;
+            }
+            answered += 1;
             if resp.status() != StatusCode::UNAUTHORIZED {
                 return Ok(resp);
             }
@@ -191,9 +202,27 @@ impl RegistryClient {
                 ClientError::Unauthorized(format!("{} answered 401 without a challenge", self.base))
             })?;
         let challenge = Challenge::parse(header)?;
+        // `berth serve` says it takes AWS credentials: with no password stored for it, use the
+        // AWS credential chain as for Amazon ECR, in the region it names.
+        let advertised = resp
+            .headers()
+            .get(berth_oci::ECR_AUTH_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(berth_oci::parse_ecr_auth);
+        if let Some(region) = advertised
+            && challenge.scheme == Scheme::Basic
+            && self.ecr_target().is_none()
+            && !matches!(self.current_credentials(), Some(Credentials::Basic { .. }))
+        {
+            let mut target = EcrTarget::with_region(&self.host, Some(region));
+            target.aws.endpoint = Some(self.base.clone());
+            tracing::debug!(host = %self.host, "registry takes AWS credentials");
+            *self.ecr.lock().unwrap_or_else(|p| p.into_inner()) = Some(target);
+        }
         match challenge.scheme {
             Scheme::Basic => {
-                if let Some(target) = &self.ecr {
+                if let Some(target) = self.ecr_target() {
+                    let target = &target.with_default_endpoint(&self.base);
                     // A password we already sent and that was refused is renewed, not reused.
                     let refused = match self.current_credentials() {
                         Some(Credentials::Basic { password, .. })
@@ -208,8 +237,8 @@ impl RegistryClient {
                 }
                 if !matches!(self.current_credentials(), Some(Credentials::Basic { .. })) {
                     return Err(ClientError::Unauthorized(format!(
-                        "{} wants a user name and password: run `berth login`",
-                        self.base
+                        "{} wants a user name and password: run `berth login {} -u USER --password-stdin`",
+                        self.base, self.host
                     )));
                 }
                 *self.basic.lock().unwrap_or_else(|p| p.into_inner()) = true;

@@ -18,7 +18,10 @@ pub use digest::{Algorithm, Digest, DigestError, Hasher};
 pub use manifest::{Manifest, ManifestError, ManifestKind, RefKind, Reference as ManifestRef};
 pub use name::{NameError, Reference, RepoName, Tag};
 pub use platform::{Platform, PlatformError};
-pub use reference::{DOCKER_HUB, EcrRegistry, ImageRef, ReferenceError};
+pub use reference::{
+    DOCKER_HUB, ECR_AUTH_HEADER, EcrRegistry, ImageRef, ReferenceError, ecr_auth_value,
+    parse_ecr_auth,
+};
 
 /// The largest manifest berth accepts (the OCI spec asks registries to accept at least 4 MiB).
 pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;

@@ -242,6 +242,32 @@ impl fmt::Display for ImageRef {
     }
 }
 
+/// The response header with which `berth serve` says, on `GET /v2/` and on every 401, that it
+/// takes ECR-style credentials (`GetAuthorizationToken` tokens, AWS access keys) and for which
+/// region: `Berth-Ecr-Auth: region="us-east-1"`. berth's client then authenticates with the AWS
+/// credential chain, as it does for Amazon ECR hosts.
+pub const ECR_AUTH_HEADER: &str = "Berth-Ecr-Auth";
+
+/// The value of [`ECR_AUTH_HEADER`] for `region`.
+pub fn ecr_auth_value(region: &str) -> String {
+    format!("region=\"{region}\"")
+}
+
+/// The region an [`ECR_AUTH_HEADER`] value names (`None` when it names none or a malformed one).
+pub fn parse_ecr_auth(value: &str) -> Option<String> {
+    value.split(',').find_map(|part| {
+        let (k, v) = part.trim().split_once('=')?;
+        if !k.trim().eq_ignore_ascii_case("region") {
+            return None;
+        }
+        let v = v.trim().trim_matches('"');
+        let ok = (2..=25).contains(&v.len())
+            && v.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        ok.then(|| v.to_owned())
+    })
+}
+
 /// An Amazon ECR registry recognised from its host name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -298,6 +324,20 @@ impl EcrRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ecr_auth_header_round_trips() {
+        assert_eq!(
+            parse_ecr_auth(&ecr_auth_value("eu-west-1")).as_deref(),
+            Some("eu-west-1")
+        );
+        assert_eq!(
+            parse_ecr_auth("region=\"us-east-1\", x=1").as_deref(),
+            Some("us-east-1")
+        );
+        assert_eq!(parse_ecr_auth("region=\"../etc\""), None);
+        assert_eq!(parse_ecr_auth("nothing"), None);
+    }
 
     fn p(s: &str) -> ImageRef {
         ImageRef::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"))

@@ -78,13 +78,12 @@ pub fn run(args: GcArgs) -> anyhow::Result<()> {
             if let Some(g) = args.grace {
                 body["gracePeriodSeconds"] = g.as_secs().into();
             }
-            berth_client::ecr::call_berth_action(
-                args.region.as_deref(),
-                Some(url),
-                "BerthRunGarbageCollection",
-                &body,
-            )
-            .await?
+            let aws = berth_client::ecr::AwsOptions {
+                region: args.region.clone(),
+                endpoint: Some(url.clone()),
+                ..Default::default()
+            };
+            berth_client::ecr::call_berth_action(&aws, "BerthRunGarbageCollection", &body).await?
         } else {
             let s = data_settings(args.data)?;
             let grace = args.grace.unwrap_or(s.registry_config().gc_grace);

@@ -5,6 +5,7 @@ mod build;
 mod config;
 mod gc;
 mod lint;
+mod login;
 mod progress;
 mod repo;
 mod serve;
@@ -56,10 +57,14 @@ enum Command {
     Tag(transfer::TagArgs),
     /// Delete a tag, or a manifest by digest, from a registry.
     Rm(transfer::RmArgs),
-    /// Save credentials for a registry in docker's config.json (or its credential helper).
-    Login(transfer::LoginArgs),
+    /// Log in to a registry: a user name and password (docker's config.json), or — for
+    /// Amazon ECR and `berth serve` — AWS credentials (no user name).
+    Login(login::LoginArgs),
     /// Remove saved credentials for a registry.
-    Logout(transfer::LogoutArgs),
+    Logout(login::LogoutArgs),
+    /// Print a token password for Amazon ECR or `berth serve` (user `AWS`), for docker,
+    /// podman and skopeo logins.
+    GetLoginPassword(login::GetLoginPasswordArgs),
     /// Build an image from a Dockerfile, for one or several platforms, with no daemon (RUN
     /// through runc or crun; other architectures through qemu-user binfmt).
     Build(build::BuildArgs),
@@ -96,8 +101,9 @@ fn main() -> ExitCode {
         Command::Digest(args) => transfer::run_digest(args),
         Command::Tag(args) => transfer::run_tag(args),
         Command::Rm(args) => transfer::run_rm(args),
-        Command::Login(args) => transfer::run_login(args),
-        Command::Logout(args) => transfer::run_logout(args),
+        Command::Login(args) => login::run_login(args),
+        Command::Logout(args) => login::run_logout(args),
+        Command::GetLoginPassword(args) => login::run_get_login_password(args),
         Command::Build(args) => build::run(args),
         Command::Builder(args) => build::builder(args),
         Command::Lint(args) => lint::run(args),

@@ -13,6 +13,8 @@ use ecr::types::{
     Repository, Tag,
 };
 
+use berth_client::ecr::{AwsOptions, EcrTarget};
+
 use crate::UsageError;
 
 /// Where the ECR API is.
@@ -25,9 +27,83 @@ pub struct ApiOpts {
     /// AWS_ENDPOINT_URL_ECR or AWS_ENDPOINT_URL, else Amazon ECR]
     #[arg(long, global = true, value_name = "URL")]
     endpoint_url: Option<String>,
+    /// The registry whose ECR API to call, as `berth login` knows it (its endpoint, region and
+    /// AWS profile); also given as a prefix of the repository name (`127.0.0.1:5000/team/app`)
+    #[arg(long, global = true, env = "BERTH_REGISTRY", value_name = "HOST")]
+    registry: Option<String>,
     /// Print JSON instead of a table
     #[arg(long, global = true)]
     json: bool,
+}
+
+impl ApiOpts {
+    /// Where the ECR API is: the flags, then the registry's `berth login` record (an unknown
+    /// registry that is not Amazon's is taken for a `berth serve` answering on its own address),
+    /// then the AWS configuration.
+    fn aws(&self) -> anyhow::Result<AwsOptions> {
+        let mut aws = AwsOptions {
+            region: self.region.clone(),
+            endpoint: self.endpoint_url.clone(),
+            ..AwsOptions::default()
+        };
+        let Some(host) = &self.registry else {
+            return Ok(aws);
+        };
+        let logins = berth_client::logins::Logins::load_default()?;
+        let login = logins.get(host);
+        let target = EcrTarget::resolve(host, None, login)
+            .unwrap_or_else(|| EcrTarget::with_region(host, None));
+        let known = target.aws;
+        aws.region = aws.region.or(known.region);
+        aws.profile = known.profile;
+        aws.credentials_file = known.credentials_file;
+        if aws.endpoint.is_none() {
+            aws.endpoint = known.endpoint.or_else(|| {
+                (!target_is_amazon(host)).then(|| {
+                    let scheme = if berth_client::registry::plain_http(host, &[]) {
+                        "http"
+                    } else {
+                        "https"
+                    };
+                    format!("{scheme}://{host}")
+                })
+            });
+        }
+        Ok(aws)
+    }
+
+    /// Takes a registry host off the front of a repository name (`127.0.0.1:5000/team/app`):
+    /// a first component with a port, `localhost`, an Amazon ECR host, or a host `berth login`
+    /// knows.
+    fn take_registry(&mut self, name: &mut String) -> anyhow::Result<()> {
+        let Some((first, rest)) = name.split_once('/') else {
+            return Ok(());
+        };
+        let is_host = first.contains(':')
+            || first == "localhost"
+            || target_is_amazon(first)
+            || berth_client::logins::Logins::load_default()?
+                .get(first)
+                .is_some();
+        if !is_host {
+            return Ok(());
+        }
+        if let Some(r) = &self.registry
+            && !r.eq_ignore_ascii_case(first)
+        {
+            return Err(UsageError(format!(
+                "{name} names registry {first}, but --registry says {r}"
+            ))
+            .into());
+        }
+        self.registry = Some(first.to_owned());
+        *name = rest.to_owned();
+        Ok(())
+    }
+}
+
+fn target_is_amazon(host: &str) -> bool {
+    berth_oci::EcrRegistry::from_host(host).is_some()
 }
 
 /// `berth repo …`.
@@ -119,6 +195,21 @@ enum RepoCommand {
     },
 }
 
+impl RepoCommand {
+    /// The repository the command names, if it names one.
+    fn name_mut(&mut self) -> Option<&mut String> {
+        match self {
+            RepoCommand::Create { name, .. }
+            | RepoCommand::Describe { name }
+            | RepoCommand::Rm { name, .. }
+            | RepoCommand::Policy { name, .. }
+            | RepoCommand::Lifecycle { name, .. }
+            | RepoCommand::Mutability { name, .. } => Some(name),
+            RepoCommand::Ls => None,
+        }
+    }
+}
+
 /// `berth images …`.
 #[derive(Debug, Args)]
 pub struct ImagesArgs {
@@ -156,7 +247,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 async fn client(api: &ApiOpts) -> anyhow::Result<ecr::Client> {
-    Ok(berth_client::ecr::api_client(api.region.as_deref(), api.endpoint_url.as_deref()).await?)
+    Ok(berth_client::ecr::api_client(&api.aws()?).await?)
 }
 
 fn mutability(
@@ -247,7 +338,10 @@ fn read_file(path: &PathBuf) -> anyhow::Result<String> {
 }
 
 /// Runs `berth repo`.
-pub fn run_repo(args: RepoArgs) -> anyhow::Result<()> {
+pub fn run_repo(mut args: RepoArgs) -> anyhow::Result<()> {
+    if let Some(name) = args.command.name_mut() {
+        args.api.take_registry(name)?;
+    }
     runtime()?.block_on(async move {
         let c = client(&args.api).await?;
         let json = args.api.json;
@@ -447,8 +541,7 @@ async fn lifecycle(
     }
     if op.run {
         let out = berth_client::ecr::call_berth_action(
-            api.region.as_deref(),
-            api.endpoint_url.as_deref(),
+            &api.aws()?,
             "BerthRunLifecyclePolicy",
             &serde_json::json!({ "repositoryName": name }),
         )
@@ -578,10 +671,11 @@ fn image_json(d: &ImageDetail) -> serde_json::Value {
 }
 
 /// Runs `berth images`.
-pub fn run_images(args: ImagesArgs) -> anyhow::Result<()> {
+pub fn run_images(mut args: ImagesArgs) -> anyhow::Result<()> {
+    let ImagesCommand::Ls { mut repository } = args.command;
+    args.api.take_registry(&mut repository)?;
     runtime()?.block_on(async move {
         let c = client(&args.api).await?;
-        let ImagesCommand::Ls { repository } = args.command;
         let mut all: Vec<ImageDetail> = Vec::new();
         let mut pages = c
             .describe_images()

@@ -2,13 +2,12 @@
 //! OCI layouts and archives; `inspect`, `tags`, `digest`, `tag`, `rm` on registries;
 //! `login` / `logout`.
 
-use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
 use berth_client::archive::{ArchiveFormat, ArchiveSink, ArchiveSource, Selector};
-use berth_client::auth::{Credentials, DockerConfig};
+use berth_client::auth::DockerConfig;
 use berth_client::ecr::EcrTarget;
 use berth_client::image::{ImageSink, ImageSource, Placement, read_blob};
 use berth_client::layout::OciLayout;
@@ -178,29 +177,6 @@ pub struct RmArgs {
     image: String,
     #[command(flatten)]
     registry: RegistryOpts,
-}
-
-/// `berth login REGISTRY`.
-#[derive(Debug, Args)]
-pub struct LoginArgs {
-    /// The registry host, e.g. `ghcr.io` or `127.0.0.1:5000` (`docker.io` for Docker Hub)
-    registry: String,
-    /// User name
-    #[arg(short, long)]
-    username: String,
-    /// Read the password (or token) from standard input
-    #[arg(long)]
-    password_stdin: bool,
-    /// The password (prefer --password-stdin: arguments are visible to other users)
-    #[arg(short, long, conflicts_with = "password_stdin")]
-    password: Option<String>,
-}
-
-/// `berth logout REGISTRY`.
-#[derive(Debug, Args)]
-pub struct LogoutArgs {
-    /// The registry host
-    registry: String,
 }
 
 /// Where an image is read from or written to.
@@ -834,48 +810,5 @@ pub fn run_rm(args: RmArgs) -> anyhow::Result<()> {
         .block_on(image.delete())
         .with_context(|| format!("removing {r}"))?;
     println!("Deleted {r}");
-    Ok(())
-}
-
-/// Stores credentials in docker's config.json (or its credential helper).
-pub fn run_login(args: LoginArgs) -> anyhow::Result<()> {
-    let password = match (args.password, args.password_stdin) {
-        (Some(p), _) => p,
-        (None, true) => {
-            let mut p = String::new();
-            std::io::stdin()
-                .read_to_string(&mut p)
-                .context("reading the password from stdin")?;
-            p.trim_end_matches(['\n', '\r']).to_owned()
-        }
-        (None, false) => {
-            return Err(
-                UsageError("give the password with --password-stdin (or -p)".into()).into(),
-            );
-        }
-    };
-    if password.is_empty() {
-        return Err(UsageError("the password is empty".into()).into());
-    }
-    let mut config = DockerConfig::load_default()?;
-    config.store(
-        &args.registry,
-        &Credentials::Basic {
-            username: args.username,
-            password,
-        },
-    )?;
-    println!("Login Succeeded ({})", config.path().display());
-    Ok(())
-}
-
-/// Removes credentials for a registry.
-pub fn run_logout(args: LogoutArgs) -> anyhow::Result<()> {
-    let mut config = DockerConfig::load_default()?;
-    if config.erase(&args.registry)? {
-        println!("Removing login credentials for {}", args.registry);
-    } else {
-        println!("Not logged in to {}", args.registry);
-    }
     Ok(())
 }

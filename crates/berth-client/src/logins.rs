@@ -1,0 +1,202 @@
+//! berth's own login records: registries berth authenticates to with AWS credentials (Amazon
+//! ECR and `berth serve`), saved by `berth login HOST` with no user name.
+//!
+//! docker's `config.json` has no way to say "use this AWS profile for that host" without a
+//! credential helper that docker itself would then run (and the amazon-ecr-credential-helper
+//! refuses hosts that are not `*.amazonaws.com`), so the choice lives in berth's own file:
+//! `$BERTH_CONFIG_DIR/logins.json`, else `$XDG_CONFIG_HOME/berth/logins.json`, else
+//! `~/.config/berth/logins.json`. It holds no secret — a profile name and the path of a
+//! credentials file — and is replaced atomically (temp, fsync, rename), mode 0600.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::ClientError;
+
+/// How berth authenticates to one registry host.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Login {
+    /// The region tokens are requested in (from the host name, or what the server advertised).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// The ECR API endpoint (`http://127.0.0.1:5000` for `berth serve`; none for Amazon ECR).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// The AWS profile to use (default: the credential chain's own choice).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// A credentials file to read besides `~/.aws/credentials` (absolute).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Doc {
+    #[serde(default)]
+    registries: BTreeMap<String, Login>,
+}
+
+/// The login file, loaded.
+#[derive(Debug)]
+pub struct Logins {
+    path: PathBuf,
+    doc: Doc,
+}
+
+impl Logins {
+    /// Where the file is.
+    pub fn default_path() -> PathBuf {
+        let dir = std::env::var_os("BERTH_CONFIG_DIR")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("XDG_CONFIG_HOME").map(|x| PathBuf::from(x).join("berth")))
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config/berth")))
+            .unwrap_or_else(|| PathBuf::from(".berth"));
+        dir.join("logins.json")
+    }
+
+    /// Loads the default file (absent: no logins).
+    pub fn load_default() -> Result<Self, ClientError> {
+        Self::load(&Self::default_path())
+    }
+
+    /// Loads `path` (absent: no logins).
+    pub fn load(path: &Path) -> Result<Self, ClientError> {
+        let doc = match std::fs::read(path) {
+            Ok(bytes) if bytes.len() > 1 << 20 => {
+                return Err(ClientError::BadLogins {
+                    path: path.to_path_buf(),
+                    reason: "larger than 1 MiB".into(),
+                });
+            }
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| ClientError::BadLogins {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Doc::default(),
+            Err(source) => {
+                return Err(ClientError::File {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        };
+        Ok(Logins {
+            path: path.to_path_buf(),
+            doc,
+        })
+    }
+
+    /// Where this file lives.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The login of `host` (compared without case).
+    pub fn get(&self, host: &str) -> Option<&Login> {
+        self.doc
+            .registries
+            .iter()
+            .find(|(h, _)| h.eq_ignore_ascii_case(host))
+            .map(|(_, l)| l)
+    }
+
+    /// Records (or replaces) the login of `host` and saves the file.
+    pub fn set(&mut self, host: &str, login: Login) -> Result<(), ClientError> {
+        self.doc
+            .registries
+            .retain(|h, _| !h.eq_ignore_ascii_case(host));
+        self.doc.registries.insert(host.to_ascii_lowercase(), login);
+        self.save()
+    }
+
+    /// Forgets `host`; false if it was not there.
+    pub fn remove(&mut self, host: &str) -> Result<bool, ClientError> {
+        let before = self.doc.registries.len();
+        self.doc
+            .registries
+            .retain(|h, _| !h.eq_ignore_ascii_case(host));
+        if self.doc.registries.len() == before {
+            return Ok(false);
+        }
+        self.save()?;
+        Ok(true)
+    }
+
+    fn save(&self) -> Result<(), ClientError> {
+        let file_err = |source| ClientError::File {
+            path: self.path.clone(),
+            source,
+        };
+        let dir = self
+            .path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(file_err)?;
+        let mut text =
+            serde_json::to_string_pretty(&self.doc).map_err(|e| ClientError::BadLogins {
+                path: self.path.clone(),
+                reason: e.to_string(),
+            })?;
+        text.push('\n');
+        let tmp = self
+            .path
+            .with_extension(format!("tmp{}", std::process::id()));
+        let write = || -> std::io::Result<()> {
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                opts.mode(0o600);
+            }
+            let mut f = opts.open(&tmp)?;
+            f.write_all(text.as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &self.path)?;
+            crate::durable::sync_parent(&self.path)
+        };
+        write().map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            file_err(e)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn logins_round_trip_and_are_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/logins.json");
+        let mut l = Logins::load(&path).unwrap();
+        assert!(l.get("127.0.0.1:5000").is_none());
+        let login = Login {
+            region: Some("eu-west-1".into()),
+            endpoint: Some("http://127.0.0.1:5000".into()),
+            profile: Some("berth".into()),
+            credentials_file: Some("/data/root-credentials".into()),
+        };
+        l.set("127.0.0.1:5000", login.clone()).unwrap();
+        let back = Logins::load(&path).unwrap();
+        assert_eq!(back.get("127.0.0.1:5000"), Some(&login));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let mut back = back;
+        assert!(back.remove("127.0.0.1:5000").unwrap());
+        assert!(!back.remove("127.0.0.1:5000").unwrap());
+        std::fs::write(&path, "[").unwrap();
+        assert!(matches!(
+            Logins::load(&path),
+            Err(ClientError::BadLogins { .. })
+        ));
+    }
+}
