@@ -376,7 +376,7 @@ async fn api_config(aws: &AwsOptions) -> Result<(aws_config::SdkConfig, String),
     }
     let Some(endpoint) = configured_endpoint(aws) else {
         return Err(ClientError::Unauthorized(
-            "no AWS region: set AWS_REGION or pass --region".into(),
+            "no AWS region: set AWS_REGION or pass --region (for berth serve: name the registry, `--registry HOST` or `HOST/REPOSITORY`, or set AWS_ENDPOINT_URL_ECR)".into(),
         ));
     };
     let region = advertised_region(&endpoint).await?.ok_or_else(|| {
@@ -604,11 +604,33 @@ mod tests {
 
     #[test]
     fn ecr_hosts_are_recognised() {
-        let t =
-            EcrTarget::for_host("123456789012.dkr.ecr.eu-west-1.amazonaws.com", None).expect("ecr");
-        assert_eq!(t.region.as_deref(), Some("eu-west-1"));
-        assert!(EcrTarget::for_host("ghcr.io", None).is_none());
-        assert!(EcrTarget::for_host("public.ecr.aws", None).is_none());
+        let t = EcrTarget::resolve("123456789012.dkr.ecr.eu-west-1.amazonaws.com", None, None)
+            .expect("ecr");
+        assert_eq!(t.aws.region.as_deref(), Some("eu-west-1"));
+        assert!(t.is_amazon());
+        assert!(EcrTarget::resolve("ghcr.io", None, None).is_none());
+        assert!(EcrTarget::resolve("public.ecr.aws", None, None).is_none());
+        // A login names the profile, file and endpoint; the host's own region wins for ECR.
+        let login = Login {
+            region: Some("us-east-1".into()),
+            endpoint: None,
+            profile: Some("ci".into()),
+            credentials_file: None,
+        };
+        let t = EcrTarget::resolve(
+            "123456789012.dkr.ecr.eu-west-1.amazonaws.com",
+            None,
+            Some(&login),
+        )
+        .expect("ecr");
+        assert_eq!(t.aws.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(t.aws.profile.as_deref(), Some("ci"));
+        let t = EcrTarget::resolve("127.0.0.1:5000", None, None)
+            .unwrap_or_else(|| EcrTarget::with_region("127.0.0.1:5000", None))
+            .with_default_endpoint("http://127.0.0.1:5000");
+        if configured_endpoint(&AwsOptions::default()).is_none() {
+            assert_eq!(t.aws.endpoint.as_deref(), Some("http://127.0.0.1:5000"));
+        }
     }
 
     #[test]

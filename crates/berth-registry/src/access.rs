@@ -192,6 +192,7 @@ impl Registry {
         RegistryError::Unauthorized {
             message: message.into(),
             realm: format!("{}/", self.proxy_endpoint()),
+            region: self.config().region.clone(),
         }
     }
 

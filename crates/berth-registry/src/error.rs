@@ -125,6 +125,9 @@ pub enum RegistryError {
         message: String,
         /// The challenge's realm.
         realm: String,
+        /// The region ECR API calls and tokens are signed for (advertised in
+        /// [`berth_oci::ECR_AUTH_HEADER`]).
+        region: String,
     },
     /// The tag exists, points at another manifest and the repository's tags are immutable.
     #[error(
@@ -261,12 +264,15 @@ impl IntoResponse for RegistryError {
         {
             resp.headers_mut().insert(header::CONTENT_RANGE, v);
         }
-        if let RegistryError::Unauthorized { realm, .. } = &self
-            && let Ok(v) = HeaderValue::from_str(&format!(
+        if let RegistryError::Unauthorized { realm, region, .. } = &self {
+            if let Ok(v) = HeaderValue::from_str(&format!(
                 "Basic realm=\"{realm}\",service=\"ecr.amazonaws.com\""
-            ))
-        {
-            resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+            )) {
+                resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+            }
+            if let Some(v) = ecr_auth_value(region) {
+                resp.headers_mut().insert(berth_oci::ECR_AUTH_HEADER, v);
+            }
         }
         if let RegistryError::TooManyRequests(_) = &self {
             resp.headers_mut()
@@ -277,6 +283,12 @@ impl IntoResponse for RegistryError {
         }
         resp
     }
+}
+
+/// The [`berth_oci::ECR_AUTH_HEADER`] value advertising ECR-style auth for `region` (sent on
+/// `GET /v2/` and on every 401).
+pub(crate) fn ecr_auth_value(region: &str) -> Option<HeaderValue> {
+    HeaderValue::from_str(&berth_oci::ecr_auth_value(region)).ok()
 }
 
 /// The `Range` header of an upload with `size` bytes staged (`0-<last byte>`; `0-0` when empty,

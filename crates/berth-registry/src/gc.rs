@@ -87,6 +87,20 @@ impl Registry {
         if let Err(e) = self.meta().release_lease(LEASE, holder).await {
             tracing::warn!(error = %e, "could not release the collector's lease");
         }
+        if !opts.dry_run
+            && let Some(m) = self.metrics()
+        {
+            match &result {
+                Ok(r) => {
+                    m.gc_runs.with_label_values(&["ok"]).inc();
+                    m.gc_links.inc_by(r.links_removed);
+                    m.gc_blobs.inc_by(r.blobs_removed);
+                    m.gc_bytes.inc_by(r.bytes_reclaimed);
+                    m.gc_uploads.inc_by(r.uploads_removed);
+                }
+                Err(_) => m.gc_runs.with_label_values(&["error"]).inc(),
+            }
+        }
         let mut report = result?;
         report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         tracing::info!(

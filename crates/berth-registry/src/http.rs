@@ -17,7 +17,9 @@ use futures::StreamExt;
 use http_body_util::BodyExt;
 
 use crate::access::{Caller, Denial, Target, download_scope};
+use crate::audit::{Api, AuditInfo, Envelope, Identity};
 use crate::error::{InternalError, RegistryError, range_header};
+use crate::metrics::{Counted, InFlight, RequestLabels};
 use crate::route::{self, Route};
 use crate::service::Registry;
 
@@ -26,30 +28,102 @@ type Result<T> = std::result::Result<T, RegistryError>;
 const API_VERSION: &str = "Docker-Distribution-API-Version";
 const CONTENT_DIGEST: &str = "Docker-Content-Digest";
 const UPLOAD_UUID: &str = "Docker-Upload-UUID";
+/// The request id header (ECR's name), on every response; audit events carry the same id.
+pub(crate) const REQUEST_ID: &str = "x-amzn-RequestId";
 
-/// Builds the HTTP application: `/v2/…`, `/healthz`, logging and the API-version header.
+/// Builds the HTTP application: `/v2/…`, the ECR API, `/healthz`, `/readyz`, and the
+/// middleware that logs, measures and audits every request.
 pub fn router(registry: Registry) -> Router {
     Router::new()
         .route("/v2", get(base))
         .route("/v2/", get(base))
         .route("/v2/{*rest}", any(dispatch))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
         .route("/", post(crate::ecr::api))
-        .with_state(registry)
-        .layer(middleware::from_fn(observe))
+        .with_state(registry.clone())
+        .layer(middleware::from_fn_with_state(registry, observe))
 }
 
-/// Adds `Docker-Distribution-API-Version` to every response and logs each request with its
-/// latency (internal errors with their cause, which the client never sees).
-async fn observe(req: Request, next: Next) -> Response {
+/// `GET /readyz`: `ok` when both stores answer, else 503 with a short JSON reason.
+pub(crate) async fn readyz(State(reg): State<Registry>) -> Response {
+    match reg.ready().await {
+        Ok(()) => "ok".into_response(),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::json!({ "status": "unavailable", "reason": reason }).to_string(),
+        )
+            .into_response(),
+    }
+}
+
+/// The outer middleware: adds `Docker-Distribution-API-Version` and a request id to every
+/// response; counts the request, its latency and its body bytes (as they stream) under bounded
+/// labels; turns the handler's [`AuditInfo`] into an audit event when the request changed state
+/// or was refused; logs each request with its latency (internal errors with their cause, which
+/// the client never sees).
+async fn observe(State(reg): State<Registry>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    let labels = RequestLabels::of(&method, &path, req.headers());
+    let metrics = reg.metrics();
+    let (source_ip, user_agent) = if reg.audit().is_some() {
+        let ip = req
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip());
+        let ua = header_str(req.headers(), header::USER_AGENT).map(str::to_owned);
+        (ip, ua)
+    } else {
+        (None, None)
+    };
+    let req = match metrics {
+        Some(m) => req.map(|b| Counted::wrap(b, m.received(labels.route))),
+        None => req,
+    };
+    let in_flight = InFlight::start(
+        metrics
+            .filter(|_| labels.upload)
+            .map(|m| &m.uploads_in_flight),
+    );
     let mut resp = next.run(req).await;
+    drop(in_flight);
     resp.headers_mut()
         .insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
+    let request_id = match resp.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()) {
+        Some(id) => id.to_owned(),
+        None => {
+            let id = uuid::Uuid::new_v4().to_string();
+            resp.headers_mut().insert(REQUEST_ID, hv(&id));
+            id
+        }
+    };
     let status = resp.status().as_u16();
-    let ms = start.elapsed().as_secs_f64() * 1000.0;
+    let elapsed = start.elapsed();
+    if let Some(m) = metrics {
+        m.observe_request(&labels, status, elapsed);
+        resp = resp.map(|b| Counted::wrap(b, m.sent(labels.route)));
+    }
+    let info = resp.extensions_mut().remove::<AuditInfo>();
+    if let (Some(log), Some(info)) = (reg.audit(), info)
+        && info.audited(status)
+    {
+        let config = reg.config();
+        let envelope = Envelope {
+            time: reg.clock.now(),
+            region: &config.region,
+            account: &config.registry_id,
+            source_ip,
+            user_agent: user_agent.as_deref(),
+            request_id: &request_id,
+            http_method: method.as_str(),
+            status,
+        };
+        log.send(&crate::audit::event(&info, &envelope), metrics);
+    }
+    let ms = elapsed.as_secs_f64() * 1000.0;
     if let Some(InternalError(cause)) = resp.extensions().get::<InternalError>() {
         tracing::error!(%method, %path, status, latency_ms = ms, error = %cause, "request failed");
     } else {
@@ -62,15 +136,31 @@ async fn base(State(reg): State<Registry>, req: Request) -> Response {
     if reg.config().auth {
         // Clients check their credentials here (`docker login`): anonymous callers are asked
         // for them, bad ones refused.
-        match caller(&reg, credentials_of(&req)).await {
+        let creds = credentials_of(&req);
+        let claimed = basic_user(creds.0.as_deref());
+        match caller(&reg, creds).await {
             Ok(c) if c.principal == berth_iam::policy::Principal::Anonymous => {
+                // The challenge every client gets first: not audited.
                 return reg.unauthorized("authentication required").into_response();
             }
             Ok(_) => {}
-            Err(e) => return e.into_response(),
+            // Credentials that do not authenticate (a failed `docker login`): audited.
+            Err(e) => {
+                let audit = reg.audit().is_some().then(|| AuditInfo {
+                    event_name: Some("BerthLogin"),
+                    read_only: true,
+                    identity: Some(Identity::unknown(claimed.as_deref())),
+                    ..AuditInfo::default()
+                });
+                return respond(Err(e), audit);
+            }
         }
     }
-    ([(header::CONTENT_TYPE, "application/json")], "{}").into_response()
+    let mut resp = ([(header::CONTENT_TYPE, "application/json")], "{}").into_response();
+    if let Some(v) = crate::error::ecr_auth_value(&reg.config().region) {
+        resp.headers_mut().insert(berth_oci::ECR_AUTH_HEADER, v);
+    }
+    resp
 }
 
 /// The caller of a `/v2/` request: Basic credentials, or a download URL's token. Takes the
@@ -100,19 +190,122 @@ fn credentials_of(req: &Request) -> (Option<String>, Option<std::net::IpAddr>) {
     (auth, ip)
 }
 
+/// The user name of Basic credentials (an access key id, or `AWS` for a token), for the audit
+/// log of a failed authentication. The password is never looked at.
+fn basic_user(authorization: Option<&str>) -> Option<String> {
+    let (scheme, rest) = authorization?.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim())
+        .ok()?;
+    let end = decoded.iter().position(|b| *b == b':')?;
+    String::from_utf8(decoded.get(..end)?.to_vec()).ok()
+}
+
 async fn dispatch(State(reg): State<Registry>, req: Request) -> Response {
+    let mut audit = reg.audit().is_some().then(|| oci_audit(&req));
     let who = if reg.config().auth {
-        match caller(&reg, credentials_of(&req)).await {
+        let creds = credentials_of(&req);
+        let claimed = audit.as_ref().and_then(|_| basic_user(creds.0.as_deref()));
+        match caller(&reg, creds).await {
             Ok(c) => c,
-            Err(e) => return e.into_response(),
+            Err(e) => {
+                if let Some(a) = &mut audit {
+                    a.identity = Some(Identity::unknown(claimed.as_deref()));
+                }
+                return respond(Err(e), audit);
+            }
         }
     } else {
         Caller::anonymous(None)
     };
-    match route_request(reg, &who, req).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
+    if let Some(a) = &mut audit {
+        a.identity = Some(Identity::of(&who));
     }
+    let write = matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH);
+    let result = route_request(reg, &who, req).await.map_err(|e| match e {
+        // A push into a repository that does not exist: say how to make it exist.
+        RegistryError::NameUnknown(m) if write => RegistryError::NameUnknown(format!(
+            "{m}. Create it first (`aws ecr create-repository --repository-name NAME`, \
+             `berth repo create HOST/NAME`), or let pushes create repositories: \
+             `berth serve --create-on-push` (or a CREATE_ON_PUSH repository creation template)"
+        )),
+        other => other,
+    });
+    respond(result, audit)
+}
+
+/// A handler's result as a response, with its audit record attached (error code and message
+/// as the response carries them).
+fn respond(result: Result<Response>, mut audit: Option<AuditInfo>) -> Response {
+    let mut resp = match result {
+        Ok(r) => r,
+        Err(e) => {
+            if let Some(a) = &mut audit {
+                let message = match &e {
+                    RegistryError::Store(_) => "internal server error".to_owned(),
+                    other => other.to_string(),
+                };
+                a.error = Some((e.code().as_str().to_owned(), message));
+            }
+            e.into_response()
+        }
+    };
+    if let Some(a) = audit {
+        resp.extensions_mut().insert(a);
+    }
+    resp
+}
+
+/// What the audit log records of a `/v2/` request before it is handled: its action (as ECR
+/// maps it), whether it changes state, and its repository and reference from the path.
+fn oci_audit(req: &Request) -> AuditInfo {
+    let method = req.method();
+    let mut a = AuditInfo {
+        api: Api::Oci,
+        read_only: !matches!(
+            *method,
+            Method::PUT | Method::POST | Method::PATCH | Method::DELETE
+        ),
+        ..AuditInfo::default()
+    };
+    let Some(route) = req
+        .uri()
+        .path()
+        .strip_prefix("/v2/")
+        .and_then(route::parse_v2)
+    else {
+        return a;
+    };
+    a.event_name = action_of(&route, method).strip_prefix("ecr:");
+    if let Some(n) = route_repo(&route) {
+        a.param("repositoryName", n);
+    }
+    let query = Query::parse(req.uri().query());
+    match route {
+        Route::Manifest(_, r) if r.contains(':') => a.param("imageDigest", r),
+        Route::Manifest(_, r) => a.param("imageTag", r),
+        Route::Referrers(_, d) => a.param("imageDigest", d),
+        Route::Blob(_, d) => a.param("layerDigest", d),
+        Route::Upload(_, id) => {
+            a.param("uploadId", id);
+            if let Some(d) = query.get("digest") {
+                a.param("layerDigest", d);
+            }
+        }
+        Route::UploadStart(_) => {
+            if let Some(d) = query.get("digest").or_else(|| query.get("mount")) {
+                a.param("layerDigest", d);
+            }
+            if let Some(from) = query.get("from") {
+                a.param("mountFrom", from);
+            }
+        }
+        Route::Catalog | Route::Tags(_) => {}
+    }
+    a
 }
 
 /// Authorizes `actions` on a repository for the caller (nothing to check with auth off).
@@ -153,7 +346,7 @@ fn actions_of(
 }
 
 /// The IAM action ECR maps an OCI request to.
-fn action_of(route: &Route<'_>, method: &Method) -> &'static str {
+pub(crate) fn action_of(route: &Route<'_>, method: &Method) -> &'static str {
     match (route, method) {
         (Route::Catalog, _) => "ecr:DescribeRepositories",
         (Route::Tags(_), _) => "ecr:ListImages",
@@ -191,12 +384,7 @@ fn digest(s: &str) -> Result<Digest> {
 async fn route_request(reg: Registry, who: &Caller, req: Request) -> Result<Response> {
     let path = req.uri().path().to_owned();
     let rest = path.strip_prefix("/v2/").unwrap_or_default();
-    // One trailing slash is tolerated (`…/tags/list/`), except where it is part of the route.
-    let rest = match rest.strip_suffix('/') {
-        Some(r) if !r.ends_with("/blobs/uploads") => r,
-        _ => rest,
-    };
-    let route = route::parse(rest).ok_or_else(|| RegistryError::NotFound(path.clone()))?;
+    let route = route::parse_v2(rest).ok_or_else(|| RegistryError::NotFound(path.clone()))?;
     let method = req.method().clone();
     let query = Query::parse(req.uri().query());
     if let Some(scope) = &who.scope {

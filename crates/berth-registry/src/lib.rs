@@ -6,12 +6,14 @@
 //! and OCI error code.
 
 mod access;
+pub mod audit;
 mod ecr;
 mod error;
 mod gc;
 mod http;
 pub mod lifecycle;
 mod lifecycle_run;
+pub mod metrics;
 mod repos;
 mod route;
 pub mod server;
@@ -22,5 +24,9 @@ pub use error::{ErrorCode, InternalError, RegistryError};
 pub use gc::{GcOptions, GcReport};
 pub use http::router;
 pub use lifecycle_run::LifecycleOutcome;
-pub use repos::{ROOT_PREFIX, TemplateSettings};
+pub use metrics::metrics_router;
+pub use repos::{
+    CREATE_ON_PUSH_DESCRIPTION, ROOT_PREFIX, TemplateInstall, TemplateSettings,
+    create_on_push_template,
+};
 pub use service::{PutManifest, Registry, RegistryConfig, UploadStatus};

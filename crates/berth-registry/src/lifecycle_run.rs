@@ -122,6 +122,10 @@ impl Registry {
             .into_iter()
             .filter(|e| deleted.contains(&e.digest))
             .collect();
+        if let Some(m) = self.metrics() {
+            m.lifecycle_runs.inc();
+            m.lifecycle_expired.inc_by(expired.len() as u64);
+        }
         for e in &expired {
             tracing::info!(repository = %repo, digest = %e.digest, tags = ?e.tags,
                 rule = e.rule_priority, with = e.root.as_deref().unwrap_or(""),

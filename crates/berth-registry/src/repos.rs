@@ -159,7 +159,80 @@ pub fn matching_template(
         })
 }
 
+/// The description of the template `berth serve --create-on-push` installs.
+pub const CREATE_ON_PUSH_DESCRIPTION: &str = "berth serve --create-on-push: repositories created on push, with immutable tags (but latest) and untagged images expired after 7 days";
+
+/// What `install_create_on_push_template` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TemplateInstall {
+    /// The template was installed now.
+    Installed,
+    /// berth's template was already there.
+    Present,
+    /// A `ROOT` template of the operator's own is kept (it decides creation on push).
+    Kept,
+}
+
+/// The settings of the `ROOT` creation template `--create-on-push` installs: what the seeds
+/// recommend — tags immutable except `latest`, untagged images expired after 7 days, AES256.
+pub fn create_on_push_template() -> TemplateSettings {
+    let lifecycle = serde_json::json!({
+        "rules": [{
+            "rulePriority": 1,
+            "description": "expire untagged images 7 days after push",
+            "selection": {
+                "tagStatus": "untagged",
+                "countType": "sinceImagePushed",
+                "countUnit": "days",
+                "countNumber": 7
+            },
+            "action": { "type": "expire" }
+        }]
+    });
+    TemplateSettings {
+        description: Some(CREATE_ON_PUSH_DESCRIPTION.into()),
+        encryption_configuration: Some(EncryptionConfiguration {
+            encryption_type: "AES256".into(),
+            kms_key: None,
+        }),
+        image_tag_mutability: Some("IMMUTABLE_WITH_EXCLUSION".into()),
+        image_tag_mutability_exclusion_filters: Some(vec![ExclusionFilter {
+            filter_type: "WILDCARD".into(),
+            filter: "latest".into(),
+        }]),
+        lifecycle_policy: Some(lifecycle.to_string()),
+        applied_for: Some(vec!["CREATE_ON_PUSH".into()]),
+        ..TemplateSettings::default()
+    }
+}
+
 impl Registry {
+    /// Installs the [`create_on_push_template`] for every repository (`ROOT`), unless a `ROOT`
+    /// template exists: one the operator made is never replaced.
+    pub async fn install_create_on_push_template(&self) -> Result<TemplateInstall, RegistryError> {
+        let existing = self.identity().templates().await?;
+        if let Some(t) = existing.iter().find(|t| t.prefix == ROOT_PREFIX) {
+            let ours = serde_json::from_str::<TemplateSettings>(&t.document)
+                .ok()
+                .and_then(|s| s.description)
+                .is_some_and(|d| d == CREATE_ON_PUSH_DESCRIPTION);
+            return Ok(if ours {
+                TemplateInstall::Present
+            } else {
+                TemplateInstall::Kept
+            });
+        }
+        let doc = serde_json::to_string(&create_on_push_template())
+            .map_err(|e| RegistryError::Store(StoreError::Corrupt(e.to_string())))?;
+        match self.identity().put_template(ROOT_PREFIX, &doc, false).await {
+            Ok(_) => Ok(TemplateInstall::Installed),
+            // Another replica installed one meanwhile.
+            Err(StoreError::TemplateExists(_)) => Ok(TemplateInstall::Present),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// The ECR error text for a missing repository.
     pub fn repository_not_found(&self, name: &str) -> String {
         format!(
@@ -178,7 +251,7 @@ impl Registry {
         if let Some(r) = self.meta().repository(repo).await? {
             return Ok(r);
         }
-        let settings = if self.config().auto_create {
+        let mut settings = if self.config().auto_create {
             NewRepository::default()
         } else {
             let templates = self.identity().templates().await?;
@@ -195,6 +268,7 @@ impl Registry {
                 }
             }
         };
+        settings.scan_on_push |= self.config().scan_on_push_when_created;
         match self.meta().create_repository(repo, &settings).await {
             Ok(r) => Ok(r),
             // Created by a concurrent push meanwhile.
@@ -236,6 +310,17 @@ mod tests {
         let r = repo("MUTABLE_WITH_EXCLUSION", &["v*"]);
         assert!(tag_is_immutable(&r, "v1.2"));
         assert!(!tag_is_immutable(&r, "latest"));
+    }
+
+    #[test]
+    fn the_create_on_push_template_is_valid() {
+        let t = create_on_push_template();
+        let policy = t.lifecycle_policy.clone().unwrap_or_default();
+        assert!(crate::lifecycle::LifecyclePolicy::parse(&policy).is_ok());
+        let r = t.new_repository();
+        assert_eq!(r.tag_mutability, "IMMUTABLE_WITH_EXCLUSION");
+        assert_eq!(r.mutability_filters, vec!["latest".to_owned()]);
+        assert!(t.applies_for("CREATE_ON_PUSH"));
     }
 
     #[test]

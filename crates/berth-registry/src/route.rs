@@ -19,6 +19,16 @@ pub enum Route<'a> {
     Referrers(&'a str, &'a str),
 }
 
+/// Parses the part of the path after `/v2/` as the router does: one trailing slash is
+/// tolerated (`…/tags/list/`), except where it is part of the route.
+pub fn parse_v2(rest: &str) -> Option<Route<'_>> {
+    let rest = match rest.strip_suffix('/') {
+        Some(r) if !r.ends_with("/blobs/uploads") => r,
+        _ => rest,
+    };
+    parse(rest)
+}
+
 /// Parses the part of the path after `/v2/`. `None` when no route matches.
 pub fn parse(rest: &str) -> Option<Route<'_>> {
     if rest == "_catalog" {

@@ -16,7 +16,9 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use crate::access::{Clock, ServerKeys, SystemClock};
+use crate::audit::AuditLog;
 use crate::error::RegistryError;
+use crate::metrics::Metrics;
 use crate::repos::immutable_under;
 
 /// Tunables of the registry.
@@ -48,6 +50,9 @@ pub struct RegistryConfig {
     /// A push to a missing repository creates it (registry:2 behaviour). Off, as ECR does, only a
     /// `CREATE_ON_PUSH` repository creation template that matches creates it.
     pub auto_create: bool,
+    /// Repositories created on push (from a template or by `auto_create`) scan on push, as
+    /// under an ECR registry scanning configuration with a `SCAN_ON_PUSH` rule for `*`.
+    pub scan_on_push_when_created: bool,
     /// Upload sessions open at once in one repository; more are answered 429.
     pub max_uploads_per_repository: u64,
     /// Upload sessions open at once in the registry; more are answered 429.
@@ -86,6 +91,7 @@ impl Default for RegistryConfig {
             auth: false,
             token_ttl: Duration::from_secs(12 * 3600),
             auto_create: true,
+            scan_on_push_when_created: false,
             max_uploads_per_repository: 1000,
             max_uploads: 10_000,
             ecr_body_budget: 256 * 1024 * 1024,
@@ -154,6 +160,10 @@ pub struct Registry {
     ecr_body_permits: Arc<tokio::sync::Semaphore>,
     /// This process's id among replicas (lease holder name).
     instance: Arc<str>,
+    /// Prometheus metrics (`None` only if their definitions failed, which is logged).
+    metrics: Option<Arc<Metrics>>,
+    /// Where audit events go (`None`: not audited).
+    audit: Option<AuditLog>,
 }
 
 /// A body stream with a byte limit that hashes what passes through.
@@ -191,6 +201,57 @@ impl Registry {
             config: Arc::new(config),
             uploads: Arc::new(Mutex::new(HashMap::new())),
             instance: Arc::from(UploadId::random().as_str()),
+            metrics: Metrics::new()
+                .map_err(|e| tracing::error!(error = %e, "defining metrics failed"))
+                .ok()
+                .map(Arc::new),
+            audit: None,
+        }
+    }
+
+    /// Sends an audit event for every state-changing or refused request to `log`.
+    #[must_use]
+    pub fn with_audit(mut self, log: AuditLog) -> Self {
+        self.audit = Some(log);
+        self
+    }
+
+    /// The registry's metrics.
+    pub fn metrics(&self) -> Option<&Metrics> {
+        self.metrics.as_deref()
+    }
+
+    /// The audit log, when one is configured.
+    pub(crate) fn audit(&self) -> Option<&AuditLog> {
+        self.audit.as_ref()
+    }
+
+    /// Whether both stores answer (readiness): the metadata store a trivial query, the blob
+    /// store a listing of its root, each within 2 s. `Err` names which one does not (the cause
+    /// is logged, not returned: the answer may reach clients).
+    pub async fn ready(&self) -> Result<(), &'static str> {
+        const WITHIN: Duration = Duration::from_secs(2);
+        match tokio::time::timeout(WITHIN, self.meta.ready()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "readiness: the metadata store does not answer");
+                return Err("metadata store unavailable");
+            }
+            Err(_) => {
+                tracing::warn!("readiness: the metadata store did not answer within 2 s");
+                return Err("metadata store unavailable");
+            }
+        }
+        match tokio::time::timeout(WITHIN, self.blobs.ready()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "readiness: the blob store is not reachable");
+                Err("blob store unavailable")
+            }
+            Err(_) => {
+                tracing::warn!("readiness: the blob store did not answer within 2 s");
+                Err("blob store unavailable")
+            }
         }
     }
 

@@ -114,4 +114,8 @@ pub trait BlobStore: Send + Sync + fmt::Debug + 'static {
     /// Every stored blob with the time it was last written, milliseconds since the epoch (the
     /// garbage collector's listing, to find bytes the metadata store does not know).
     async fn list(&self) -> Result<Vec<(Digest, i64)>, StoreError>;
+
+    /// A cheap check that the store is reachable: its root can be listed and its staging space
+    /// exists (readiness probes). Reads no blob.
+    async fn ready(&self) -> Result<(), StoreError>;
 }

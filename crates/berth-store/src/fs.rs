@@ -398,6 +398,25 @@ impl BlobStore for FsBlobStore {
         }
     }
 
+    async fn ready(&self) -> Result<(), StoreError> {
+        let root = Arc::clone(&self.root);
+        blocking(move || {
+            // One directory listing of the blob tree (its first entry only) and a stat of the
+            // staging directories: enough to see a missing, unmounted or unreadable volume.
+            let blobs = root.join("blobs").join(Algorithm::Sha256.as_str());
+            fs::read_dir(&blobs)?.next().transpose()?;
+            for sub in ["uploads", "tmp"] {
+                if !fs::metadata(root.join(sub))?.is_dir() {
+                    return Err(StoreError::Io(std::io::Error::other(format!(
+                        "{sub} is not a directory"
+                    ))));
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn list(&self) -> Result<Vec<(Digest, i64)>, StoreError> {
         let root = self.root.join("blobs");
         blocking(move || {
@@ -455,6 +474,17 @@ impl BlobStore for FsBlobStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn ready_until_the_blob_tree_is_gone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FsBlobStore::open(dir.path()).expect("open");
+        store.ready().await.expect("ready");
+        fs::rename(dir.path().join("blobs"), dir.path().join("moved")).expect("rename");
+        assert!(store.ready().await.is_err());
+        fs::rename(dir.path().join("moved"), dir.path().join("blobs")).expect("rename");
+        store.ready().await.expect("ready again");
+    }
 
     #[tokio::test]
     async fn upload_roundtrip() {

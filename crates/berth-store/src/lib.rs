@@ -27,7 +27,8 @@ pub use identity::{
 pub use meta::{
     ExpiryGroup, GcBlob, GcPage, ImageRecord, LifecyclePreview, ManifestRecord, MetadataStore,
     NewManifest, NewRepository, Quota, RepoSummary, RepositoryRecord, RepositoryUpdate,
-    SnapshotManifest, TagFilter, TagRecord, TagRule, UploadLimits, UploadRecord, Usage,
+    SnapshotManifest, StorageUsage, TagFilter, TagRecord, TagRule, UploadLimits, UploadRecord,
+    Usage,
 };
 pub use sqlite::{Durability, SqliteMeta};
 

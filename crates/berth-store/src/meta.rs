@@ -160,6 +160,19 @@ pub struct Usage {
     pub registry: u64,
 }
 
+/// Bytes stored in the whole registry and in its largest repositories
+/// ([`MetadataStore::storage_usage`], for metrics).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StorageUsage {
+    /// Every blob recorded, each counted once.
+    pub registry: u64,
+    /// Repositories in the registry.
+    pub repositories: u64,
+    /// The repositories holding the most bytes (linked blobs and manifests, each counted once
+    /// per repository), largest first, ties by name; repositories holding nothing are left out.
+    pub largest: Vec<(String, u64)>,
+}
+
 /// A manifest as lifecycle evaluation sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotManifest {
@@ -536,6 +549,13 @@ pub trait MetadataStore: Send + Sync + fmt::Debug + 'static {
 
     /// Bytes the repository and the registry hold.
     async fn usage(&self, repo: &RepoName) -> Result<Usage, StoreError>;
+
+    /// Bytes the registry holds, how many repositories it has, and the `top` repositories
+    /// holding the most bytes (one read of the whole store: callers cache it).
+    async fn storage_usage(&self, top: usize) -> Result<StorageUsage, StoreError>;
+
+    /// Answers a trivial query: the store is reachable and readable (readiness probes).
+    async fn ready(&self) -> Result<(), StoreError>;
 
     /// Whether adding `size` bytes of `digest` (`None`: nothing yet, only "is there room") to
     /// the repository stays within `quota` (`QuotaExceeded` otherwise). A pre-check; the

@@ -13,7 +13,8 @@ use crate::blob::UploadId;
 use crate::meta::{
     ExpiryGroup, GcBlob, GcPage, ImageRecord, LifecyclePreview, ManifestRecord, MetadataStore,
     NewManifest, NewRepository, Quota, RepoSummary, RepositoryRecord, RepositoryUpdate,
-    SnapshotManifest, TagFilter, TagRecord, TagRule, UploadLimits, UploadRecord, Usage,
+    SnapshotManifest, StorageUsage, TagFilter, TagRecord, TagRule, UploadLimits, UploadRecord,
+    Usage,
 };
 use crate::sqlite_schema::MIGRATIONS;
 use crate::{StoreError, now_millis};
@@ -1358,6 +1359,46 @@ impl MetadataStore for SqliteMeta {
                 repository: repo_usage(c, id)?,
                 registry: registry_usage(c)?,
             })
+        })
+        .await
+    }
+
+    async fn storage_usage(&self, top: usize) -> Result<StorageUsage, StoreError> {
+        let top = i64::try_from(top).unwrap_or(i64::MAX);
+        self.read(move |c| {
+            let repositories: i64 = c
+                .prepare_cached("SELECT COUNT(*) FROM repositories")?
+                .query_row([], |r| r.get(0))?;
+            let mut st = c.prepare_cached(
+                "SELECT r.name, SUM(b.size) AS used FROM
+                   (SELECT repo_id, digest FROM repo_blobs
+                    UNION SELECT repo_id, digest FROM manifests) AS x
+                 JOIN blobs AS b ON b.digest = x.digest
+                 JOIN repositories AS r ON r.id = x.repo_id
+                 GROUP BY x.repo_id ORDER BY used DESC, r.name LIMIT ?1",
+            )?;
+            let largest = st
+                .query_map([top], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(StorageUsage {
+                registry: registry_usage(c)?,
+                repositories: u64::try_from(repositories).unwrap_or(0),
+                largest,
+            })
+        })
+        .await
+    }
+
+    async fn ready(&self) -> Result<(), StoreError> {
+        self.read(|c| {
+            c.prepare_cached("SELECT 1 FROM repositories LIMIT 1")?
+                .exists([])?;
+            Ok(())
         })
         .await
     }

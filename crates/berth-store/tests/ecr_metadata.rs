@@ -463,3 +463,42 @@ async fn untagging_the_last_tag_takes_the_image_in_the_same_transaction() {
         Err(StoreError::ManifestUnknown(_))
     ));
 }
+
+/// Issue 24: the storage metrics' query — the registry's bytes, the repository count and the
+/// largest repositories, each blob counted once per repository; and the readiness query.
+#[tokio::test]
+async fn storage_usage_ranks_repositories_by_bytes() {
+    let (_dir, meta) = open();
+    let names = ["team/a", "team/b", "team/empty"];
+    for n in names {
+        let repo = RepoName::parse(n).unwrap();
+        meta.create_repository(&repo, &NewRepository::default())
+            .await
+            .unwrap();
+    }
+    let (a, b) = (
+        RepoName::parse("team/a").unwrap(),
+        RepoName::parse("team/b").unwrap(),
+    );
+    let small = Digest::sha256(b"small");
+    let large = Digest::sha256(b"large");
+    meta.link_blob(&a, &small, 5, None, Quota::NONE)
+        .await
+        .unwrap();
+    meta.link_blob(&b, &small, 5, None, Quota::NONE)
+        .await
+        .unwrap();
+    meta.link_blob(&b, &large, 100, None, Quota::NONE)
+        .await
+        .unwrap();
+    let all = meta.storage_usage(10).await.unwrap();
+    assert_eq!(all.registry, 105);
+    assert_eq!(all.repositories, 3);
+    assert_eq!(
+        all.largest,
+        vec![("team/b".to_owned(), 105), ("team/a".to_owned(), 5)]
+    );
+    let top = meta.storage_usage(1).await.unwrap();
+    assert_eq!(top.largest, vec![("team/b".to_owned(), 105)]);
+    meta.ready().await.unwrap();
+}

@@ -203,7 +203,7 @@ pub(crate) async fn bootstrap_root(
     meta: &SqliteMeta,
     master: &MasterKey,
     data: &Path,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<PathBuf>> {
     let id = std::env::var("BERTH_ROOT_ACCESS_KEY_ID").ok();
     let secret = std::env::var("BERTH_ROOT_SECRET_ACCESS_KEY").ok();
     match (id, secret) {
@@ -230,19 +230,19 @@ pub(crate) async fn bootstrap_root(
                     ))
                     .into());
                 }
-                return Ok(());
+                return Ok(None);
             }
             ensure_admin(meta).await?;
             let sealed = master.seal_key().seal(secret.as_bytes(), id.as_bytes())?;
             meta.create_access_key(ADMIN_USER, &id, &sealed).await?;
             tracing::info!(access_key_id = %id, "root access key from BERTH_ROOT_ACCESS_KEY_ID installed");
-            Ok(())
+            Ok(None)
         }
         (None, None) => {
             // Decided on the administrator's keys, not on whether users exist: a start killed
             // between creating the user and storing its key is completed by the next one.
             if !meta.access_keys(Some(ADMIN_USER)).await?.is_empty() {
-                return Ok(());
+                return Ok(None);
             }
             ensure_admin(meta).await?;
             let (id, secret) = generate_access_key();
@@ -268,7 +268,7 @@ pub(crate) async fn bootstrap_root(
             tracing::warn!(path = %path.display(), access_key_id = %id,
                 "generated the administrator's access key; its secret is in this file (0600), \
                  written once");
-            Ok(())
+            Ok(Some(path))
         }
         _ => Err(UsageError(
             "set both BERTH_ROOT_ACCESS_KEY_ID and BERTH_ROOT_SECRET_ACCESS_KEY, or neither".into(),

@@ -43,6 +43,10 @@ pub struct FileConfig {
     /// A push to a missing repository creates it (default: the opposite of `auth`; with auth,
     /// only a CREATE_ON_PUSH repository creation template creates one, as ECR does).
     pub auto_create_repositories: Option<bool>,
+    /// Install a repository creation template for all repositories at start, so a push
+    /// creates its repository (immutable tags but `latest`, 7-day untagged expiry, scan on
+    /// push); an existing `ROOT` template is kept.
+    pub create_on_push: Option<bool>,
     /// File holding the base64 master key (default `<data>/master.key`, generated 0600).
     pub master_key_file: Option<PathBuf>,
     /// A request head must arrive within this many seconds; also the longest a keep-alive
@@ -72,6 +76,15 @@ pub struct FileConfig {
     pub repository_quota_bytes: Option<u64>,
     /// Byte quota of the whole registry. Unset: unlimited.
     pub registry_quota_bytes: Option<u64>,
+    /// Address of the metrics listener (`/metrics`, `/healthz`, `/readyz`), or `off`
+    /// (default `127.0.0.1:5001`; port 0 when `listen`'s port is 0).
+    pub metrics_listen: Option<String>,
+    /// Audit log: a file path, or `-` for stdout (default: off).
+    pub audit_log: Option<String>,
+    /// The audit log file is rotated once it would pass this many bytes (default 104857600).
+    pub audit_log_max_bytes: Option<u64>,
+    /// Rotated audit log files kept, `<file>.1` … (default 5).
+    pub audit_log_keep: Option<usize>,
 }
 
 impl FileConfig {

@@ -3,6 +3,7 @@
 mod admin;
 mod build;
 mod config;
+mod first_run;
 mod gc;
 mod lint;
 mod login;

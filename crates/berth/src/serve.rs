@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use berth_registry::audit::{AuditConfig, AuditDestination, AuditLog};
 use berth_registry::server::ServerLimits;
-use berth_registry::{GcOptions, Registry, RegistryConfig};
+use berth_registry::{GcOptions, Registry, RegistryConfig, TemplateInstall};
 use berth_store::{Durability, FsBlobStore, Quota, SqliteMeta};
 use clap::Args;
 use tracing_subscriber::EnvFilter;
@@ -28,7 +29,8 @@ pub struct ServeArgs {
     /// upload_ttl_secs, body_idle_timeout_secs, header_read_timeout_secs, max_connections,
     /// max_requests_per_connection, max_concurrent_uploads, max_uploads_per_repository,
     /// max_uploads, ecr_body_budget, durability, auth, registry_id, region, public_host,
-    /// public_tls, token_ttl_secs, auto_create_repositories, master_key_file
+    /// public_tls, token_ttl_secs, auto_create_repositories, master_key_file, metrics_listen,
+    /// audit_log, audit_log_max_bytes, audit_log_keep
     #[arg(long, env = "BERTH_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
     /// Log filter: a level (error, warn, info, debug, trace) or tracing directives such as
@@ -53,6 +55,20 @@ pub struct ServeArgs {
     /// listening address]
     #[arg(long, env = "BERTH_PUBLIC_HOST", value_name = "HOST")]
     public_host: Option<String>,
+    /// Address of the metrics listener (`/metrics`, `/healthz`, `/readyz`; no credentials
+    /// asked: keep it internal), or `off` [default: 127.0.0.1:5001; port 0 when --listen's
+    /// port is 0]
+    #[arg(long, env = "BERTH_METRICS_LISTEN", value_name = "ADDR")]
+    metrics_listen: Option<String>,
+    /// Audit log of state-changing and refused requests: a file (appended, 0600, rotated by
+    /// size) or `-` for stdout [default: off]
+    #[arg(long, env = "BERTH_AUDIT_LOG", value_name = "FILE")]
+    audit_log: Option<String>,
+    /// A push to a missing repository creates it: installs a repository creation template for
+    /// all repositories (unless one exists) with immutable tags except `latest`, untagged
+    /// images expired after 7 days, and scan on push
+    #[arg(long, env = "BERTH_CREATE_ON_PUSH")]
+    create_on_push: bool,
 }
 
 /// Where `serve` and `admin` find their data (shared by both).
@@ -80,6 +96,81 @@ pub(crate) struct Settings {
     gc_interval: Option<Duration>,
     /// Between scheduled lifecycle runs (`None`: off).
     lifecycle_interval: Option<Duration>,
+    /// Install the `--create-on-push` creation template at start.
+    create_on_push: bool,
+    /// Where `/metrics` is served.
+    metrics_listen: MetricsListen,
+    /// The audit log (`None`: off).
+    audit: Option<AuditConfig>,
+}
+
+/// Where the metrics listener binds.
+enum MetricsListen {
+    Off,
+    /// The default address: if it is taken, serve without metrics (with a warning).
+    Default(String),
+    /// Configured: failing to bind it is a usage error, as for `--listen`.
+    Configured(String),
+}
+
+/// The metrics and audit settings (flag > env > file > default), given the main address.
+fn observability(
+    args_metrics: Option<String>,
+    args_audit: Option<String>,
+    file: &FileConfig,
+    listen: &str,
+) -> anyhow::Result<(MetricsListen, Option<AuditConfig>)> {
+    let metrics = match args_metrics.or_else(|| file.metrics_listen.clone()) {
+        Some(a) if a.eq_ignore_ascii_case("off") => MetricsListen::Off,
+        Some(a) => MetricsListen::Configured(a),
+        // Tests start many servers on port 0: their metrics take a free port too.
+        None if listen.rsplit_once(':').is_some_and(|(_, port)| port == "0") => {
+            MetricsListen::Default("127.0.0.1:0".into())
+        }
+        None => MetricsListen::Default("127.0.0.1:5001".into()),
+    };
+    let audit = match args_audit.or_else(|| file.audit_log.clone()) {
+        None => None,
+        Some(d) if d.is_empty() || d.eq_ignore_ascii_case("off") => None,
+        Some(d) => {
+            let mut c = AuditConfig::new(if d == "-" {
+                AuditDestination::Stdout
+            } else {
+                AuditDestination::File(PathBuf::from(d))
+            });
+            if let Some(n) = file.audit_log_max_bytes {
+                if n == 0 {
+                    return Err(UsageError("audit_log_max_bytes must be positive".into()).into());
+                }
+                c.max_bytes = n;
+            }
+            if let Some(k) = file.audit_log_keep {
+                c.keep = k;
+            }
+            Some(c)
+        }
+    };
+    Ok((metrics, audit))
+}
+
+/// Binds the metrics listener (`None`: off, or the default address is taken).
+async fn bind_metrics(m: &MetricsListen) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    match m {
+        MetricsListen::Off => Ok(None),
+        MetricsListen::Configured(a) => tokio::net::TcpListener::bind(a)
+            .await
+            .map(Some)
+            .map_err(|e| UsageError(format!("cannot listen on {a} for metrics: {e}")).into()),
+        MetricsListen::Default(a) => match tokio::net::TcpListener::bind(a).await {
+            Ok(l) => Ok(Some(l)),
+            Err(e) => {
+                tracing::warn!(address = %a, error = %e,
+                    "serving without metrics: cannot listen on the default metrics address \
+                     (set --metrics-listen ADDR, or off)");
+                Ok(None)
+            }
+        },
+    }
 }
 
 impl Settings {
@@ -114,6 +205,12 @@ fn settings(args: ServeArgs) -> anyhow::Result<(Settings, String, String)> {
         Some(p) => FileConfig::load(p)?,
         None => FileConfig::default(),
     };
+    let listen = args
+        .listen
+        .or_else(|| file.listen.clone())
+        .unwrap_or_else(|| "127.0.0.1:5000".into());
+    let (metrics_listen, audit) =
+        observability(args.metrics_listen, args.audit_log, &file, &listen)?;
     let durability = match file.durability.as_deref() {
         None | Some("full") => Durability::Full,
         Some("normal") => Durability::Normal,
@@ -176,6 +273,8 @@ fn settings(args: ServeArgs) -> anyhow::Result<(Settings, String, String)> {
     }
     registry.auth = !args.no_auth && file.auth.unwrap_or(true);
     registry.auto_create = file.auto_create_repositories.unwrap_or(!registry.auth);
+    let create_on_push = args.create_on_push || file.create_on_push.unwrap_or(false);
+    registry.scan_on_push_when_created = create_on_push;
     if let Some(s) = file.token_ttl_secs {
         if s == 0 {
             return Err(UsageError("token_ttl_secs must be positive".into()).into());
@@ -204,14 +303,13 @@ fn settings(args: ServeArgs) -> anyhow::Result<(Settings, String, String)> {
     }
     registry.public_tls = file.public_tls.unwrap_or(false);
     let s = Settings {
+        metrics_listen,
+        audit,
         server,
         public_host_set: public_host.is_some(),
         master_key_file: file.master_key_file,
         registry_id_set: registry_id.is_some(),
-        listen: args
-            .listen
-            .or(file.listen)
-            .unwrap_or_else(|| "127.0.0.1:5000".into()),
+        listen,
         data: args
             .data
             .or(file.data)
@@ -220,6 +318,7 @@ fn settings(args: ServeArgs) -> anyhow::Result<(Settings, String, String)> {
         durability,
         gc_interval: every(file.gc_interval_secs),
         lifecycle_interval: every(file.lifecycle_interval_secs),
+        create_on_push,
     };
     let level = args
         .log_level
@@ -282,6 +381,9 @@ pub(crate) fn data_settings(args: DataArgs) -> anyhow::Result<Settings> {
         registry_id: None,
         region: None,
         public_host: None,
+        metrics_listen: None,
+        audit_log: None,
+        create_on_push: false,
     };
     Ok(settings(serve)?.0)
 }
@@ -298,11 +400,21 @@ async fn serve(mut s: Settings) -> anyhow::Result<()> {
         .await
         .map_err(|e| UsageError(format!("cannot listen on {}: {e}", s.listen)))?;
     let addr = listener.local_addr()?;
+    let metrics_listener = bind_metrics(&s.metrics_listen).await?;
+    let metrics_addr = match &metrics_listener {
+        Some(l) => Some(l.local_addr()?),
+        None => None,
+    };
+    let audit_log = match s.audit.take() {
+        Some(c) => Some(AuditLog::open(c).map_err(|e| UsageError(e.to_string()))?),
+        None => None,
+    };
     if !s.public_host_set {
         s.registry.public_host = addr.to_string();
     }
+    let mut new_credentials = None;
     if s.registry.auth {
-        crate::admin::bootstrap_root(&meta, &master, &s.data).await?;
+        new_credentials = crate::admin::bootstrap_root(&meta, &master, &s.data).await?;
     } else {
         tracing::warn!(
             "AUTHENTICATION IS OFF (--no-auth / auth = false): every request, from anyone who can \
@@ -310,13 +422,28 @@ async fn serve(mut s: Settings) -> anyhow::Result<()> {
         );
     }
     let meta = Arc::new(meta);
-    let registry = Registry::new(
+    let mut registry = Registry::new(
         Arc::new(blobs),
         Arc::clone(&meta) as Arc<dyn berth_store::MetadataStore>,
         meta,
         &master,
         s.registry,
     );
+    if let Some(a) = &audit_log {
+        registry = registry.with_audit(a.clone());
+    }
+    if s.create_on_push {
+        match registry.install_create_on_push_template().await? {
+            TemplateInstall::Installed => tracing::info!(
+                "installed the --create-on-push repository creation template (prefix ROOT)"
+            ),
+            TemplateInstall::Kept => tracing::warn!(
+                "--create-on-push: a ROOT repository creation template of your own exists and is \
+                 kept; it decides what a push creates"
+            ),
+            _ => {}
+        }
+    }
     let finished = registry.finish_abandoned_collection().await?;
     if finished > 0 {
         tracing::info!(
@@ -366,11 +493,46 @@ async fn serve(mut s: Settings) -> anyhow::Result<()> {
         // Scripts and tests read the bound address (useful with port 0) from stdout.
         let mut out = std::io::stdout();
         let _ = writeln!(out, "listening on {addr}").and_then(|()| out.flush());
+        // Never before the `listening on` line: harnesses read only the first line.
+        if let Some(m) = metrics_addr {
+            let _ = writeln!(out, "metrics on {m}").and_then(|()| out.flush());
+        }
+        if let Some(path) = &new_credentials {
+            let c = registry.config();
+            let text = crate::first_run::next_steps(&crate::first_run::NextSteps {
+                host: &c.public_host,
+                tls: c.public_tls,
+                region: &c.region,
+                credentials: path,
+                create_on_push: s.create_on_push || c.auto_create,
+            });
+            let _ = write!(out, "{text}").and_then(|()| out.flush());
+        }
+    }
+    if let Some(l) = metrics_listener {
+        tracing::info!(addr = %metrics_addr.map(|a| a.to_string()).unwrap_or_default(),
+            "metrics listening");
+        let app = berth_registry::metrics_router(registry.clone());
+        let mut limits = ServerLimits::default();
+        limits.max_connections = 64;
+        tokio::spawn(async move {
+            let never = std::future::pending::<()>();
+            if let Err(e) = berth_registry::server::serve(l, app, limits, never).await {
+                tracing::warn!(error = %e, "the metrics listener stopped");
+            }
+        });
     }
     let app = berth_registry::router(registry);
     berth_registry::server::serve(listener, app, s.server, shutdown_signal())
         .await
         .context("serving HTTP")?;
+    if let Some(a) = audit_log {
+        // The events of the last requests are written before the process exits.
+        let flushed = tokio::task::spawn_blocking(move || a.flush(Duration::from_secs(5))).await;
+        if !matches!(flushed, Ok(true)) {
+            tracing::warn!("the audit log could not be flushed at shutdown");
+        }
+    }
     tracing::info!("shut down cleanly");
     Ok(())
 }

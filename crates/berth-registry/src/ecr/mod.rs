@@ -18,6 +18,7 @@ use serde::de::DeserializeOwned;
 pub(crate) use error::EcrError;
 
 use crate::access::{Caller, KeyLookup};
+use crate::audit::{Api, AuditInfo, Identity};
 use crate::service::Registry;
 
 /// The `X-Amz-Target` prefix of ECR actions.
@@ -36,10 +37,30 @@ fn body_limit(action: &str) -> usize {
     }
 }
 
+/// The action a request names in `X-Amz-Target`, if it is one of ours (`unknown` otherwise):
+/// a bounded metrics label.
+pub(crate) fn known_action(headers: &axum::http::HeaderMap) -> &'static str {
+    headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.strip_prefix(TARGET_PREFIX))
+        .and_then(|a| actions::KNOWN.iter().find(|k| **k == a).copied())
+        .unwrap_or("unknown")
+}
+
 /// `POST /`: one ECR API call.
 pub(crate) async fn api(State(reg): State<Registry>, req: Request) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
-    let mut resp = match call(&reg, req).await {
+    let mut audit = reg.audit().is_some().then(|| AuditInfo {
+        api: Api::Ecr,
+        read_only: true,
+        ..AuditInfo::default()
+    });
+    let result = call(&reg, req, audit.as_mut()).await;
+    if let (Some(a), Err(e)) = (&mut audit, &result) {
+        a.error = Some((e.kind.to_owned(), e.message.clone()));
+    }
+    let mut resp = match result {
         Ok(value) => (
             [(
                 header::CONTENT_TYPE,
@@ -51,12 +72,21 @@ pub(crate) async fn api(State(reg): State<Registry>, req: Request) -> Response {
         Err(e) => e.into_response(),
     };
     if let Ok(v) = HeaderValue::from_str(&request_id) {
-        resp.headers_mut().insert("x-amzn-RequestId", v);
+        resp.headers_mut().insert(crate::http::REQUEST_ID, v);
+    }
+    if let Some(a) = audit {
+        resp.extensions_mut().insert(a);
     }
     resp
 }
 
-async fn call(reg: &Registry, req: Request) -> Result<serde_json::Value, EcrError> {
+/// One ECR call; `audit` (when the audit log is on) learns the action, the caller and the
+/// request's names and ids as they become known.
+async fn call(
+    reg: &Registry,
+    req: Request,
+    mut audit: Option<&mut AuditInfo>,
+) -> Result<serde_json::Value, EcrError> {
     let target = req
         .headers()
         .get("x-amz-target")
@@ -80,6 +110,10 @@ async fn call(reg: &Registry, req: Request) -> Result<serde_json::Value, EcrErro
             format!("Unknown operation {target}"),
         ));
     }
+    if let Some(a) = audit.as_deref_mut() {
+        a.event_name = Some(known_action(req.headers()));
+        a.read_only = !crate::audit::ecr_changes_state(&action);
+    }
     let source_ip = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -102,12 +136,29 @@ async fn call(reg: &Registry, req: Request) -> Result<serde_json::Value, EcrErro
             scope: None,
             broken_policy: None,
         };
+        if let Some(a) = audit.as_deref_mut() {
+            a.identity = Some(Identity::of(&admin));
+            a.params = crate::audit::ecr_params(&body);
+        }
         return actions::dispatch(reg, &admin, &action, &body).await;
     }
     // The key is looked up, and the action authorized as far as the headers tell, before the
     // body is read: nobody without a key, or without any permission for the action, can make the
     // server hold a large body; and the bodies held at once are bounded.
-    let (signed, caller, secret) = identify(reg, &parts, source_ip).await?;
+    let (signed, caller, secret) = match identify(reg, &parts, source_ip).await {
+        Ok(found) => found,
+        Err(e) => {
+            if let Some(a) = audit.as_deref_mut() {
+                let key = sigv4::parse(&parts.headers).ok().map(|s| s.access_key_id);
+                a.identity = Some(Identity::unknown(key.as_deref()));
+            }
+            return Err(e);
+        }
+    };
+    if let Some(a) = audit.as_deref_mut() {
+        // Not the key's user until the signature is verified: a key id alone proves nothing.
+        a.identity = Some(Identity::unknown(Some(&signed.access_key_id)));
+    }
     if !FILTERING_ACTIONS.contains(&action.as_str()) {
         let iam_action = format!("ecr:{action}");
         reg.may_authorize(&caller, &iam_action)
@@ -116,6 +167,9 @@ async fn call(reg: &Registry, req: Request) -> Result<serde_json::Value, EcrErro
     }
     let _permit = reg.ecr_body_permit(body_bytes(&parts.headers, limit))?;
     let body = read_limited(body, limit).await?;
+    if let Some(a) = audit.as_deref_mut() {
+        a.params = crate::audit::ecr_params(&body);
+    }
     sigv4::verify(
         &signed,
         &parts.method,
@@ -130,6 +184,9 @@ async fn call(reg: &Registry, req: Request) -> Result<serde_json::Value, EcrErro
         },
     )
     .map_err(sig_err)?;
+    if let Some(a) = audit {
+        a.identity = Some(Identity::of(&caller));
+    }
     actions::dispatch(reg, &caller, &action, &body).await
 }
 

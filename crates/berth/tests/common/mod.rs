@@ -58,6 +58,29 @@ impl Server {
         }
     }
 
+    /// Spawns a prepared `berth serve` command (stdout must be piped) and reads its first two
+    /// lines: the address and the metrics listener's (`metrics on ADDR`).
+    pub fn spawn_with_metrics(mut cmd: Command, data: &Path) -> (Server, String) {
+        let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut read = |prefix: &str| {
+            let mut line = String::new();
+            stdout.read_line(&mut line).unwrap();
+            line.trim()
+                .strip_prefix(prefix)
+                .unwrap_or_else(|| panic!("expected {prefix:?} from berth serve, got {line:?}"))
+                .to_owned()
+        };
+        let addr = read("listening on ");
+        let metrics = read("metrics on ");
+        let server = Server {
+            child: Some(child),
+            addr,
+            data: data.to_path_buf(),
+        };
+        (server, metrics)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
