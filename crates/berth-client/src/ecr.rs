@@ -556,8 +556,12 @@ async fn fetch(target: &EcrTarget) -> Result<Cached, ClientError> {
                 target.host, target.host
             )
         };
+        let profile = match &target.aws.profile {
+            Some(p) => format!(" with AWS profile {p}"),
+            None => String::new(),
+        };
         ClientError::Unauthorized(format!(
-            "ECR GetAuthorizationToken for {}: {code}: {message}{hint}",
+            "ECR GetAuthorizationToken for {}{profile}: {code}: {message}{hint}",
             target.host
         ))
     })?;
