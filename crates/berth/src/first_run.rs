@@ -51,7 +51,12 @@ fn shell_word(p: &Path) -> String {
 pub(crate) fn next_steps(n: &NextSteps<'_>) -> String {
     let berth = program();
     let creds = shell_word(&absolute(n.credentials));
-    let host = n.host;
+    // Listening on every address: show the loopback one, which works from the same machine.
+    let host = match n.host.rsplit_once(':') {
+        Some(("0.0.0.0" | "[::]", port)) => format!("127.0.0.1:{port}"),
+        _ => n.host.to_owned(),
+    };
+    let host = host.as_str();
     let scheme = if n.tls { "https" } else { "http" };
     let tls_flag = if n.tls { "" } else { " --tls-verify=false" };
     let repos = if n.create_on_push {
@@ -62,7 +67,7 @@ pub(crate) fn next_steps(n: &NextSteps<'_>) -> String {
             "As in Amazon ECR, a push needs its repository to exist: create it first\n(`{berth} repo create {host}/my/app`), or restart with --create-on-push."
         )
     };
-    let lines = [
+    let mut lines = vec![
         String::new(),
         "berth serve: a new registry. The administrator's AWS access key is in".to_owned(),
         format!("  {creds}"),
@@ -88,7 +93,19 @@ pub(crate) fn next_steps(n: &NextSteps<'_>) -> String {
         repos,
         String::new(),
     ];
+    if in_container() {
+        lines.insert(
+            4,
+            "(In a container: copy the file out first, e.g. `podman cp CONTAINER:/data/root-credentials .`, and use that path.)"
+                .to_owned(),
+        );
+    }
     lines.join("\n")
+}
+
+/// Whether this process runs in a container (podman's and docker's marker files).
+fn in_container() -> bool {
+    Path::new("/run/.containerenv").exists() || Path::new("/.dockerenv").exists()
 }
 
 fn absolute(p: &Path) -> PathBuf {

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# image-context.sh OUT ARCH=BINARY [ARCH=BINARY…]
+#
+# Makes the build context of berth's own container image (the Dockerfile at the repository's
+# root): for each architecture (amd64, arm64), OUT/rootfs-ARCH/ holds the berth binary as
+# /usr/bin/berth, the C runtime it links (libc6, libgcc-s1, zlib1g of that architecture, from
+# Debian's packages, fetched with `apt-get download` and cached in OUT/debs), the CA
+# certificates, /etc/passwd and /etc/group with the `berth` user (65532) and /tmp; OUT/data is
+# the empty /data. Nothing else: the image has no shell.
+#
+#   scripts/image-context.sh target/image-context amd64=target/dist/berth \
+#       arm64=target/aarch64-unknown-linux-gnu/dist/berth
+#   berth build --platform linux/amd64,linux/arm64 -f Dockerfile -t REF --push target/image-context
+#
+# Needs: Debian (apt-get, dpkg-deb), root for `dpkg --add-architecture` on first use of a
+# foreign architecture.
+set -euo pipefail
+[ $# -ge 2 ] || { echo "usage: $0 OUT ARCH=BINARY..." >&2; exit 2; }
+out=$1; shift
+mkdir -p "$out/debs"
+out=$(cd "$out" && pwd)
+native=$(dpkg --print-architecture)
+packages=(libc6 libgcc-s1 zlib1g)
+
+fetch() { # arch package -> path of the cached deb
+    local arch=$1 pkg=$2 f tmp
+    for f in "$out/debs/${pkg}_"*"_$arch.deb"; do
+        [ -f "$f" ] && { echo "$f"; return 0; }
+    done
+    if [ "$arch" != "$native" ] && ! dpkg --print-foreign-architectures | grep -qx "$arch"; then
+        dpkg --add-architecture "$arch"
+        apt-get update -q >&2
+    fi
+    tmp=$(mktemp -d "$out/debs/.dl.XXXXXX")
+    chmod 0777 "$tmp"
+    (cd "$tmp" && apt-get download -q "$pkg:$arch") >&2 ||
+        { apt-get update -q >&2 && (cd "$tmp" && apt-get download -q "$pkg:$arch") >&2; }
+    mv "$tmp"/*.deb "$out/debs/"
+    rm -rf "$tmp"
+    for f in "$out/debs/${pkg}_"*"_$arch.deb"; do
+        [ -f "$f" ] && { echo "$f"; return 0; }
+    done
+    echo "image-context: no $pkg:$arch" >&2
+    exit 1
+}
+
+# /data, the volume: an empty directory the Dockerfile copies with the berth user as owner.
+mkdir -p "$out/data"
+for spec in "$@"; do
+    arch=${spec%%=*}
+    bin=${spec#*=}
+    case $arch in amd64|arm64) ;; *) echo "image-context: unsupported architecture $arch" >&2; exit 2;; esac
+    [ -x "$bin" ] || { echo "image-context: $bin is not an executable" >&2; exit 2; }
+    root="$out/rootfs-$arch"
+    rm -rf "$root"
+    mkdir -p "$root/usr/bin" "$root/etc/ssl/certs" "$root/tmp"
+    for pkg in "${packages[@]}"; do
+        dpkg-deb -x "$(fetch "$arch" "$pkg")" "$root"
+    done
+    # Only the shared libraries and the loader: no documentation, locales or gconv modules.
+    rm -rf "$root/usr/share" "$root/usr/lib/"*/gconv "$root/usr/libexec" "$root/sbin" "$root/usr/bin/"* "$root/usr/sbin" "$root/etc/ld.so.conf.d"
+    install -m 0755 "$bin" "$root/usr/bin/berth"
+    # The debug binary of the tests carries debug info; the image needs none.
+    if command -v objcopy >/dev/null && [ "$arch" = "$native" ]; then
+        objcopy --strip-debug "$root/usr/bin/berth"
+    fi
+    cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/"
+    printf 'root:x:0:0:root:/root:/sbin/nologin\nberth:x:65532:65532:berth:/data:/sbin/nologin\n' > "$root/etc/passwd"
+    printf 'root:x:0:\nberth:x:65532:\n' > "$root/etc/group"
+    chmod 1777 "$root/tmp"
+    echo "image-context: $root ($(du -sh "$root" | cut -f1))"
+done
