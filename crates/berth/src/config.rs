@@ -96,3 +96,16 @@ impl FileConfig {
             .map_err(|e| UsageError(format!("config file {}: {e}", path.display())).into())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sample_config_parses() {
+        let c: FileConfig = toml::from_str(include_str!("../../../examples/berth.toml"))
+            .unwrap_or_else(|e| panic!("examples/berth.toml: {e}"));
+        assert_eq!(c.create_on_push, Some(true));
+        assert_eq!(c.metrics_listen.as_deref(), Some("127.0.0.1:5001"));
+    }
+}
