@@ -183,8 +183,10 @@ fn the_readme_quick_start_works_as_written() {
     let tags = tags.output().unwrap();
     let tags = String::from_utf8_lossy(&tags.stdout);
     assert!(
-        tags.lines().any(|t| t == "v1") && tags.lines().any(|t| t == "copy"),
-        "tags pushed by berth and skopeo: {tags}"
+        ["v1", "copy", "podman"]
+            .iter()
+            .all(|want| tags.lines().any(|t| t == *want)),
+        "tags pushed by berth, skopeo and podman: {tags}"
     );
     assert!(
         stdout.contains("\"repositoryName\": \"my/api\""),
