@@ -72,11 +72,13 @@ mkdir -p "$(dirname "$out")"
 "$berth" inspect "oci-archive:$out" >&2
 
 [ "$check" = 1 ] || exit 0
-# A private podman (scripts/podman-env.sh); host networking, so nothing on the host changes.
+# A private podman per platform (scripts/podman-env.sh: one image store each, since podman
+# refuses a second platform of the same archive in one store); host networking, so nothing on
+# the host changes.
 penv=$(mktemp -d /tmp/berth-image-check.XXXXXX)
 trap 'podman $PODMAN_FLAGS rm -af >/dev/null 2>&1 || true; rm -rf "$penv"' EXIT
-eval "$(scripts/podman-env.sh "$penv")"
 for p in "${platforms[@]}"; do
+    eval "$(scripts/podman-env.sh "$penv/${p//\//-}")"
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
     log "podman run --platform $p (port $port)"
     name="berth-check-${p//\//-}"
