@@ -10,6 +10,8 @@
 #
 # and read the first-start steps with `podman logs`; the administrator's credentials are in the
 # volume (`podman run --rm -v berth-data:/data --entrypoint … ` or `podman volume inspect`).
+# The metrics listener (5001: /metrics, /healthz, /readyz) asks for no credentials: publish it
+# only on an internal network.
 FROM scratch
 ARG TARGETARCH
 COPY rootfs-${TARGETARCH}/ /

@@ -22,30 +22,30 @@ out=$(cd "$out" && pwd)
 native=$(dpkg --print-architecture)
 packages=(libc6 libgcc-s1 zlib1g)
 
-fetch() { # arch package -> path of the cached deb
-    local arch=$1 pkg=$2 f tmp
-    for f in "$out/debs/${pkg}_"*"_$arch.deb"; do
-        [ -f "$f" ] && { echo "$f"; return 0; }
-    done
+fetch() { # arch package -> path of the deb of the version apt would install now (cached)
+    local arch=$1 pkg=$2 version file tmp
     if [ "$arch" != "$native" ] && ! dpkg --print-foreign-architectures | grep -qx "$arch"; then
         dpkg --add-architecture "$arch"
         apt-get update -q >&2
     fi
-    tmp=$(mktemp -d "$out/debs/.dl.XXXXXX")
-    chmod 0777 "$tmp"
-    (cd "$tmp" && apt-get download -q "$pkg:$arch") >&2 ||
-        { apt-get update -q >&2 && (cd "$tmp" && apt-get download -q "$pkg:$arch") >&2; }
-    mv "$tmp"/*.deb "$out/debs/"
-    rm -rf "$tmp"
-    for f in "$out/debs/${pkg}_"*"_$arch.deb"; do
-        [ -f "$f" ] && { echo "$f"; return 0; }
-    done
-    echo "image-context: no $pkg:$arch" >&2
-    exit 1
+    version=$(apt-cache show --no-all-versions "$pkg:$arch" 2>/dev/null | sed -n 's/^Version: //p' | head -1)
+    if [ -z "$version" ]; then
+        apt-get update -q >&2
+        version=$(apt-cache show --no-all-versions "$pkg:$arch" | sed -n 's/^Version: //p' | head -1)
+    fi
+    [ -n "$version" ] || { echo "image-context: apt knows no $pkg:$arch" >&2; return 1; }
+    # Deb file names spell an epoch's colon as %3a.
+    file="$out/debs/${pkg}_${version//:/%3a}_$arch.deb"
+    if [ ! -f "$file" ]; then
+        tmp=$(mktemp -d "$out/debs/.dl.XXXXXX")
+        chmod 0777 "$tmp"
+        (cd "$tmp" && apt-get download -q "$pkg:$arch=$version") >&2 || { rm -rf "$tmp"; return 1; }
+        mv "$tmp"/*.deb "$file"
+        rm -rf "$tmp"
+    fi
+    echo "$file"
 }
 
-# /data, the volume: an empty directory the Dockerfile copies with the berth user as owner.
-mkdir -p "$out/data"
 for spec in "$@"; do
     arch=${spec%%=*}
     bin=${spec#*=}
@@ -55,7 +55,8 @@ for spec in "$@"; do
     rm -rf "$root"
     mkdir -p "$root/usr/bin" "$root/etc/ssl/certs" "$root/tmp"
     for pkg in "${packages[@]}"; do
-        dpkg-deb -x "$(fetch "$arch" "$pkg")" "$root"
+        deb=$(fetch "$arch" "$pkg") || { echo "image-context: cannot fetch $pkg:$arch" >&2; exit 1; }
+        dpkg-deb -x "$deb" "$root"
     done
     # Only the shared libraries and the loader: no documentation, locales or gconv modules.
     rm -rf "$root/usr/share" "$root/usr/lib/"*/gconv "$root/usr/libexec" "$root/sbin" "$root/usr/bin/"* "$root/usr/sbin" "$root/etc/ld.so.conf.d"

@@ -76,9 +76,17 @@ mkdir -p "$(dirname "$out")"
 # refuses a second platform of the same archive in one store); host networking, so nothing on
 # the host changes.
 penv=$(mktemp -d /tmp/berth-image-check.XXXXXX)
-trap 'podman $PODMAN_FLAGS rm -af >/dev/null 2>&1 || true; rm -rf "$penv"' EXIT
+PODMAN_FLAGS=""
+# Only ever the private store's containers (PODMAN_FLAGS names it), never the host's.
+cleanup() {
+    if [ -n "$PODMAN_FLAGS" ]; then podman $PODMAN_FLAGS rm -af >/dev/null 2>&1 || true; fi
+    rm -rf "$penv"
+}
+trap cleanup EXIT
 for p in "${platforms[@]}"; do
-    eval "$(scripts/podman-env.sh "$penv/${p//\//-}")"
+    envs=$(scripts/podman-env.sh "$penv/${p//\//-}")
+    eval "$envs"
+    : "${PODMAN_FLAGS:?podman-env.sh set no PODMAN_FLAGS}"
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
     log "podman run --platform $p (port $port)"
     name="berth-check-${p//\//-}"

@@ -49,6 +49,9 @@ pub struct AwsOptions {
     pub profile: Option<String>,
     /// A credentials file read besides the default ones (`berth serve`'s `root-credentials`).
     pub credentials_file: Option<PathBuf>,
+    /// The endpoint is a `berth serve`: with no `region` set here, the region it advertises
+    /// wins over the AWS configuration's.
+    pub ask_region: bool,
 }
 
 impl From<&Login> for AwsOptions {
@@ -58,6 +61,7 @@ impl From<&Login> for AwsOptions {
             endpoint: l.endpoint.clone(),
             profile: l.profile.clone(),
             credentials_file: l.credentials_file.clone(),
+            ask_region: false,
         }
     }
 }
@@ -122,19 +126,6 @@ impl EcrTarget {
                 ..AwsOptions::default()
             },
         }
-    }
-
-    /// A self-hosted ECR-compatible registry serves the ECR API on its own address (`base`,
-    /// `http://127.0.0.1:5000`): used when no endpoint is set or configured.
-    #[must_use]
-    pub fn with_default_endpoint(mut self, base: &str) -> Self {
-        if self.aws.endpoint.is_none()
-            && !self.is_amazon()
-            && configured_endpoint(&self.aws).is_none()
-        {
-            self.aws.endpoint = Some(base.to_owned());
-        }
-        self
     }
 
     /// Whether the host is Amazon's (not a self-hosted ECR-compatible registry).
@@ -369,6 +360,13 @@ async fn api_config(aws: &AwsOptions) -> Result<(aws_config::SdkConfig, String),
             "credentials file {} does not exist (berth serve writes root-credentials in its data directory on first start)",
             f.display()
         )));
+    }
+    if aws.ask_region
+        && aws.region.is_none()
+        && let Some(endpoint) = &aws.endpoint
+        && let Some(region) = advertised_region(endpoint).await?
+    {
+        return Ok((load(aws, Some(&region)).await, region));
     }
     let config = load(aws, None).await;
     if let Some(region) = config.region() {
@@ -629,12 +627,6 @@ mod tests {
         .expect("ecr");
         assert_eq!(t.aws.region.as_deref(), Some("eu-west-1"));
         assert_eq!(t.aws.profile.as_deref(), Some("ci"));
-        let t = EcrTarget::resolve("127.0.0.1:5000", None, None)
-            .unwrap_or_else(|| EcrTarget::with_region("127.0.0.1:5000", None))
-            .with_default_endpoint("http://127.0.0.1:5000");
-        if configured_endpoint(&AwsOptions::default()).is_none() {
-            assert_eq!(t.aws.endpoint.as_deref(), Some("http://127.0.0.1:5000"));
-        }
     }
 
     #[test]

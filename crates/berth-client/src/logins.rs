@@ -65,7 +65,15 @@ impl Logins {
 
     /// Loads `path` (absent: no logins).
     pub fn load(path: &Path) -> Result<Self, ClientError> {
-        let doc = match std::fs::read(path) {
+        let read = || -> std::io::Result<Vec<u8>> {
+            use std::io::Read;
+            let mut bytes = Vec::new();
+            std::fs::File::open(path)?
+                .take((1 << 20) + 1)
+                .read_to_end(&mut bytes)?;
+            Ok(bytes)
+        };
+        let doc = match read() {
             Ok(bytes) if bytes.len() > 1 << 20 => {
                 return Err(ClientError::BadLogins {
                     path: path.to_path_buf(),

@@ -214,6 +214,15 @@ impl RegistryClient {
             && self.ecr_target().is_none()
             && !matches!(self.current_credentials(), Some(Credentials::Basic { .. }))
         {
+            // Only for registries reached over plain HTTP (loopback, or listed as insecure):
+            // any remote host could send the header to have berth sign a request with the
+            // user's AWS credentials and post it there. A remote one needs `berth login HOST`.
+            if !self.base.starts_with("http://") {
+                return Err(ClientError::Unauthorized(format!(
+                    "{} takes AWS credentials: run `berth login {}` (with --profile P or --credentials-file FILE) to use yours for it",
+                    self.base, self.host
+                )));
+            }
             let mut target = EcrTarget::with_region(&self.host, Some(region));
             target.aws.endpoint = Some(self.base.clone());
             tracing::debug!(host = %self.host, "registry takes AWS credentials");
@@ -222,7 +231,7 @@ impl RegistryClient {
         match challenge.scheme {
             Scheme::Basic => {
                 if let Some(target) = self.ecr_target() {
-                    let target = &target.with_default_endpoint(&self.base);
+                    let target = &target;
                     // A password we already sent and that was refused is renewed, not reused.
                     let refused = match self.current_credentials() {
                         Some(Credentials::Basic { password, .. })

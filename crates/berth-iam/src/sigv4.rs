@@ -126,9 +126,17 @@ pub fn parse(headers: &HeaderMap) -> Result<SignedBy, SigV4Error> {
         .map_err(|_| incomplete("The Authorization header is not ASCII text."))?;
     let (algorithm, rest) = value.trim().split_once(' ').unwrap_or((value.trim(), ""));
     if algorithm != ALGORITHM {
-        return Err(SigV4Error::Incomplete(format!(
-            "Unsupported AWS 'algorithm': '{algorithm}'. Use AWS4-HMAC-SHA256."
-        )));
+        // Echoed only when it looks like an algorithm name: a header without a space is all
+        // "algorithm" and may be a secret that must never reach a message or a log.
+        let named = algorithm.len() <= 32
+            && algorithm
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        return Err(SigV4Error::Incomplete(if named {
+            format!("Unsupported AWS 'algorithm': '{algorithm}'. Use AWS4-HMAC-SHA256.")
+        } else {
+            "Unsupported AWS 'algorithm'. Sign requests with AWS Signature Version 4.".to_owned()
+        }));
     }
     let mut credential = None;
     let mut signed_headers = None;
@@ -171,9 +179,10 @@ pub fn parse(headers: &HeaderMap) -> Result<SignedBy, SigV4Error> {
     }
     let scope: Vec<&str> = credential.split('/').collect();
     let [key, date, region, service, terminator] = scope.as_slice() else {
+        // The parts are not echoed: a malformed Credential may hold a secret pasted by mistake.
         return Err(SigV4Error::Incomplete(format!(
-            "Credential should have 5 parts, separated by '/': {}",
-            credential.split('/').next().unwrap_or_default()
+            "Credential should have 5 parts, separated by '/', not {}",
+            scope.len()
         )));
     };
     if *terminator != "aws4_request" || key.is_empty() || region.is_empty() {

@@ -287,9 +287,14 @@ impl Registry {
         };
         let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
         if !scheme.eq_ignore_ascii_case("basic") {
-            return Err(self.unauthorized(format!(
-                "the {scheme} authorization scheme is not supported here; use Basic"
-            )));
+            // The scheme is named only when it looks like one: a header without a space is all
+            // "scheme", and may be a bare token that must never reach a message or the audit log.
+            let named = scheme.len() <= 16 && scheme.bytes().all(|b| b.is_ascii_alphabetic());
+            return Err(self.unauthorized(if named {
+                format!("the {scheme} authorization scheme is not supported here; use Basic")
+            } else {
+                "unsupported authorization scheme; use Basic".to_owned()
+            }));
         }
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(rest.trim())

@@ -462,11 +462,26 @@ impl AuditLog {
 
     /// Waits (up to `timeout`) until every event queued so far is written. `false` on timeout.
     pub fn flush(&self, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
         let (ack, done) = mpsc::channel();
-        if self.inner.tx.send(Msg::Flush(ack)).is_err() {
-            return false;
+        // Never a blocking send: with the queue full and the writer stuck on a disk, shutdown
+        // must still end at the deadline.
+        let mut msg = Msg::Flush(ack);
+        loop {
+            match self.inner.tx.try_send(msg) {
+                Ok(()) => break,
+                Err(TrySendError::Disconnected(_)) => return false,
+                Err(TrySendError::Full(back)) => {
+                    if std::time::Instant::now() >= deadline {
+                        return false;
+                    }
+                    msg = back;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
         }
-        done.recv_timeout(timeout).is_ok()
+        done.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+            .is_ok()
     }
 }
 

@@ -26,7 +26,7 @@ use crate::service::Registry;
 /// Repositories exported by the storage gauge at most (the largest).
 pub const STORAGE_TOP: usize = 1000;
 /// How long a storage reading is reused before the store is asked again.
-const STORAGE_TTL: Duration = Duration::from_secs(10);
+const STORAGE_TTL: Duration = Duration::from_secs(30);
 
 /// Latency buckets, seconds: sub-millisecond manifest HEADs to multi-minute layer uploads.
 const LATENCY_BUCKETS: &[f64] = &[

@@ -109,6 +109,11 @@ impl TemplateSettings {
         }
     }
 
+    /// Whether this is the template `berth serve --create-on-push` installs.
+    pub fn is_berths_own(&self) -> bool {
+        self.description.as_deref() == Some(CREATE_ON_PUSH_DESCRIPTION)
+    }
+
     /// Whether it applies to `what` (e.g. `CREATE_ON_PUSH`).
     pub fn applies_for(&self, what: &str) -> bool {
         self.applied_for.iter().flatten().any(|a| a == what)
@@ -214,9 +219,7 @@ impl Registry {
         let existing = self.identity().templates().await?;
         if let Some(t) = existing.iter().find(|t| t.prefix == ROOT_PREFIX) {
             let ours = serde_json::from_str::<TemplateSettings>(&t.document)
-                .ok()
-                .and_then(|s| s.description)
-                .is_some_and(|d| d == CREATE_ON_PUSH_DESCRIPTION);
+                .is_ok_and(|s| s.is_berths_own());
             return Ok(if ours {
                 TemplateInstall::Present
             } else {
@@ -229,6 +232,26 @@ impl Registry {
             Ok(_) => Ok(TemplateInstall::Installed),
             // Another replica installed one meanwhile.
             Err(StoreError::TemplateExists(_)) => Ok(TemplateInstall::Present),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes the `ROOT` template `--create-on-push` installed (a server started without the
+    /// flag no longer creates repositories on push); an operator's own is kept. True if removed.
+    pub async fn remove_create_on_push_template(&self) -> Result<bool, RegistryError> {
+        let existing = self.identity().templates().await?;
+        let ours = existing.iter().any(|t| {
+            t.prefix == ROOT_PREFIX
+                && serde_json::from_str::<TemplateSettings>(&t.document)
+                    .is_ok_and(|s| s.is_berths_own())
+        });
+        if !ours {
+            return Ok(false);
+        }
+        match self.identity().delete_template(ROOT_PREFIX).await {
+            Ok(_) => Ok(true),
+            // Removed by another replica meanwhile.
+            Err(StoreError::TemplateUnknown(_)) => Ok(false),
             Err(e) => Err(e.into()),
         }
     }
@@ -251,7 +274,7 @@ impl Registry {
         if let Some(r) = self.meta().repository(repo).await? {
             return Ok(r);
         }
-        let mut settings = if self.config().auto_create {
+        let settings = if self.config().auto_create {
             NewRepository::default()
         } else {
             let templates = self.identity().templates().await?;
@@ -259,7 +282,11 @@ impl Registry {
                 Some((t, s)) => {
                     tracing::info!(repository = %repo, template = %t.prefix,
                         "creating repository on push from its creation template");
-                    s.new_repository()
+                    let mut settings = s.new_repository();
+                    // berth's own template also turns scanning on (ECR keeps that in the
+                    // registry scanning configuration, which templates do not carry).
+                    settings.scan_on_push = s.is_berths_own();
+                    settings
                 }
                 None => {
                     return Err(RegistryError::NameUnknown(
@@ -268,7 +295,6 @@ impl Registry {
                 }
             }
         };
-        settings.scan_on_push |= self.config().scan_on_push_when_created;
         match self.meta().create_repository(repo, &settings).await {
             Ok(r) => Ok(r),
             // Created by a concurrent push meanwhile.
@@ -321,6 +347,8 @@ mod tests {
         assert_eq!(r.tag_mutability, "IMMUTABLE_WITH_EXCLUSION");
         assert_eq!(r.mutability_filters, vec!["latest".to_owned()]);
         assert!(t.applies_for("CREATE_ON_PUSH"));
+        assert!(t.is_berths_own());
+        assert!(!TemplateSettings::default().is_berths_own());
     }
 
     #[test]

@@ -50,9 +50,6 @@ pub struct RegistryConfig {
     /// A push to a missing repository creates it (registry:2 behaviour). Off, as ECR does, only a
     /// `CREATE_ON_PUSH` repository creation template that matches creates it.
     pub auto_create: bool,
-    /// Repositories created on push (from a template or by `auto_create`) scan on push, as
-    /// under an ECR registry scanning configuration with a `SCAN_ON_PUSH` rule for `*`.
-    pub scan_on_push_when_created: bool,
     /// Upload sessions open at once in one repository; more are answered 429.
     pub max_uploads_per_repository: u64,
     /// Upload sessions open at once in the registry; more are answered 429.
@@ -91,7 +88,6 @@ impl Default for RegistryConfig {
             auth: false,
             token_ttl: Duration::from_secs(12 * 3600),
             auto_create: true,
-            scan_on_push_when_created: false,
             max_uploads_per_repository: 1000,
             max_uploads: 10_000,
             ecr_body_budget: 256 * 1024 * 1024,

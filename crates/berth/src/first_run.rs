@@ -59,6 +59,13 @@ pub(crate) fn next_steps(n: &NextSteps<'_>) -> String {
     let host = host.as_str();
     let scheme = if n.tls { "https" } else { "http" };
     let tls_flag = if n.tls { "" } else { " --tls-verify=false" };
+    // berth's client speaks plain HTTP to loopback hosts by itself; other plain-HTTP ones must
+    // be named.
+    let insecure = if n.tls || berth_client::registry::plain_http(host, &[]) {
+        String::new()
+    } else {
+        format!(" --insecure-registry {host}")
+    };
     let repos = if n.create_on_push {
         "A push creates its repository (--create-on-push: immutable tags but latest, untagged\nimages expire after 7 days)."
             .to_owned()
@@ -74,11 +81,11 @@ pub(crate) fn next_steps(n: &NextSteps<'_>) -> String {
         "(profile \"berth\"; keep it secret). From another shell:".to_owned(),
         String::new(),
         "  # berth's client (push, pull, copy, repo, images)".to_owned(),
-        format!("  {berth} login {host} --credentials-file {creds} --profile berth"),
+        format!("  {berth} login {host} --credentials-file {creds} --profile berth{insecure}"),
         String::new(),
         "  # docker, podman, skopeo (a 12-hour token, user AWS, as with Amazon ECR)".to_owned(),
         format!(
-            "  {berth} get-login-password {host} | podman login{tls_flag} -u AWS --password-stdin {host}"
+            "  {berth} get-login-password {host}{insecure} | podman login{tls_flag} -u AWS --password-stdin {host}"
         ),
         String::new(),
         "  # the AWS CLI, boto3 and the AWS SDKs".to_owned(),
@@ -140,5 +147,17 @@ mod tests {
         ));
         assert!(text.contains("--create-on-push"));
         assert!(!text.contains("aws_secret_access_key"));
+        assert!(!text.contains("--insecure-registry"));
+        let remote = next_steps(&NextSteps {
+            host: "registry.internal:5000",
+            tls: false,
+            region: "eu-west-1",
+            credentials: Path::new("/srv/root-credentials"),
+            create_on_push: true,
+        });
+        assert!(remote.contains("--profile berth --insecure-registry registry.internal:5000"));
+        assert!(remote.contains(
+            "get-login-password registry.internal:5000 --insecure-registry registry.internal:5000 |"
+        ));
     }
 }

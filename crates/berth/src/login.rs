@@ -13,7 +13,7 @@ use berth_client::registry::plain_http;
 use clap::Args;
 
 use crate::UsageError;
-use crate::transfer::runtime;
+use crate::transfer::{RegistryOpts, runtime};
 
 /// `berth login REGISTRY`.
 #[derive(Debug, Args)]
@@ -43,6 +43,8 @@ pub struct LoginArgs {
     /// advertises]
     #[arg(long, conflicts_with = "username")]
     region: Option<String>,
+    #[command(flatten)]
+    registry_opts: RegistryOpts,
 }
 
 /// `berth logout REGISTRY`.
@@ -60,6 +62,8 @@ pub struct LogoutArgs {
 pub struct GetLoginPasswordArgs {
     /// The registry host
     registry: String,
+    #[command(flatten)]
+    registry_opts: RegistryOpts,
 }
 
 /// Stores credentials in docker's config.json, or an AWS-credentials login in berth's file.
@@ -70,6 +74,7 @@ pub fn run_login(args: LoginArgs) -> anyhow::Result<()> {
             args.profile,
             args.credentials_file,
             args.region,
+            &args.registry_opts.insecure,
         );
     };
     let password = match (args.password, args.password_stdin) {
@@ -98,8 +103,8 @@ pub fn run_login(args: LoginArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn base_url(host: &str) -> String {
-    let scheme = if plain_http(host, &[]) {
+fn base_url(host: &str, insecure: &[String]) -> String {
+    let scheme = if plain_http(host, insecure) {
         "http"
     } else {
         "https"
@@ -114,6 +119,7 @@ fn aws_login(
     profile: Option<String>,
     credentials_file: Option<PathBuf>,
     region: Option<String>,
+    insecure: &[String],
 ) -> anyhow::Result<()> {
     let credentials_file = match credentials_file {
         Some(f) => Some(std::fs::canonicalize(&f).map_err(|e| {
@@ -124,7 +130,7 @@ fn aws_login(
         })?),
         None => None,
     };
-    let base = base_url(host);
+    let base = base_url(host, insecure);
     let rt = runtime()?;
     let amazon = berth_oci::EcrRegistry::from_host(host).is_some();
     let region = match region {
@@ -191,9 +197,9 @@ pub fn run_get_login_password(args: GetLoginPasswordArgs) -> anyhow::Result<()> 
     let config = DockerConfig::load_default()?;
     let rt = runtime()?;
     let target = match EcrTarget::for_host(host, Some(&config)) {
-        Some(t) => t.with_default_endpoint(&base_url(host)),
+        Some(t) => t,
         None => {
-            let base = base_url(host);
+            let base = base_url(host, &args.registry_opts.insecure);
             let region = rt
                 .block_on(advertised_region(&base))
                 .with_context(|| format!("reaching {base}"))?

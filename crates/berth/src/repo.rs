@@ -31,6 +31,15 @@ pub struct ApiOpts {
     /// AWS profile); also given as a prefix of the repository name (`127.0.0.1:5000/team/app`)
     #[arg(long, global = true, env = "BERTH_REGISTRY", value_name = "HOST")]
     registry: Option<String>,
+    /// A registry to reach over plain HTTP (loopback addresses always are); repeatable
+    #[arg(
+        long = "insecure-registry",
+        global = true,
+        value_name = "HOST[:PORT]",
+        env = "BERTH_INSECURE_REGISTRIES",
+        value_delimiter = ','
+    )]
+    insecure: Vec<String>,
     /// Print JSON instead of a table
     #[arg(long, global = true)]
     json: bool,
@@ -57,10 +66,13 @@ impl ApiOpts {
         aws.region = aws.region.or(known.region);
         aws.profile = known.profile;
         aws.credentials_file = known.credentials_file;
+        // A self-hosted registry's own region wins over the environment's (a server in
+        // another region than AWS_REGION refuses signatures scoped to it).
+        aws.ask_region = !target_is_amazon(host);
         if aws.endpoint.is_none() {
             aws.endpoint = known.endpoint.or_else(|| {
                 (!target_is_amazon(host)).then(|| {
-                    let scheme = if berth_client::registry::plain_http(host, &[]) {
+                    let scheme = if berth_client::registry::plain_http(host, &self.insecure) {
                         "http"
                     } else {
                         "https"

@@ -274,7 +274,6 @@ fn settings(args: ServeArgs) -> anyhow::Result<(Settings, String, String)> {
     registry.auth = !args.no_auth && file.auth.unwrap_or(true);
     registry.auto_create = file.auto_create_repositories.unwrap_or(!registry.auth);
     let create_on_push = args.create_on_push || file.create_on_push.unwrap_or(false);
-    registry.scan_on_push_when_created = create_on_push;
     if let Some(s) = file.token_ttl_secs {
         if s == 0 {
             return Err(UsageError("token_ttl_secs must be positive".into()).into());
@@ -443,6 +442,11 @@ async fn serve(mut s: Settings) -> anyhow::Result<()> {
             ),
             _ => {}
         }
+    } else if registry.remove_create_on_push_template().await? {
+        tracing::info!(
+            "removed the --create-on-push repository creation template: started without \
+             --create-on-push, pushes no longer create repositories"
+        );
     }
     let finished = registry.finish_abandoned_collection().await?;
     if finished > 0 {

@@ -172,6 +172,18 @@ fn the_server_is_recognised_without_a_login() {
     );
 }
 
+/// The administrator's access key id and secret from the server's `root-credentials`.
+fn root_key(server: &Server) -> (String, String) {
+    let text = std::fs::read_to_string(server.data.join("root-credentials")).unwrap();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim_start_matches([' ', '=']).trim().to_owned())
+            .unwrap()
+    };
+    (field("aws_access_key_id"), field("aws_secret_access_key"))
+}
+
 #[test]
 fn create_on_push_installs_the_recommended_template() {
     let dir = tempfile::tempdir().unwrap();
@@ -180,12 +192,14 @@ fn create_on_push_installs_the_recommended_template() {
     let host = server.addr.clone();
     let user = User::new(dir.path());
     user.default_profile_from(&server);
+    let (_, secret) = root_key(&server);
     // Without it, the push's 404 says what to do.
     let err = user.fails(&["push", &fixture(), &format!("{host}/new/app:v1")]);
     assert!(
         err.contains("NAME_UNKNOWN") && err.contains("--create-on-push"),
         "{err}"
     );
+    assert!(!err.contains(&secret));
     drop(server);
 
     let server = Server::start_auth(&data, &["--create-on-push"], &[]);
@@ -202,12 +216,48 @@ fn create_on_push_installs_the_recommended_template() {
         policy.contains("untagged") && policy.contains("sinceImagePushed"),
         "{policy}"
     );
-    // latest moves; other tags are immutable.
+    // `latest` moves to another image; any other tag is immutable.
+    let other_image = format!("oci:{}", common::fixtures().join("busybox-amd64").display());
     user.ok(&["push", &fixture(), &format!("{host}/new/app:latest")]);
-    user.ok(&["push", &fixture(), &format!("{host}/new/app:latest")]);
+    user.ok(&["push", &other_image, &format!("{host}/new/app:latest")]);
+    let err = user.fails(&["push", &other_image, &format!("{host}/new/app:v1")]);
+    assert!(err.contains("immutable"), "{err}");
     drop(server);
 
-    // A restart keeps the template; an operator's own ROOT template is never replaced.
+    // Started without the flag, berth removes its own template: pushes create nothing.
+    let server = Server::start_auth(&data, &[], &[]);
+    let host = server.addr.clone();
+    let err = user.fails(&["push", &fixture(), &format!("{host}/second/app:v1")]);
+    assert!(err.contains("NAME_UNKNOWN"), "{err}");
+
+    // An operator's own ROOT template is kept by --create-on-push (and decides what a push
+    // creates: here mutable tags, no scanning).
+    let (id, secret) = root_key(&server);
+    let creds = aws_sdk_ecr::config::Credentials::new(id, secret, None, None, "test");
+    let conf = aws_sdk_ecr::Config::builder()
+        .behavior_version(aws_sdk_ecr::config::BehaviorVersion::latest())
+        .region(aws_sdk_ecr::config::Region::new("us-east-1"))
+        .credentials_provider(creds)
+        .endpoint_url(format!("http://{host}"))
+        .build();
+    let client = aws_sdk_ecr::Client::from_conf(conf);
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(
+            client
+                .create_repository_creation_template()
+                .prefix("ROOT")
+                .applied_for(aws_sdk_ecr::types::RctAppliedFor::CreateOnPush)
+                .image_tag_mutability(aws_sdk_ecr::types::ImageTagMutability::Mutable)
+                .send(),
+        )
+        .unwrap();
+    drop(server);
     let server = Server::start_auth(&data, &["--create-on-push"], &[]);
-    user.ok(&["push", &fixture(), &format!("{}/other/app:v1", server.addr)]);
+    let host = server.addr.clone();
+    user.ok(&["push", &fixture(), &format!("{host}/third/app:v1")]);
+    let repo = user.ok(&["repo", "describe", &format!("{host}/third/app"), "--json"]);
+    assert!(repo.contains("\"MUTABLE\""), "{repo}");
+    assert!(!repo.contains("\"scanOnPush\":true"), "{repo}");
+    user.ok(&["push", &other_image, &format!("{host}/third/app:v1")]);
 }

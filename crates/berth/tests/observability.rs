@@ -23,6 +23,9 @@ const REGISTRY_ID: &str = "123456789012";
 const ROOT_ID: &str = "AKIAROOTKEYFORTESTS1";
 const ROOT_SECRET: &str = "root-secret-for-the-observability-test-0123";
 const WRONG_SECRET: &str = "not-the-secret-of-this-key-but-a-guess-987";
+/// Sent as a whole `Authorization` header with no scheme (a pasted token): a header without a
+/// space is all "scheme", which error messages must not echo.
+const BARE_TOKEN: &str = "bare-token-that-must-never-be-logged-5555";
 const REPO: &str = "team/app";
 
 /// The python with `prometheus_client`: `BERTH_PYTHON`, else the venv `scripts/test.sh`
@@ -402,6 +405,29 @@ async fn metrics_audit_log_and_readiness() {
         .unwrap_err()
         .into_service_error();
     assert_eq!(err.code(), Some("InvalidSignatureException"));
+    // Refused: a bare token as the whole Authorization header, on both APIs.
+    let bare = http
+        .get(server.url(&format!("/v2/{REPO}/tags/list")))
+        .header("authorization", BARE_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bare.status(), 401);
+    assert!(!bare.text().await.unwrap().contains(BARE_TOKEN));
+    let bare = http
+        .post(server.url("/"))
+        .header("authorization", BARE_TOKEN)
+        .header(
+            "x-amz-target",
+            "AmazonEC2ContainerRegistry_V20150921.DescribeRepositories",
+        )
+        .header("content-type", "application/x-amz-json-1.1")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert!(bare.status().is_client_error());
+    assert!(!bare.text().await.unwrap().contains(BARE_TOKEN));
 
     // ---- second scrape: the counters moved --------------------------------------------------
     let second = scrape(&metrics).await;
@@ -430,7 +456,8 @@ async fn metrics_audit_log_and_readiness() {
             "berth_http_requests_total",
             &[("route", "tags"), ("status", "401")]
         ),
-        1.0
+        2.0,
+        "the wrong secret and the bare token"
     );
     assert_eq!(
         value(
@@ -469,7 +496,7 @@ async fn metrics_audit_log_and_readiness() {
         .iter()
         .map(|e| e["eventName"].as_str().unwrap())
         .collect();
-    assert_eq!(names.len(), 10, "{names:?}");
+    assert_eq!(names.len(), 12, "{names:?}");
     assert_eq!(
         events(&all, "BerthRunGarbageCollection").len(),
         1,
@@ -538,7 +565,7 @@ async fn metrics_audit_log_and_readiness() {
         .iter()
         .filter(|e| e.get("errorCode").is_some())
         .collect();
-    assert_eq!(denied.len(), 2, "{names:?}");
+    assert_eq!(denied.len(), 4, "{names:?}");
     let v2 = denied
         .iter()
         .find(|e| e["additionalEventData"]["api"] == "oci")
@@ -568,6 +595,7 @@ async fn metrics_audit_log_and_readiness() {
     for secret in [
         ROOT_SECRET,
         WRONG_SECRET,
+        BARE_TOKEN,
         token.as_str(),
         password.as_str(),
         auth.as_str(),

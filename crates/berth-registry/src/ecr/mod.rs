@@ -167,7 +167,11 @@ async fn call(
     }
     let _permit = reg.ecr_body_permit(body_bytes(&parts.headers, limit))?;
     let body = read_limited(body, limit).await?;
-    if let Some(a) = audit.as_deref_mut() {
+    // Read-only calls are logged only when refused, which happens before this point: their
+    // bodies are not parsed a second time.
+    if let Some(a) = audit.as_deref_mut()
+        && !a.read_only
+    {
         a.params = crate::audit::ecr_params(&body);
     }
     sigv4::verify(
