@@ -34,7 +34,11 @@ impl Server {
             .arg(data)
             .args(extra)
             .envs(env.iter().copied())
-            .env("BERTH_LOG", "warn")
+            // BERTH_TEST_LOG=info shows the servers' request logs when a test needs debugging.
+            .env(
+                "BERTH_LOG",
+                std::env::var("BERTH_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         Self::spawn(cmd, data)
