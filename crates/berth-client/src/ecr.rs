@@ -13,7 +13,7 @@
 //! `BERTH_ECR_REGISTRIES` (`HOST[=REGION],…`); and hosts whose docker `credHelpers` entry is
 //! `ecr-login` (the amazon-ecr-credential-helper's name — berth does its job itself).
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -248,20 +248,8 @@ fn read_cache(path: &std::path::Path) -> Option<Cached> {
 }
 
 fn write_cache(path: &std::path::Path, c: &Cached) -> Result<(), ClientError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(file_err(&tmp))?;
     let body = serde_json::to_vec(c).map_err(|e| ClientError::Http(e.to_string()))?;
-    f.write_all(&body).map_err(file_err(&tmp))?;
-    f.sync_all().map_err(file_err(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(file_err(path))?;
-    crate::durable::sync_parent(path).map_err(file_err(path))
+    crate::durable::write_private(path, &body).map_err(file_err(path))
 }
 
 /// Basic credentials (`AWS` and the token's password) for an ECR registry.

@@ -9,7 +9,6 @@
 //! credentials file — and is replaced atomically (temp, fsync, rename), mode 0600.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -135,42 +134,17 @@ impl Logins {
     }
 
     fn save(&self) -> Result<(), ClientError> {
-        let file_err = |source| ClientError::File {
-            path: self.path.clone(),
-            source,
-        };
-        let dir = self
-            .path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(file_err)?;
         let mut text =
             serde_json::to_string_pretty(&self.doc).map_err(|e| ClientError::BadLogins {
                 path: self.path.clone(),
                 reason: e.to_string(),
             })?;
         text.push('\n');
-        let tmp = self
-            .path
-            .with_extension(format!("tmp{}", std::process::id()));
-        let write = || -> std::io::Result<()> {
-            let mut opts = std::fs::OpenOptions::new();
-            opts.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                opts.mode(0o600);
+        crate::durable::write_private(&self.path, text.as_bytes()).map_err(|source| {
+            ClientError::File {
+                path: self.path.clone(),
+                source,
             }
-            let mut f = opts.open(&tmp)?;
-            f.write_all(text.as_bytes())?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &self.path)?;
-            crate::durable::sync_parent(&self.path)
-        };
-        write().map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            file_err(e)
         })
     }
 }

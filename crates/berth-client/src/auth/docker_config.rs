@@ -226,39 +226,17 @@ impl DockerConfig {
     }
 
     fn save(&self) -> Result<(), ClientError> {
-        let file_err = |source| ClientError::File {
-            path: self.path.clone(),
-            source,
-        };
-        let dir = self
-            .path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(file_err)?;
         let mut text =
             serde_json::to_string_pretty(&self.doc).map_err(|e| ClientError::BadConfig {
                 path: self.path.clone(),
                 reason: e.to_string(),
             })?;
         text.push('\n');
-        let tmp = dir.join(format!(".config.json.{}.tmp", std::process::id()));
-        let write = || -> std::io::Result<()> {
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(text.as_bytes())?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &self.path)?;
-            crate::durable::sync_parent(&self.path)
-        };
-        write().map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            file_err(e)
+        crate::durable::write_private(&self.path, text.as_bytes()).map_err(|source| {
+            ClientError::File {
+                path: self.path.clone(),
+                source,
+            }
         })
     }
 }
