@@ -46,6 +46,27 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     })
 }
 
+/// Takes an exclusive lock on `<path>.lock` (created 0600, its directory 0700 if missing),
+/// held until the returned file is dropped: read-modify-write cycles of one file by several
+/// processes (the token cache, the login file) then never lose an update.
+pub fn lock_beside(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(path.with_extension("lock"))?;
+    f.lock()?;
+    Ok(f)
+}
+
 /// [`sync_parent`] off the async threads.
 pub async fn sync_parent_async(path: &Path) -> std::io::Result<()> {
     let path = path.to_path_buf();

@@ -218,24 +218,7 @@ fn file_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> ClientErro
 
 /// Opens and exclusively locks the cache's lock file (blocking).
 fn lock(path: &std::path::Path) -> Result<std::fs::File, ClientError> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    if let Some(dir) = path.parent() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(file_err(dir))?;
-    }
-    let lock_path = path.with_extension("lock");
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&lock_path)
-        .map_err(file_err(&lock_path))?;
-    f.lock().map_err(file_err(&lock_path))?;
-    Ok(f)
+    crate::durable::lock_beside(path).map_err(file_err(path))
 }
 
 fn read_cache(path: &std::path::Path) -> Option<Cached> {

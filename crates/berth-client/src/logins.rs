@@ -111,8 +111,21 @@ impl Logins {
             .map(|(_, l)| l)
     }
 
-    /// Records (or replaces) the login of `host` and saves the file.
+    /// Re-reads the file under its lock, for a change that must not lose another process's.
+    fn locked(&mut self) -> Result<std::fs::File, ClientError> {
+        let file_err = |source| ClientError::File {
+            path: self.path.clone(),
+            source,
+        };
+        let guard = crate::durable::lock_beside(&self.path).map_err(file_err)?;
+        self.doc = Self::load(&self.path)?.doc;
+        Ok(guard)
+    }
+
+    /// Records (or replaces) the login of `host` and saves the file (re-read under a lock, so
+    /// concurrent logins to other hosts are kept).
     pub fn set(&mut self, host: &str, login: Login) -> Result<(), ClientError> {
+        let _guard = self.locked()?;
         self.doc
             .registries
             .retain(|h, _| !h.eq_ignore_ascii_case(host));
@@ -122,6 +135,7 @@ impl Logins {
 
     /// Forgets `host`; false if it was not there.
     pub fn remove(&mut self, host: &str) -> Result<bool, ClientError> {
+        let _guard = self.locked()?;
         let before = self.doc.registries.len();
         self.doc
             .registries
@@ -167,6 +181,13 @@ mod tests {
             credentials_file: Some("/data/root-credentials".into()),
         };
         l.set("127.0.0.1:5000", login.clone()).unwrap();
+        // Another process's login, saved meanwhile, is kept by the next change.
+        Logins::load(&path)
+            .unwrap()
+            .set("other:5000", Login::default())
+            .unwrap();
+        l.set("127.0.0.1:5000", login.clone()).unwrap();
+        assert!(Logins::load(&path).unwrap().get("other:5000").is_some());
         let back = Logins::load(&path).unwrap();
         assert_eq!(back.get("127.0.0.1:5000"), Some(&login));
         use std::os::unix::fs::PermissionsExt;
