@@ -86,7 +86,22 @@ pub struct UsageError(pub String);
 #[error("exit status {0}")]
 pub struct ExitWith(pub u8);
 
+/// `berth … | head` ends as other Unix tools do when the reader goes away: quietly, with the
+/// status a SIGPIPE would give (141), instead of a panic from `println!` (Rust ignores SIGPIPE,
+/// and restoring its default action needs `unsafe`, which the workspace denies).
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info.payload_as_str().unwrap_or_default();
+        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    quiet_on_broken_pipe();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
@@ -114,6 +129,12 @@ fn main() -> ExitCode {
         Err(e) => {
             if let Some(ExitWith(code)) = e.downcast_ref::<ExitWith>() {
                 return ExitCode::from(*code);
+            }
+            // Output written with `writeln!` to a reader that went away (`berth … | head`).
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            {
+                return ExitCode::from(141);
             }
             eprintln!("berth: error: {e:#}");
             if e.downcast_ref::<UsageError>().is_some() {

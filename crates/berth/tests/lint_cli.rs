@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -188,4 +190,26 @@ fn json_is_byte_identical_to_hadolint() {
     assert_eq!(as_text(&ours_v), as_text(&theirs));
     assert!(stdout(&ours).starts_with("[{\"code\":\"DL3006\",\"column\":1,\"file\":\"Dockerfile\",\"level\":\"warning\",\"line\":1,\"message\":"));
     assert_eq!(ours.status.code(), Some(1));
+}
+
+/// `berth … | head`: the reader going away ends berth quietly, as SIGPIPE ends other tools
+/// (status 141), never with a panic message.
+#[test]
+fn a_closed_pipe_ends_quietly() {
+    let out = Command::new("bash")
+        .args([
+            "-c",
+            &format!(
+                // `lint` writes with `writeln!` (an io error), `inspect` with `println!` (a panic
+                // Rust raises on a closed stdout).
+                "set -o pipefail; for i in 1 2 3 4 5 6 7 8; do '{bin}' lint --list-rules; '{bin}' inspect 'oci:{fixture}'; done | head -c 10 >/dev/null",
+                bin = env!("CARGO_BIN_EXE_berth"),
+                fixture = common::fixtures().join("busybox").display(),
+            ),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!stderr.contains("Broken pipe"), "{stderr}");
 }
