@@ -357,6 +357,23 @@ async fn api_config(aws: &AwsOptions) -> Result<(aws_config::SdkConfig, String),
     Ok((config, region))
 }
 
+/// `GET <base>/v2/`, with Basic credentials when given: how berth probes a registry.
+async fn get_v2(base: &str, basic: Option<(&str, &str)>) -> Result<reqwest::Response, ClientError> {
+    let url = format!("{}/v2/", base.trim_end_matches('/'));
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| ClientError::Http(e.to_string()))?;
+    let mut req = client.get(&url);
+    if let Some((user, password)) = basic {
+        req = req.basic_auth(user, Some(password));
+    }
+    req.send()
+        .await
+        .map_err(|e| ClientError::Http(format!("{url}: {e}")))
+}
+
 /// Checks that `base` (`https://host`) accepts `creds` on `GET /v2/`.
 pub async fn check_login(base: &str, creds: &Credentials) -> Result<(), ClientError> {
     let Credentials::Basic { username, password } = creds else {
@@ -364,24 +381,12 @@ pub async fn check_login(base: &str, creds: &Credentials) -> Result<(), ClientEr
             "GetAuthorizationToken gave no password".into(),
         ));
     };
-    let url = format!("{}/v2/", base.trim_end_matches('/'));
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(30))
-        .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| ClientError::Http(e.to_string()))?;
-    let resp = client
-        .get(&url)
-        .basic_auth(username, Some(password))
-        .send()
-        .await
-        .map_err(|e| ClientError::Http(format!("{url}: {e}")))?;
-    if resp.status().is_success() {
+    let status = get_v2(base, Some((username, password))).await?.status();
+    if status.is_success() {
         Ok(())
     } else {
         Err(ClientError::Unauthorized(format!(
-            "{base} refused the token GetAuthorizationToken issued ({})",
-            resp.status()
+            "{base} refused the token GetAuthorizationToken issued ({status})"
         )))
     }
 }
@@ -389,18 +394,8 @@ pub async fn check_login(base: &str, creds: &Credentials) -> Result<(), ClientEr
 /// The region a `berth serve` at `base` (`http://127.0.0.1:5000`) advertises on `GET /v2/`
 /// ([`berth_oci::ECR_AUTH_HEADER`]); `None` when it advertises none (not berth).
 pub async fn advertised_region(base: &str) -> Result<Option<String>, ClientError> {
-    let url = format!("{}/v2/", base.trim_end_matches('/'));
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(10))
-        .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| ClientError::Http(e.to_string()))?;
-    let resp = client
-        .get(&url)
-        .send()
-        .await
-        .map_err(|e| ClientError::Http(format!("{url}: {e}")))?;
-    Ok(resp
+    Ok(get_v2(base, None)
+        .await?
         .headers()
         .get(berth_oci::ECR_AUTH_HEADER)
         .and_then(|v| v.to_str().ok())

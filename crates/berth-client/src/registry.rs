@@ -53,6 +53,16 @@ pub fn plain_http(host: &str, insecure: &[String]) -> bool {
     name == "localhost" || loopback_ip || insecure.iter().any(|i| i == host)
 }
 
+/// The base URL of a registry host: `http://host` when [`plain_http`], else `https://host`.
+pub fn base_url(host: &str, insecure: &[String]) -> String {
+    let scheme = if plain_http(host, insecure) {
+        "http"
+    } else {
+        "https"
+    };
+    format!("{scheme}://{host}")
+}
+
 impl RegistryClient {
     /// A client for `host` (`registry.example:5000`), with optional credentials.
     pub fn new(
@@ -60,18 +70,13 @@ impl RegistryClient {
         credentials: Option<Credentials>,
         insecure: &[String],
     ) -> Result<Self, ClientError> {
-        let scheme = if plain_http(host, insecure) {
-            "http"
-        } else {
-            "https"
-        };
         let http = reqwest::Client::builder()
             .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ClientError::Http(e.to_string()))?;
         Ok(RegistryClient {
             http,
-            base: format!("{scheme}://{host}"),
+            base: base_url(host, insecure),
             host: host.to_owned(),
             credentials: Mutex::new(credentials),
             ecr: Mutex::new(None),

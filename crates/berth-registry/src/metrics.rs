@@ -33,6 +33,15 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
 ];
 
+/// Registers `metric` in `registry` and hands it back.
+fn registered<C>(registry: &prometheus::Registry, metric: C) -> Result<C, prometheus::Error>
+where
+    C: prometheus::core::Collector + Clone + 'static,
+{
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
+
 /// The metrics of one registry, in their own Prometheus registry (so several registries in
 /// one process, as in tests, never collide).
 #[derive(Debug)]
@@ -64,105 +73,138 @@ impl Metrics {
     pub fn new() -> Result<Metrics, prometheus::Error> {
         let registry = prometheus::Registry::new();
         let request_labels = &["route", "action", "method", "status"];
-        let requests = IntCounterVec::new(
-            Opts::new("berth_http_requests_total", "HTTP requests answered"),
-            request_labels,
+        let requests = registered(
+            &registry,
+            IntCounterVec::new(
+                Opts::new("berth_http_requests_total", "HTTP requests answered"),
+                request_labels,
+            )?,
         )?;
-        let latency = HistogramVec::new(
-            HistogramOpts::new(
-                "berth_http_request_duration_seconds",
-                "Time from a request's arrival to its response head",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-            request_labels,
+        let latency = registered(
+            &registry,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "berth_http_request_duration_seconds",
+                    "Time from a request's arrival to its response head",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+                request_labels,
+            )?,
         )?;
-        let received = IntCounterVec::new(
-            Opts::new(
-                "berth_http_request_body_bytes_total",
-                "Request body bytes received",
-            ),
-            &["route"],
+        let received = registered(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "berth_http_request_body_bytes_total",
+                    "Request body bytes received",
+                ),
+                &["route"],
+            )?,
         )?;
-        let sent = IntCounterVec::new(
-            Opts::new(
-                "berth_http_response_body_bytes_total",
-                "Response body bytes sent",
-            ),
-            &["route"],
+        let sent = registered(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "berth_http_response_body_bytes_total",
+                    "Response body bytes sent",
+                ),
+                &["route"],
+            )?,
         )?;
-        let uploads_in_flight = IntGauge::new(
-            "berth_uploads_in_flight",
-            "Requests streaming blob data in right now (OCI POST/PATCH/PUT uploads, ECR UploadLayerPart)",
+        let uploads_in_flight = registered(
+            &registry,
+            IntGauge::new(
+                "berth_uploads_in_flight",
+                "Requests streaming blob data in right now (OCI POST/PATCH/PUT uploads, ECR UploadLayerPart)",
+            )?,
         )?;
-        let gc_runs = IntCounterVec::new(
-            Opts::new(
-                "berth_gc_runs_total",
-                "Garbage collections run (not dry runs), by result",
-            ),
-            &["result"],
+        let gc_runs = registered(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "berth_gc_runs_total",
+                    "Garbage collections run (not dry runs), by result",
+                ),
+                &["result"],
+            )?,
         )?;
-        let gc_links = IntCounter::new(
-            "berth_gc_links_removed_total",
-            "Repository links to unused blobs removed by garbage collection",
+        let gc_links = registered(
+            &registry,
+            IntCounter::new(
+                "berth_gc_links_removed_total",
+                "Repository links to unused blobs removed by garbage collection",
+            )?,
         )?;
-        let gc_blobs = IntCounter::new(
-            "berth_gc_blobs_removed_total",
-            "Blobs removed from storage by garbage collection",
+        let gc_blobs = registered(
+            &registry,
+            IntCounter::new(
+                "berth_gc_blobs_removed_total",
+                "Blobs removed from storage by garbage collection",
+            )?,
         )?;
-        let gc_bytes = IntCounter::new(
-            "berth_gc_bytes_reclaimed_total",
-            "Bytes freed in blob storage by garbage collection",
+        let gc_bytes = registered(
+            &registry,
+            IntCounter::new(
+                "berth_gc_bytes_reclaimed_total",
+                "Bytes freed in blob storage by garbage collection",
+            )?,
         )?;
-        let gc_uploads = IntCounter::new(
-            "berth_gc_uploads_removed_total",
-            "Abandoned upload sessions discarded by garbage collection",
+        let gc_uploads = registered(
+            &registry,
+            IntCounter::new(
+                "berth_gc_uploads_removed_total",
+                "Abandoned upload sessions discarded by garbage collection",
+            )?,
         )?;
-        let lifecycle_runs = IntCounter::new(
-            "berth_lifecycle_runs_total",
-            "Lifecycle policy runs of a repository (scheduled or on demand)",
+        let lifecycle_runs = registered(
+            &registry,
+            IntCounter::new(
+                "berth_lifecycle_runs_total",
+                "Lifecycle policy runs of a repository (scheduled or on demand)",
+            )?,
         )?;
-        let lifecycle_expired = IntCounter::new(
-            "berth_lifecycle_images_expired_total",
-            "Images expired by lifecycle policies",
+        let lifecycle_expired = registered(
+            &registry,
+            IntCounter::new(
+                "berth_lifecycle_images_expired_total",
+                "Images expired by lifecycle policies",
+            )?,
         )?;
-        let audit_events = IntCounter::new(
-            "berth_audit_events_total",
-            "Audit events handed to the audit log writer",
+        let audit_events = registered(
+            &registry,
+            IntCounter::new(
+                "berth_audit_events_total",
+                "Audit events handed to the audit log writer",
+            )?,
         )?;
-        let audit_dropped = IntCounter::new(
-            "berth_audit_events_dropped_total",
-            "Audit events dropped because the writer's queue was full or the writer had stopped",
+        let audit_dropped = registered(
+            &registry,
+            IntCounter::new(
+                "berth_audit_events_dropped_total",
+                "Audit events dropped because the writer's queue was full or the writer had stopped",
+            )?,
         )?;
-        let storage_registry = IntGauge::new(
-            "berth_storage_bytes",
-            "Bytes of every blob recorded in the registry, each counted once",
+        let storage_registry = registered(
+            &registry,
+            IntGauge::new(
+                "berth_storage_bytes",
+                "Bytes of every blob recorded in the registry, each counted once",
+            )?,
         )?;
-        let storage_repositories =
-            IntGauge::new("berth_repositories", "Repositories in the registry")?;
-        let storage_by_repository = IntGaugeVec::new(
-            Opts::new(
-                "berth_repository_storage_bytes",
-                "Bytes a repository holds (linked blobs and manifests); the 1000 largest repositories",
-            ),
-            &["repository"],
+        let storage_repositories = registered(
+            &registry,
+            IntGauge::new("berth_repositories", "Repositories in the registry")?,
         )?;
-        registry.register(Box::new(requests.clone()))?;
-        registry.register(Box::new(latency.clone()))?;
-        registry.register(Box::new(received.clone()))?;
-        registry.register(Box::new(sent.clone()))?;
-        registry.register(Box::new(uploads_in_flight.clone()))?;
-        registry.register(Box::new(gc_runs.clone()))?;
-        registry.register(Box::new(gc_links.clone()))?;
-        registry.register(Box::new(gc_blobs.clone()))?;
-        registry.register(Box::new(gc_bytes.clone()))?;
-        registry.register(Box::new(gc_uploads.clone()))?;
-        registry.register(Box::new(lifecycle_runs.clone()))?;
-        registry.register(Box::new(lifecycle_expired.clone()))?;
-        registry.register(Box::new(audit_events.clone()))?;
-        registry.register(Box::new(audit_dropped.clone()))?;
-        registry.register(Box::new(storage_registry.clone()))?;
-        registry.register(Box::new(storage_repositories.clone()))?;
-        registry.register(Box::new(storage_by_repository.clone()))?;
+        let storage_by_repository = registered(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "berth_repository_storage_bytes",
+                    "Bytes a repository holds (linked blobs and manifests); the 1000 largest repositories",
+                ),
+                &["repository"],
+            )?,
+        )?;
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),

@@ -216,10 +216,7 @@ impl Registry {
     /// Installs the [`create_on_push_template`] for every repository (`ROOT`), unless a `ROOT`
     /// template exists: one the operator made is never replaced.
     pub async fn install_create_on_push_template(&self) -> Result<TemplateInstall, RegistryError> {
-        let existing = self.identity().templates().await?;
-        if let Some(t) = existing.iter().find(|t| t.prefix == ROOT_PREFIX) {
-            let ours = serde_json::from_str::<TemplateSettings>(&t.document)
-                .is_ok_and(|s| s.is_berths_own());
+        if let Some(ours) = self.root_template_is_berths().await? {
             return Ok(if ours {
                 TemplateInstall::Present
             } else {
@@ -236,16 +233,19 @@ impl Registry {
         }
     }
 
+    /// Whether the `ROOT` template is the one `--create-on-push` installs (`None`: there is
+    /// no `ROOT` template).
+    async fn root_template_is_berths(&self) -> Result<Option<bool>, RegistryError> {
+        let existing = self.identity().templates().await?;
+        Ok(existing.iter().find(|t| t.prefix == ROOT_PREFIX).map(|t| {
+            serde_json::from_str::<TemplateSettings>(&t.document).is_ok_and(|s| s.is_berths_own())
+        }))
+    }
+
     /// Removes the `ROOT` template `--create-on-push` installed (a server started without the
     /// flag no longer creates repositories on push); an operator's own is kept. True if removed.
     pub async fn remove_create_on_push_template(&self) -> Result<bool, RegistryError> {
-        let existing = self.identity().templates().await?;
-        let ours = existing.iter().any(|t| {
-            t.prefix == ROOT_PREFIX
-                && serde_json::from_str::<TemplateSettings>(&t.document)
-                    .is_ok_and(|s| s.is_berths_own())
-        });
-        if !ours {
+        if self.root_template_is_berths().await? != Some(true) {
             return Ok(false);
         }
         match self.identity().delete_template(ROOT_PREFIX).await {

@@ -9,7 +9,7 @@ use anyhow::Context;
 use berth_client::auth::{Credentials, DockerConfig};
 use berth_client::ecr::{EcrTarget, advertised_region};
 use berth_client::logins::{Login, Logins};
-use berth_client::registry::plain_http;
+use berth_client::registry::base_url;
 use clap::Args;
 
 use crate::UsageError;
@@ -103,13 +103,17 @@ pub fn run_login(args: LoginArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn base_url(host: &str, insecure: &[String]) -> String {
-    let scheme = if plain_http(host, insecure) {
-        "http"
-    } else {
-        "https"
-    };
-    format!("{scheme}://{host}")
+/// The region the registry at `base` advertises for AWS credentials; an error naming the
+/// password login when it advertises none (it is not berth serve).
+fn advertised(rt: &tokio::runtime::Runtime, host: &str, base: &str) -> anyhow::Result<String> {
+    let region = rt
+        .block_on(advertised_region(base))
+        .with_context(|| format!("reaching {base}"))?;
+    Ok(region.ok_or_else(|| {
+        UsageError(format!(
+            "{host} does not take AWS credentials (it is neither Amazon ECR nor berth serve): log in with `berth login {host} -u USER --password-stdin`"
+        ))
+    })?)
 }
 
 /// `berth login HOST` without a user name: check that AWS credentials get a token the
@@ -136,15 +140,7 @@ fn aws_login(
     let region = match region {
         Some(r) => Some(r),
         None if amazon => None,
-        None => Some(
-            rt.block_on(advertised_region(&base))
-                .with_context(|| format!("reaching {base}"))?
-                .ok_or_else(|| {
-                    UsageError(format!(
-                        "{host} does not take AWS credentials (it is neither Amazon ECR nor berth serve): log in with `berth login {host} -u USER --password-stdin`"
-                    ))
-                })?,
-        ),
+        None => Some(advertised(&rt, host, &base)?),
     };
     let login = Login {
         region,
@@ -200,15 +196,7 @@ pub fn run_get_login_password(args: GetLoginPasswordArgs) -> anyhow::Result<()> 
         Some(t) => t,
         None => {
             let base = base_url(host, &args.registry_opts.insecure);
-            let region = rt
-                .block_on(advertised_region(&base))
-                .with_context(|| format!("reaching {base}"))?
-                .ok_or_else(|| {
-                    UsageError(format!(
-                        "{host} does not take AWS credentials (it is neither Amazon ECR nor berth serve)"
-                    ))
-                })?;
-            let mut t = EcrTarget::with_region(host, Some(region));
+            let mut t = EcrTarget::with_region(host, Some(advertised(&rt, host, &base)?));
             t.aws.endpoint = Some(base);
             t
         }

@@ -71,14 +71,8 @@ impl ApiOpts {
         aws.ask_region = !target_is_amazon(host);
         if aws.endpoint.is_none() {
             aws.endpoint = known.endpoint.or_else(|| {
-                (!target_is_amazon(host)).then(|| {
-                    let scheme = if berth_client::registry::plain_http(host, &self.insecure) {
-                        "http"
-                    } else {
-                        "https"
-                    };
-                    format!("{scheme}://{host}")
-                })
+                (!target_is_amazon(host))
+                    .then(|| berth_client::registry::base_url(host, &self.insecure))
             });
         }
         Ok(aws)
