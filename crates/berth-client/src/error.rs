@@ -27,6 +27,14 @@ pub enum ClientError {
         /// What is wrong.
         reason: String,
     },
+    /// `berth login HOST` without a user name, for a registry that takes no AWS credentials.
+    #[error(
+        "{host} does not take AWS credentials (it is neither Amazon ECR nor berth serve): log in with `berth login {host} -u USER --password-stdin`"
+    )]
+    NoAwsAuth {
+        /// The registry host.
+        host: String,
+    },
     /// berth's login file exists but cannot be read as one.
     #[error("{path}: not a berth login file: {reason}")]
     BadLogins {

@@ -14,6 +14,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::ClientError;
+use crate::auth::{Credentials, DockerConfig};
+use crate::ecr::{EcrTarget, advertised_region, check_login, credentials};
+use crate::registry::base_url;
 
 /// How berth authenticates to one registry host.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,6 +163,93 @@ impl Logins {
                 source,
             }
         })
+    }
+}
+
+/// How `berth login HOST` without a user name authenticates.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct AwsLogin {
+    /// The AWS profile (default: the credential chain's choice).
+    pub profile: Option<String>,
+    /// An extra credentials file (absolute).
+    pub credentials_file: Option<PathBuf>,
+    /// The region (default: from the host name, or what `berth serve` advertises).
+    pub region: Option<String>,
+    /// Hosts reached over plain HTTP besides loopback ones.
+    pub insecure: Vec<String>,
+}
+
+/// What a successful AWS-credentials login recorded.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct LoggedIn {
+    /// The record saved for the host.
+    pub login: Login,
+    /// The region tokens are requested in (`None`: the AWS configuration's).
+    pub region: Option<String>,
+    /// The login file it was saved in.
+    pub file: PathBuf,
+}
+
+/// The region the registry at `base` advertises for AWS credentials
+/// ([`ClientError::NoAwsAuth`] when it advertises none: it is not berth serve).
+async fn advertised(host: &str, base: &str) -> Result<String, ClientError> {
+    advertised_region(base)
+        .await?
+        .ok_or_else(|| ClientError::NoAwsAuth {
+            host: host.to_owned(),
+        })
+}
+
+/// `berth login HOST` without a user name: gets a token with the AWS credentials `how` names,
+/// checks that the registry accepts it, then remembers the choice in the login file.
+pub async fn aws_login(host: &str, how: AwsLogin) -> Result<LoggedIn, ClientError> {
+    let base = base_url(host, &how.insecure);
+    let amazon = berth_oci::EcrRegistry::from_host(host).is_some();
+    let region = match how.region {
+        Some(r) => Some(r),
+        None if amazon => None,
+        None => Some(advertised(host, &base).await?),
+    };
+    let login = Login {
+        region,
+        endpoint: (!amazon).then(|| base.clone()),
+        profile: how.profile,
+        credentials_file: how.credentials_file,
+    };
+    let target = EcrTarget::resolve(host, None, Some(&login)).ok_or_else(|| {
+        ClientError::Unauthorized(format!("{host}: a login record that names no registry"))
+    })?;
+    let creds = credentials(&target, None).await?;
+    check_login(&base, &creds).await?;
+    let mut logins = Logins::load_default()?;
+    logins.set(host, login.clone())?;
+    Ok(LoggedIn {
+        login,
+        region: target.aws.region,
+        file: logins.path().to_path_buf(),
+    })
+}
+
+/// A token password (user `AWS`) for an ECR-style registry, as `aws ecr get-login-password`
+/// prints it: with the host's login, else as the environment or the server says.
+pub async fn login_password(host: &str, insecure: &[String]) -> Result<String, ClientError> {
+    let config = DockerConfig::load_default()?;
+    let target = match EcrTarget::for_host(host, Some(&config)) {
+        Some(t) => t,
+        None => {
+            let base = base_url(host, insecure);
+            let mut t = EcrTarget::with_region(host, Some(advertised(host, &base).await?));
+            t.aws.endpoint = Some(base);
+            t
+        }
+    };
+    match credentials(&target, None).await? {
+        Credentials::Basic { password, .. } => Ok(password),
+        Credentials::IdentityToken(_) => Err(ClientError::Unauthorized(format!(
+            "{host}: GetAuthorizationToken gave no password"
+        ))),
     }
 }
 

@@ -6,10 +6,9 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use berth_client::ClientError;
 use berth_client::auth::{Credentials, DockerConfig};
-use berth_client::ecr::{EcrTarget, advertised_region};
-use berth_client::logins::{Login, Logins};
-use berth_client::registry::base_url;
+use berth_client::logins::{AwsLogin, Logins};
 use clap::Args;
 
 use crate::UsageError;
@@ -103,21 +102,7 @@ pub fn run_login(args: LoginArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The region the registry at `base` advertises for AWS credentials; an error naming the
-/// password login when it advertises none (it is not berth serve).
-fn advertised(rt: &tokio::runtime::Runtime, host: &str, base: &str) -> anyhow::Result<String> {
-    let region = rt
-        .block_on(advertised_region(base))
-        .with_context(|| format!("reaching {base}"))?;
-    Ok(region.ok_or_else(|| {
-        UsageError(format!(
-            "{host} does not take AWS credentials (it is neither Amazon ECR nor berth serve): log in with `berth login {host} -u USER --password-stdin`"
-        ))
-    })?)
-}
-
-/// `berth login HOST` without a user name: check that AWS credentials get a token the
-/// registry accepts, then remember how.
+/// `berth login HOST` without a user name (the workflow is [`berth_client::logins::aws_login`]).
 fn aws_login(
     host: &str,
     profile: Option<String>,
@@ -134,44 +119,36 @@ fn aws_login(
         })?),
         None => None,
     };
-    let base = base_url(host, insecure);
-    let rt = runtime()?;
-    let amazon = berth_oci::EcrRegistry::from_host(host).is_some();
-    let region = match region {
-        Some(r) => Some(r),
-        None if amazon => None,
-        None => Some(advertised(&rt, host, &base)?),
-    };
-    let login = Login {
-        region,
-        endpoint: (!amazon).then(|| base.clone()),
-        profile,
-        credentials_file,
-    };
-    let target = EcrTarget::resolve(host, None, Some(&login))
-        .context("internal: a login record always resolves")?;
-    let creds = rt
-        .block_on(berth_client::ecr::credentials(&target, None))
+    let mut how = AwsLogin::default();
+    how.profile = profile;
+    how.credentials_file = credentials_file;
+    how.region = region;
+    how.insecure = insecure.to_vec();
+    let done = runtime()?
+        .block_on(berth_client::logins::aws_login(host, how))
+        .map_err(usage_if_not_aws)
         .with_context(|| format!("logging in to {host}"))?;
-    rt.block_on(berth_client::ecr::check_login(&base, &creds))?;
-    let mut logins = Logins::load_default()?;
-    logins.set(host, login.clone())?;
-    let who = match (&login.profile, &login.credentials_file) {
+    let who = match (&done.login.profile, &done.login.credentials_file) {
         (Some(p), Some(f)) => format!("AWS profile {p} of {}", f.display()),
         (Some(p), None) => format!("AWS profile {p}"),
         (None, Some(f)) => format!("the default profile of {}", f.display()),
         (None, None) => "the AWS credential chain".to_owned(),
     };
-    let region = target
-        .aws
-        .region
-        .as_deref()
-        .unwrap_or("from the AWS config");
+    let region = done.region.as_deref().unwrap_or("from the AWS config");
     println!(
         "Login Succeeded: {host} with {who}, region {region} (remembered in {})",
-        logins.path().display()
+        done.file.display()
     );
     Ok(())
+}
+
+/// A registry that takes no AWS credentials is a usage error (exit code 2): the command needs
+/// `-u`.
+fn usage_if_not_aws(e: ClientError) -> anyhow::Error {
+    match e {
+        e @ ClientError::NoAwsAuth { .. } => UsageError(e.to_string()).into(),
+        e => e.into(),
+    }
 }
 
 /// Removes credentials for a registry.
@@ -190,23 +167,13 @@ pub fn run_logout(args: LogoutArgs) -> anyhow::Result<()> {
 /// Prints a token password for an ECR-style registry.
 pub fn run_get_login_password(args: GetLoginPasswordArgs) -> anyhow::Result<()> {
     let host = &args.registry;
-    let config = DockerConfig::load_default()?;
-    let rt = runtime()?;
-    let target = match EcrTarget::for_host(host, Some(&config)) {
-        Some(t) => t,
-        None => {
-            let base = base_url(host, &args.registry_opts.insecure);
-            let mut t = EcrTarget::with_region(host, Some(advertised(&rt, host, &base)?));
-            t.aws.endpoint = Some(base);
-            t
-        }
-    };
-    let creds = rt
-        .block_on(berth_client::ecr::credentials(&target, None))
+    let password = runtime()?
+        .block_on(berth_client::logins::login_password(
+            host,
+            &args.registry_opts.insecure,
+        ))
+        .map_err(usage_if_not_aws)
         .with_context(|| format!("getting a token for {host}"))?;
-    let Credentials::Basic { password, .. } = creds else {
-        anyhow::bail!("{host}: GetAuthorizationToken gave no password");
-    };
     println!("{password}");
     Ok(())
 }
