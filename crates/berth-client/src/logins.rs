@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ClientError;
 use crate::auth::{Credentials, DockerConfig};
-use crate::ecr::{EcrTarget, advertised_region, check_login, credentials};
+use crate::ecr::{AwsOptions, EcrTarget, advertised_region, check_login, credentials};
 use crate::registry::base_url;
 
 /// How berth authenticates to one registry host.
@@ -251,6 +251,32 @@ pub async fn login_password(host: &str, insecure: &[String]) -> Result<String, C
             "{host}: GetAuthorizationToken gave no password"
         ))),
     }
+}
+
+/// Where and as whom the ECR API of registry `host` is called: its login record (endpoint,
+/// region, profile, credentials file); a registry that is not Amazon's is a `berth serve`
+/// answering on its own address, whose advertised region wins over the environment's.
+pub fn registry_api(host: &str, insecure: &[String]) -> Result<AwsOptions, ClientError> {
+    let logins = Logins::load_default()?;
+    let mut aws = EcrTarget::resolve(host, None, logins.get(host))
+        .map(|t| t.aws)
+        .unwrap_or_default();
+    let amazon = berth_oci::EcrRegistry::from_host(host).is_some();
+    aws.ask_region = !amazon;
+    if aws.endpoint.is_none() && !amazon {
+        aws.endpoint = Some(base_url(host, insecure));
+    }
+    Ok(aws)
+}
+
+/// Whether the first component of a repository name (`127.0.0.1:5000` in
+/// `127.0.0.1:5000/team/app`) names a registry: a port, `localhost`, an Amazon ECR host, or a
+/// host `berth login` knows (ECR allows dots in repository names, so a dot alone does not).
+pub fn names_registry(first: &str) -> Result<bool, ClientError> {
+    Ok(first.contains(':')
+        || first == "localhost"
+        || berth_oci::EcrRegistry::from_host(first).is_some()
+        || Logins::load_default()?.get(first).is_some())
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use ecr::types::{
     Repository, Tag,
 };
 
-use berth_client::ecr::{AwsOptions, EcrTarget};
+use berth_client::ecr::AwsOptions;
 
 use crate::UsageError;
 
@@ -50,30 +50,13 @@ impl ApiOpts {
     /// registry that is not Amazon's is taken for a `berth serve` answering on its own address),
     /// then the AWS configuration.
     fn aws(&self) -> anyhow::Result<AwsOptions> {
-        let mut aws = AwsOptions {
-            region: self.region.clone(),
-            endpoint: self.endpoint_url.clone(),
-            ..AwsOptions::default()
+        let mut aws = match &self.registry {
+            Some(host) => berth_client::logins::registry_api(host, &self.insecure)?,
+            None => AwsOptions::default(),
         };
-        let Some(host) = &self.registry else {
-            return Ok(aws);
-        };
-        let logins = berth_client::logins::Logins::load_default()?;
-        let login = logins.get(host);
-        let target = EcrTarget::resolve(host, None, login)
-            .unwrap_or_else(|| EcrTarget::with_region(host, None));
-        let known = target.aws;
-        aws.region = aws.region.or(known.region);
-        aws.profile = known.profile;
-        aws.credentials_file = known.credentials_file;
-        // A self-hosted registry's own region wins over the environment's (a server in
-        // another region than AWS_REGION refuses signatures scoped to it).
-        aws.ask_region = !target_is_amazon(host);
-        if aws.endpoint.is_none() {
-            aws.endpoint = known.endpoint.or_else(|| {
-                (!target_is_amazon(host))
-                    .then(|| berth_client::registry::base_url(host, &self.insecure))
-            });
+        aws.region = self.region.clone().or(aws.region);
+        if let Some(e) = &self.endpoint_url {
+            aws.endpoint = Some(e.clone());
         }
         Ok(aws)
     }
@@ -85,13 +68,7 @@ impl ApiOpts {
         let Some((first, rest)) = name.split_once('/') else {
             return Ok(());
         };
-        let is_host = first.contains(':')
-            || first == "localhost"
-            || target_is_amazon(first)
-            || berth_client::logins::Logins::load_default()?
-                .get(first)
-                .is_some();
-        if !is_host {
+        if !berth_client::logins::names_registry(first)? {
             return Ok(());
         }
         if let Some(r) = &self.registry
@@ -106,10 +83,6 @@ impl ApiOpts {
         *name = rest.to_owned();
         Ok(())
     }
-}
-
-fn target_is_amazon(host: &str) -> bool {
-    berth_oci::EcrRegistry::from_host(host).is_some()
 }
 
 /// `berth repo …`.
