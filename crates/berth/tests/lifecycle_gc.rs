@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Server, fixture_index_digest, fixtures, sha256_hex, workspace};
+use common::{Server, fixture_index_digest, fixtures, python, sha256_hex};
 use serde_json::{Value, json};
 
 const ROOT_ID: &str = "AKIALIFECYCLEROOTKEY";
@@ -453,19 +453,6 @@ fn digests_of(list: &Value, key: &str) -> BTreeSet<String> {
         .iter()
         .map(|v| v[key].as_str().unwrap().to_owned())
         .collect()
-}
-
-/// The python that has boto3: `BERTH_PYTHON`, else the venv `scripts/test.sh` makes, else
-/// `python3`.
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("BERTH_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let venv = workspace().join("target/py-venv/bin/python");
-    if venv.exists() {
-        return venv;
-    }
-    PathBuf::from("python3")
 }
 
 /// The AWS CLI v2 (Debian's, as `scripts/ecr-cli-test.sh` uses), or `AWS`.

@@ -9,14 +9,14 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aws_sdk_ecr::Client;
 use aws_sdk_ecr::error::ProvideErrorMetadata;
 use base64::Engine as _;
-use common::{Server, client, sha256_hex, workspace};
+use common::{Server, client, python, sha256_hex};
 use serde_json::Value;
 
 const REGISTRY_ID: &str = "123456789012";
@@ -27,19 +27,6 @@ const WRONG_SECRET: &str = "not-the-secret-of-this-key-but-a-guess-987";
 /// space is all "scheme", which error messages must not echo.
 const BARE_TOKEN: &str = "bare-token-that-must-never-be-logged-5555";
 const REPO: &str = "team/app";
-
-/// The python with `prometheus_client`: `BERTH_PYTHON`, else the venv `scripts/test.sh`
-/// makes, else `python3`.
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("BERTH_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let venv = workspace().join("target/py-venv/bin/python");
-    if venv.exists() {
-        return venv;
-    }
-    PathBuf::from("python3")
-}
 
 /// Prometheus' own text-format parser, in Python: every sample as `[name, labels, value]`.
 const PARSE_METRICS: &str = r#"

@@ -151,6 +151,19 @@ pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(data))
 }
 
+/// The python with the test venv's packages (boto3, prometheus_client): `BERTH_PYTHON`, else
+/// the venv `scripts/test.sh` makes, else `python3`.
+pub fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("BERTH_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv = workspace().join("target/py-venv/bin/python");
+    if venv.exists() {
+        return venv;
+    }
+    PathBuf::from("python3")
+}
+
 pub fn workspace() -> PathBuf {
     std::fs::canonicalize(Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")).unwrap()
 }
