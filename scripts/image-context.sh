@@ -3,8 +3,9 @@
 #
 # Makes the build context of berth's own container image (the Dockerfile at the repository's
 # root): for each architecture (amd64, arm64), OUT/rootfs-ARCH/ holds the berth binary as
-# /usr/bin/berth, the C runtime it links (libc6, libgcc-s1, zlib1g of that architecture, from
-# Debian's packages, fetched with `apt-get download` and cached in OUT/debs), the CA
+# /usr/bin/berth, the C runtime it links (libc6, libgcc-s1, zlib1g of that architecture: for the
+# host's own architecture the files of the packages installed here, so nothing is downloaded;
+# for another one Debian's packages, fetched with `apt-get download` and cached in OUT/debs), the CA
 # certificates, /etc/passwd and /etc/group with the `berth` user (65532) and /tmp; OUT/data is
 # the empty /data. Nothing else: the image has no shell.
 #
@@ -17,7 +18,7 @@
 set -euo pipefail
 [ $# -ge 2 ] || { echo "usage: $0 OUT ARCH=BINARY..." >&2; exit 2; }
 out=$1; shift
-mkdir -p "$out/debs"
+mkdir -p "$out/debs" "$out/data"
 out=$(cd "$out" && pwd)
 native=$(dpkg --print-architecture)
 packages=(libc6 libgcc-s1 zlib1g)
@@ -46,6 +47,22 @@ fetch() { # arch package -> path of the deb of the version apt would install now
     echo "$file"
 }
 
+installed() { # package -> true when the host's own architecture has it installed
+    dpkg-query -W -f='${Status}' "$1:$native" 2>/dev/null | grep -q "install ok installed"
+}
+
+copy_installed() { # package root: the package's files as dpkg installed them on this host
+    local pkg=$1 root=$2 path
+    while IFS= read -r path; do
+        # Files and links to files; directories (and the merged-/usr links to them, /lib → usr/lib
+        # on the host) are made as real directories by mkdir, as dpkg-deb -x makes them.
+        if [ ! -d "$path" ] && { [ -L "$path" ] || [ -f "$path" ]; }; then
+            mkdir -p "$root$(dirname "$path")"
+            cp -a "$path" "$root$path"
+        fi
+    done < <(dpkg-query -L "$pkg:$native")
+}
+
 for spec in "$@"; do
     arch=${spec%%=*}
     bin=${spec#*=}
@@ -55,8 +72,12 @@ for spec in "$@"; do
     rm -rf "$root"
     mkdir -p "$root/usr/bin" "$root/etc/ssl/certs" "$root/tmp"
     for pkg in "${packages[@]}"; do
-        deb=$(fetch "$arch" "$pkg") || { echo "image-context: cannot fetch $pkg:$arch" >&2; exit 1; }
-        dpkg-deb -x "$deb" "$root"
+        if [ "$arch" = "$native" ] && installed "$pkg"; then
+            copy_installed "$pkg" "$root"
+        else
+            deb=$(fetch "$arch" "$pkg") || { echo "image-context: cannot fetch $pkg:$arch" >&2; exit 1; }
+            dpkg-deb -x "$deb" "$root"
+        fi
     done
     # Only the shared libraries and the loader: no documentation, locales or gconv modules.
     rm -rf "$root/usr/share" "$root/usr/lib/"*/gconv "$root/usr/libexec" "$root/sbin" "$root/usr/bin/"* "$root/usr/sbin" "$root/etc/ld.so.conf.d"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# image.sh [--binary ARCH=PATH]... [--berth PATH] [--out FILE] [--no-check] [-- BUILD-ARGS…]
+# image.sh [--binary ARCH=PATH]... [--berth PATH] [--out FILE] [--context DIR] [--no-check] [-- BUILD-ARGS…]
 #
 # Builds berth's own container image with `berth build` (dogfooding) from the Dockerfile at the
 # repository's root, then checks that podman runs every platform of it (arm64 through
@@ -16,21 +16,24 @@
 #   scripts/image.sh -- -t registry.example/berth:1.0 --push
 #
 # --berth: the berth that runs the build (default: the amd64 binary). --out: the OCI archive
-# written (default target/berth-image.oci.tar). Needs root (berth build), podman, and the
+# written (default target/berth-image.oci.tar). --context: where the build context is made
+# (default target/image-context; it is remade on every run). Needs root (berth build), podman, and the
 # packages scripts/test.sh installs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-binaries=(); berth=""; out="$root/target/berth-image.oci.tar"; check=1; extra=()
+binaries=(); berth=""; out="$root/target/berth-image.oci.tar"; context="$root/target/image-context"
+check=1; extra=()
 while [ $# -gt 0 ]; do
     case $1 in
         --binary) binaries+=("$2"); shift 2;;
         --berth) berth=$2; shift 2;;
         --out) out=$2; shift 2;;
+        --context) context=$2; shift 2;;
         --no-check) check=0; shift;;
         --) shift; extra=("$@"); break;;
-        *) echo "usage: $0 [--binary ARCH=PATH]... [--berth PATH] [--out FILE] [--no-check] [-- BUILD-ARGS...]" >&2; exit 2;;
+        *) echo "usage: $0 [--binary ARCH=PATH]... [--berth PATH] [--out FILE] [--context DIR] [--no-check] [-- BUILD-ARGS...]" >&2; exit 2;;
     esac
 done
 log() { printf '\n==> %s\n' "$*" >&2; }
@@ -61,7 +64,6 @@ done
 [ -n "$berth" ] || { echo "image.sh: give --berth (no amd64 binary to build with)" >&2; exit 2; }
 platform_list=$(IFS=,; echo "${platforms[*]}")
 
-context="$root/target/image-context"
 log "build context in $context"
 scripts/image-context.sh "$context" "${binaries[@]}"
 

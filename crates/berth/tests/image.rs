@@ -21,7 +21,11 @@ fn podman_runs_the_image_berth_builds_of_itself() {
     if let Some(a) = &arm64 {
         cmd.args(["--binary", &format!("arm64={a}")]);
     }
-    cmd.args(["--berth", bin, "--out"]).arg(&out);
+    // A fresh context, as on a clean clone: nothing left by an earlier run can hide a missing file.
+    cmd.args(["--berth", bin, "--out"])
+        .arg(&out)
+        .arg("--context")
+        .arg(dir.path().join("context"));
     let output = cmd.output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
