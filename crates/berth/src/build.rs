@@ -1,24 +1,17 @@
 //! `berth build`: buildx's flags over `berth-build`, outputs through the registry client.
 
-use std::collections::BTreeMap;
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
-use berth_build::{
-    BuildOptions, Builder, Compression, Event, HostSandbox, NamedContext, Progress, Registries,
-    SecretSource, Store, StoreImage,
-};
-use berth_client::ClientError;
-use berth_client::registry::RegistryImage;
-use berth_oci::ImageRef;
+use berth_build::{Compression, Event, Progress, Store};
+use berth_ops::build::BuildRequest;
 use clap::Args;
 use serde_json::json;
 
-use crate::UsageError;
-use crate::progress::Mode;
-use crate::transfer::{RegistryOpts, copy_out, open_registry, runtime};
+use crate::progress::{Mode, Reporter};
+use crate::transfer::{RegistryOpts, runtime};
 
 /// `--progress` for builds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -111,17 +104,6 @@ pub struct BuildArgs {
     store: Option<PathBuf>,
     #[command(flatten)]
     registry: RegistryOpts,
-}
-
-#[derive(Debug)]
-struct CliRegistries {
-    insecure: Vec<String>,
-}
-
-impl Registries for CliRegistries {
-    fn open(&self, r: &ImageRef) -> Result<RegistryImage, ClientError> {
-        open_registry(r, &self.insecure).map_err(|e| ClientError::NotFound(format!("{e:#}")))
-    }
 }
 
 /// Prints build events on standard error.
@@ -277,58 +259,6 @@ impl Progress for Printer {
             _ => Ok(()),
         };
     }
-}
-
-/// One `--output`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Output {
-    Registry(Vec<String>),
-    Oci { dest: PathBuf, tar: bool },
-    Docker { dest: PathBuf },
-}
-
-fn parse_output(spec: &str, tags: &[String]) -> anyhow::Result<Output> {
-    let mut kv = BTreeMap::new();
-    for part in spec.split(',') {
-        let (k, v) = part
-            .split_once('=')
-            .ok_or_else(|| UsageError(format!("--output {spec:?}: expected KEY=VALUE pairs")))?;
-        kv.insert(k.trim().to_owned(), v.trim().to_owned());
-    }
-    let kind = kv.get("type").map(String::as_str).unwrap_or("");
-    let dest = kv.get("dest").map(PathBuf::from);
-    match kind {
-        "registry" | "image" => {
-            let names: Vec<String> = match kv.get("name") {
-                Some(n) => n.split(',').map(str::to_owned).collect(),
-                None => tags.to_vec(),
-            };
-            if names.is_empty() {
-                return Err(UsageError(
-                    "--output type=registry needs a name: give -t REF or name=REF".into(),
-                )
-                .into());
-            }
-            Ok(Output::Registry(names))
-        }
-        "oci" => Ok(Output::Oci {
-            dest: dest.ok_or_else(|| UsageError("--output type=oci needs dest=PATH".into()))?,
-            tar: kv.get("tar").map(String::as_str) != Some("false"),
-        }),
-        "docker" => Ok(Output::Docker {
-            dest: dest.ok_or_else(|| UsageError("--output type=docker needs dest=FILE".into()))?,
-        }),
-        other => Err(UsageError(format!(
-            "--output type={other:?}: expected registry, oci or docker"
-        ))
-        .into()),
-    }
-}
-
-fn parse_kv(s: &str, what: &str) -> anyhow::Result<(String, String)> {
-    s.split_once('=')
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .ok_or_else(|| UsageError(format!("{what} {s:?}: expected KEY=VALUE")).into())
 }
 
 #[derive(Debug, Args)]
@@ -487,204 +417,44 @@ pub fn builder(args: BuilderArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `--secret id=ID[,src=FILE|,env=VAR][,type=file|env]`, as buildx reads it.
-fn parse_secret(spec: &str) -> anyhow::Result<(String, SecretSource)> {
-    let (mut id, mut src, mut env, mut typ) = (None, None, None, None);
-    for field in spec.split(',') {
-        let (k, v) = field.split_once('=').ok_or_else(|| {
-            UsageError(format!(
-                "--secret {spec:?}: invalid field {field:?}: must be a key=value pair"
-            ))
-        })?;
-        match k.to_ascii_lowercase().as_str() {
-            "type" if v == "file" || v == "env" => typ = Some(v.to_owned()),
-            "type" => {
-                return Err(UsageError(format!(
-                    "--secret {spec:?}: unsupported secret type {v:?} (file or env)"
-                ))
-                .into());
-            }
-            "id" => id = Some(v.to_owned()),
-            "source" | "src" => src = Some(v.to_owned()),
-            "env" => env = Some(v.to_owned()),
-            other => {
-                return Err(UsageError(format!(
-                    "--secret {spec:?}: unexpected key {other:?} (id, src, env, type)"
-                ))
-                .into());
-            }
-        }
-    }
-    let id = id
-        .filter(|i| !i.is_empty())
-        .ok_or_else(|| UsageError(format!("--secret {spec:?}: id=… is required")))?;
-    if typ.as_deref() == Some("env") && env.is_none() {
-        env = src.take();
-    }
-    let source = match (src, env) {
-        (Some(_), Some(_)) => {
-            return Err(UsageError(format!("--secret {spec:?}: give src or env, not both")).into());
-        }
-        (Some(f), None) => SecretSource::File(PathBuf::from(f)),
-        (None, Some(e)) => SecretSource::Env(e),
-        (None, None) if std::env::var_os(&id).is_some() => SecretSource::Env(id.clone()),
-        (None, None) => SecretSource::File(PathBuf::from(&id)),
-    };
-    if let SecretSource::File(f) = &source
-        && !f.is_file()
-    {
-        return Err(UsageError(format!("--secret {spec:?}: {}: no such file", f.display())).into());
-    }
-    Ok((id, source))
-}
-
-/// `--ssh default|ID[=SOCKET]`: agent sockets only (no key files).
-fn parse_ssh(spec: &str) -> anyhow::Result<(String, PathBuf)> {
-    let (id, path) = match spec.split_once('=') {
-        Some((id, p)) => (id.to_owned(), PathBuf::from(p)),
-        None => {
-            let sock = std::env::var_os("SSH_AUTH_SOCK").ok_or_else(|| {
-                UsageError(format!(
-                    "--ssh {spec}: SSH_AUTH_SOCK is not set (start an agent or give {spec}=SOCKET)"
-                ))
-            })?;
-            (spec.to_owned(), PathBuf::from(sock))
-        }
-    };
-    use std::os::unix::fs::FileTypeExt;
-    match std::fs::metadata(&path) {
-        Ok(m) if m.file_type().is_socket() => Ok((id, path)),
-        Ok(_) => Err(UsageError(format!(
-            "--ssh {spec}: {} is not a socket (only agent sockets are supported, not key files)",
-            path.display()
-        ))
-        .into()),
-        Err(e) => Err(UsageError(format!("--ssh {spec}: {}: {e}", path.display())).into()),
-    }
-}
-
 /// `berth build`.
 pub fn run(args: BuildArgs) -> anyhow::Result<()> {
-    if !args.context.is_dir() {
-        return Err(UsageError(format!(
-            "build context {}: not a directory",
-            args.context.display()
-        ))
-        .into());
-    }
-    let mut opts = BuildOptions::new(&args.context);
+    let mut req = BuildRequest::new(&args.context);
     match &args.file {
         Some(f) if f.as_os_str() == "-" => {
             let mut text = String::new();
             std::io::stdin()
                 .read_to_string(&mut text)
                 .context("reading the Dockerfile from standard input")?;
-            opts.dockerfile = args.context.join("Dockerfile");
-            opts.dockerfile_text = Some(text);
+            req.dockerfile_text = Some(text);
         }
-        Some(f) => opts.dockerfile = f.clone(),
+        Some(f) => req.dockerfile = Some(f.clone()),
         None => {}
     }
-    for p in &args.platform {
-        let platform = berth_build::platform::parse(p).map_err(|e| UsageError(e.to_string()))?;
-        opts.platforms.push(platform);
-    }
-    opts.target = args.target.clone();
-    for a in &args.build_args {
-        match a.split_once('=') {
-            Some((k, v)) => {
-                opts.build_args.insert(k.to_owned(), v.to_owned());
-            }
-            None => {
-                if let Ok(v) = std::env::var(a) {
-                    opts.build_args.insert(a.clone(), v);
-                }
-            }
-        }
-    }
-    for c in &args.build_contexts {
-        let (name, value) = parse_kv(c, "--build-context")?;
-        let ctx = if let Some(r) = value.strip_prefix("docker-image://") {
-            NamedContext::Image(r.to_owned())
-        } else if let Some(rest) = value.strip_prefix("oci-layout://") {
-            let (dir, tag) = match rest.rsplit_once(':') {
-                Some((d, t)) if !t.contains('/') => (d, Some(t.to_owned())),
-                _ => (rest, None),
-            };
-            NamedContext::OciLayout {
-                dir: PathBuf::from(dir),
-                tag,
-            }
-        } else if value.contains("://") {
-            return Err(UsageError(format!(
-                "--build-context {c:?}: expected a directory, docker-image://REF or oci-layout://DIR"
-            ))
-            .into());
-        } else {
-            NamedContext::Dir(PathBuf::from(value))
-        };
-        opts.contexts.insert(name, ctx);
-    }
-    for spec in &args.secrets {
-        let (id, source) = parse_secret(spec)?;
-        opts.secrets.insert(id, source);
-    }
-    for spec in &args.ssh {
-        let (id, socket) = parse_ssh(spec)?;
-        opts.ssh.insert(id, socket);
-    }
-    for l in &args.labels {
-        let (k, v) = parse_kv(l, "--label")?;
-        opts.labels.insert(k, v);
-    }
-    opts.no_cache = args.no_cache;
-    opts.pull = args.pull;
-    opts.layers.compression = match args.compression {
+    req.tags = args.tags.clone();
+    req.platforms = args.platform.clone();
+    req.target = args.target.clone();
+    req.build_args = args.build_args.clone();
+    req.build_contexts = args.build_contexts.clone();
+    req.secrets = args.secrets.clone();
+    req.ssh = args.ssh.clone();
+    req.no_cache = args.no_cache;
+    req.pull = args.pull;
+    req.labels = args.labels.clone();
+    req.push = args.push;
+    req.outputs = args.outputs.clone();
+    req.runtime = args.runtime.clone();
+    req.compression = match args.compression {
         CompressionArg::Gzip => Compression::default(),
         CompressionArg::Zstd => Compression::Zstd { level: 3 },
         CompressionArg::Uncompressed => Compression::None,
     };
-    if let Ok(e) = std::env::var("SOURCE_DATE_EPOCH") {
-        opts.layers.epoch = Some(
-            e.trim()
-                .parse()
-                .map_err(|_| UsageError(format!("SOURCE_DATE_EPOCH={e:?}: not a number")))?,
-        );
-    }
-    let mut outputs = Vec::new();
-    if args.push {
-        outputs.push(parse_output("type=registry", &args.tags)?);
-    }
-    for o in &args.outputs {
-        outputs.push(parse_output(o, &args.tags)?);
-    }
-    for t in &args.tags {
-        ImageRef::parse(t).map_err(|e| UsageError(format!("-t {t:?}: {e}")))?;
-    }
-    let multi = opts.platforms.len() > 1;
-    if multi && outputs.iter().any(|o| matches!(o, Output::Docker { .. })) {
-        return Err(UsageError(
-            "--output type=docker holds one platform; use type=oci or type=registry for several"
-                .into(),
-        )
-        .into());
-    }
+    req.epoch = berth_ops::build::epoch_from_env()?;
+    req.store = args.store.clone();
+    req.insecure = args.registry.insecure.clone();
+    let prepared = berth_ops::build::prepare(&req)?;
 
-    let store_root = args.store.clone().unwrap_or_else(berth_build::default_root);
-    let store = Store::open(&store_root)?;
-    let sandbox = Arc::new(HostSandbox::new(
-        args.runtime.as_deref(),
-        store.runtime_root(),
-    )?);
     let rt = runtime()?;
-    let builder = Builder::new(
-        store.clone(),
-        sandbox,
-        Arc::new(CliRegistries {
-            insecure: args.registry.insecure.clone(),
-        }),
-        rt.handle().clone(),
-    )?;
     // A live display needs a terminal; forced elsewhere, it falls back to plain lines.
     let live = matches!(args.progress, BuildProgress::Tty | BuildProgress::Auto)
         && std::io::stderr().is_terminal();
@@ -693,104 +463,50 @@ pub fn run(args: BuildArgs) -> anyhow::Result<()> {
         out: Mutex::new(std::io::stderr()),
         live: live.then(Live::new),
     };
-    let started = std::time::Instant::now();
-    let result = builder.build(&opts, &printer);
-    if let Some(l) = &printer.live {
-        l.abandon();
-    }
-    let result = result?;
     let quiet = args.progress == BuildProgress::Quiet;
-    if !quiet {
-        eprintln!(
-            "built {} in {:.1}s ({} steps run, {} cached)",
-            result.root,
-            started.elapsed().as_secs_f64(),
-            result.steps_run,
-            result.steps_cached
-        );
-    }
-    let src = StoreImage::new(store.clone(), Some(result.root.clone()));
     let mode = match args.progress {
         BuildProgress::Quiet | BuildProgress::Json => Mode::Quiet,
         _ if std::io::stderr().is_terminal() => Mode::Auto,
         _ => Mode::Plain,
     };
-    for o in &outputs {
-        match o {
-            Output::Registry(names) => {
-                for n in names {
-                    copy_out(
-                        &rt,
-                        &src,
-                        &format!("docker://{n}"),
-                        &args.registry.insecure,
-                        mode,
-                    )?;
-                    if !quiet {
-                        eprintln!("pushed {n}@{}", result.root);
-                    }
-                }
-            }
-            Output::Oci { dest, tar } => {
-                let tag = args
-                    .tags
-                    .first()
-                    .and_then(|t| ImageRef::parse(t).ok())
-                    .and_then(|r| r.tag().map(ToString::to_string));
-                let d = dest.display();
-                let spec = match (tar, &tag) {
-                    (true, Some(t)) => format!("oci-archive:{d}:{t}"),
-                    (true, None) => format!("oci-archive:{d}"),
-                    (false, Some(t)) => format!("oci:{d}:{t}"),
-                    (false, None) => format!("oci:{d}"),
-                };
-                copy_out(&rt, &src, &spec, &args.registry.insecure, mode)?;
-            }
-            Output::Docker { dest } => {
-                let spec = match args.tags.first() {
-                    Some(t) => format!("docker-archive:{}:{t}", dest.display()),
-                    None => format!("docker-archive:{}", dest.display()),
-                };
-                copy_out(&rt, &src, &spec, &args.registry.insecure, mode)?;
-            }
+    let transfer = Reporter::new(mode).map(|r| Arc::new(r) as Arc<dyn berth_client::Progress>);
+    let result = berth_ops::build::build_image(&prepared, rt.handle(), &printer, transfer);
+    if let Some(l) = &printer.live {
+        l.abandon();
+    }
+    let result = result?;
+    if !quiet {
+        eprintln!(
+            "built {} in {:.1}s ({} steps run, {} cached)",
+            result.digest, result.seconds, result.steps_run, result.steps_cached
+        );
+        for p in &result.pushed {
+            eprintln!("pushed {p}");
+        }
+        if result.pushed.is_empty() && result.written.is_empty() {
+            eprintln!(
+                "no output given: the image stays in the build store {} (use --push or --output)",
+                result.store
+            );
         }
     }
-    if outputs.is_empty() && !quiet {
-        eprintln!(
-            "no output given: the image stays in the build store {} (use --push or --output)",
-            store.root().display()
-        );
-    }
     if let Some(f) = &args.iidfile {
-        std::fs::write(f, result.root.to_string())
-            .with_context(|| format!("writing {}", f.display()))?;
+        std::fs::write(f, &result.digest).with_context(|| format!("writing {}", f.display()))?;
     }
     if let Some(f) = &args.metadata_file {
-        let images: Vec<_> = result
-            .images
-            .iter()
-            .map(|i| {
-                json!({
-                    "platform": i.platform.to_string(),
-                    "digest": i.manifest.to_string(),
-                    "config": i.config.to_string(),
-                    "size": i.size,
-                })
-            })
-            .collect();
         let meta = json!({
-            "containerimage.digest": result.root.to_string(),
+            "containerimage.digest": result.digest,
             "containerimage.descriptor": {
                 "mediaType": result.media_type,
-                "digest": result.root.to_string(),
+                "digest": result.digest,
             },
             "image.name": args.tags.join(","),
-            "berth.images": images,
+            "berth.images": result.images,
             "berth.steps": {"run": result.steps_run, "cached": result.steps_cached},
         });
         std::fs::write(f, serde_json::to_vec_pretty(&meta)?)
             .with_context(|| format!("writing {}", f.display()))?;
     }
-    println!("{}", result.root);
+    println!("{}", result.digest);
     Ok(())
 }

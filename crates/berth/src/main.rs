@@ -7,7 +7,9 @@ mod first_run;
 mod gc;
 mod lint;
 mod login;
+mod mcp;
 mod progress;
+mod release;
 mod repo;
 mod serve;
 mod transfer;
@@ -71,6 +73,12 @@ enum Command {
     Build(build::BuildArgs),
     /// The build store: its usage (du) and garbage collection (prune).
     Builder(build::BuilderArgs),
+    /// Release an image: lint, build every platform, make sure the ECR repository exists with
+    /// its settings, push under every tag, verify, gate on the scan, print the image by digest.
+    Release(release::ReleaseArgs),
+    /// Serve berth's tools to AI assistants over MCP (stdio, or streamable HTTP with --listen);
+    /// read-only unless --allow-writes.
+    Mcp(mcp::McpArgs),
     /// Lint Dockerfiles with hadolint's rules (same ids, severities, config file, pragmas and
     /// JSON output), judged on a real parse of the Dockerfile and of RUN's shell.
     Lint(lint::LintArgs),
@@ -123,6 +131,8 @@ fn main() -> ExitCode {
         Command::Build(args) => build::run(args),
         Command::Builder(args) => build::builder(args),
         Command::Lint(args) => lint::run(args),
+        Command::Release(args) => release::run(args),
+        Command::Mcp(args) => mcp::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -137,7 +147,10 @@ fn main() -> ExitCode {
                 return ExitCode::from(141);
             }
             eprintln!("berth: error: {e:#}");
-            if e.downcast_ref::<UsageError>().is_some() {
+            let usage = e.downcast_ref::<UsageError>().is_some()
+                || e.downcast_ref::<berth_ops::OpsError>()
+                    .is_some_and(berth_ops::OpsError::is_usage);
+            if usage {
                 ExitCode::from(2)
             } else {
                 ExitCode::FAILURE

@@ -5,13 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use berth_client::aws_sdk_ecr as ecr;
+use berth_ops::repo::{self as ops_repo, RepoSettings, RepositoryInfo};
 use clap::{Args, Subcommand};
-use ecr::error::{DisplayErrorContext, ProvideErrorMetadata};
-use ecr::types::{
-    EncryptionConfiguration, EncryptionType, ImageDetail, ImageScanningConfiguration,
-    ImageTagMutability, ImageTagMutabilityExclusionFilter, ImageTagMutabilityExclusionFilterType,
-    Repository, Tag,
-};
+use ecr::types::{ImageTagMutability, ImageTagMutabilityExclusionFilter};
 
 use berth_client::ecr::AwsOptions;
 
@@ -209,13 +205,10 @@ enum ImagesCommand {
 
 fn api_error<E, R>(action: &str, e: ecr::error::SdkError<E, R>) -> anyhow::Error
 where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
+    E: ecr::error::ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
-    match (e.code(), e.message()) {
-        (Some(code), Some(message)) => anyhow::anyhow!("{action}: {code}: {message}"),
-        _ => anyhow::anyhow!("{action}: {}", DisplayErrorContext(&e)),
-    }
+    ops_repo::api_error(action, e).into()
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -233,29 +226,10 @@ fn mutability(
     s: &str,
     exclusions: &[String],
 ) -> anyhow::Result<(ImageTagMutability, Vec<ImageTagMutabilityExclusionFilter>)> {
-    let m = match s.to_ascii_uppercase().as_str() {
-        "MUTABLE" => ImageTagMutability::Mutable,
-        "IMMUTABLE" => ImageTagMutability::Immutable,
-        "IMMUTABLE_WITH_EXCLUSION" => ImageTagMutability::ImmutableWithExclusion,
-        "MUTABLE_WITH_EXCLUSION" => ImageTagMutability::MutableWithExclusion,
-        other => {
-            return Err(UsageError(format!(
-                "mutability must be MUTABLE, IMMUTABLE, IMMUTABLE_WITH_EXCLUSION or MUTABLE_WITH_EXCLUSION, not {other}"
-            ))
-            .into());
-        }
-    };
-    let filters = exclusions
-        .iter()
-        .map(|f| {
-            ImageTagMutabilityExclusionFilter::builder()
-                .filter_type(ImageTagMutabilityExclusionFilterType::Wildcard)
-                .filter(f)
-                .build()
-                .map_err(|e| anyhow::anyhow!("exclusion filter {f}: {e}"))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok((m, filters))
+    Ok((
+        ops_repo::mutability(s)?,
+        ops_repo::exclusion_filters(exclusions)?,
+    ))
 }
 
 fn time(t: Option<&ecr::primitives::DateTime>) -> String {
@@ -273,39 +247,23 @@ fn time(t: Option<&ecr::primitives::DateTime>) -> String {
     .unwrap_or_default()
 }
 
-fn repo_json(r: &Repository) -> serde_json::Value {
-    serde_json::json!({
-        "repositoryName": r.repository_name(),
-        "repositoryUri": r.repository_uri(),
-        "repositoryArn": r.repository_arn(),
-        "registryId": r.registry_id(),
-        "createdAt": r.created_at().map(|t| t.secs()),
-        "imageTagMutability": r.image_tag_mutability().map(|m| m.as_str()),
-        "imageTagMutabilityExclusionFilters": r.image_tag_mutability_exclusion_filters().iter().map(|f| f.filter()).collect::<Vec<_>>(),
-        "scanOnPush": r.image_scanning_configuration().map(|s| s.scan_on_push()),
-        "encryptionType": r.encryption_configuration().map(|e| e.encryption_type().as_str()),
-        "kmsKey": r.encryption_configuration().and_then(|e| e.kms_key()),
-    })
-}
-
-fn print_repos(repos: &[Repository], json: bool) {
+fn print_repos(repos: &[RepositoryInfo], json: bool) -> anyhow::Result<()> {
     if json {
-        let all: Vec<_> = repos.iter().map(repo_json).collect();
-        println!("{}", serde_json::json!({ "repositories": all }));
-        return;
+        println!("{}", serde_json::json!({ "repositories": repos }));
+        return Ok(());
     }
     println!("{:<40} {:<26} {:<20} URI", "NAME", "MUTABILITY", "CREATED");
     for r in repos {
+        let created = r.created_at.map(ecr::primitives::DateTime::from_secs);
         println!(
             "{:<40} {:<26} {:<20} {}",
-            r.repository_name().unwrap_or_default(),
-            r.image_tag_mutability()
-                .map(|m| m.as_str())
-                .unwrap_or_default(),
-            time(r.created_at()),
-            r.repository_uri().unwrap_or_default()
+            r.repository_name,
+            r.image_tag_mutability.as_deref().unwrap_or_default(),
+            time(created.as_ref()),
+            r.repository_uri
         );
     }
+    Ok(())
 }
 
 fn read_file(path: &PathBuf) -> anyhow::Result<String> {
@@ -333,61 +291,29 @@ pub fn run_repo(mut args: RepoArgs) -> anyhow::Result<()> {
                 kms_key,
                 tags,
             } => {
-                let (m, filters) = mutability(&m, &exclusions)?;
-                let mut req = c
-                    .create_repository()
-                    .repository_name(&name)
-                    .image_tag_mutability(m)
-                    .set_image_tag_mutability_exclusion_filters(
-                        (!filters.is_empty()).then_some(filters),
-                    )
-                    .image_scanning_configuration(
-                        ImageScanningConfiguration::builder()
-                            .scan_on_push(scan_on_push)
-                            .build(),
-                    );
+                let mut settings = RepoSettings::default();
+                settings.tag_mutability = Some(m);
+                settings.mutability_exclusions = exclusions;
+                settings.scan_on_push = Some(scan_on_push);
                 if let Some(k) = kms_key {
-                    req = req.encryption_configuration(
-                        EncryptionConfiguration::builder()
-                            .encryption_type(EncryptionType::Kms)
-                            .kms_key(k)
-                            .build()
-                            .map_err(|e| anyhow::anyhow!("{e}"))?,
-                    );
+                    settings.encryption = Some("KMS".into());
+                    settings.kms_key = Some(k);
                 }
                 for t in &tags {
                     let (k, v) = t
                         .split_once('=')
                         .ok_or_else(|| UsageError(format!("--tag {t}: expected KEY=VALUE")))?;
-                    req = req.tags(
-                        Tag::builder()
-                            .key(k)
-                            .value(v)
-                            .build()
-                            .map_err(|e| anyhow::anyhow!("{e}"))?,
-                    );
+                    settings.tags.insert(k.to_owned(), v.to_owned());
                 }
-                let out = req
-                    .send()
-                    .await
-                    .map_err(|e| api_error("CreateRepository", e))?;
-                let repo = out
-                    .repository()
-                    .ok_or_else(|| anyhow::anyhow!("CreateRepository returned no repository"))?;
+                let repo = ops_repo::create_repository(&c, &name, &settings).await?;
                 if json {
-                    println!("{}", repo_json(repo));
+                    println!("{}", serde_json::to_string(&repo)?);
                 } else {
-                    println!("{}", repo.repository_uri().unwrap_or_default());
+                    println!("{}", repo.repository_uri);
                 }
             }
             RepoCommand::Ls => {
-                let mut all = Vec::new();
-                let mut pages = c.describe_repositories().into_paginator().send();
-                while let Some(page) = pages.next().await {
-                    let page = page.map_err(|e| api_error("DescribeRepositories", e))?;
-                    all.extend(page.repositories().iter().cloned());
-                }
-                print_repos(&all, json);
+                print_repos(&ops_repo::list_repositories(&c).await?, json)?;
             }
             RepoCommand::Describe { name } => {
                 let out = c
@@ -396,11 +322,15 @@ pub fn run_repo(mut args: RepoArgs) -> anyhow::Result<()> {
                     .send()
                     .await
                     .map_err(|e| api_error("DescribeRepositories", e))?;
+                let repos: Vec<RepositoryInfo> = out
+                    .repositories()
+                    .iter()
+                    .map(RepositoryInfo::from)
+                    .collect();
                 if json {
-                    let repo = out.repositories().first().map(repo_json);
-                    println!("{}", repo.unwrap_or_default());
+                    println!("{}", serde_json::to_value(repos.first())?);
                 } else {
-                    print_repos(out.repositories(), false);
+                    print_repos(&repos, false)?;
                 }
             }
             RepoCommand::Rm { name, force } => {
@@ -637,40 +567,15 @@ pub(crate) fn human(bytes: u64) -> String {
     }
 }
 
-fn image_json(d: &ImageDetail) -> serde_json::Value {
-    serde_json::json!({
-        "imageDigest": d.image_digest(),
-        "imageTags": d.image_tags(),
-        "imageSizeInBytes": d.image_size_in_bytes(),
-        "imagePushedAt": d.image_pushed_at().map(|t| t.secs()),
-        "imageManifestMediaType": d.image_manifest_media_type(),
-        "artifactMediaType": d.artifact_media_type(),
-        "subjectManifestDigest": d.subject_manifest_digest(),
-    })
-}
-
 /// Runs `berth images`.
 pub fn run_images(mut args: ImagesArgs) -> anyhow::Result<()> {
     let ImagesCommand::Ls { mut repository } = args.command;
     args.api.take_registry(&mut repository)?;
     runtime()?.block_on(async move {
         let c = client(&args.api).await?;
-        let mut all: Vec<ImageDetail> = Vec::new();
-        let mut pages = c
-            .describe_images()
-            .repository_name(&repository)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| api_error("DescribeImages", e))?;
-            all.extend(page.image_details().iter().cloned());
-        }
-        all.sort_by(|a, b| {
-            let key = |d: &ImageDetail| d.image_pushed_at().map(|t| (t.secs(), t.subsec_nanos()));
-            key(b).cmp(&key(a))
-        });
+        let all = ops_repo::list_images(&c, &repository).await?;
         if args.api.json {
-            let images: Vec<_> = all.iter().map(image_json).collect();
+            let images = &all;
             println!(
                 "{}",
                 serde_json::json!({ "repository": repository, "images": images })
@@ -679,17 +584,17 @@ pub fn run_images(mut args: ImagesArgs) -> anyhow::Result<()> {
         }
         println!("{:<19} {:<30} {:>10}  PUSHED", "DIGEST", "TAGS", "SIZE");
         for d in &all {
-            let digest = d.image_digest().unwrap_or_default();
-            let short: String = digest.chars().take(19).collect();
-            let tags = if d.image_tags().is_empty() {
+            let short: String = d.image_digest.chars().take(19).collect();
+            let tags = if d.image_tags.is_empty() {
                 "<untagged>".to_owned()
             } else {
-                d.image_tags().join(",")
+                d.image_tags.join(",")
             };
+            let pushed = d.image_pushed_at.map(ecr::primitives::DateTime::from_secs);
             println!(
                 "{short:<19} {tags:<30} {:>10}  {}",
-                human(u64::try_from(d.image_size_in_bytes().unwrap_or(0)).unwrap_or(0)),
-                time(d.image_pushed_at())
+                human(u64::try_from(d.image_size_in_bytes.unwrap_or(0)).unwrap_or(0)),
+                time(pushed.as_ref())
             );
         }
         Ok(())

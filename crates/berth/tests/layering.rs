@@ -19,9 +19,10 @@ const LAYERS: &[(&str, u8)] = &[
     ("berth-build", 2),
     ("berth-lint", 2),
     ("berth-scan", 2),
-    ("berth-mcp", 3),
-    ("berth", 4),
-    ("berth-bench", 4),
+    ("berth-ops", 3),
+    ("berth-mcp", 4),
+    ("berth", 5),
+    ("berth-bench", 5),
 ];
 
 /// Crates `berth-oci` must never pull in, directly or transitively.

@@ -1,0 +1,511 @@
+//! Building an image from a Dockerfile and writing it out: buildx's options over `berth-build`,
+//! outputs through the registry client.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use berth_build::{
+    BuildOptions, Builder, Compression, HostSandbox, NamedContext, Progress as BuildProgress,
+    Registries, SecretSource, Store, StoreImage,
+};
+use berth_client::registry::RegistryImage;
+use berth_client::{ClientError, Progress};
+use berth_oci::ImageRef;
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use crate::endpoint::{open_registry, parse_ref};
+use crate::error::{OpsError, Result};
+use crate::transfer::copy_to;
+
+/// What to build, as `berth build`'s flags say it.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct BuildRequest {
+    /// The build context (a directory).
+    pub context: PathBuf,
+    /// The Dockerfile (default: CONTEXT/Dockerfile).
+    pub dockerfile: Option<PathBuf>,
+    /// The Dockerfile's text, when it does not come from a file (`-f -`).
+    pub dockerfile_text: Option<String>,
+    /// Names for the image (`REGISTRY/REPO:TAG`).
+    pub tags: Vec<String>,
+    /// Target platforms (`linux/amd64`); empty: this machine's.
+    pub platforms: Vec<String>,
+    /// The stage to build.
+    pub target: Option<String>,
+    /// `KEY=VALUE`, or `KEY` to take the value from the environment.
+    pub build_args: Vec<String>,
+    /// `NAME=DIR`, `NAME=docker-image://REF` or `NAME=oci-layout://DIR[:TAG]`.
+    pub build_contexts: Vec<String>,
+    /// `id=ID[,src=FILE|,env=VAR][,type=file|env]`.
+    pub secrets: Vec<String>,
+    /// `default|ID[=SOCKET]`.
+    pub ssh: Vec<String>,
+    /// Do not use the step cache.
+    pub no_cache: bool,
+    /// Fetch base images again.
+    pub pull: bool,
+    /// `KEY=VALUE` image labels.
+    pub labels: Vec<String>,
+    /// Push to every tag (`--push`).
+    pub push: bool,
+    /// `type=registry[,name=REF]`, `type=oci,dest=FILE[,tar=false]`, `type=docker,dest=FILE`.
+    pub outputs: Vec<String>,
+    /// The OCI runtime for RUN (default: runc, then crun).
+    pub runtime: Option<String>,
+    /// Layer compression.
+    pub compression: Compression,
+    /// Timestamps of the image (`SOURCE_DATE_EPOCH`).
+    pub epoch: Option<i64>,
+    /// The build store (default: `berth_build::default_root()`).
+    pub store: Option<PathBuf>,
+    /// Registries reached over plain HTTP.
+    pub insecure: Vec<String>,
+}
+
+impl BuildRequest {
+    /// A build of `context` with every default.
+    pub fn new(context: impl Into<PathBuf>) -> Self {
+        BuildRequest {
+            context: context.into(),
+            ..BuildRequest::default()
+        }
+    }
+}
+
+/// One platform's image.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct BuiltImage {
+    /// `linux/amd64`.
+    pub platform: String,
+    /// The image manifest's digest.
+    pub digest: String,
+    /// The config blob's digest.
+    pub config: String,
+    /// Manifest + config + layers, in bytes.
+    pub size: u64,
+}
+
+/// What a build made and where it went.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BuildOutcome {
+    /// The image manifest (one platform) or index (several).
+    pub digest: String,
+    /// Its media type.
+    pub media_type: String,
+    /// Each platform's image.
+    pub images: Vec<BuiltImage>,
+    /// Steps run.
+    pub steps_run: usize,
+    /// Steps answered from the cache.
+    pub steps_cached: usize,
+    /// Build time (outputs not included).
+    pub seconds: f64,
+    /// Registry references pushed, each as `REF@DIGEST`.
+    pub pushed: Vec<String>,
+    /// Files and layouts written (`oci-archive:…`, `oci:…`, `docker-archive:…`).
+    pub written: Vec<String>,
+    /// The build store the image stays in.
+    pub store: String,
+}
+
+/// One `--output`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Output {
+    Registry(Vec<String>),
+    Oci { dest: PathBuf, tar: bool },
+    Docker { dest: PathBuf },
+}
+
+fn parse_output(spec: &str, tags: &[String]) -> Result<Output> {
+    let mut kv = BTreeMap::new();
+    for part in spec.split(',') {
+        let (k, v) = part.split_once('=').ok_or_else(|| {
+            OpsError::usage(format!("--output {spec:?}: expected KEY=VALUE pairs"))
+        })?;
+        kv.insert(k.trim().to_owned(), v.trim().to_owned());
+    }
+    let kind = kv.get("type").map(String::as_str).unwrap_or("");
+    let dest = kv.get("dest").map(PathBuf::from);
+    match kind {
+        "registry" | "image" => {
+            let names: Vec<String> = match kv.get("name") {
+                Some(n) => n.split(',').map(str::to_owned).collect(),
+                None => tags.to_vec(),
+            };
+            if names.is_empty() {
+                return Err(OpsError::usage(
+                    "--output type=registry needs a name: give -t REF or name=REF",
+                ));
+            }
+            Ok(Output::Registry(names))
+        }
+        "oci" => Ok(Output::Oci {
+            dest: dest.ok_or_else(|| OpsError::usage("--output type=oci needs dest=PATH"))?,
+            tar: kv.get("tar").map(String::as_str) != Some("false"),
+        }),
+        "docker" => Ok(Output::Docker {
+            dest: dest.ok_or_else(|| OpsError::usage("--output type=docker needs dest=FILE"))?,
+        }),
+        other => Err(OpsError::usage(format!(
+            "--output type={other:?}: expected registry, oci or docker"
+        ))),
+    }
+}
+
+fn parse_kv(s: &str, what: &str) -> Result<(String, String)> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| OpsError::usage(format!("{what} {s:?}: expected KEY=VALUE")))
+}
+
+/// `--secret id=ID[,src=FILE|,env=VAR][,type=file|env]`, as buildx reads it.
+fn parse_secret(spec: &str) -> Result<(String, SecretSource)> {
+    let (mut id, mut src, mut env, mut typ) = (None, None, None, None);
+    for field in spec.split(',') {
+        let (k, v) = field.split_once('=').ok_or_else(|| {
+            OpsError::usage(format!(
+                "--secret {spec:?}: invalid field {field:?}: must be a key=value pair"
+            ))
+        })?;
+        match k.to_ascii_lowercase().as_str() {
+            "type" if v == "file" || v == "env" => typ = Some(v.to_owned()),
+            "type" => {
+                return Err(OpsError::usage(format!(
+                    "--secret {spec:?}: unsupported secret type {v:?} (file or env)"
+                )));
+            }
+            "id" => id = Some(v.to_owned()),
+            "source" | "src" => src = Some(v.to_owned()),
+            "env" => env = Some(v.to_owned()),
+            other => {
+                return Err(OpsError::usage(format!(
+                    "--secret {spec:?}: unexpected key {other:?} (id, src, env, type)"
+                )));
+            }
+        }
+    }
+    let id = id
+        .filter(|i| !i.is_empty())
+        .ok_or_else(|| OpsError::usage(format!("--secret {spec:?}: id=… is required")))?;
+    if typ.as_deref() == Some("env") && env.is_none() {
+        env = src.take();
+    }
+    let source = match (src, env) {
+        (Some(_), Some(_)) => {
+            return Err(OpsError::usage(format!(
+                "--secret {spec:?}: give src or env, not both"
+            )));
+        }
+        (Some(f), None) => SecretSource::File(PathBuf::from(f)),
+        (None, Some(e)) => SecretSource::Env(e),
+        (None, None) if std::env::var_os(&id).is_some() => SecretSource::Env(id.clone()),
+        (None, None) => SecretSource::File(PathBuf::from(&id)),
+    };
+    if let SecretSource::File(f) = &source
+        && !f.is_file()
+    {
+        return Err(OpsError::usage(format!(
+            "--secret {spec:?}: {}: no such file",
+            f.display()
+        )));
+    }
+    Ok((id, source))
+}
+
+/// `--ssh default|ID[=SOCKET]`: agent sockets only (no key files).
+fn parse_ssh(spec: &str) -> Result<(String, PathBuf)> {
+    let (id, path) = match spec.split_once('=') {
+        Some((id, p)) => (id.to_owned(), PathBuf::from(p)),
+        None => {
+            let sock = std::env::var_os("SSH_AUTH_SOCK").ok_or_else(|| {
+                OpsError::usage(format!(
+                    "--ssh {spec}: SSH_AUTH_SOCK is not set (start an agent or give {spec}=SOCKET)"
+                ))
+            })?;
+            (spec.to_owned(), PathBuf::from(sock))
+        }
+    };
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::metadata(&path) {
+        Ok(m) if m.file_type().is_socket() => Ok((id, path)),
+        Ok(_) => Err(OpsError::usage(format!(
+            "--ssh {spec}: {} is not a socket (only agent sockets are supported, not key files)",
+            path.display()
+        ))),
+        Err(e) => Err(OpsError::usage(format!(
+            "--ssh {spec}: {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+fn named_context(spec: &str) -> Result<(String, NamedContext)> {
+    let (name, value) = parse_kv(spec, "--build-context")?;
+    let ctx = if let Some(r) = value.strip_prefix("docker-image://") {
+        NamedContext::Image(r.to_owned())
+    } else if let Some(rest) = value.strip_prefix("oci-layout://") {
+        let (dir, tag) = match rest.rsplit_once(':') {
+            Some((d, t)) if !t.contains('/') => (d, Some(t.to_owned())),
+            _ => (rest, None),
+        };
+        NamedContext::OciLayout {
+            dir: PathBuf::from(dir),
+            tag,
+        }
+    } else if value.contains("://") {
+        return Err(OpsError::usage(format!(
+            "--build-context {spec:?}: expected a directory, docker-image://REF or oci-layout://DIR"
+        )));
+    } else {
+        NamedContext::Dir(PathBuf::from(value))
+    };
+    Ok((name, ctx))
+}
+
+/// The registries of a build: berth's credentials for each.
+#[derive(Debug)]
+struct OpsRegistries {
+    insecure: Vec<String>,
+}
+
+impl Registries for OpsRegistries {
+    fn open(&self, r: &ImageRef) -> std::result::Result<RegistryImage, ClientError> {
+        open_registry(r, &self.insecure).map_err(|e| match e {
+            OpsError::Client(c) => c,
+            other => ClientError::NotFound(other.to_string()),
+        })
+    }
+}
+
+/// A request checked and turned into the builder's options, before anything runs.
+#[derive(Debug)]
+pub struct PreparedBuild {
+    opts: BuildOptions,
+    outputs: Vec<Output>,
+    req: BuildRequest,
+}
+
+impl PreparedBuild {
+    /// The registry references the build will push to.
+    pub fn registry_names(&self) -> Vec<String> {
+        self.outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Registry(n) => Some(n.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+}
+
+/// Checks a request: the context, every flag, every output. Nothing runs.
+pub fn prepare(req: &BuildRequest) -> Result<PreparedBuild> {
+    if !req.context.is_dir() {
+        return Err(OpsError::usage(format!(
+            "build context {}: not a directory",
+            req.context.display()
+        )));
+    }
+    let mut opts = BuildOptions::new(&req.context);
+    if let Some(f) = &req.dockerfile {
+        opts.dockerfile = f.clone();
+    }
+    if let Some(text) = &req.dockerfile_text {
+        if req.dockerfile.is_none() {
+            opts.dockerfile = req.context.join("Dockerfile");
+        }
+        opts.dockerfile_text = Some(text.clone());
+    } else if !opts.dockerfile.is_file() {
+        return Err(OpsError::usage(format!(
+            "Dockerfile {}: no such file",
+            opts.dockerfile.display()
+        )));
+    }
+    for p in &req.platforms {
+        let platform =
+            berth_build::platform::parse(p).map_err(|e| OpsError::usage(e.to_string()))?;
+        opts.platforms.push(platform);
+    }
+    opts.target = req.target.clone();
+    for a in &req.build_args {
+        match a.split_once('=') {
+            Some((k, v)) => {
+                opts.build_args.insert(k.to_owned(), v.to_owned());
+            }
+            None => {
+                if let Ok(v) = std::env::var(a) {
+                    opts.build_args.insert(a.clone(), v);
+                }
+            }
+        }
+    }
+    for c in &req.build_contexts {
+        let (name, ctx) = named_context(c)?;
+        opts.contexts.insert(name, ctx);
+    }
+    for spec in &req.secrets {
+        let (id, source) = parse_secret(spec)?;
+        opts.secrets.insert(id, source);
+    }
+    for spec in &req.ssh {
+        let (id, socket) = parse_ssh(spec)?;
+        opts.ssh.insert(id, socket);
+    }
+    for l in &req.labels {
+        let (k, v) = parse_kv(l, "--label")?;
+        opts.labels.insert(k, v);
+    }
+    opts.no_cache = req.no_cache;
+    opts.pull = req.pull;
+    opts.layers.compression = req.compression;
+    opts.layers.epoch = req.epoch;
+    let mut outputs = Vec::new();
+    if req.push {
+        outputs.push(parse_output("type=registry", &req.tags)?);
+    }
+    for o in &req.outputs {
+        outputs.push(parse_output(o, &req.tags)?);
+    }
+    for t in &req.tags {
+        parse_ref(t).map_err(|e| OpsError::usage(format!("-t {e}")))?;
+    }
+    for o in &outputs {
+        if let Output::Registry(names) = o {
+            for n in names {
+                parse_ref(n)?;
+            }
+        }
+    }
+    if opts.platforms.len() > 1 && outputs.iter().any(|o| matches!(o, Output::Docker { .. })) {
+        return Err(OpsError::usage(
+            "--output type=docker holds one platform; use type=oci or type=registry for several",
+        ));
+    }
+    Ok(PreparedBuild {
+        opts,
+        outputs,
+        req: req.clone(),
+    })
+}
+
+/// `SOURCE_DATE_EPOCH` from the environment, if set.
+pub fn epoch_from_env() -> Result<Option<i64>> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(e) => e
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| OpsError::usage(format!("SOURCE_DATE_EPOCH={e:?}: not a number"))),
+        Err(_) => Ok(None),
+    }
+}
+
+/// Builds and writes the outputs. Blocking: run it off the async threads; `rt` runs the
+/// registry transfers. `transfer` sees the bytes of every output written.
+pub fn build_image(
+    prepared: &PreparedBuild,
+    rt: &tokio::runtime::Handle,
+    progress: &dyn BuildProgress,
+    transfer: Option<Arc<dyn Progress>>,
+) -> Result<BuildOutcome> {
+    let req = &prepared.req;
+    let store_root = req.store.clone().unwrap_or_else(berth_build::default_root);
+    let store = Store::open(&store_root)?;
+    let sandbox = Arc::new(HostSandbox::new(
+        req.runtime.as_deref(),
+        store.runtime_root(),
+    )?);
+    let builder = Builder::new(
+        store.clone(),
+        sandbox,
+        Arc::new(OpsRegistries {
+            insecure: req.insecure.clone(),
+        }),
+        rt.clone(),
+    )?;
+    let started = std::time::Instant::now();
+    let result = builder.build(&prepared.opts, progress)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let src = StoreImage::new(store.clone(), Some(result.root.clone()));
+    let source_name = format!("build {}", result.root);
+    let mut pushed = Vec::new();
+    let mut written = Vec::new();
+    for o in &prepared.outputs {
+        match o {
+            Output::Registry(names) => {
+                for n in names {
+                    rt.block_on(copy_to(
+                        &src,
+                        &source_name,
+                        &format!("docker://{n}"),
+                        &req.insecure,
+                        transfer.clone(),
+                    ))
+                    .map_err(|e| e.context(format!("pushing {n}")))?;
+                    pushed.push(format!("{n}@{}", result.root));
+                }
+            }
+            Output::Oci { dest, tar } => {
+                let tag = req
+                    .tags
+                    .first()
+                    .and_then(|t| ImageRef::parse(t).ok())
+                    .and_then(|r| r.tag().map(ToString::to_string));
+                let d = dest.display();
+                let spec = match (tar, &tag) {
+                    (true, Some(t)) => format!("oci-archive:{d}:{t}"),
+                    (true, None) => format!("oci-archive:{d}"),
+                    (false, Some(t)) => format!("oci:{d}:{t}"),
+                    (false, None) => format!("oci:{d}"),
+                };
+                rt.block_on(copy_to(
+                    &src,
+                    &source_name,
+                    &spec,
+                    &req.insecure,
+                    transfer.clone(),
+                ))?;
+                written.push(spec);
+            }
+            Output::Docker { dest } => {
+                let spec = match req.tags.first() {
+                    Some(t) => format!("docker-archive:{}:{t}", dest.display()),
+                    None => format!("docker-archive:{}", dest.display()),
+                };
+                rt.block_on(copy_to(
+                    &src,
+                    &source_name,
+                    &spec,
+                    &req.insecure,
+                    transfer.clone(),
+                ))?;
+                written.push(spec);
+            }
+        }
+    }
+    Ok(BuildOutcome {
+        digest: result.root.to_string(),
+        media_type: result.media_type.clone(),
+        images: result
+            .images
+            .iter()
+            .map(|i| BuiltImage {
+                platform: i.platform.to_string(),
+                digest: i.manifest.to_string(),
+                config: i.config.to_string(),
+                size: i.size,
+            })
+            .collect(),
+        steps_run: result.steps_run,
+        steps_cached: result.steps_cached,
+        seconds,
+        pushed,
+        written,
+        store: store.root().display().to_string(),
+    })
+}
