@@ -24,7 +24,10 @@ fn env(cmd: &mut Command, home: &Path, server: &Server) {
         .env("BERTH_CACHE_DIR", home.join("cache"))
         .env("BERTH_BUILD_ROOT", home.join("build"))
         .env("AWS_CONFIG_FILE", home.join("no-aws-config"))
-        .env("AWS_SHARED_CREDENTIALS_FILE", home.join("no-aws-credentials"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            home.join("no-aws-credentials"),
+        )
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("AWS_ACCESS_KEY_ID", ROOT_ID)
         .env("AWS_SECRET_ACCESS_KEY", ROOT_SECRET)
@@ -161,4 +164,200 @@ fn the_mcp_client_works_over_streamable_http() {
     if let Err(e) = result {
         std::panic::resume_unwind(e);
     }
+}
+
+/// `berth release` with `--json`: exit status and report.
+fn release(dir: &Path, server: &Server, args: &[&str]) -> (i32, serde_json::Value, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+    env(&mut cmd, dir, server);
+    let out = cmd
+        .arg("release")
+        .args(args)
+        .args(["--json", "--insecure-registry", &server.addr])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let report = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("release --json: {e}\n{stderr}"));
+    (out.status.code().unwrap_or(-1), report, stderr)
+}
+
+fn step<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == name)
+        .unwrap_or_else(|| panic!("no step {name}: {report}"))
+}
+
+#[test]
+fn release_lints_builds_creates_pushes_and_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path());
+    let (ctx, _) = contexts(dir.path());
+    // (A named context's stage is one hadolint does not know: DL3022.)
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nCOPY hello.txt /hello.txt\n",
+    )
+    .unwrap();
+    // A git checkout, for the git tags.
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &[
+            "-c",
+            "user.email=t@example.invalid",
+            "-c",
+            "user.name=t",
+            "add",
+            ".",
+        ],
+        &[
+            "-c",
+            "user.email=t@example.invalid",
+            "-c",
+            "user.name=t",
+            "commit",
+            "-qm",
+            "one",
+        ],
+    ] {
+        assert!(
+            Command::new("git")
+                .arg("-C")
+                .arg(&ctx)
+                .args(args)
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    let settings = dir.path().join("repo.toml");
+    std::fs::write(
+        &settings,
+        r#"tag_mutability = "IMMUTABLE_WITH_EXCLUSION"
+mutability_exclusions = ["latest", "main"]
+scan_on_push = true
+encryption = "AES256"
+lifecycle_policy = '{"rules":[{"rulePriority":1,"selection":{"tagStatus":"untagged","countType":"sinceImagePushed","countUnit":"days","countNumber":7},"action":{"type":"expire"}}]}'
+[tags]
+team = "platform"
+"#,
+    )
+    .unwrap();
+    let repo = format!("{}/rel/app", server.addr);
+    let ctx_s = ctx.to_str().unwrap();
+    let base = [
+        ctx_s,
+        "--repository",
+        repo.as_str(),
+        "--version",
+        "v1.2.3",
+        "--tag-strategy",
+        "semver,git",
+        "--repo-settings",
+        settings.to_str().unwrap(),
+        "--lint-threshold",
+        "warning",
+    ];
+
+    // --dry-run: a plan, and nothing changes.
+    let mut dry = base.to_vec();
+    dry.push("--dry-run");
+    let (code, report, stderr) = release(dir.path(), &server, &dry);
+    assert_eq!(code, 0, "{stderr}\n{report}");
+    assert_eq!(step(&report, "repository")["status"], "planned");
+    assert_eq!(step(&report, "push")["status"], "planned");
+    let mut ls = Command::new(env!("CARGO_BIN_EXE_berth"));
+    env(&mut ls, dir.path(), &server);
+    let listed = ls.args(["repo", "ls", "--json"]).output().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&listed.stdout).contains("rel/app"),
+        "--dry-run created the repository"
+    );
+
+    // The release.
+    let (code, report, stderr) = release(dir.path(), &server, &base);
+    assert_eq!(code, 0, "{stderr}\n{report}");
+    for s in ["lint", "build", "tags", "push", "verify"] {
+        assert_eq!(step(&report, s)["status"], "ok", "{s}: {report}");
+    }
+    assert_eq!(step(&report, "repository")["status"], "ok");
+    assert!(report["repositorySettings"]["created"].as_bool().unwrap());
+    let digest = report["digest"].as_str().unwrap().to_owned();
+    assert_eq!(report["image"], format!("{repo}@{digest}"));
+    let tags: Vec<&str> = report["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["tag"].as_str().unwrap())
+        .collect();
+    for t in ["v1.2.3", "v1.2", "v1", "latest", "main"] {
+        assert!(tags.contains(&t), "{t} in {tags:?}");
+    }
+    assert!(
+        tags.iter()
+            .any(|t| t.len() == 7 && t.bytes().all(|b| b.is_ascii_hexdigit())),
+        "the commit tag: {tags:?}"
+    );
+    // Verified: the index and both platforms, as DescribeImages says.
+    assert_eq!(report["verified"].as_array().unwrap().len(), 3, "{report}");
+    assert_eq!(step(&report, "scan")["status"], "skipped");
+    let created = &report["repositorySettings"]["repository"];
+    assert_eq!(created["imageTagMutability"], "IMMUTABLE_WITH_EXCLUSION");
+    assert_eq!(created["scanOnPush"], true);
+
+    // Unchanged context: the same digest, nothing new pushed, and the report says so.
+    let (code, again, stderr) = release(dir.path(), &server, &base);
+    assert_eq!(code, 0, "{stderr}\n{again}");
+    assert_eq!(again["digest"], digest.as_str());
+    assert_eq!(step(&again, "push")["status"], "unchanged", "{again}");
+    assert_eq!(step(&again, "repository")["status"], "unchanged", "{again}");
+    assert!(
+        again["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["status"] == "unchanged")
+    );
+
+    // A changed context under the same version: the immutable tag stops it before any push.
+    std::fs::write(ctx.join("hello.txt"), "changed\n").unwrap();
+    let (code, failed, stderr) = release(dir.path(), &server, &base);
+    assert_eq!(code, 4, "{stderr}\n{failed}");
+    assert_eq!(step(&failed, "tags")["status"], "failed");
+    assert!(
+        failed["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["step"] != "push")
+    );
+    let mut images = Command::new(env!("CARGO_BIN_EXE_berth"));
+    env(&mut images, dir.path(), &server);
+    let out = images
+        .args(["images", "ls", "rel/app", "--json"])
+        .output()
+        .unwrap();
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        listed["images"].as_array().unwrap().len(),
+        3,
+        "nothing new was pushed: {listed}"
+    );
+
+    // A lint failure stops before the build: exit 3.
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nMAINTAINER someone\nCOPY hello.txt /\n",
+    )
+    .unwrap();
+    let mut v2 = base.to_vec();
+    v2[4] = "v2.0.0";
+    let (code, failed, stderr) = release(dir.path(), &server, &v2);
+    assert_eq!(code, 3, "{stderr}\n{failed}");
+    assert_eq!(step(&failed, "lint")["status"], "failed");
+    assert!(failed["build"].is_null());
+    assert!(stderr.contains("release stopped at lint"), "{stderr}");
 }
