@@ -9,6 +9,7 @@ use berth_client::ecr::AwsOptions;
 use berth_ops::OpsError;
 use berth_ops::build::{BuildOutcome, BuildRequest};
 use berth_ops::inspect::ImageInfo;
+use berth_ops::lifecycle::LifecyclePreview;
 use berth_ops::lint::LintOutcome;
 use berth_ops::release::{ReleaseReport, ReleaseRequest};
 use berth_ops::repo::{EnsureOutcome, ImageDetailInfo, RepoSettings, RepositoryInfo};
@@ -367,6 +368,20 @@ pub struct DescribeImageParams {
     pub repository: String,
     /// Tags or digests.
     pub image_ids: Vec<String>,
+    /// The AWS region.
+    #[serde(default)]
+    pub region: Option<String>,
+}
+
+/// `lifecycle_preview`'s parameters.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct LifecyclePreviewParams {
+    /// `NAME` or `REGISTRY/NAME`.
+    pub repository: String,
+    /// A lifecycle policy to evaluate (the document, or its JSON text) instead of the
+    /// repository's own.
+    #[serde(default)]
+    pub policy: Option<serde_json::Value>,
     /// The AWS region.
     #[serde(default)]
     pub region: Option<String>,
@@ -978,6 +993,39 @@ impl BerthMcp {
         )
     }
 
+    /// Preview a lifecycle policy (the repository's own, or one given): which images it would
+    /// expire and by which rule (ECR StartLifecyclePolicyPreview, then GetLifecyclePolicyPreview
+    /// until it completes). Expires nothing; an image index's platform manifests and the
+    /// referrers of a kept image are never listed on their own.
+    #[tool(
+        output_schema = schema_for_output::<LifecyclePreview>(),
+        annotations(read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = true)
+    )]
+    async fn lifecycle_preview(
+        &self,
+        Parameters(p): Parameters<LifecyclePreviewParams>,
+    ) -> CallToolResult {
+        done(
+            async {
+                let t = self.repository_target(&p.repository, p.region.as_ref(), false)?;
+                let policy = match p.policy {
+                    None | Some(serde_json::Value::Null) => None,
+                    Some(serde_json::Value::String(text)) => Some(text),
+                    Some(doc) => Some(doc.to_string()),
+                };
+                let c = berth_ops::repo::client(&t.aws).await?;
+                Ok(berth_ops::lifecycle::preview(
+                    &c,
+                    &t.name,
+                    policy.as_deref(),
+                    std::time::Duration::from_secs(300),
+                )
+                .await?)
+            }
+            .await,
+        )
+    }
+
     /// Lint a Dockerfile with hadolint's rules (same ids and messages; the project's
     /// .hadolint.yaml applies).
     #[tool(
@@ -1052,7 +1100,7 @@ impl BerthMcp {
                             image_uri: report.image.clone(),
                             report,
                         }),
-                        Err(f) => Err(Failure::from(f.error).at(&f.step)),
+                        Err(f) => Err(Failure::from(*f.error).at(&f.step)),
                     }
                 })
                 .await
@@ -1143,13 +1191,20 @@ pub async fn serve_stdio(server: BerthMcp) -> Result<(), McpError> {
 }
 
 /// The streamable HTTP transport as an axum router serving `/mcp`, one server per session.
-pub fn http_router(server: BerthMcp, cancel: tokio_util::sync::CancellationToken) -> axum::Router {
+/// Requests must name a loopback host or one of `hosts` (`HOST` or `HOST:PORT`) in `Host`,
+/// against DNS rebinding.
+pub fn http_router(
+    server: BerthMcp,
+    cancel: tokio_util::sync::CancellationToken,
+    hosts: &[String],
+) -> axum::Router {
     use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
     use rmcp::transport::streamable_http_server::{
         StreamableHttpServerConfig, StreamableHttpService,
     };
     let mut config = StreamableHttpServerConfig::default();
     config.cancellation_token = cancel;
+    config.allowed_hosts.extend(hosts.iter().cloned());
     let service = StreamableHttpService::new(
         move || Ok(server.clone()),
         Arc::new(LocalSessionManager::default()),

@@ -10,6 +10,7 @@ pub mod build;
 pub mod endpoint;
 pub mod error;
 pub mod inspect;
+pub mod lifecycle;
 pub mod lint;
 pub mod release;
 pub mod repo;

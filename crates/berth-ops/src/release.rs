@@ -166,7 +166,7 @@ pub struct ReleaseFailure {
     /// The step that failed.
     pub step: String,
     /// Why.
-    pub error: OpsError,
+    pub error: Box<OpsError>,
     /// Everything done before.
     pub report: Box<ReleaseReport>,
 }
@@ -312,7 +312,7 @@ pub fn release(
             });
             Err(ReleaseFailure {
                 step: name.to_owned(),
-                error,
+                error: Box::new(error),
                 report: Box::new(report),
             })
         }
@@ -483,7 +483,7 @@ fn run(
     // ---- tags: what each holds now; an immutable tag on another image stops everything ----------
     step("tags");
     let image_ref = at("tags", parse_ref(&push_base))?;
-    let mut previous = Vec::new();
+    let mut previous: Vec<(String, Option<String>)> = Vec::new();
     for t in &tags {
         let r = image_ref.with_tag(at("tags", parse_tag(t))?);
         let current = at("tags", open_registry(&r, &req.insecure))?;
@@ -547,7 +547,6 @@ fn run(
     report.digest = Some(digest.clone());
 
     // Tags after the build: the digest tag, and the immutability check before any push.
-    let mut previous = previous;
     if req.tag_strategy.contains(&TagStrategy::Digest) {
         let short = digest
             .split(':')

@@ -403,6 +403,67 @@ pub async fn describe_repository(c: &ecr::Client, name: &str) -> Result<Option<R
     }
 }
 
+/// Deletes a repository (`force`: with its images).
+pub async fn delete_repository(c: &ecr::Client, name: &str, force: bool) -> Result<()> {
+    c.delete_repository()
+        .repository_name(name)
+        .force(force)
+        .send()
+        .await
+        .map_err(|e| api_error("DeleteRepository", e))?;
+    Ok(())
+}
+
+/// The repository's policy text; `None` when it has none.
+pub async fn repository_policy(c: &ecr::Client, name: &str) -> Result<Option<String>> {
+    match c.get_repository_policy().repository_name(name).send().await {
+        Ok(out) => Ok(out.policy_text().map(str::to_owned)),
+        Err(e) if is_code(&e, "RepositoryPolicyNotFoundException") => Ok(None),
+        Err(e) => Err(api_error("GetRepositoryPolicy", e)),
+    }
+}
+
+/// Sets the repository's policy; returns the policy as stored.
+pub async fn set_repository_policy(c: &ecr::Client, name: &str, text: &str) -> Result<String> {
+    let out = c
+        .set_repository_policy()
+        .repository_name(name)
+        .policy_text(text)
+        .send()
+        .await
+        .map_err(|e| api_error("SetRepositoryPolicy", e))?;
+    Ok(out.policy_text().unwrap_or(text).to_owned())
+}
+
+/// Deletes the repository's policy.
+pub async fn delete_repository_policy(c: &ecr::Client, name: &str) -> Result<()> {
+    c.delete_repository_policy()
+        .repository_name(name)
+        .send()
+        .await
+        .map_err(|e| api_error("DeleteRepositoryPolicy", e))?;
+    Ok(())
+}
+
+/// Sets tag mutability (`MUTABLE`, `IMMUTABLE`, or one `…_WITH_EXCLUSION` with `exclusions`).
+pub async fn set_mutability(
+    c: &ecr::Client,
+    name: &str,
+    setting: &str,
+    exclusions: &[String],
+) -> Result<()> {
+    let m = mutability(setting)?;
+    let filters = exclusion_filters(exclusions)?;
+    c.put_image_tag_mutability()
+        .repository_name(name)
+        .image_tag_mutability(m)
+        .set_image_tag_mutability_exclusion_filters((!filters.is_empty()).then_some(filters))
+        .send()
+        .await
+        .map_err(|e| api_error("PutImageTagMutability", e))?;
+    Ok(())
+}
+
 /// Every repository.
 pub async fn list_repositories(c: &ecr::Client) -> Result<Vec<RepositoryInfo>> {
     let mut all = Vec::new();

@@ -34,15 +34,85 @@ pub(crate) const REQUEST_ID: &str = "x-amzn-RequestId";
 /// Builds the HTTP application: `/v2/…`, the ECR API, `/healthz`, `/readyz`, and the
 /// middleware that logs, measures and audits every request.
 pub fn router(registry: Registry) -> Router {
-    Router::new()
+    router_with(registry, None)
+}
+
+/// Another front end mounted on the registry's listener (the MCP endpoint at `/mcp`), behind
+/// the registry's authentication: with auth on, its callers authenticate as `/v2/` callers do
+/// (Basic: an access key and secret, or `AWS` and an authorization token) and must be allowed
+/// `action` on the registry (`*` resource) by their identity policies.
+#[derive(Debug)]
+pub struct Mounted {
+    /// The front end's routes.
+    pub routes: Router,
+    /// The IAM action a caller must be allowed (`berth:InvokeMcp`).
+    pub action: &'static str,
+    /// The audit event name of a refused call (`InvokeMcp`).
+    pub event_name: &'static str,
+}
+
+/// [`router`] with another front end mounted behind the registry's authentication; it shares
+/// the middleware that logs, measures and audits every request.
+pub fn router_with(registry: Registry, mounted: Option<Mounted>) -> Router {
+    let mut app = Router::new()
         .route("/v2", get(base))
         .route("/v2/", get(base))
         .route("/v2/{*rest}", any(dispatch))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/", post(crate::ecr::api))
-        .with_state(registry.clone())
-        .layer(middleware::from_fn_with_state(registry, observe))
+        .with_state(registry.clone());
+    if let Some(m) = mounted {
+        let guard = Guard {
+            registry: registry.clone(),
+            action: m.action,
+            event_name: m.event_name,
+        };
+        app = app.merge(
+            m.routes
+                .layer(middleware::from_fn_with_state(guard, guarded)),
+        );
+    }
+    app.layer(middleware::from_fn_with_state(registry, observe))
+}
+
+/// What [`guarded`] checks.
+#[derive(Clone)]
+struct Guard {
+    registry: Registry,
+    action: &'static str,
+    event_name: &'static str,
+}
+
+/// Authenticates and authorizes a request to a mounted front end; refusals are audited with
+/// the registry's own error codes (401 with a Basic challenge, 403 `DENIED`).
+async fn guarded(State(g): State<Guard>, req: Request, next: Next) -> Response {
+    let reg = &g.registry;
+    if !reg.config().auth {
+        return next.run(req).await;
+    }
+    let creds = credentials_of(&req);
+    let claimed = basic_user(creds.0.as_deref());
+    let mut audit = reg.audit().is_some().then(|| AuditInfo {
+        event_name: Some(g.event_name),
+        read_only: true,
+        identity: Some(Identity::unknown(claimed.as_deref())),
+        ..AuditInfo::default()
+    });
+    let who = match caller(reg, creds).await {
+        Ok(c) => c,
+        Err(e) => return respond(Err(e), audit),
+    };
+    if let Some(a) = &mut audit {
+        a.identity = Some(Identity::of(&who));
+    }
+    match reg.authorize(&who, g.action, Target::Registry, &[]).await {
+        Ok(()) => next.run(req).await,
+        Err(Denial::Unauthenticated) => {
+            respond(Err(reg.unauthorized("authentication required")), audit)
+        }
+        Err(Denial::Denied(m)) => respond(Err(RegistryError::Denied(m)), audit),
+    }
 }
 
 /// `GET /readyz`: `ok` when both stores answer, else 503 with a short JSON reason.

@@ -22,7 +22,7 @@ mod service;
 pub use access::{Caller, Clock, Denial, SystemClock, Target};
 pub use error::{ErrorCode, InternalError, RegistryError};
 pub use gc::{GcOptions, GcReport};
-pub use http::router;
+pub use http::{Mounted, router, router_with};
 pub use lifecycle_run::LifecycleOutcome;
 pub use metrics::metrics_router;
 pub use repos::{

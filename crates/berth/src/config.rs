@@ -85,6 +85,10 @@ pub struct FileConfig {
     pub audit_log_max_bytes: Option<u64>,
     /// Rotated audit log files kept, `<file>.1` … (default 5).
     pub audit_log_keep: Option<usize>,
+    /// `[mcp]`: the MCP endpoint at `/mcp` (`enabled`, `allow_writes`, `allow_registries`,
+    /// `allow_repositories`, `roots`, `extra_tags`, `region`, `endpoint_url`, `store`,
+    /// `insecure_registries`).
+    pub mcp: Option<crate::mcp::FileConfig>,
 }
 
 impl FileConfig {

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use berth_client::aws_sdk_ecr as ecr;
+use berth_ops::lifecycle as ops_lifecycle;
 use berth_ops::repo::{self as ops_repo, RepoSettings, RepositoryInfo};
 use clap::{Args, Subcommand};
-use ecr::types::{ImageTagMutability, ImageTagMutabilityExclusionFilter};
 
 use berth_client::ecr::AwsOptions;
 
@@ -203,14 +203,6 @@ enum ImagesCommand {
     },
 }
 
-fn api_error<E, R>(action: &str, e: ecr::error::SdkError<E, R>) -> anyhow::Error
-where
-    E: ecr::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    ops_repo::api_error(action, e).into()
-}
-
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -220,16 +212,6 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 async fn client(api: &ApiOpts) -> anyhow::Result<ecr::Client> {
     Ok(berth_client::ecr::api_client(&api.aws()?).await?)
-}
-
-fn mutability(
-    s: &str,
-    exclusions: &[String],
-) -> anyhow::Result<(ImageTagMutability, Vec<ImageTagMutabilityExclusionFilter>)> {
-    Ok((
-        ops_repo::mutability(s)?,
-        ops_repo::exclusion_filters(exclusions)?,
-    ))
 }
 
 fn time(t: Option<&ecr::primitives::DateTime>) -> String {
@@ -316,60 +298,34 @@ pub fn run_repo(mut args: RepoArgs) -> anyhow::Result<()> {
                 print_repos(&ops_repo::list_repositories(&c).await?, json)?;
             }
             RepoCommand::Describe { name } => {
-                let out = c
-                    .describe_repositories()
-                    .repository_names(&name)
-                    .send()
-                    .await
-                    .map_err(|e| api_error("DescribeRepositories", e))?;
-                let repos: Vec<RepositoryInfo> = out
-                    .repositories()
-                    .iter()
-                    .map(RepositoryInfo::from)
-                    .collect();
+                let repo = ops_repo::describe_repository(&c, &name)
+                    .await?
+                    .ok_or_else(|| berth_ops::OpsError::Ecr {
+                        action: "DescribeRepositories".into(),
+                        code: "RepositoryNotFoundException".into(),
+                        message: format!("The repository with name '{name}' does not exist"),
+                    })?;
                 if json {
-                    println!("{}", serde_json::to_value(repos.first())?);
+                    println!("{}", serde_json::to_value(&repo)?);
                 } else {
-                    print_repos(&repos, false)?;
+                    print_repos(std::slice::from_ref(&repo), false)?;
                 }
             }
             RepoCommand::Rm { name, force } => {
-                c.delete_repository()
-                    .repository_name(&name)
-                    .force(force)
-                    .send()
-                    .await
-                    .map_err(|e| api_error("DeleteRepository", e))?;
+                ops_repo::delete_repository(&c, &name, force).await?;
             }
             RepoCommand::Policy { name, set, delete } => {
-                let text = if let Some(file) = set {
-                    let doc = read_file(&file)?;
-                    c.set_repository_policy()
-                        .repository_name(&name)
-                        .policy_text(doc)
-                        .send()
-                        .await
-                        .map_err(|e| api_error("SetRepositoryPolicy", e))?
-                        .policy_text()
-                        .map(str::to_owned)
+                if let Some(file) = set {
+                    let text =
+                        ops_repo::set_repository_policy(&c, &name, &read_file(&file)?).await?;
+                    println!("{text}");
                 } else if delete {
-                    c.delete_repository_policy()
-                        .repository_name(&name)
-                        .send()
-                        .await
-                        .map_err(|e| api_error("DeleteRepositoryPolicy", e))?;
-                    None
+                    ops_repo::delete_repository_policy(&c, &name).await?;
                 } else {
-                    c.get_repository_policy()
-                        .repository_name(&name)
-                        .send()
-                        .await
-                        .map_err(|e| api_error("GetRepositoryPolicy", e))?
-                        .policy_text()
-                        .map(str::to_owned)
-                };
-                if let Some(t) = text {
-                    println!("{t}");
+                    let text = ops_repo::repository_policy(&c, &name)
+                        .await?
+                        .ok_or_else(|| anyhow::anyhow!("repository {name} has no policy"))?;
+                    println!("{text}");
                 }
             }
             RepoCommand::Lifecycle {
@@ -399,16 +355,7 @@ pub fn run_repo(mut args: RepoArgs) -> anyhow::Result<()> {
                 mutability: m,
                 exclusions,
             } => {
-                let (m, filters) = mutability(&m, &exclusions)?;
-                c.put_image_tag_mutability()
-                    .repository_name(&name)
-                    .image_tag_mutability(m)
-                    .set_image_tag_mutability_exclusion_filters(
-                        (!filters.is_empty()).then_some(filters),
-                    )
-                    .send()
-                    .await
-                    .map_err(|e| api_error("PutImageTagMutability", e))?;
+                ops_repo::set_mutability(&c, &name, &m, &exclusions).await?;
             }
         }
         Ok(())
@@ -431,118 +378,63 @@ async fn lifecycle(
     op: LifecycleOp,
 ) -> anyhow::Result<()> {
     if let Some(file) = op.set {
-        let doc = read_file(&file)?;
-        c.put_lifecycle_policy()
-            .repository_name(name)
-            .lifecycle_policy_text(doc)
-            .send()
-            .await
-            .map_err(|e| api_error("PutLifecyclePolicy", e))?;
-        return Ok(());
+        return Ok(ops_lifecycle::put_policy(c, name, &read_file(&file)?).await?);
     }
     if op.delete {
-        c.delete_lifecycle_policy()
-            .repository_name(name)
-            .send()
-            .await
-            .map_err(|e| api_error("DeleteLifecyclePolicy", e))?;
-        return Ok(());
+        return Ok(ops_lifecycle::delete_policy(c, name).await?);
     }
     if op.run {
-        let out = berth_client::ecr::call_berth_action(
-            &api.aws()?,
-            "BerthRunLifecyclePolicy",
-            &serde_json::json!({ "repositoryName": name }),
-        )
-        .await?;
+        let run = ops_lifecycle::run_now(&api.aws()?, name).await?;
         if api.json {
-            println!("{out}");
+            println!("{}", serde_json::to_string(&run)?);
             return Ok(());
         }
-        let expired = out["expiredImages"].as_array().cloned().unwrap_or_default();
-        for e in &expired {
+        for e in &run.expired_images {
             println!(
                 "expired {}  rule {}  {}",
-                e["imageDigest"].as_str().unwrap_or(""),
-                e["appliedRulePriority"],
-                tags_text(e["imageTags"].as_array()),
+                e.image_digest,
+                e.applied_rule_priority.unwrap_or_default(),
+                tags_text(&e.image_tags),
             );
         }
-        println!("{} image(s) expired", expired.len());
+        println!("{} image(s) expired", run.expired_images.len());
         return Ok(());
     }
     if op.preview {
-        let mut start = c.start_lifecycle_policy_preview().repository_name(name);
-        if let Some(file) = &op.policy {
-            start = start.lifecycle_policy_text(read_file(file)?);
-        }
-        start
-            .send()
-            .await
-            .map_err(|e| api_error("StartLifecyclePolicyPreview", e))?;
-        let mut results = Vec::new();
-        let mut status = String::new();
-        let mut pages = c
-            .get_lifecycle_policy_preview()
-            .repository_name(name)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| api_error("GetLifecyclePolicyPreview", e))?;
-            status = page
-                .status()
-                .map(|s| s.as_str().to_owned())
-                .unwrap_or_default();
-            results.extend(page.preview_results().iter().cloned());
-        }
+        let policy = op.policy.as_ref().map(read_file).transpose()?;
+        let p = ops_lifecycle::preview(c, name, policy.as_deref(), PREVIEW_WAIT).await?;
         if api.json {
-            let v: Vec<serde_json::Value> = results
-                .iter()
-                .map(|r| {
-                    serde_json::json!({
-                        "imageDigest": r.image_digest(),
-                        "imageTags": r.image_tags(),
-                        "imagePushedAt": time(r.image_pushed_at()),
-                        "appliedRulePriority": r.applied_rule_priority(),
-                    })
-                })
-                .collect();
-            println!(
-                "{}",
-                serde_json::json!({ "status": status, "previewResults": v })
-            );
+            println!("{}", serde_json::to_string(&p)?);
             return Ok(());
         }
-        for r in &results {
-            let tags: Vec<serde_json::Value> =
-                r.image_tags().iter().map(|t| t.as_str().into()).collect();
+        for r in &p.preview_results {
+            let pushed = r.image_pushed_at.map(ecr::primitives::DateTime::from_secs);
             println!(
                 "would expire {}  rule {}  pushed {}  {}",
-                r.image_digest().unwrap_or(""),
-                r.applied_rule_priority().unwrap_or_default(),
-                time(r.image_pushed_at()),
-                tags_text(Some(&tags)),
+                r.image_digest,
+                r.applied_rule_priority.unwrap_or_default(),
+                time(pushed.as_ref()),
+                tags_text(&r.image_tags),
             );
         }
-        println!("{} image(s) would expire ({status})", results.len());
+        println!(
+            "{} image(s) would expire ({})",
+            p.preview_results.len(),
+            p.status
+        );
         return Ok(());
     }
-    let out = c
-        .get_lifecycle_policy()
-        .repository_name(name)
-        .send()
-        .await
-        .map_err(|e| api_error("GetLifecyclePolicy", e))?;
-    println!("{}", out.lifecycle_policy_text().unwrap_or_default());
+    let text = ops_lifecycle::get_policy(c, name)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("repository {name} has no lifecycle policy"))?;
+    println!("{text}");
     Ok(())
 }
 
-fn tags_text(tags: Option<&Vec<serde_json::Value>>) -> String {
-    let tags: Vec<&str> = tags
-        .into_iter()
-        .flatten()
-        .filter_map(serde_json::Value::as_str)
-        .collect();
+/// The longest `--preview` waits for ECR's asynchronous evaluation.
+const PREVIEW_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
+
+fn tags_text(tags: &[String]) -> String {
     if tags.is_empty() {
         "<untagged>".into()
     } else {

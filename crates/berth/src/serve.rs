@@ -69,6 +69,15 @@ pub struct ServeArgs {
     /// images expired after 7 days, and scan on push
     #[arg(long, env = "BERTH_CREATE_ON_PUSH")]
     create_on_push: bool,
+    /// Serve the MCP tools of `berth mcp` at `/mcp` on the same listener, behind the registry's
+    /// authentication (callers need `berth:InvokeMcp`); settings in the `[mcp]` table of the
+    /// config file
+    #[arg(long, env = "BERTH_MCP")]
+    mcp: bool,
+    /// Let the `/mcp` tools with side effects run (build, push, copy, repository changes,
+    /// release); without it only reading tools run
+    #[arg(long, env = "BERTH_MCP_ALLOW_WRITES")]
+    mcp_allow_writes: bool,
 }
 
 /// Where `serve` and `admin` find their data (shared by both).
@@ -102,6 +111,8 @@ pub(crate) struct Settings {
     metrics_listen: MetricsListen,
     /// The audit log (`None`: off).
     audit: Option<AuditConfig>,
+    /// The MCP endpoint at `/mcp` (`None`: off), and whether its writing tools may run.
+    mcp: Option<(crate::mcp::FileConfig, bool)>,
 }
 
 /// Where the metrics listener binds.
@@ -274,6 +285,8 @@ fn settings(args: ServeArgs) -> anyhow::Result<(Settings, String, String)> {
     registry.auth = !args.no_auth && file.auth.unwrap_or(true);
     registry.auto_create = file.auto_create_repositories.unwrap_or(!registry.auth);
     let create_on_push = args.create_on_push || file.create_on_push.unwrap_or(false);
+    let mcp_table = file.mcp.unwrap_or_default();
+    let mcp = (args.mcp || mcp_table.enabled).then_some((mcp_table, args.mcp_allow_writes));
     if let Some(s) = file.token_ttl_secs {
         if s == 0 {
             return Err(UsageError("token_ttl_secs must be positive".into()).into());
@@ -318,6 +331,7 @@ fn settings(args: ServeArgs) -> anyhow::Result<(Settings, String, String)> {
         gc_interval: every(file.gc_interval_secs),
         lifecycle_interval: every(file.lifecycle_interval_secs),
         create_on_push,
+        mcp,
     };
     let level = args
         .log_level
@@ -383,6 +397,8 @@ pub(crate) fn data_settings(args: DataArgs) -> anyhow::Result<Settings> {
         metrics_listen: None,
         audit_log: None,
         create_on_push: false,
+        mcp: false,
+        mcp_allow_writes: false,
     };
     Ok(settings(serve)?.0)
 }
@@ -526,8 +542,18 @@ async fn serve(mut s: Settings) -> anyhow::Result<()> {
             }
         });
     }
-    let app = berth_registry::router(registry);
-    berth_registry::server::serve(listener, app, s.server, shutdown_signal())
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let mounted = match s.mcp.take() {
+        Some((file, allow_writes)) => Some(mcp_endpoint(&registry, file, allow_writes, &cancel)?),
+        None => None,
+    };
+    let app = berth_registry::router_with(registry, mounted);
+    let shutdown = async move {
+        shutdown_signal().await;
+        // Open MCP event streams end, so graceful shutdown does not wait for them.
+        cancel.cancel();
+    };
+    berth_registry::server::serve(listener, app, s.server, shutdown)
         .await
         .context("serving HTTP")?;
     if let Some(a) = audit_log {
@@ -539,6 +565,46 @@ async fn serve(mut s: Settings) -> anyhow::Result<()> {
     }
     tracing::info!("shut down cleanly");
     Ok(())
+}
+
+/// The MCP tools at `/mcp`, behind the registry's authentication. Unless the `[mcp]` table says
+/// otherwise they work on this registry: its region, its ECR API, its address over plain HTTP
+/// when it has no TLS. They act with the server process's own client credentials (AWS
+/// credential chain, docker config), never the caller's.
+fn mcp_endpoint(
+    registry: &Registry,
+    file: crate::mcp::FileConfig,
+    allow_writes: bool,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> anyhow::Result<berth_registry::Mounted> {
+    let c = registry.config();
+    let mut over = crate::mcp::Overrides {
+        allow_writes,
+        region: Some(file.region().unwrap_or(&c.region).to_owned()),
+        endpoint_url: Some(
+            file.endpoint_url()
+                .map_or_else(|| registry.proxy_endpoint(), str::to_owned),
+        ),
+        ..Default::default()
+    };
+    if !c.public_tls {
+        over.insecure.push(c.public_host.clone());
+    }
+    let server = crate::mcp::make_server(file, over)?;
+    let host = c.public_host.clone();
+    let bare = host
+        .rsplit_once(':')
+        .map_or_else(|| host.clone(), |(h, _)| h.to_owned());
+    let routes = berth_mcp::http_router(server, cancel.clone(), &[host, bare]);
+    tracing::info!(
+        writes = allow_writes,
+        "MCP endpoint at /mcp (callers need berth:InvokeMcp)"
+    );
+    Ok(berth_registry::Mounted {
+        routes,
+        action: "berth:InvokeMcp",
+        event_name: "InvokeMcp",
+    })
 }
 
 /// Runs `job` every `every` (first after one interval), in the background; `None`: never.

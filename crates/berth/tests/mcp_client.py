@@ -4,21 +4,31 @@ streamable HTTP against a local `berth serve`. Usage:
     mcp_client.py stdio BERTH REGISTRY CONTEXT BAD_CONTEXT
     mcp_client.py http URL REGISTRY CONTEXT BAD_CONTEXT
     mcp_client.py readonly BERTH REGISTRY CONTEXT BAD_CONTEXT
+    mcp_client.py served URL REGISTRY CONTEXT BAD_CONTEXT
+    mcp_client.py served-ro URL REGISTRY CONTEXT BAD_CONTEXT
+
+`served` and `served-ro` reach the endpoint `berth serve --mcp` mounts at /mcp, behind the
+registry's authentication: the Authorization value of a caller allowed berth:InvokeMcp is in
+MCP_AUTH, one of a caller who is not in MCP_DENIED_AUTH.
 
 Exits non-zero with the failing check on standard error."""
 
 import asyncio
+import base64
 import json
 import os
 import sys
 
+import httpx2
+
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
 
 FINCH = {"finch_build_container_image", "finch_push_image", "finch_create_ecr_repo"}
 OWN = {"build", "push", "copy", "inspect", "ensure_repository", "list_images",
-       "describe_image", "lint", "release"}
+       "describe_image", "lint", "release", "lifecycle_preview"}
 WRITES = {"finch_build_container_image", "finch_push_image", "finch_create_ecr_repo",
           "build", "push", "copy", "ensure_repository", "release"}
 
@@ -116,6 +126,33 @@ async def full(s, registry, ctx, bad):
     res = await s.call_tool("inspect", {"image": ref})
     check(not res.is_error and len(res.structured_content["manifests"]) == 2, "inspect index")
 
+    # A second, older-looking image: the first stage only, one platform. A policy keeping one
+    # image would expire the index pushed first, and never its platform manifests on their own.
+    res = await s.call_tool("finch_build_container_image", {
+        "dockerfile_path": f"{ctx}/Dockerfile", "context_path": ctx,
+        "tags": [f"{registry}/{repo}:v0"], "platforms": ["linux/amd64"], "target": "base"})
+    check(not res.is_error, f"second build: {res.structured_content}")
+    res = await s.call_tool("finch_push_image", {"image": f"{registry}/{repo}:v0"})
+    check(not res.is_error, f"second push: {res.structured_content}")
+    keep_one = {"rules": [{"rulePriority": 1, "description": "keep one",
+                           "selection": {"tagStatus": "any", "countType": "imageCountMoreThan",
+                                         "countNumber": 1},
+                           "action": {"type": "expire"}}]}
+    res = await s.call_tool("lifecycle_preview", {"repository": repo, "policy": keep_one})
+    check(not res.is_error, f"lifecycle preview: {res.structured_content}")
+    p = res.structured_content
+    check(p["status"] == "COMPLETE", f"preview status: {p}")
+    platforms = {i["digest"] for i in build["images"]}
+    check({r["imageDigest"] for r in p["previewResults"]} == {digest} | platforms,
+          f"only the older index expires, its platform manifests with it: {p}")
+    check(all(r["appliedRulePriority"] == 1 for r in p["previewResults"]), f"the rule: {p}")
+    check(p["expiringImageTotalCount"] == 3, f"the summary: {p}")
+    res = await s.call_tool("list_images", {"repository": repo})
+    check(any(i["imageDigest"] == digest for i in res.structured_content["images"]),
+          "a preview expires nothing")
+    res = await s.call_tool("lifecycle_preview", {"repository": repo})
+    error_of(res, "not_found")
+
     # Failures carry structure.
     res = await s.call_tool("finch_build_container_image", {
         "dockerfile_path": f"{bad}/Dockerfile", "context_path": bad})
@@ -155,6 +192,30 @@ async def readonly(s, registry, ctx, bad):
     error_of(res, "not_found")
 
 
+async def refusals(url):
+    """The registry's authentication in front of /mcp: no credentials, wrong ones, and a caller
+    whose policies do not allow berth:InvokeMcp are refused with the registry's own codes."""
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                       "clientInfo": {"name": "refusals", "version": "1"}}}
+    headers = {"Accept": "application/json, text/event-stream",
+               "Content-Type": "application/json"}
+    wrong = "Basic " + base64.b64encode(b"AKIAWRONGWRONGWRONG1:nope").decode()
+    async with httpx2.AsyncClient() as c:
+        r = await c.post(url, json=init, headers=headers)
+        check(r.status_code == 401, f"anonymous: {r.status_code} {r.text}")
+        check("basic" in r.headers.get("www-authenticate", "").lower(),
+              f"a Basic challenge: {dict(r.headers)}")
+        r = await c.post(url, json=init, headers={**headers, "Authorization": wrong})
+        check(r.status_code == 401, f"unknown key: {r.status_code} {r.text}")
+        r = await c.post(url, json=init,
+                         headers={**headers, "Authorization": os.environ["MCP_DENIED_AUTH"]})
+        check(r.status_code == 403, f"not allowed: {r.status_code} {r.text}")
+        body = r.json()
+        check(body["errors"][0]["code"] == "DENIED", f"DENIED: {body}")
+        check("berth:InvokeMcp" in body["errors"][0]["message"], f"names the action: {body}")
+
+
 async def main():
     mode, target, registry, ctx, bad = sys.argv[1:6]
     if mode == "http":
@@ -162,6 +223,14 @@ async def main():
             async with ClientSession(r, w) as s:
                 await s.initialize()
                 await full(s, registry, ctx, bad)
+    elif mode in ("served", "served-ro"):
+        if mode == "served":
+            await refusals(target)
+        client = create_mcp_http_client(headers={"Authorization": os.environ["MCP_AUTH"]})
+        async with streamable_http_client(target, http_client=client) as (r, w):
+            async with ClientSession(r, w) as s:
+                await s.initialize()
+                await (full if mode == "served" else readonly)(s, registry, ctx, bad)
     else:
         args = ["mcp", "--root", ctx, "--root", bad, "--insecure-registry", registry]
         if mode == "stdio":

@@ -166,6 +166,110 @@ fn the_mcp_client_works_over_streamable_http() {
     }
 }
 
+/// `berth serve --mcp` (config `[mcp]`): the tools on the registry's own listener at `/mcp`,
+/// behind its authentication, working on the registry itself by default (its ECR API, its
+/// address over plain HTTP); read-only unless `allow_writes`.
+fn served_mcp(dir: &Path, ctx: &Path, bad: &Path, writes: bool) -> Server {
+    let config = dir.join("berth.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[mcp]\nenabled = true\nallow_writes = {writes}\nroots = [{:?}, {:?}]\n",
+            ctx.display().to_string(),
+            bad.display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.join("data"))
+        .arg("--config")
+        .arg(&config)
+        .env("HOME", dir)
+        .env("DOCKER_CONFIG", dir.join("docker"))
+        .env("BERTH_CONFIG_DIR", dir.join("berth"))
+        .env("BERTH_CACHE_DIR", dir.join("cache"))
+        .env("BERTH_BUILD_ROOT", dir.join("build"))
+        .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            dir.join("no-aws-credentials"),
+        )
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_ACCESS_KEY_ID", ROOT_ID)
+        .env("AWS_SECRET_ACCESS_KEY", ROOT_SECRET)
+        .env("BERTH_ROOT_ACCESS_KEY_ID", ROOT_ID)
+        .env("BERTH_ROOT_SECRET_ACCESS_KEY", ROOT_SECRET)
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .env_remove("AWS_ENDPOINT_URL_ECR")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("AWS_PROFILE")
+        .env_remove("BERTH_MCP_ALLOW_WRITES")
+        .env(
+            "BERTH_LOG",
+            std::env::var("BERTH_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdout(Stdio::piped());
+    Server::spawn(cmd, &dir.join("data"))
+}
+
+fn basic(id: &str, secret: &str) -> String {
+    use base64::Engine as _;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
+    )
+}
+
+#[test]
+fn berth_serve_mounts_the_mcp_tools_behind_its_authentication() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ctx, bad) = contexts(dir.path());
+    let server = served_mcp(dir.path(), &ctx, &bad, true);
+    let allowed = common::user(
+        &server,
+        "assistant",
+        Some(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"berth:InvokeMcp","Resource":"*"}]}"#,
+        ),
+    );
+    let denied = common::user(
+        &server,
+        "puller",
+        Some(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ecr:BatchGetImage","Resource":"*"}]}"#,
+        ),
+    );
+    let mut cmd = Command::new(common::python());
+    env(&mut cmd, dir.path(), &server);
+    cmd.env("MCP_AUTH", basic(&allowed.0, &allowed.1))
+        .env("MCP_DENIED_AUTH", basic(&denied.0, &denied.1))
+        .arg(client_script())
+        .arg("served")
+        .arg(server.url("/mcp"))
+        .arg(&server.addr)
+        .arg(&ctx)
+        .arg(&bad);
+    run_client(&mut cmd);
+}
+
+#[test]
+fn the_mcp_tools_of_berth_serve_are_read_only_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ctx, bad) = contexts(dir.path());
+    let server = served_mcp(dir.path(), &ctx, &bad, false);
+    let mut cmd = Command::new(common::python());
+    env(&mut cmd, dir.path(), &server);
+    cmd.env("MCP_AUTH", basic(ROOT_ID, ROOT_SECRET))
+        .arg(client_script())
+        .arg("served-ro")
+        .arg(server.url("/mcp"))
+        .arg(&server.addr)
+        .arg(&ctx)
+        .arg(&bad);
+    run_client(&mut cmd);
+}
+
 /// `berth release` with `--json`: exit status and report.
 fn release(dir: &Path, server: &Server, args: &[&str]) -> (i32, serde_json::Value, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
@@ -360,4 +464,122 @@ team = "platform"
     assert_eq!(step(&failed, "lint")["status"], "failed");
     assert!(failed["build"].is_null());
     assert!(stderr.contains("release stopped at lint"), "{stderr}");
+}
+
+/// The `berth release` command of a CI example, as its shell would run it: GitHub's `run:`
+/// lines joined at their backslashes, GitLab's folded script item joined with spaces.
+fn example_command(file: &str) -> String {
+    let text = std::fs::read_to_string(common::workspace().join("examples").join(file)).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| {
+            let l = l.trim_start();
+            !l.starts_with('#') && l.contains("berth release ")
+        })
+        .unwrap_or_else(|| panic!("no berth release in examples/{file}"));
+    let first = lines[start];
+    let indent = first.len() - first.trim_start().len();
+    let mut cmd = first.trim().trim_start_matches("- ").to_owned();
+    for l in &lines[start + 1..] {
+        let more = l.len() - l.trim_start().len();
+        let continues = cmd.ends_with('\\') || (more > indent && !l.trim().starts_with("- "));
+        if !continues || l.trim().is_empty() {
+            break;
+        }
+        if let Some(c) = cmd.strip_suffix('\\') {
+            cmd = c.to_owned();
+        }
+        cmd.push(' ');
+        cmd.push_str(l.trim());
+    }
+    cmd
+}
+
+/// The release commands of `examples/github-actions.yml` and `examples/gitlab-ci.yml`, run by a
+/// shell against a local `berth serve` as the CI job would run them: only the ECR registry's
+/// host is replaced (and `sudo -E`, which the test does not need, dropped).
+#[test]
+fn the_ci_examples_release_against_a_local_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path());
+    let (ctx, _) = contexts(dir.path());
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nCOPY hello.txt /hello.txt\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(ctx.join("deploy")).unwrap();
+    std::fs::write(
+        ctx.join("deploy/repo.toml"),
+        "tag_mutability = \"IMMUTABLE_WITH_EXCLUSION\"\nmutability_exclusions = [\"latest\"]\nscan_on_push = true\n",
+    )
+    .unwrap();
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &["add", "."],
+        &["commit", "-qm", "one"],
+    ] {
+        assert!(
+            Command::new("git")
+                .args(["-c", "user.email=t@example.invalid", "-c", "user.name=t"])
+                .arg("-C")
+                .arg(&ctx)
+                .args(args)
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_berth")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    for (file, version) in [
+        ("github-actions.yml", "v1.0.0"),
+        ("gitlab-ci.yml", "v1.1.0"),
+    ] {
+        let command = example_command(file)
+            .replace("sudo -E ", "")
+            .replace("123456789012.dkr.ecr.us-east-1.amazonaws.com", &server.addr);
+        assert!(
+            command.contains("--json > release.json"),
+            "{file}: {command}"
+        );
+        let mut sh = Command::new("sh");
+        env(&mut sh, dir.path(), &server);
+        let out = sh
+            .arg("-c")
+            .arg(&command)
+            .current_dir(&ctx)
+            .env("PATH", &path)
+            .env("GITHUB_REF_NAME", version)
+            .env("CI_COMMIT_TAG", version)
+            .output()
+            .unwrap();
+        let report: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(ctx.join("release.json")).unwrap())
+                .unwrap_or_else(|e| panic!("{file}: release.json: {e}"));
+        assert!(
+            out.status.success(),
+            "{file}: `{command}` failed: {}\n{report}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let digest = report["digest"].as_str().unwrap();
+        assert_eq!(
+            report["image"],
+            format!("{}/team/app@{digest}", server.addr),
+            "{file}"
+        );
+        let tags: Vec<&str> = report["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["tag"].as_str().unwrap())
+            .collect();
+        assert!(tags.contains(&version), "{file}: {tags:?}");
+        assert_eq!(step(&report, "verify")["status"], "ok", "{file}: {report}");
+    }
 }
