@@ -1,0 +1,20 @@
+//! `berth-scan` — the image scanner (layer 2, beside `berth-lint`).
+//!
+//! - [`layer::read_layer`] reads one layer as a stream (gzip, zstd or plain tar) into a
+//!   [`LayerInventory`]: the packages of each evidence file (dpkg's status and `status.d`,
+//!   apk's installed database, Python distributions, npm packages), the layer's whiteouts and
+//!   opaque directories, `os-release`, and notes on what was skipped. Nothing is extracted.
+//! - [`ImageInventory::merge`] folds the layers bottom first: a whiteout or opaque directory
+//!   removes what lower layers had, and every package keeps the layer that introduced it.
+//! - [`version`] compares versions in each ecosystem's own order.
+
+pub mod error;
+pub mod inventory;
+pub mod layer;
+pub mod parse;
+pub mod version;
+
+pub use error::ScanError;
+pub use inventory::{
+    Ecosystem, ImageInventory, LayerInventory, Located, OsRelease, Package, PackageKind,
+};

@@ -1,0 +1,238 @@
+//! Parsers of the package databases and metadata files an image holds.
+
+use crate::inventory::{OsRelease, Package, PackageKind};
+
+/// RFC 822-style stanzas (dpkg's status, Python's METADATA headers): `Key: value` lines,
+/// continuation lines starting with a space, stanzas separated by blank lines.
+fn stanzas(text: &str) -> Vec<Vec<(&str, String)>> {
+    let mut out = Vec::new();
+    let mut cur: Vec<(&str, String)> = Vec::new();
+    for line in text.lines() {
+        if line.trim().is_empty() {
+            if !cur.is_empty() {
+                out.push(std::mem::take(&mut cur));
+            }
+            continue;
+        }
+        if line.starts_with([' ', '\t']) {
+            if let Some((_, v)) = cur.last_mut() {
+                v.push('\n');
+                v.push_str(line.trim());
+            }
+            continue;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            cur.push((k.trim(), v.trim().to_owned()));
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+fn field<'a>(stanza: &'a [(&str, String)], key: &str) -> Option<&'a str> {
+    stanza
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(key))
+        .map(|(_, v)| v.as_str())
+}
+
+/// dpkg's status database: installed packages (`Status: install ok installed`; half-removed
+/// ones are not), with `Source: NAME (VERSION)` kept.
+pub(crate) fn dpkg_status(text: &str, path: &str) -> Vec<Package> {
+    let mut out = Vec::new();
+    for s in stanzas(text) {
+        let (Some(name), Some(version)) = (field(&s, "Package"), field(&s, "Version")) else {
+            continue;
+        };
+        // distroless `status.d/*` files carry no Status line: present means installed.
+        if let Some(status) = field(&s, "Status") {
+            let words: Vec<&str> = status.split_whitespace().collect();
+            if words.last().is_some_and(|w| *w != "installed") {
+                continue;
+            }
+        }
+        let mut p = Package::new(PackageKind::Deb, name, version, path);
+        p.arch = field(&s, "Architecture").map(str::to_owned);
+        if let Some(src) = field(&s, "Source") {
+            let mut it = src.splitn(2, ' ');
+            let sname = it.next().unwrap_or_default().trim();
+            let sver = it.next().map(|v| {
+                v.trim()
+                    .trim_start_matches('(')
+                    .trim_end_matches(')')
+                    .trim()
+            });
+            if !sname.is_empty() {
+                p.source = Some(sname.to_owned());
+            }
+            if let Some(v) = sver.filter(|v| !v.is_empty()) {
+                p.source_version = Some(v.to_owned());
+            }
+        }
+        out.push(p);
+    }
+    out
+}
+
+/// apk's installed database: `P:` name, `V:` version, `A:` arch, `o:` origin (the source
+/// package Alpine's advisories are keyed by).
+pub(crate) fn apk_installed(text: &str, path: &str) -> Vec<Package> {
+    let mut out = Vec::new();
+    let (mut name, mut version, mut arch, mut origin) = (None, None, None, None);
+    let mut flush = |name: &mut Option<&str>,
+                     version: &mut Option<&str>,
+                     arch: &mut Option<&str>,
+                     origin: &mut Option<&str>| {
+        if let (Some(n), Some(v)) = (name.take(), version.take()) {
+            let mut p = Package::new(PackageKind::Apk, n, v, path);
+            p.arch = arch.take().map(str::to_owned);
+            p.source = origin.take().filter(|o| *o != n).map(str::to_owned);
+            out.push(p);
+        }
+        *arch = None;
+        *origin = None;
+    };
+    for line in text.lines() {
+        if line.trim().is_empty() {
+            flush(&mut name, &mut version, &mut arch, &mut origin);
+            continue;
+        }
+        match line.split_once(':') {
+            Some(("P", v)) => name = Some(v.trim()),
+            Some(("V", v)) => version = Some(v.trim()),
+            Some(("A", v)) => arch = Some(v.trim()),
+            Some(("o", v)) => origin = Some(v.trim()),
+            _ => {}
+        }
+    }
+    flush(&mut name, &mut version, &mut arch, &mut origin);
+    out
+}
+
+/// `os-release`: `KEY=value` lines, values optionally quoted.
+pub(crate) fn os_release(text: &str) -> OsRelease {
+    let mut r = OsRelease::default();
+    for line in text.lines() {
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
+        let v = v.trim().trim_matches('"').trim_matches('\'').to_owned();
+        match k.trim() {
+            "ID" => r.id = v.to_ascii_lowercase(),
+            "VERSION_ID" => r.version_id = v,
+            "PRETTY_NAME" => r.pretty_name = v,
+            "ID_LIKE" => r.id_like = v.split_whitespace().map(str::to_owned).collect(),
+            _ => {}
+        }
+    }
+    r
+}
+
+/// PEP 503's normal form of a Python project name (what PyPI and OSV key it by).
+pub fn normalize_python_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut dash = false;
+    for c in name.trim().chars() {
+        if matches!(c, '-' | '_' | '.') {
+            dash = true;
+            continue;
+        }
+        if dash && !out.is_empty() {
+            out.push('-');
+        }
+        dash = false;
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}
+
+/// A Python distribution's core metadata (`METADATA` / `PKG-INFO`): `Name` and `Version`
+/// from the header (the body after the first blank line is the description).
+pub(crate) fn python_metadata(text: &str, path: &str) -> Option<Package> {
+    let header = text.split("\n\n").next().unwrap_or_default();
+    let s = stanzas(header).into_iter().next()?;
+    let name = field(&s, "Name")?;
+    let version = field(&s, "Version")?;
+    Some(Package::new(
+        PackageKind::Python,
+        &normalize_python_name(name),
+        version,
+        path,
+    ))
+}
+
+/// An npm package's `package.json`: `name` and `version` (a file without both — a
+/// workspace root, a test fixture — is not a package).
+pub(crate) fn npm_package(data: &[u8], path: &str) -> Result<Option<Package>, String> {
+    #[derive(serde::Deserialize)]
+    struct Manifest {
+        name: Option<String>,
+        version: Option<String>,
+    }
+    let m: Manifest = serde_json::from_slice(data).map_err(|e| format!("not JSON: {e}"))?;
+    Ok(match (m.name, m.version) {
+        (Some(n), Some(v)) if !n.is_empty() && !v.is_empty() => {
+            Some(Package::new(PackageKind::Npm, &n, &v, path))
+        }
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dpkg_status_keeps_installed_packages_and_their_sources() {
+        let text = "Package: libssl3\nStatus: install ok installed\nArchitecture: amd64\nSource: openssl\nVersion: 3.0.11-1~deb12u2\nDescription: SSL\n shared libraries\n\nPackage: gone\nStatus: deinstall ok config-files\nVersion: 1.0\n\nPackage: libc6\nStatus: install ok installed\nSource: glibc (2.36-9)\nVersion: 2.36-9+deb12u4\n\nPackage: zlib1g\nStatus: install ok installed\nVersion: 1:1.2.13.dfsg-1\n";
+        let p = dpkg_status(text, "var/lib/dpkg/status");
+        let names: Vec<&str> = p.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["libssl3", "libc6", "zlib1g"]);
+        assert_eq!(p[0].source.as_deref(), Some("openssl"));
+        assert_eq!(p[0].source_version, None);
+        assert_eq!(p[1].source.as_deref(), Some("glibc"));
+        assert_eq!(p[1].source_version.as_deref(), Some("2.36-9"));
+        assert_eq!(p[2].version, "1:1.2.13.dfsg-1");
+        // distroless: no Status line.
+        let d = dpkg_status("Package: base-files\nVersion: 12.4\n", "x");
+        assert_eq!(d.len(), 1);
+    }
+
+    #[test]
+    fn apk_python_npm_and_os_release() {
+        let apk = apk_installed(
+            "C:Q1abc=\nP:busybox\nV:1.36.1-r15\nA:x86_64\no:busybox\n\nP:libcrypto3\nV:3.1.4-r5\no:openssl\n",
+            "lib/apk/db/installed",
+        );
+        assert_eq!(apk.len(), 2);
+        assert_eq!(apk[0].source, None);
+        assert_eq!(apk[1].source.as_deref(), Some("openssl"));
+        let py = python_metadata(
+            "Metadata-Version: 2.1\nName: Requests_OAuth.lib\nVersion: 2.19.0\n\nName: not-this\n",
+            "p",
+        )
+        .unwrap();
+        assert_eq!(
+            (py.name.as_str(), py.version.as_str()),
+            ("requests-oauth-lib", "2.19.0")
+        );
+        let npm = npm_package(br#"{"name":"lodash","version":"4.17.15"}"#, "p")
+            .unwrap()
+            .unwrap();
+        assert_eq!(npm.name, "lodash");
+        assert!(npm_package(br#"{"private":true}"#, "p").unwrap().is_none());
+        assert!(npm_package(b"{", "p").is_err());
+        let os = os_release(
+            "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\n",
+        );
+        assert_eq!(
+            os.osv_ecosystem(),
+            Some((crate::Ecosystem::Debian, "Debian:12".to_owned()))
+        );
+        let alpine = os_release("ID=alpine\nVERSION_ID=3.19.1\n");
+        assert_eq!(alpine.osv_ecosystem().unwrap().1, "Alpine:v3.19");
+    }
+}
