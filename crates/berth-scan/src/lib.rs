@@ -6,11 +6,18 @@
 //!   opaque directories, `os-release`, and notes on what was skipped. Nothing is extracted.
 //! - [`ImageInventory::merge`] folds the layers bottom first: a whiteout or opaque directory
 //!   removes what lower layers had, and every package keeps the layer that introduced it.
-//! - [`version`] compares versions in each ecosystem's own order.
+//! - [`db::Database`] is the offline OSV database (SQLite, indexed by ecosystem and package).
+//! - [`matcher::findings`] matches an inventory against it: one finding per advisory and
+//!   package, with the fixed version, ECR's severity and the introducing layer.
+//! - [`version`] compares versions in each ecosystem's own order; [`osv`] reads OSV records and
+//!   decides whether a version is affected, what fixes it and how severe it is.
 
+pub mod db;
 pub mod error;
 pub mod inventory;
 pub mod layer;
+pub mod matcher;
+pub mod osv;
 pub mod parse;
 pub mod version;
 
