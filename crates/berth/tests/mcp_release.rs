@@ -69,8 +69,24 @@ fn contexts(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     (ctx, bad)
 }
 
-fn client_script() -> std::path::PathBuf {
-    common::workspace().join("crates/berth/tests/mcp_client.py")
+/// `mcp_client.py MODE TARGET REGISTRY CONTEXT BAD_CONTEXT` in a client's environment.
+fn client(
+    dir: &Path,
+    server: &Server,
+    mode: &str,
+    target: &str,
+    ctx: &Path,
+    bad: &Path,
+) -> Command {
+    let mut cmd = Command::new(common::python());
+    env(&mut cmd, dir, server);
+    cmd.arg(common::workspace().join("crates/berth/tests/mcp_client.py"))
+        .arg(mode)
+        .arg(target)
+        .arg(&server.addr)
+        .arg(ctx)
+        .arg(bad);
+    cmd
 }
 
 fn run_client(cmd: &mut Command) {
@@ -88,15 +104,8 @@ fn the_mcp_client_builds_pushes_and_verifies_over_stdio() {
     let dir = tempfile::tempdir().unwrap();
     let server = server(dir.path());
     let (ctx, bad) = contexts(dir.path());
-    let mut cmd = Command::new(common::python());
-    env(&mut cmd, dir.path(), &server);
-    cmd.arg(client_script())
-        .arg("stdio")
-        .arg(env!("CARGO_BIN_EXE_berth"))
-        .arg(&server.addr)
-        .arg(&ctx)
-        .arg(&bad);
-    run_client(&mut cmd);
+    let berth = env!("CARGO_BIN_EXE_berth");
+    run_client(&mut client(dir.path(), &server, "stdio", berth, &ctx, &bad));
 }
 
 #[test]
@@ -104,15 +113,15 @@ fn a_read_only_server_refuses_every_side_effect() {
     let dir = tempfile::tempdir().unwrap();
     let server = server(dir.path());
     let (ctx, bad) = contexts(dir.path());
-    let mut cmd = Command::new(common::python());
-    env(&mut cmd, dir.path(), &server);
-    cmd.arg(client_script())
-        .arg("readonly")
-        .arg(env!("CARGO_BIN_EXE_berth"))
-        .arg(&server.addr)
-        .arg(&ctx)
-        .arg(&bad);
-    run_client(&mut cmd);
+    let berth = env!("CARGO_BIN_EXE_berth");
+    run_client(&mut client(
+        dir.path(),
+        &server,
+        "readonly",
+        berth,
+        &ctx,
+        &bad,
+    ));
     // Nothing was created.
     let mut ls = Command::new(env!("CARGO_BIN_EXE_berth"));
     env(&mut ls, dir.path(), &server);
@@ -150,14 +159,7 @@ fn the_mcp_client_works_over_streamable_http() {
         .strip_prefix("mcp listening on ")
         .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
         .to_owned();
-    let mut cmd = Command::new(common::python());
-    env(&mut cmd, dir.path(), &server);
-    cmd.arg(client_script())
-        .arg("http")
-        .arg(&url)
-        .arg(&server.addr)
-        .arg(&ctx)
-        .arg(&bad);
+    let mut cmd = client(dir.path(), &server, "http", &url, &ctx, &bad);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_client(&mut cmd)));
     let _ = child.kill();
     let _ = child.wait();
@@ -240,16 +242,10 @@ fn berth_serve_mounts_the_mcp_tools_behind_its_authentication() {
             r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ecr:BatchGetImage","Resource":"*"}]}"#,
         ),
     );
-    let mut cmd = Command::new(common::python());
-    env(&mut cmd, dir.path(), &server);
+    let url = server.url("/mcp");
+    let mut cmd = client(dir.path(), &server, "served", &url, &ctx, &bad);
     cmd.env("MCP_AUTH", basic(&allowed.0, &allowed.1))
-        .env("MCP_DENIED_AUTH", basic(&denied.0, &denied.1))
-        .arg(client_script())
-        .arg("served")
-        .arg(server.url("/mcp"))
-        .arg(&server.addr)
-        .arg(&ctx)
-        .arg(&bad);
+        .env("MCP_DENIED_AUTH", basic(&denied.0, &denied.1));
     run_client(&mut cmd);
 }
 
@@ -258,15 +254,9 @@ fn the_mcp_tools_of_berth_serve_are_read_only_by_default() {
     let dir = tempfile::tempdir().unwrap();
     let (ctx, bad) = contexts(dir.path());
     let server = served_mcp(dir.path(), &ctx, &bad, false);
-    let mut cmd = Command::new(common::python());
-    env(&mut cmd, dir.path(), &server);
-    cmd.env("MCP_AUTH", basic(ROOT_ID, ROOT_SECRET))
-        .arg(client_script())
-        .arg("served-ro")
-        .arg(server.url("/mcp"))
-        .arg(&server.addr)
-        .arg(&ctx)
-        .arg(&bad);
+    let url = server.url("/mcp");
+    let mut cmd = client(dir.path(), &server, "served-ro", &url, &ctx, &bad);
+    cmd.env("MCP_AUTH", basic(ROOT_ID, ROOT_SECRET));
     run_client(&mut cmd);
 }
 
