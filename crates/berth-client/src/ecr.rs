@@ -160,15 +160,19 @@ fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Where tokens are cached: `$BERTH_CACHE_DIR`, else `$XDG_CACHE_HOME/berth`, else
-/// `~/.cache/berth`; then `ecr/`.
-fn cache_dir() -> PathBuf {
-    let base = std::env::var_os("BERTH_CACHE_DIR")
+/// berth's cache directory: `$BERTH_CACHE_DIR`, else `$XDG_CACHE_HOME/berth`, else
+/// `~/.cache/berth`.
+pub fn cache_root() -> PathBuf {
+    std::env::var_os("BERTH_CACHE_DIR")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|x| PathBuf::from(x).join("berth")))
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/berth")))
-        .unwrap_or_else(|| std::env::temp_dir().join("berth-cache"));
-    base.join("ecr")
+        .unwrap_or_else(|| std::env::temp_dir().join("berth-cache"))
+}
+
+/// Where tokens are cached: `ecr/` in [`cache_root`].
+fn cache_dir() -> PathBuf {
+    cache_root().join("ecr")
 }
 
 /// The cache file for a target: one per host, region, endpoint and identity (profile, access

@@ -47,6 +47,9 @@ pub enum OpsError {
         /// The threshold.
         threshold: String,
     },
+    /// The scanner failed (a layer it cannot read, the vulnerability database).
+    #[error(transparent)]
+    Scan(Box<berth_scan::ScanError>),
     /// A step could not go ahead because of what the registry holds (an immutable tag that
     /// points elsewhere, settings that differ and may not be changed).
     #[error("{0}")]
@@ -115,6 +118,7 @@ impl OpsError {
             OpsError::Ecr { .. } => "ecr",
             OpsError::Io { .. } => "io",
             OpsError::LintFailed { .. } => "lint",
+            OpsError::Scan(_) => "scan",
             OpsError::Conflict(_) => "conflict",
             OpsError::Context { .. } => "internal",
         }

@@ -3,8 +3,8 @@
 //! `JsonSchema`). The CLI renders the reports as text or `--json`; the MCP server (`berth-mcp`)
 //! returns them as structured tool output. Neither front end holds workflow logic.
 //!
-//! Layer 3: depends on `berth-build`, `berth-client`, `berth-lint`, `berth-dockerfile` and
-//! `berth-oci`; never on the registry server, the MCP server or the CLI.
+//! Layer 3: depends on `berth-build`, `berth-client`, `berth-lint`, `berth-scan`,
+//! `berth-dockerfile` and `berth-oci`; never on the registry server, the MCP server or the CLI.
 
 pub mod build;
 pub mod endpoint;
@@ -14,6 +14,7 @@ pub mod lifecycle;
 pub mod lint;
 pub mod release;
 pub mod repo;
+pub mod scan;
 pub mod transfer;
 
 pub use error::{OpsError, Result, ResultExt};

@@ -8,7 +8,19 @@ use serde::{Deserialize, Serialize};
 use crate::parse;
 
 /// Where a package's advisories live: the OSV ecosystem family.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[non_exhaustive]
 pub enum Ecosystem {
     Debian,
@@ -40,7 +52,7 @@ impl Ecosystem {
 }
 
 /// What kind of evidence a package was read from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum PackageKind {
@@ -57,7 +69,7 @@ pub enum PackageKind {
 }
 
 /// One installed package.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[non_exhaustive]
 pub struct Package {
     pub kind: PackageKind,
@@ -95,7 +107,7 @@ impl Package {
 }
 
 /// The distribution, from `etc/os-release`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[non_exhaustive]
 pub struct OsRelease {
     /// `debian`, `ubuntu`, `alpine`, `rhel`, …
@@ -146,7 +158,7 @@ pub struct LayerInventory {
 }
 
 /// A package of the merged image, with the layer that introduced it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[non_exhaustive]
 pub struct Located {
     #[serde(flatten)]

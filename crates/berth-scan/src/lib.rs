@@ -12,6 +12,7 @@
 //! - [`version`] compares versions in each ecosystem's own order; [`osv`] reads OSV records and
 //!   decides whether a version is affected, what fixes it and how severe it is.
 
+pub mod cache;
 pub mod db;
 pub mod error;
 pub mod inventory;

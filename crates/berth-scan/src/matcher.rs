@@ -9,7 +9,7 @@ use crate::inventory::{Ecosystem, ImageInventory, PackageKind};
 use crate::osv::{self, Severity};
 
 /// One vulnerability in one package.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct Finding {

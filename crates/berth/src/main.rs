@@ -11,6 +11,7 @@ mod mcp;
 mod progress;
 mod release;
 mod repo;
+mod scan;
 mod serve;
 mod transfer;
 
@@ -82,6 +83,9 @@ enum Command {
     /// Lint Dockerfiles with hadolint's rules (same ids, severities, config file, pragmas and
     /// JSON output), judged on a real parse of the Dockerfile and of RUN's shell.
     Lint(lint::LintArgs),
+    /// Scan an image for vulnerable packages (OS and language packages, every layer, whiteouts
+    /// honoured) against an offline OSV database; `berth scan db` fills it.
+    Scan(scan::ScanArgs),
 }
 
 /// A usage or configuration error (exit code 2), as opposed to a runtime failure (exit code 1).
@@ -133,6 +137,7 @@ fn main() -> ExitCode {
         Command::Lint(args) => lint::run(args),
         Command::Release(args) => release::run(args),
         Command::Mcp(args) => mcp::run(args),
+        Command::Scan(args) => scan::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -10,7 +10,7 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -18,13 +18,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Server, fixture_index_digest, fixtures, python, sha256_hex};
+use common::layout::{Desc, INDEX, Layer, Layout, MANIFEST};
+use common::{Server, fixture_index_digest, fixtures, python};
 use serde_json::{Value, json};
 
 const ROOT_ID: &str = "AKIALIFECYCLEROOTKEY";
 const ROOT_SECRET: &str = "lifecycle-test-root-secret-0123456789ab";
-const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const INDEX: &str = "application/vnd.oci.image.index.v1+json";
 /// No `berth` invocation of these tests may take longer than this: a hang is a failure.
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -44,149 +43,6 @@ fn noise(seed: &str, len: usize) -> Vec<u8> {
     }
     out.truncate(len);
     out
-}
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    enc.write_all(bytes).unwrap();
-    enc.finish().unwrap()
-}
-
-/// A layer: its bytes as stored, and the digest of its uncompressed form.
-struct Layer {
-    bytes: Vec<u8>,
-    gzipped: bool,
-    diff_id: String,
-}
-
-impl Layer {
-    fn plain(bytes: Vec<u8>) -> Layer {
-        let diff_id = format!("sha256:{}", sha256_hex(&bytes));
-        Layer {
-            bytes,
-            gzipped: false,
-            diff_id,
-        }
-    }
-
-    fn gzipped(bytes: &[u8]) -> Layer {
-        Layer {
-            diff_id: format!("sha256:{}", sha256_hex(bytes)),
-            bytes: gzip(bytes),
-            gzipped: true,
-        }
-    }
-}
-
-/// A content descriptor in a layout.
-#[derive(Clone, Debug)]
-struct Desc {
-    media_type: &'static str,
-    digest: String,
-    size: usize,
-    arch: &'static str,
-}
-
-/// An OCI image layout written by hand.
-struct Layout {
-    dir: PathBuf,
-}
-
-impl Layout {
-    fn new(dir: &Path) -> Layout {
-        std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
-        std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-        Layout {
-            dir: dir.to_path_buf(),
-        }
-    }
-
-    fn blob(&self, bytes: &[u8]) -> String {
-        let hex = sha256_hex(bytes);
-        std::fs::write(self.dir.join("blobs/sha256").join(&hex), bytes).unwrap();
-        format!("sha256:{hex}")
-    }
-
-    /// An image manifest (with its config) over `layers`.
-    fn image(&self, layers: &[&Layer], arch: &'static str) -> Desc {
-        let descs: Vec<Value> = layers
-            .iter()
-            .map(|l| {
-                let media_type = if l.gzipped {
-                    "application/vnd.oci.image.layer.v1.tar+gzip"
-                } else {
-                    "application/vnd.oci.image.layer.v1.tar"
-                };
-                let digest = self.blob(&l.bytes);
-                json!({"mediaType": media_type, "digest": digest, "size": l.bytes.len()})
-            })
-            .collect();
-        let diff_ids: Vec<&str> = layers.iter().map(|l| l.diff_id.as_str()).collect();
-        let config = serde_json::to_vec(&json!({
-            "architecture": arch, "os": "linux",
-            "rootfs": {"type": "layers", "diff_ids": diff_ids},
-        }))
-        .unwrap();
-        let manifest = serde_json::to_vec(&json!({
-            "schemaVersion": 2,
-            "mediaType": MANIFEST,
-            "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": self.blob(&config),
-                "size": config.len(),
-            },
-            "layers": descs,
-        }))
-        .unwrap();
-        Desc {
-            media_type: MANIFEST,
-            digest: self.blob(&manifest),
-            size: manifest.len(),
-            arch,
-        }
-    }
-
-    /// An image index of `children`, each with its platform.
-    fn index(&self, children: &[&Desc]) -> Desc {
-        let manifests: Vec<Value> = children
-            .iter()
-            .map(|c| {
-                json!({"mediaType": c.media_type, "digest": c.digest, "size": c.size,
-                       "platform": {"architecture": c.arch, "os": "linux"}})
-            })
-            .collect();
-        let index = serde_json::to_vec(
-            &json!({"schemaVersion": 2, "mediaType": INDEX, "manifests": manifests}),
-        )
-        .unwrap();
-        Desc {
-            media_type: INDEX,
-            digest: self.blob(&index),
-            size: index.len(),
-            arch: "",
-        }
-    }
-
-    /// Writes `index.json` naming each descriptor by its reference.
-    fn refs(&self, refs: &[(&Desc, &str)]) {
-        let manifests: Vec<Value> = refs
-            .iter()
-            .map(|(d, name)| {
-                json!({"mediaType": d.media_type, "digest": d.digest, "size": d.size,
-                       "annotations": {"org.opencontainers.image.ref.name": name}})
-            })
-            .collect();
-        std::fs::write(
-            self.dir.join("index.json"),
-            serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": manifests})).unwrap(),
-        )
-        .unwrap();
-    }
-
-    /// `oci:DIR:REF` for `berth push`.
-    fn source(&self, reference: &str) -> String {
-        format!("oci:{}:{reference}", self.dir.display())
-    }
 }
 
 /// Every blob (manifests, configs, layers) reachable from `digest` in a layout.

@@ -1,0 +1,271 @@
+//! Scanning an image from any source `berth copy` reads: each platform's layers streamed once
+//! through `berth-scan` (inventories cached by layer digest, so shared layers are read once),
+//! merged with whiteouts honoured, matched against the offline OSV database.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use berth_client::image::{ImageSource, read_blob};
+use berth_oci::{Digest, Manifest, ManifestKind, Platform, RefKind};
+use berth_scan::cache::InventoryCache;
+use berth_scan::db::{Database, ImportReport, Status};
+use berth_scan::layer::Limits;
+pub use berth_scan::matcher::Finding;
+pub use berth_scan::osv::Severity;
+use berth_scan::{ImageInventory, LayerInventory, Located, OsRelease};
+use futures::TryStreamExt as _;
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use crate::endpoint::{Bare, Endpoint};
+use crate::error::{OpsError, Result, ResultExt};
+
+/// The largest image config read.
+const MAX_CONFIG: u64 = 16 * 1024 * 1024;
+
+/// The vulnerability database's default directory: `osv/` in berth's cache directory.
+pub fn default_db_dir() -> PathBuf {
+    berth_client::ecr::cache_root().join("osv")
+}
+
+/// The layer inventory cache's default directory.
+pub fn default_inventory_dir() -> PathBuf {
+    berth_client::ecr::cache_root().join("inventories")
+}
+
+/// What to scan and how.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct ScanRequest {
+    /// The image: `REF`, `oci:DIR[:TAG]`, `oci-archive:FILE`, `docker-archive:FILE`.
+    pub image: String,
+    /// Only these platforms of an index (empty: every one).
+    pub platforms: Vec<Platform>,
+    /// The OSV database directory (default [`default_db_dir`]).
+    pub db: Option<PathBuf>,
+    /// The inventory cache (default [`default_inventory_dir`]).
+    pub cache: Option<PathBuf>,
+    /// Registries reached over plain HTTP.
+    pub insecure: Vec<String>,
+}
+
+impl ScanRequest {
+    /// A scan of `image` with the defaults.
+    pub fn new(image: &str) -> ScanRequest {
+        ScanRequest {
+            image: image.to_owned(),
+            ..ScanRequest::default()
+        }
+    }
+}
+
+/// One layer of a scanned image.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct ScannedLayer {
+    pub digest: String,
+    /// Compressed size.
+    pub size: u64,
+    /// Its inventory came from the cache (the layer was not read).
+    pub cached: bool,
+    /// Packages its evidence files list.
+    pub packages: usize,
+}
+
+/// One platform's scan.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct ScanReport {
+    /// The image as named.
+    pub image: String,
+    /// The platform manifest's digest.
+    pub digest: String,
+    /// `linux/amd64`, as the config says.
+    pub platform: Option<String>,
+    /// The distribution (`etc/os-release`).
+    pub os: Option<OsRelease>,
+    pub layers: Vec<ScannedLayer>,
+    /// Every package, with the layer that introduced it.
+    pub packages: Vec<Located>,
+    /// Findings, most severe first.
+    pub findings: Vec<Finding>,
+    /// Findings per severity.
+    pub severity_counts: BTreeMap<String, usize>,
+    /// What could not be read or matched.
+    pub notes: Vec<String>,
+    pub seconds: f64,
+}
+
+/// The platform manifests of an image (the root itself when it is not an index).
+async fn platform_manifests(
+    src: &dyn ImageSource,
+    image: &str,
+    wanted: &[Platform],
+) -> Result<Vec<(Digest, Manifest)>> {
+    let root = src.root().await.context(|| format!("reading {image}"))?;
+    let parsed = root.parse()?;
+    if parsed.kind != ManifestKind::Index {
+        return Ok(vec![(root.digest.clone(), parsed)]);
+    }
+    let mut out = Vec::new();
+    for c in parsed
+        .references
+        .iter()
+        .filter(|r| r.kind == RefKind::Manifest)
+    {
+        // Attestation manifests (`unknown/unknown`) are not images.
+        let p = c.platform.as_ref();
+        if p.is_some_and(|p| p.os == "unknown") {
+            continue;
+        }
+        if !wanted.is_empty() && !p.is_some_and(|p| wanted.iter().any(|w| w.matches(p))) {
+            continue;
+        }
+        let m = src.manifest(&c.digest).await?;
+        out.push((c.digest.clone(), m.parse()?));
+    }
+    if out.is_empty() {
+        let list: Vec<String> = wanted.iter().map(ToString::to_string).collect();
+        return Err(OpsError::usage(format!(
+            "{image} has no image for {}",
+            list.join(", ")
+        )));
+    }
+    Ok(out)
+}
+
+/// Reads one layer into its inventory: the blob's verified stream bridged into the scanner's
+/// blocking reader on a blocking thread.
+async fn read_layer(src: &dyn ImageSource, digest: &Digest, size: u64) -> Result<LayerInventory> {
+    let stream = src.blob(digest, size).await?.map_err(std::io::Error::other);
+    let reader = tokio_util::io::StreamReader::new(stream);
+    let bridge = tokio_util::io::SyncIoBridge::new(reader);
+    let what = digest.to_string();
+    tokio::task::spawn_blocking(move || berth_scan::layer::read_layer(bridge, &Limits::default()))
+        .await
+        .map_err(|e| OpsError::usage(format!("layer {what}: the reader stopped: {e}")))?
+        .map_err(|e| OpsError::Scan(Box::new(e)).context(format!("layer {what}")))
+}
+
+/// Scans every platform asked for.
+pub async fn scan_image(req: &ScanRequest) -> Result<Vec<ScanReport>> {
+    let ep = Endpoint::parse(&req.image, Bare::Registry, false, &req.insecure)?;
+    let src: &dyn ImageSource = ep.source()?;
+    let cache = InventoryCache::new(&req.cache.clone().unwrap_or_else(default_inventory_dir));
+    let db_dir = req.db.clone().unwrap_or_else(default_db_dir);
+    let mut reports = Vec::new();
+    for (digest, manifest) in platform_manifests(src, &req.image, &req.platforms).await? {
+        let start = Instant::now();
+        let cfg = manifest
+            .references
+            .first()
+            .ok_or_else(|| OpsError::usage(format!("{}: a manifest without config", req.image)))?;
+        let config: serde_json::Value =
+            serde_json::from_slice(&read_blob(src, &cfg.digest, cfg.size, MAX_CONFIG).await?)
+                .unwrap_or_default();
+        let platform = config["os"].as_str().map(|os| {
+            let arch = config["architecture"].as_str().unwrap_or("?");
+            match config["variant"].as_str() {
+                Some(v) => format!("{os}/{arch}/{v}"),
+                None => format!("{os}/{arch}"),
+            }
+        });
+        let mut layers = Vec::new();
+        let mut inventories = Vec::new();
+        for l in manifest.references.iter().skip(1) {
+            let key = l.digest.to_string();
+            let (inv, cached) = match cache.get(&key) {
+                Some(inv) => (inv, true),
+                None => {
+                    let inv = read_layer(src, &l.digest, l.size).await?;
+                    if let Err(e) = cache.put(&key, &inv) {
+                        tracing::warn!(layer = %key, error = %e, "caching a layer inventory failed");
+                    }
+                    (inv, false)
+                }
+            };
+            layers.push(ScannedLayer {
+                digest: key,
+                size: l.size,
+                cached,
+                packages: inv.files.values().map(Vec::len).sum(),
+            });
+            inventories.push(inv);
+        }
+        let merged = ImageInventory::merge(&inventories);
+        let mut notes = merged.notes.clone();
+        let findings = match_findings(&db_dir, merged.clone(), &mut notes).await?;
+        let mut severity_counts = BTreeMap::new();
+        for f in &findings {
+            *severity_counts
+                .entry(f.severity.as_str().to_owned())
+                .or_insert(0) += 1;
+        }
+        reports.push(ScanReport {
+            image: req.image.clone(),
+            digest: digest.to_string(),
+            platform,
+            os: merged.os_release,
+            layers,
+            packages: merged.packages,
+            findings,
+            severity_counts,
+            notes,
+            seconds: start.elapsed().as_secs_f64(),
+        });
+    }
+    Ok(reports)
+}
+
+/// Findings of an inventory, from the database in `dir` (a note, and none, when it is empty).
+async fn match_findings(
+    dir: &Path,
+    inv: ImageInventory,
+    notes: &mut Vec<String>,
+) -> Result<Vec<Finding>> {
+    let dir = dir.to_path_buf();
+    let (found, empty) = tokio::task::spawn_blocking(move || {
+        let db = Database::open(&dir)?;
+        let empty = db.status()?.records == 0;
+        Ok::<_, berth_scan::ScanError>((berth_scan::matcher::findings(&inv, &db)?, empty))
+    })
+    .await
+    .map_err(|e| OpsError::usage(format!("matching stopped: {e}")))?
+    .map_err(|e| OpsError::Scan(Box::new(e)))?;
+    if empty {
+        notes.push(
+            "the vulnerability database is empty: fill it with `berth scan db import DIR|ZIP` \
+             (OSV records, or osv.dev's per-ecosystem all.zip)"
+                .to_owned(),
+        );
+    }
+    Ok(found)
+}
+
+/// Keeps the findings at or above `min` (and with a fix, when `fixed_only`).
+pub fn filter_findings(findings: &mut Vec<Finding>, min: Severity, fixed_only: bool) {
+    findings.retain(|f| f.severity >= min && (!fixed_only || f.fixed_version.is_some()));
+}
+
+/// Imports OSV records (files, directories, zips) into the database in `dir`.
+pub fn import_db(dir: &Path, paths: &[PathBuf]) -> Result<ImportReport> {
+    let mut db = Database::open(dir).map_err(|e| OpsError::Scan(Box::new(e)))?;
+    let mut total = ImportReport::default();
+    for p in paths {
+        let r = db.import_path(p).map_err(|e| OpsError::Scan(Box::new(e)))?;
+        total.imported += r.imported;
+        total.unchanged += r.unchanged;
+        total.rejected.extend(r.rejected);
+    }
+    Ok(total)
+}
+
+/// What the database in `dir` holds.
+pub fn db_status(dir: &Path) -> Result<Status> {
+    Database::open(dir)
+        .and_then(|db| db.status())
+        .map_err(|e| OpsError::Scan(Box::new(e)))
+}

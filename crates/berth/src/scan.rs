@@ -1,0 +1,226 @@
+//! `berth scan`: an image's packages and vulnerabilities (offline OSV database), and
+//! `berth scan db` to fill and inspect that database.
+
+use std::path::PathBuf;
+
+use berth_oci::Platform;
+use berth_ops::scan::{self as ops_scan, ScanReport, ScanRequest, Severity};
+use clap::{Args, Subcommand};
+
+use crate::{ExitWith, UsageError};
+
+#[derive(Debug, Args)]
+#[command(
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    after_help = "Exit codes: 0 scanned (and no finding when --exit-code is set); the --exit-code value when findings remain after --severity and --ignore-unfixed; 1 a failure (an unreadable image or layer); 2 usage."
+)]
+pub struct ScanArgs {
+    #[command(subcommand)]
+    command: Option<ScanCommand>,
+    /// The image: REF, oci:DIR[:TAG], oci-archive:FILE or docker-archive:FILE
+    #[arg(required = true)]
+    image: Option<String>,
+    /// Only these platforms of an index (default: every one)
+    #[arg(long, value_delimiter = ',')]
+    platform: Vec<String>,
+    /// Output: table (default) or json
+    #[arg(short = 'f', long)]
+    format: Option<String>,
+    /// Report only these severities (UNDEFINED, INFORMATIONAL, LOW, MEDIUM, HIGH, CRITICAL)
+    #[arg(long, value_delimiter = ',')]
+    severity: Vec<Severity>,
+    /// Exit with this code when findings remain after the filters
+    #[arg(long, default_value_t = 0)]
+    exit_code: u8,
+    /// Leave out findings with no fixed version
+    #[arg(long)]
+    ignore_unfixed: bool,
+    /// The vulnerability database directory [default: osv/ in berth's cache directory]
+    #[arg(long, env = "BERTH_SCAN_DB", global = true, value_name = "DIR")]
+    db: Option<PathBuf>,
+    /// List every package, not only the findings (table output)
+    #[arg(long)]
+    packages: bool,
+    #[command(flatten)]
+    registry: crate::transfer::RegistryOpts,
+}
+
+#[derive(Debug, Subcommand)]
+enum ScanCommand {
+    /// The offline vulnerability database (OSV records)
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DbCommand {
+    /// Import OSV records: JSON files, directories of them, osv.dev's per-ecosystem all.zip
+    Import {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Records per ecosystem, and when the database was last updated
+    Status {
+        /// JSON output
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(args: ScanArgs) -> anyhow::Result<()> {
+    let db = args.db.clone().unwrap_or_else(ops_scan::default_db_dir);
+    match args.command {
+        Some(ScanCommand::Db {
+            command: DbCommand::Import { paths },
+        }) => {
+            let r = ops_scan::import_db(&db, &paths)?;
+            for why in &r.rejected {
+                eprintln!("skipped {why}");
+            }
+            println!(
+                "imported {} record(s), {} unchanged, {} skipped, into {}",
+                r.imported,
+                r.unchanged,
+                r.rejected.len(),
+                db.display()
+            );
+            Ok(())
+        }
+        Some(ScanCommand::Db {
+            command: DbCommand::Status { json },
+        }) => {
+            let s = ops_scan::db_status(&db)?;
+            if json {
+                println!("{}", serde_json::to_string(&s)?);
+                return Ok(());
+            }
+            println!("database  {}", s.path);
+            println!("records   {}", s.records);
+            println!(
+                "updated   {}",
+                s.updated_at.as_deref().unwrap_or("never (empty)")
+            );
+            if let Some(n) = &s.newest_record {
+                println!("newest    {n}");
+            }
+            for (eco, n) in &s.ecosystems {
+                println!("  {eco:<24} {n}");
+            }
+            Ok(())
+        }
+        None => scan(args, db),
+    }
+}
+
+fn scan(args: ScanArgs, db: PathBuf) -> anyhow::Result<()> {
+    let image = args
+        .image
+        .clone()
+        .ok_or_else(|| UsageError("an image to scan is required".into()))?;
+    let json = match args.format.as_deref() {
+        None | Some("table") => false,
+        Some("json") => true,
+        Some(other) => {
+            return Err(UsageError(format!("--format must be table or json, not {other}")).into());
+        }
+    };
+    let mut req = ScanRequest::new(&image);
+    req.db = Some(db);
+    req.insecure.clone_from(&args.registry.insecure);
+    for p in &args.platform {
+        req.platforms
+            .push(Platform::parse(p).map_err(|e| UsageError(format!("--platform {p}: {e}")))?);
+    }
+    let rt = crate::transfer::runtime()?;
+    let mut reports = rt.block_on(ops_scan::scan_image(&req))?;
+    let mut remaining = 0;
+    for r in &mut reports {
+        r.findings.retain(|f| {
+            (args.severity.is_empty() || args.severity.contains(&f.severity))
+                && (!args.ignore_unfixed || f.fixed_version.is_some())
+        });
+        remaining += r.findings.len();
+    }
+    if json {
+        println!("{}", serde_json::to_string(&reports)?);
+    } else {
+        for r in &reports {
+            print_table(r, args.packages);
+        }
+    }
+    if args.exit_code != 0 && remaining > 0 {
+        return Err(ExitWith(args.exit_code).into());
+    }
+    Ok(())
+}
+
+fn print_table(r: &ScanReport, packages: bool) {
+    let os =
+        r.os.as_ref()
+            .map(|o| {
+                if o.pretty_name.is_empty() {
+                    format!("{} {}", o.id, o.version_id)
+                } else {
+                    o.pretty_name.clone()
+                }
+            })
+            .unwrap_or_else(|| "no known distribution".into());
+    let cached = r.layers.iter().filter(|l| l.cached).count();
+    println!(
+        "{}@{} ({}) — {os}: {} package(s), {} layer(s) ({cached} cached), {:.2}s",
+        r.image,
+        r.digest,
+        r.platform.as_deref().unwrap_or("?"),
+        r.packages.len(),
+        r.layers.len(),
+        r.seconds
+    );
+    if packages {
+        for p in &r.packages {
+            println!(
+                "  {:<8} {:<32} {:<28} layer {}",
+                format!("{:?}", p.package.kind).to_lowercase(),
+                p.package.name,
+                p.package.version,
+                p.layer
+            );
+        }
+    }
+    let mut severities: Vec<Severity> = r.findings.iter().map(|f| f.severity).collect();
+    severities.dedup();
+    for s in severities {
+        let group: Vec<_> = r.findings.iter().filter(|f| f.severity == s).collect();
+        println!("{} ({})", s.as_str(), group.len());
+        for f in group {
+            println!(
+                "  {:<24} {:<28} {:<24} → {:<24} layer {}  {}",
+                f.id,
+                f.package_name,
+                f.package_version,
+                f.fixed_version.as_deref().unwrap_or("(no fix)"),
+                f.layer,
+                f.summary
+            );
+        }
+    }
+    let counts: Vec<String> = r
+        .severity_counts
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    println!(
+        "Total: {} finding(s){}",
+        r.findings.len(),
+        if counts.is_empty() {
+            String::new()
+        } else {
+            format!(" (before filters: {})", counts.join(", "))
+        }
+    );
+    for n in &r.notes {
+        println!("note: {n}");
+    }
+}
