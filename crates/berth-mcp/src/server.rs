@@ -13,6 +13,7 @@ use berth_ops::lifecycle::LifecyclePreview;
 use berth_ops::lint::LintOutcome;
 use berth_ops::release::{ReleaseReport, ReleaseRequest};
 use berth_ops::repo::{EnsureOutcome, ImageDetailInfo, RepoSettings, RepositoryInfo};
+use berth_ops::scan::{ScanReport, ScanRequest, Severity};
 use berth_ops::transfer::{CopyOutcome, CopyRequest, TagStrategy};
 use rmcp::handler::server::common::schema_for_output;
 use rmcp::handler::server::router::tool::ToolRouter;
@@ -324,6 +325,29 @@ pub struct CopyParams {
 pub struct InspectParams {
     /// The image (a registry reference, `oci:DIR`, `oci-archive:FILE`, …).
     pub image: String,
+}
+
+/// `scan`'s parameters.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ScanParams {
+    /// The image (a registry reference, `oci:DIR`, `oci-archive:FILE`, …).
+    pub image: String,
+    /// Only these platforms of an index (`linux/arm64`); default every one.
+    #[serde(default)]
+    pub platforms: Vec<String>,
+    /// Report only these severities (UNDEFINED, INFORMATIONAL, LOW, MEDIUM, HIGH, CRITICAL).
+    #[serde(default)]
+    pub severities: Vec<String>,
+    /// Leave out findings with no fixed version.
+    #[serde(default)]
+    pub ignore_unfixed: bool,
+}
+
+/// A scan: one report per platform.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ScanResult {
+    /// Each platform's packages and findings.
+    pub reports: Vec<ScanReport>,
 }
 
 /// `ensure_repository`'s parameters.
@@ -917,6 +941,43 @@ impl BerthMcp {
             async {
                 let spec = self.spec(&p.image, false)?;
                 Ok(berth_ops::inspect::inspect(&spec, &self.insecure).await?)
+            }
+            .await,
+        )
+    }
+
+    /// Scan an image for vulnerable packages: every layer read once (whiteouts honoured), OS
+    /// packages (dpkg, apk) and language packages (Python, npm) matched against the offline
+    /// OSV database; each finding with its fixed version, severity and the layer that
+    /// introduced the package.
+    #[tool(
+        output_schema = schema_for_output::<ScanResult>(),
+        annotations(read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = true)
+    )]
+    async fn scan(&self, Parameters(p): Parameters<ScanParams>) -> CallToolResult {
+        done(
+            async {
+                let spec = self.spec(&p.image, false)?;
+                let mut req = ScanRequest::new(&spec);
+                req.insecure = (*self.insecure).clone();
+                for pl in &p.platforms {
+                    req.platforms.push(
+                        berth_oci::Platform::parse(pl)
+                            .map_err(|e| OpsError::usage(format!("platform {pl}: {e}")))?,
+                    );
+                }
+                let mut wanted = Vec::new();
+                for s in &p.severities {
+                    wanted.push(s.parse::<Severity>().map_err(OpsError::usage)?);
+                }
+                let mut reports = berth_ops::scan::scan_image(&req).await?;
+                for r in &mut reports {
+                    r.findings.retain(|f| {
+                        (wanted.is_empty() || wanted.contains(&f.severity))
+                            && (!p.ignore_unfixed || f.fixed_version.is_some())
+                    });
+                }
+                Ok(ScanResult { reports })
             }
             .await,
         )

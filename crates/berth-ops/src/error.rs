@@ -47,6 +47,14 @@ pub enum OpsError {
         /// The threshold.
         threshold: String,
     },
+    /// Scan findings at or above the release's gate (the image is pushed: do not deploy it).
+    #[error("{count} finding(s) at or above {gate}")]
+    ScanGate {
+        /// How many findings fail the gate.
+        count: u64,
+        /// The gate.
+        gate: String,
+    },
     /// The scanner failed (a layer it cannot read, the vulnerability database).
     #[error(transparent)]
     Scan(Box<berth_scan::ScanError>),
@@ -119,6 +127,7 @@ impl OpsError {
             OpsError::Io { .. } => "io",
             OpsError::LintFailed { .. } => "lint",
             OpsError::Scan(_) => "scan",
+            OpsError::ScanGate { .. } => "scan_gate",
             OpsError::Conflict(_) => "conflict",
             OpsError::Context { .. } => "internal",
         }

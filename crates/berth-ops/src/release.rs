@@ -178,8 +178,10 @@ impl ReleaseFailure {
         match self.error.root() {
             OpsError::Usage(_) => 2,
             OpsError::LintFailed { .. } => 3,
-            OpsError::Conflict(_) => 4,
+            // The gate, or a scan that did not complete: either way the image is not cleared.
+            OpsError::ScanGate { .. } => 5,
             _ if self.step == "scan" => 5,
+            OpsError::Conflict(_) => 4,
             OpsError::Client(berth_client::ClientError::TagImmutable { .. }) => 4,
             _ => 1,
         }
@@ -775,7 +777,10 @@ fn run(
                     if failing > 0 {
                         return Err((
                             "scan",
-                            OpsError::Conflict(format!("{failing} finding(s) at or above {gate}")),
+                            OpsError::ScanGate {
+                                count: u64::try_from(failing).unwrap_or(0),
+                                gate: gate.clone(),
+                            },
                         ));
                     }
                     done(

@@ -24,9 +24,12 @@ use crate::error::{OpsError, Result, ResultExt};
 /// The largest image config read.
 const MAX_CONFIG: u64 = 16 * 1024 * 1024;
 
-/// The vulnerability database's default directory: `osv/` in berth's cache directory.
+/// The vulnerability database's default directory: `$BERTH_SCAN_DB`, else `osv/` in berth's
+/// cache directory.
 pub fn default_db_dir() -> PathBuf {
-    berth_client::ecr::cache_root().join("osv")
+    std::env::var_os("BERTH_SCAN_DB")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| berth_client::ecr::cache_root().join("osv"))
 }
 
 /// The layer inventory cache's default directory.

@@ -16,6 +16,7 @@ mod lifecycle_run;
 pub mod metrics;
 mod repos;
 mod route;
+pub mod scanning;
 pub mod server;
 mod service;
 
@@ -29,4 +30,5 @@ pub use repos::{
     CREATE_ON_PUSH_DESCRIPTION, ROOT_PREFIX, TemplateInstall, TemplateSettings,
     create_on_push_template,
 };
+pub use scanning::ScanConfig;
 pub use service::{PutManifest, Registry, RegistryConfig, UploadStatus};

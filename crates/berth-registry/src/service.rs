@@ -160,6 +160,8 @@ pub struct Registry {
     metrics: Option<Arc<Metrics>>,
     /// Where audit events go (`None`: not audited).
     audit: Option<AuditLog>,
+    /// The image scanner's queue (`None`: scanning is not configured).
+    scanner: Option<Arc<crate::scanning::Scanner>>,
 }
 
 /// A body stream with a byte limit that hashes what passes through.
@@ -202,7 +204,22 @@ impl Registry {
                 .ok()
                 .map(Arc::new),
             audit: None,
+            scanner: None,
         }
+    }
+
+    /// Scans images in the background: on push into a repository with `scanOnPush`, and on
+    /// `StartImageScan`. Starts the workers (call inside the runtime).
+    #[must_use]
+    pub fn with_scanning(mut self, config: crate::scanning::ScanConfig) -> Self {
+        let scanner = crate::scanning::Scanner::start(self.clone(), config);
+        self.scanner = Some(Arc::new(scanner));
+        self
+    }
+
+    /// The scanner, when scanning is configured.
+    pub(crate) fn scanner(&self) -> Option<&crate::scanning::Scanner> {
+        self.scanner.as_deref()
     }
 
     /// Sends an audit event for every state-changing or refused request to `log`.
@@ -927,7 +944,7 @@ impl Registry {
             annotations_json,
             references: m.references,
         };
-        self.repository_for_push(repo).await?;
+        let repository = self.repository_for_push(repo).await?;
         self.meta.check_references(repo, &record.references).await?;
         // Pinned, then the bytes (durable, content-addressed), then the metadata transaction
         // that makes them reachable: a crash in between leaves only an unreferenced blob.
@@ -943,6 +960,12 @@ impl Registry {
                 },
                 e => e.into(),
             })?;
+        // Scan on push: queued, never waited for; a failure to queue never fails the push.
+        if repository.scan_on_push
+            && let Err(e) = self.queue_scan(repo, &digest).await
+        {
+            tracing::warn!(repository = %repo, %digest, error = %e, "queueing a scan failed");
+        }
         Ok(PutManifest {
             digest,
             subject: m.subject,

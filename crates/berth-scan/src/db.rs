@@ -42,6 +42,8 @@ pub struct Status {
     pub ecosystems: BTreeMap<String, u64>,
     /// When the last import finished (RFC 3339, UTC).
     pub updated_at: Option<String>,
+    /// The same, in seconds since the epoch.
+    pub updated_at_epoch: Option<i64>,
     /// The newest `modified` among the records.
     pub newest_record: Option<String>,
 }
@@ -62,11 +64,14 @@ pub fn index_name(ecosystem: &str, name: &str) -> String {
     }
 }
 
-fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now()
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
-        .unwrap_or(0);
+        .unwrap_or(0)
+}
+
+fn rfc3339(secs: u64) -> String {
     // Civil date from days since the epoch (Howard Hinnant's algorithm).
     let days = i64::try_from(secs / 86_400).unwrap_or(0);
     let rem = secs % 86_400;
@@ -153,7 +158,7 @@ impl Database {
         tx.execute(
             "INSERT INTO meta (key, value) VALUES ('updated_at', ?1)
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            params![now_rfc3339()],
+            params![now_secs().to_string()],
         )
         .map_err(|e| ScanError::Database {
             path: String::new(),
@@ -204,13 +209,15 @@ impl Database {
             .map(|r| r.map(|(k, v)| (k, u64::try_from(v).unwrap_or(0))))
             .collect::<Result<BTreeMap<_, _>, _>>()
             .map_err(|e| self.err(e))?;
-        let updated_at = self
+        let updated_at_epoch: Option<i64> = self
             .conn
             .query_row("SELECT value FROM meta WHERE key = 'updated_at'", [], |r| {
-                r.get(0)
+                r.get::<_, String>(0)
             })
             .optional()
-            .map_err(|e| self.err(e))?;
+            .map_err(|e| self.err(e))?
+            .and_then(|v| v.parse().ok());
+        let updated_at = updated_at_epoch.map(|s| rfc3339(u64::try_from(s).unwrap_or(0)));
         let newest_record = self
             .conn
             .query_row("SELECT max(modified) FROM records", [], |r| r.get(0))
@@ -220,6 +227,7 @@ impl Database {
             records: u64::try_from(records).unwrap_or(0),
             ecosystems,
             updated_at,
+            updated_at_epoch,
             newest_record,
         })
     }

@@ -26,7 +26,7 @@ pub use identity::{
 };
 pub use meta::{
     ExpiryGroup, GcBlob, GcPage, ImageRecord, LifecyclePreview, ManifestRecord, MetadataStore,
-    NewManifest, NewRepository, Quota, RepoSummary, RepositoryRecord, RepositoryUpdate,
+    NewManifest, NewRepository, Quota, RepoSummary, RepositoryRecord, RepositoryUpdate, ScanRecord,
     SnapshotManifest, StorageUsage, TagFilter, TagRecord, TagRule, UploadLimits, UploadRecord,
     Usage,
 };

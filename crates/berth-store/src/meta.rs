@@ -216,6 +216,23 @@ pub struct LifecyclePreview {
     pub created_at: i64,
 }
 
+/// An image's vulnerability scan, as the registry keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanRecord {
+    /// `IN_PROGRESS`, `COMPLETE` or `FAILED` (ECR's statuses).
+    pub status: String,
+    /// What the status means (ECR's `description`).
+    pub description: String,
+    /// When the status was set, milliseconds since the epoch.
+    pub updated_at: i64,
+    /// When the scan completed.
+    pub completed_at: Option<i64>,
+    /// When the vulnerability database was last updated, as of the scan.
+    pub source_updated_at: Option<i64>,
+    /// The findings as a JSON array, when complete.
+    pub findings: Option<String>,
+}
+
 /// A blob the garbage collector found or removed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GcBlob {
@@ -602,6 +619,24 @@ pub trait MetadataStore: Send + Sync + fmt::Debug + 'static {
 
     /// Names of the repositories with a lifecycle policy.
     async fn lifecycle_repositories(&self) -> Result<Vec<String>, StoreError>;
+
+    /// Records an image's scan (replacing the one before); nothing when the image is gone.
+    async fn put_scan(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        scan: &ScanRecord,
+    ) -> Result<(), StoreError>;
+
+    /// An image's scan.
+    async fn scan(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<ScanRecord>, StoreError>;
+
+    /// The images whose scan is `IN_PROGRESS` (after a restart: to be scanned again).
+    async fn scans_in_progress(&self) -> Result<Vec<(String, Digest)>, StoreError>;
 
     // ---- garbage collection ---------------------------------------------------------------
     //

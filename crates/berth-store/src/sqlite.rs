@@ -12,7 +12,7 @@ use rusqlite::{
 use crate::blob::UploadId;
 use crate::meta::{
     ExpiryGroup, GcBlob, GcPage, ImageRecord, LifecyclePreview, ManifestRecord, MetadataStore,
-    NewManifest, NewRepository, Quota, RepoSummary, RepositoryRecord, RepositoryUpdate,
+    NewManifest, NewRepository, Quota, RepoSummary, RepositoryRecord, RepositoryUpdate, ScanRecord,
     SnapshotManifest, StorageUsage, TagFilter, TagRecord, TagRule, UploadLimits, UploadRecord,
     Usage,
 };
@@ -1576,6 +1576,87 @@ impl MetadataStore for SqliteMeta {
                 })
             })
             .optional()?)
+        })
+        .await
+    }
+
+    async fn put_scan(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        scan: &ScanRecord,
+    ) -> Result<(), StoreError> {
+        let (repo, digest, s) = (repo.to_string(), digest.to_string(), scan.clone());
+        self.write_with(true, move |tx| {
+            let Some(id) = repo_id(tx, &repo)? else {
+                return Ok(());
+            };
+            // Only an image the repository holds has a scan (the trigger drops it with the image).
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO image_scans
+                     (repo_id, digest, status, description, updated_at, completed_at,
+                      source_updated_at, findings)
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8
+                 WHERE EXISTS (SELECT 1 FROM manifests WHERE repo_id = ?1 AND digest = ?2)",
+            )?
+            .execute(params![
+                id,
+                digest,
+                s.status,
+                s.description,
+                s.updated_at,
+                s.completed_at,
+                s.source_updated_at,
+                s.findings
+            ])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn scan(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<ScanRecord>, StoreError> {
+        let (repo, digest) = (repo.to_string(), digest.to_string());
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT status, description, updated_at, completed_at, source_updated_at, findings
+                 FROM image_scans
+                 WHERE repo_id = (SELECT id FROM repositories WHERE name = ?1) AND digest = ?2",
+            )?
+            .query_row(params![repo, digest], |r| {
+                Ok(ScanRecord {
+                    status: r.get(0)?,
+                    description: r.get(1)?,
+                    updated_at: r.get(2)?,
+                    completed_at: r.get(3)?,
+                    source_updated_at: r.get(4)?,
+                    findings: r.get(5)?,
+                })
+            })
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn scans_in_progress(&self) -> Result<Vec<(String, Digest)>, StoreError> {
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT r.name, s.digest FROM image_scans s JOIN repositories r ON r.id = s.repo_id
+                 WHERE s.status = 'IN_PROGRESS' ORDER BY s.updated_at",
+            )?;
+            let rows =
+                st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (repo, digest) = row?;
+                if let Ok(d) = Digest::parse(&digest) {
+                    out.push((repo, d));
+                }
+            }
+            Ok(out)
         })
         .await
     }

@@ -132,4 +132,21 @@ CREATE TABLE lifecycle_previews (
     created_at  INTEGER NOT NULL
 );
 "#,
+    r#"
+CREATE TABLE image_scans (
+    repo_id           INTEGER NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+    digest            TEXT NOT NULL,
+    status            TEXT NOT NULL,
+    description       TEXT NOT NULL,
+    updated_at        INTEGER NOT NULL,
+    completed_at      INTEGER,
+    source_updated_at INTEGER,
+    findings          TEXT,
+    PRIMARY KEY (repo_id, digest)
+) WITHOUT ROWID;
+CREATE INDEX image_scans_status ON image_scans(status);
+CREATE TRIGGER image_scans_follow_manifests AFTER DELETE ON manifests BEGIN
+    DELETE FROM image_scans WHERE repo_id = OLD.repo_id AND digest = OLD.digest;
+END;
+"#,
 ];

@@ -85,6 +85,11 @@ pub struct FileConfig {
     pub audit_log_max_bytes: Option<u64>,
     /// Rotated audit log files kept, `<file>.1` … (default 5).
     pub audit_log_keep: Option<usize>,
+    /// The vulnerability database scans use (default `<data>/scan/osv`; fill it with
+    /// `berth scan db import --db DIR`).
+    pub scan_db: Option<PathBuf>,
+    /// Image scans running at once (default 2).
+    pub scan_workers: Option<usize>,
     /// `[mcp]`: the MCP endpoint at `/mcp` (`enabled`, `allow_writes`, `allow_registries`,
     /// `allow_repositories`, `roots`, `extra_tags`, `region`, `endpoint_url`, `store`,
     /// `insecure_registries`).

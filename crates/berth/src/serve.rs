@@ -30,7 +30,7 @@ pub struct ServeArgs {
     /// max_requests_per_connection, max_concurrent_uploads, max_uploads_per_repository,
     /// max_uploads, ecr_body_budget, durability, auth, registry_id, region, public_host,
     /// public_tls, token_ttl_secs, auto_create_repositories, master_key_file, metrics_listen,
-    /// audit_log, audit_log_max_bytes, audit_log_keep
+    /// audit_log, audit_log_max_bytes, audit_log_keep, scan_db, scan_workers, [mcp]
     #[arg(long, env = "BERTH_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
     /// Log filter: a level (error, warn, info, debug, trace) or tracing directives such as
@@ -113,6 +113,9 @@ pub(crate) struct Settings {
     audit: Option<AuditConfig>,
     /// The MCP endpoint at `/mcp` (`None`: off), and whether its writing tools may run.
     mcp: Option<(crate::mcp::FileConfig, bool)>,
+    /// The scanner's database directory (default under the data directory) and workers.
+    scan_db: Option<PathBuf>,
+    scan_workers: Option<usize>,
 }
 
 /// Where the metrics listener binds.
@@ -332,6 +335,8 @@ fn settings(args: ServeArgs) -> anyhow::Result<(Settings, String, String)> {
         lifecycle_interval: every(file.lifecycle_interval_secs),
         create_on_push,
         mcp,
+        scan_db: file.scan_db,
+        scan_workers: file.scan_workers,
     };
     let level = args
         .log_level
@@ -447,6 +452,15 @@ async fn serve(mut s: Settings) -> anyhow::Result<()> {
     if let Some(a) = &audit_log {
         registry = registry.with_audit(a.clone());
     }
+    let mut scan = berth_registry::ScanConfig::under(&s.data);
+    if let Some(d) = s.scan_db.take() {
+        scan.db_dir = d;
+    }
+    if let Some(n) = s.scan_workers {
+        scan.workers = n.max(1);
+    }
+    let scan_db = scan.db_dir.clone();
+    registry = registry.with_scanning(scan);
     if s.create_on_push {
         match registry.install_create_on_push_template().await? {
             TemplateInstall::Installed => tracing::info!(
@@ -471,6 +485,14 @@ async fn serve(mut s: Settings) -> anyhow::Result<()> {
             "finished the deletions of an interrupted garbage collection"
         );
     }
+    let resumed = registry.resume_scans().await?;
+    if resumed > 0 {
+        tracing::info!(
+            resumed,
+            "queued again the image scans a stop left in progress"
+        );
+    }
+    tracing::info!(database = %scan_db.display(), "image scanning (fill the database with `berth scan db import --db DIR`)");
     let removed = registry.clean_uploads(true).await?;
     if removed > 0 {
         tracing::info!(removed, "discarded stale upload sessions");

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::layout::{Desc, INDEX, Layer, Layout, MANIFEST};
-use common::{Server, fixture_index_digest, fixtures, python};
+use common::{Server, aws_cli, fixture_index_digest, fixtures, python};
 use serde_json::{Value, json};
 
 const ROOT_ID: &str = "AKIALIFECYCLEROOTKEY";
@@ -309,19 +309,6 @@ fn digests_of(list: &Value, key: &str) -> BTreeSet<String> {
         .iter()
         .map(|v| v[key].as_str().unwrap().to_owned())
         .collect()
-}
-
-/// The AWS CLI v2 (Debian's, as `scripts/ecr-cli-test.sh` uses), or `AWS`.
-fn aws_cli() -> PathBuf {
-    if let Some(p) = std::env::var_os("AWS") {
-        return PathBuf::from(p);
-    }
-    let debian = PathBuf::from("/usr/bin/aws");
-    if debian.exists() {
-        debian
-    } else {
-        PathBuf::from("aws")
-    }
 }
 
 fn policy(rules: &[Value]) -> String {

@@ -28,7 +28,7 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 
 FINCH = {"finch_build_container_image", "finch_push_image", "finch_create_ecr_repo"}
 OWN = {"build", "push", "copy", "inspect", "ensure_repository", "list_images",
-       "describe_image", "lint", "release", "lifecycle_preview"}
+       "describe_image", "lint", "release", "lifecycle_preview", "scan"}
 WRITES = {"finch_build_container_image", "finch_push_image", "finch_create_ecr_repo",
           "build", "push", "copy", "ensure_repository", "release"}
 
@@ -125,6 +125,17 @@ async def full(s, registry, ctx, bad):
     check(len(res.structured_content["images"]) == 2, "each platform is described")
     res = await s.call_tool("inspect", {"image": ref})
     check(not res.is_error and len(res.structured_content["manifests"]) == 2, "inspect index")
+
+    # The scanner reads every platform (nothing to find in FROM scratch files; the empty
+    # database is noted).
+    res = await s.call_tool("scan", {"image": ref, "severities": ["HIGH", "CRITICAL"]})
+    check(not res.is_error, f"scan: {res.structured_content}")
+    reports = res.structured_content["reports"]
+    check(sorted(r["platform"] for r in reports) == ["linux/amd64", "linux/arm64"],
+          f"every platform scanned: {reports}")
+    check(all(r["findings"] == [] for r in reports), f"no findings: {reports}")
+    res = await s.call_tool("scan", {"image": ref, "severities": ["SEVERE"]})
+    error_of(res, "invalid_input")
 
     # A second, older-looking image: the first stage only, one platform. A policy keeping one
     # image would expire the index pushed first, and never its platform manifests on their own.

@@ -573,3 +573,71 @@ fn the_ci_examples_release_against_a_local_registry() {
         assert_eq!(step(&report, "verify")["status"], "ok", "{file}: {report}");
     }
 }
+
+/// The scan gate: an image whose Debian packages have a HIGH advisory in the registry's scan
+/// database is pushed and verified, then the release fails at the gate (exit 5); a gate above
+/// the worst finding passes.
+#[test]
+fn release_fails_at_the_scan_gate_after_verify() {
+    use common::scan_fixture::{OS_RELEASE, records, status};
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path());
+    let osv = records(dir.path());
+    let mut import = Command::new(env!("CARGO_BIN_EXE_berth"));
+    env(&mut import, dir.path(), &server);
+    let out = import
+        .args(["scan", "db", "import", "--db"])
+        .arg(server.data.join("scan/osv"))
+        .arg(&osv)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ctx = dir.path().join("gated");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("os-release"), OS_RELEASE).unwrap();
+    std::fs::write(ctx.join("status"), status(false)).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nCOPY os-release /etc/os-release\nCOPY status /var/lib/dpkg/status\n",
+    )
+    .unwrap();
+    let settings = dir.path().join("repo.toml");
+    std::fs::write(&settings, "scan_on_push = true\n").unwrap();
+    let repo = format!("{}/gate/app", server.addr);
+    let args = |version: &'static str, gate: &'static str| {
+        vec![
+            ctx.to_str().unwrap().to_owned(),
+            "--repository".into(),
+            repo.clone(),
+            "--version".into(),
+            version.into(),
+            "--platform".into(),
+            "linux/amd64".into(),
+            "--repo-settings".into(),
+            settings.to_str().unwrap().to_owned(),
+            "--scan-gate".into(),
+            gate.into(),
+        ]
+    };
+    let a = args("v1.0.0", "HIGH");
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let (code, report, stderr) = release(dir.path(), &server, &a);
+    assert_eq!(code, 5, "{stderr}\n{report}");
+    assert_eq!(step(&report, "verify")["status"], "ok", "{report}");
+    assert_eq!(step(&report, "scan")["status"], "failed", "{report}");
+    assert!(
+        report["image"]
+            .as_str()
+            .is_some_and(|i| i.contains("@sha256:"))
+    );
+
+    let a = args("v1.0.1", "CRITICAL");
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let (code, report, stderr) = release(dir.path(), &server, &a);
+    assert_eq!(code, 0, "{stderr}\n{report}");
+    assert_eq!(step(&report, "scan")["status"], "ok", "{report}");
+}

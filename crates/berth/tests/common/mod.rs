@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod layout;
+pub mod scan_fixture;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -385,4 +386,17 @@ pub fn user(server: &Server, name: &str, policy: Option<&str>) -> (String, Strin
             .to_owned()
     };
     (field("AccessKeyId:"), field("SecretAccessKey:"))
+}
+
+/// The AWS CLI v2 (Debian's, as `scripts/ecr-cli-test.sh` uses), or `AWS`.
+pub fn aws_cli() -> PathBuf {
+    if let Some(p) = std::env::var_os("AWS") {
+        return PathBuf::from(p);
+    }
+    let debian = PathBuf::from("/usr/bin/aws");
+    if debian.exists() {
+        debian
+    } else {
+        PathBuf::from("aws")
+    }
 }

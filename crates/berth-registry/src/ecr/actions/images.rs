@@ -77,7 +77,9 @@ impl Ctx<'_> {
                 match self.resolve(&repo, id).await? {
                     Ok(img) => {
                         if seen.insert(img.manifest.digest.clone()) {
-                            out.push(self.image_detail(&repo, &img));
+                            let mut detail = self.image_detail(&repo, &img);
+                            self.add_scan(&repo, &mut detail).await?;
+                            out.push(detail);
                         }
                     }
                     Err(("ImageNotFound", _)) => return Err(self.image_not_found(&repo, id)),
@@ -87,7 +89,12 @@ impl Ctx<'_> {
             return Ok(json!({ "imageDetails": out }));
         }
         let (page, next) = self.images_page(&repo, &req, 100).await?;
-        let details: Vec<Value> = page.iter().map(|i| self.image_detail(&repo, i)).collect();
+        let mut details = Vec::with_capacity(page.len());
+        for i in &page {
+            let mut detail = self.image_detail(&repo, i);
+            self.add_scan(&repo, &mut detail).await?;
+            details.push(detail);
+        }
         let mut v = json!({ "imageDetails": details });
         if let Some(t) = next {
             v["nextToken"] = json!(t);

@@ -27,6 +27,7 @@ mod layers;
 mod lifecycle;
 mod registry;
 mod repositories;
+mod scans;
 
 /// The actions this endpoint implements (anything else is `UnknownOperationException`).
 pub(crate) const KNOWN: &[&str] = &[
@@ -46,6 +47,8 @@ pub(crate) const KNOWN: &[&str] = &[
     "GetDownloadUrlForLayer",
     "PutImageTagMutability",
     "PutImageScanningConfiguration",
+    "StartImageScan",
+    "DescribeImageScanFindings",
     "TagResource",
     "UntagResource",
     "ListTagsForResource",
@@ -105,6 +108,8 @@ pub(crate) async fn dispatch(
         "GetDownloadUrlForLayer" => ctx.download_url(parse_request(body)?).await,
         "PutImageTagMutability" => ctx.put_mutability(parse_request(body)?).await,
         "PutImageScanningConfiguration" => ctx.put_scanning(parse_request(body)?).await,
+        "StartImageScan" => ctx.start_image_scan(parse_request(body)?).await,
+        "DescribeImageScanFindings" => ctx.describe_scan_findings(parse_request(body)?).await,
         "TagResource" => ctx.tag_resource(parse_request(body)?).await,
         "UntagResource" => ctx.untag_resource(parse_request(body)?).await,
         "ListTagsForResource" => ctx.list_tags(parse_request(body)?).await,
@@ -212,6 +217,16 @@ struct ImagesRequest {
     next_token: Option<String>,
     max_results: Option<i64>,
     filter: Option<ImageFilter>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ScanRequest {
+    registry_id: Option<String>,
+    repository_name: String,
+    image_id: ImageId,
+    next_token: Option<String>,
+    max_results: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,0 +1,302 @@
+//! Image scanning in the registry (ECR's basic scanning): scan on push and `StartImageScan`
+//! queue a job for a bounded pool of background workers, so a push's response never waits for
+//! a scan. A worker reads the image's layers from the blob store as streams through
+//! `berth-scan` (inventories cached by layer digest, so layers shared between images are read
+//! once), matches the merged inventory against the offline OSV database, and records the result
+//! in the metadata store. The status is recorded `IN_PROGRESS` before the job is queued; at
+//! start the registry queues again every scan a crash left `IN_PROGRESS`, so none stays stuck.
+//! An index is scanned as the union of its platform images' findings.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use berth_oci::{Digest, Manifest, ManifestKind, RefKind, RepoName, media};
+use berth_scan::cache::InventoryCache;
+use berth_scan::db::Database;
+use berth_scan::layer::Limits;
+use berth_scan::matcher::Finding;
+use berth_scan::{ImageInventory, LayerInventory};
+use berth_store::ScanRecord;
+use futures::TryStreamExt as _;
+use tokio::sync::{Mutex, mpsc};
+
+use crate::error::RegistryError;
+use crate::service::Registry;
+
+/// Where the scanner keeps its data, and how much runs at once.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ScanConfig {
+    /// The OSV database directory (`berth scan db import` fills one).
+    pub db_dir: PathBuf,
+    /// Layer inventories, by layer digest.
+    pub cache_dir: PathBuf,
+    /// Scans running at once.
+    pub workers: usize,
+    /// Scans waiting at most; beyond, a scan fails at once (start it again later).
+    pub queue: usize,
+}
+
+impl ScanConfig {
+    /// The defaults under a data directory: `scan/osv` and `scan/inventories`.
+    pub fn under(data: &std::path::Path) -> ScanConfig {
+        ScanConfig {
+            db_dir: data.join("scan/osv"),
+            cache_dir: data.join("scan/inventories"),
+            workers: 2,
+            queue: 1000,
+        }
+    }
+}
+
+/// A queued scan.
+type Job = (RepoName, Digest);
+
+/// The scan queue the registry hands jobs to.
+#[derive(Debug)]
+pub(crate) struct Scanner {
+    tx: mpsc::Sender<Job>,
+}
+
+pub(crate) const IN_PROGRESS: &str = "IN_PROGRESS";
+pub(crate) const COMPLETE: &str = "COMPLETE";
+pub(crate) const FAILED: &str = "FAILED";
+pub(crate) const UNSUPPORTED: &str = "UNSUPPORTED_IMAGE";
+
+fn millis(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+impl Scanner {
+    /// Starts the workers over `registry` (which must not hold this scanner: workers only read
+    /// the stores).
+    pub(crate) fn start(registry: Registry, config: ScanConfig) -> Scanner {
+        let (tx, rx) = mpsc::channel(config.queue.max(1));
+        let rx = Arc::new(Mutex::new(rx));
+        for _ in 0..config.workers.max(1) {
+            let (rx, reg, cfg) = (Arc::clone(&rx), registry.clone(), config.clone());
+            tokio::spawn(async move {
+                loop {
+                    let job = rx.lock().await.recv().await;
+                    let Some((repo, digest)) = job else { break };
+                    run(&reg, &cfg, &repo, &digest).await;
+                }
+            });
+        }
+        Scanner { tx }
+    }
+}
+
+impl Registry {
+    /// Queues a scan of an image (recorded `IN_PROGRESS` first). `Ok(false)`: scanning is not
+    /// configured.
+    pub(crate) async fn queue_scan(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<bool, RegistryError> {
+        let Some(scanner) = self.scanner() else {
+            return Ok(false);
+        };
+        let now = millis(self.clock.now());
+        let mut rec = ScanRecord {
+            status: IN_PROGRESS.into(),
+            description: "The scan is in progress.".into(),
+            updated_at: now,
+            completed_at: None,
+            source_updated_at: None,
+            findings: None,
+        };
+        self.meta().put_scan(repo, digest, &rec).await?;
+        if scanner.tx.try_send((repo.clone(), digest.clone())).is_err() {
+            rec.status = FAILED.into();
+            rec.description =
+                "The scan queue is full; start the scan again with StartImageScan.".into();
+            self.meta().put_scan(repo, digest, &rec).await?;
+        }
+        Ok(true)
+    }
+
+    /// Queues again the scans a stop left `IN_PROGRESS`; returns how many.
+    pub async fn resume_scans(&self) -> Result<usize, RegistryError> {
+        if self.scanner().is_none() {
+            return Ok(0);
+        }
+        let pending = self.meta().scans_in_progress().await?;
+        let mut n = 0;
+        for (repo, digest) in pending {
+            if let Ok(r) = RepoName::parse(&repo) {
+                self.queue_scan(&r, &digest).await?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// One job: scan, then record the outcome.
+async fn run(reg: &Registry, cfg: &ScanConfig, repo: &RepoName, digest: &Digest) {
+    // The crash test's point: the scan recorded IN_PROGRESS, nothing scanned yet.
+    reg.crash_point("scan-started");
+    let started = std::time::Instant::now();
+    let outcome = scan(reg, cfg, repo, digest).await;
+    let now = millis(reg.clock.now());
+    let rec = match outcome {
+        Ok(Outcome::Findings(findings, source)) => ScanRecord {
+            status: COMPLETE.into(),
+            description: "The scan was completed successfully.".into(),
+            updated_at: now,
+            completed_at: Some(now),
+            source_updated_at: source.map(|s| s.saturating_mul(1000)),
+            findings: serde_json::to_string(&findings).ok(),
+        },
+        Ok(Outcome::Unsupported(why)) => ScanRecord {
+            status: UNSUPPORTED.into(),
+            description: why,
+            updated_at: now,
+            completed_at: None,
+            source_updated_at: None,
+            findings: None,
+        },
+        Err(e) => {
+            tracing::warn!(repository = %repo, %digest, error = %e, "image scan failed");
+            ScanRecord {
+                status: FAILED.into(),
+                description: e,
+                updated_at: now,
+                completed_at: None,
+                source_updated_at: None,
+                findings: None,
+            }
+        }
+    };
+    tracing::info!(repository = %repo, %digest, status = %rec.status,
+        seconds = started.elapsed().as_secs_f64(), "image scanned");
+    if let Err(e) = reg.meta().put_scan(repo, digest, &rec).await {
+        tracing::warn!(repository = %repo, %digest, error = %e, "recording a scan failed");
+    }
+}
+
+enum Outcome {
+    /// Findings, and when the database was last updated (seconds).
+    Findings(Vec<Finding>, Option<i64>),
+    Unsupported(String),
+}
+
+async fn manifest(reg: &Registry, repo: &RepoName, digest: &Digest) -> Result<Manifest, String> {
+    let rec = reg
+        .meta()
+        .manifest(repo, digest)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("the image {digest} is no longer in {repo}"))?;
+    let bytes = reg.blobs().get(digest).await.map_err(|e| e.to_string())?;
+    Manifest::parse(Some(&rec.media_type), &bytes).map_err(|e| e.to_string())
+}
+
+fn is_image(m: &Manifest) -> bool {
+    m.kind == ManifestKind::Image
+        && m.artifact_type
+            .as_deref()
+            .is_none_or(|t| t == media::OCI_CONFIG || t == media::DOCKER_CONFIG)
+}
+
+async fn scan(
+    reg: &Registry,
+    cfg: &ScanConfig,
+    repo: &RepoName,
+    digest: &Digest,
+) -> Result<Outcome, String> {
+    let root = manifest(reg, repo, digest).await?;
+    let mut images = Vec::new();
+    if root.kind == ManifestKind::Index {
+        for c in root
+            .references
+            .iter()
+            .filter(|r| r.kind == RefKind::Manifest)
+        {
+            if c.platform.as_ref().is_some_and(|p| p.os == "unknown") {
+                continue;
+            }
+            let m = manifest(reg, repo, &c.digest).await?;
+            if is_image(&m) {
+                images.push(m);
+            }
+        }
+    } else if is_image(&root) {
+        images.push(root);
+    }
+    if images.is_empty() {
+        return Ok(Outcome::Unsupported(
+            "The image is not a container image (an artifact, or an index of none); it has \
+             nothing to scan."
+                .into(),
+        ));
+    }
+    let cache = InventoryCache::new(&cfg.cache_dir);
+    let mut all: Vec<Finding> = Vec::new();
+    let mut source = None;
+    for m in &images {
+        let mut inventories = Vec::new();
+        for layer in m.references.iter().skip(1) {
+            inventories.push(layer_inventory(reg, &cache, &layer.digest, layer.size).await?);
+        }
+        let merged = ImageInventory::merge(&inventories);
+        let db_dir = cfg.db_dir.clone();
+        let (found, updated) = tokio::task::spawn_blocking(move || {
+            let db = Database::open(&db_dir)?;
+            let updated = db.status()?.updated_at_epoch;
+            Ok::<_, berth_scan::ScanError>((berth_scan::matcher::findings(&merged, &db)?, updated))
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+        source = updated;
+        // An index: one finding per advisory and package version, whichever platforms have it.
+        for f in found {
+            let known = all.iter().any(|g| {
+                g.id == f.id
+                    && g.package_name == f.package_name
+                    && g.package_version == f.package_version
+            });
+            if !known {
+                all.push(f);
+            }
+        }
+    }
+    all.sort_by(|a, b| b.severity.cmp(&a.severity).then_with(|| a.id.cmp(&b.id)));
+    Ok(Outcome::Findings(all, source))
+}
+
+/// A layer's inventory: from the cache, else read from the blob store as a stream.
+async fn layer_inventory(
+    reg: &Registry,
+    cache: &InventoryCache,
+    digest: &Digest,
+    size: u64,
+) -> Result<LayerInventory, String> {
+    let key = digest.to_string();
+    if let Some(inv) = cache.get(&key) {
+        return Ok(inv);
+    }
+    let stream = reg
+        .blobs()
+        .read(digest, 0, size)
+        .await
+        .map_err(|e| format!("layer {key}: {e}"))?
+        .map_err(std::io::Error::other);
+    let bridge = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
+    let inv = tokio::task::spawn_blocking(move || {
+        berth_scan::layer::read_layer(bridge, &Limits::default())
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| format!("layer {key}: {e}"))?;
+    if let Err(e) = cache.put(&key, &inv) {
+        tracing::warn!(layer = %key, error = %e, "caching a layer inventory failed");
+    }
+    Ok(inv)
+}

@@ -1,0 +1,183 @@
+//! The scanner's fixture: an image written by hand (a Debian 12 layer, a layer of Python and
+//! npm packages, a layer that purges a package and deletes a Python distribution) and the OSV
+//! records it is scanned against — real advisory ids for the language packages, clearly-named
+//! test records for the Debian ones.
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use super::layout::{Layer, Layout, tar_of};
+
+/// The findings the fixture image has against the fixture records.
+pub const EXPECTED: &[&str] = &[
+    "DEBIAN-TEST-GLIBC-UNFIXED",
+    "DEBIAN-TEST-OPENSSL",
+    "DEBIAN-TEST-ZLIB-EPOCH",
+    "GHSA-p6mc-m468-83gw",
+    "GHSA-x84v-xcm2-53pg",
+];
+
+pub const OS_RELEASE: &[u8] =
+    b"PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\n";
+
+pub fn status(with_curl: bool) -> Vec<u8> {
+    let mut s = String::from(
+        "Package: libssl3\nStatus: install ok installed\nArchitecture: amd64\nSource: openssl\nVersion: 3.0.11-1~deb12u2\n\n\
+         Package: libc6\nStatus: install ok installed\nArchitecture: amd64\nSource: glibc\nVersion: 2.36-9+deb12u4\n\n\
+         Package: zlib1g\nStatus: install ok installed\nArchitecture: amd64\nSource: zlib\nVersion: 1:1.2.13.dfsg-1\n\n",
+    );
+    if with_curl {
+        s.push_str(
+            "Package: curl\nStatus: install ok installed\nArchitecture: amd64\nVersion: 7.88.1-10+deb12u5\n\n",
+        );
+    }
+    s.into_bytes()
+}
+
+pub const SITE: &str = "usr/lib/python3/dist-packages";
+
+/// The image: base (Debian), app (Python + npm), cleanup (curl purged, six deleted).
+pub fn image(dir: &Path) -> String {
+    let layout = Layout::new(&dir.join("layout"));
+    let base = Layer::gzipped(&tar_of(&[
+        ("etc/", b""),
+        ("etc/os-release", OS_RELEASE),
+        ("var/lib/dpkg/status", &status(true)),
+    ]));
+    let requests = format!("{SITE}/requests-2.19.0.dist-info/METADATA");
+    let six = format!("{SITE}/six-1.16.0.dist-info/METADATA");
+    let app = Layer::plain(tar_of(&[
+        (
+            requests.as_str(),
+            b"Metadata-Version: 2.1\nName: requests\nVersion: 2.19.0\n\nHTTP for Humans.\n",
+        ),
+        (
+            six.as_str(),
+            b"Metadata-Version: 2.1\nName: six\nVersion: 1.16.0\n",
+        ),
+        (
+            "app/node_modules/lodash/package.json",
+            br#"{"name":"lodash","version":"4.17.15","main":"lodash.js"}"#,
+        ),
+        (
+            "app/node_modules/lodash/test/fixtures/package.json",
+            br#"{"name":"not-a-dependency","version":"0.0.1"}"#,
+        ),
+    ]));
+    let wh = format!("{SITE}/.wh.six-1.16.0.dist-info");
+    let cleanup = Layer::gzipped(&tar_of(&[
+        ("var/lib/dpkg/status", &status(false)),
+        (wh.as_str(), b""),
+    ]));
+    let img = layout.image(&[&base, &app, &cleanup], "amd64");
+    layout.refs(&[(&img, "v1")]);
+    layout.source("v1")
+}
+
+pub fn record(id: &str, ecosystem: &str, name: &str, events: Value, extra: Value) -> Value {
+    let mut r = json!({
+        "id": id, "modified": "2024-01-01T00:00:00Z", "summary": format!("{id} summary"),
+        "affected": [{"package": {"ecosystem": ecosystem, "name": name},
+                      "ranges": [{"type": "ECOSYSTEM", "events": events}]}],
+    });
+    if let (Some(r), Some(e)) = (r.as_object_mut(), extra.as_object()) {
+        r.extend(e.clone());
+    }
+    r
+}
+
+pub fn records(dir: &Path) -> std::path::PathBuf {
+    let d = dir.join("osv");
+    std::fs::create_dir_all(d.join("debian")).unwrap();
+    let deb = |id: &str, name: &str, events: Value, sev: &str| {
+        let mut r = record(id, "Debian:12", name, events, json!({}));
+        r["affected"][0]["ecosystem_specific"] = json!({ "severity": sev });
+        (format!("debian/{id}.json"), r)
+    };
+    let all = [
+        // Binary libssl3 from source openssl; a `~` version below the fix.
+        deb(
+            "DEBIAN-TEST-OPENSSL",
+            "openssl",
+            json!([{"introduced": "0"}, {"fixed": "3.0.13-1~deb12u1"}]),
+            "high",
+        ),
+        // An epoch: 1:1.2.13.dfsg-1 is below 1:1.2.13.dfsg-1+deb12u1.
+        deb(
+            "DEBIAN-TEST-ZLIB-EPOCH",
+            "zlib",
+            json!([{"introduced": "0"}, {"fixed": "1:1.2.13.dfsg-1+deb12u1"}]),
+            "medium",
+        ),
+        // Fixed below the installed version: no finding.
+        deb(
+            "DEBIAN-TEST-GLIBC-FIXED-BELOW",
+            "glibc",
+            json!([{"introduced": "0"}, {"fixed": "2.36-9+deb12u3"}]),
+            "critical",
+        ),
+        // Not fixed yet: a finding with no fixed version.
+        deb(
+            "DEBIAN-TEST-GLIBC-UNFIXED",
+            "glibc",
+            json!([{"introduced": "0"}]),
+            "low",
+        ),
+        // The purged package: no finding.
+        deb(
+            "DEBIAN-TEST-CURL-PURGED",
+            "curl",
+            json!([{"introduced": "0"}]),
+            "critical",
+        ),
+        (
+            "debian/DEBIAN-TEST-OTHER-RELEASE.json".into(),
+            record(
+                "DEBIAN-TEST-OTHER-RELEASE",
+                "Debian:11",
+                "openssl",
+                json!([{"introduced": "0"}]),
+                json!({}),
+            ),
+        ),
+        // Real advisories of the pinned language packages.
+        (
+            "GHSA-x84v-xcm2-53pg.json".into(),
+            record(
+                "GHSA-x84v-xcm2-53pg",
+                "PyPI",
+                "requests",
+                json!([{"introduced": "0"}, {"fixed": "2.20.0"}]),
+                json!({"aliases": ["CVE-2018-18074"],
+                       "severity": [{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:N/A:N"}]}),
+            ),
+        ),
+        (
+            "GHSA-p6mc-m468-83gw.json".into(),
+            record(
+                "GHSA-p6mc-m468-83gw",
+                "npm",
+                "lodash",
+                json!([{"introduced": "3.7.0"}, {"fixed": "4.17.19"}]),
+                json!({"aliases": ["CVE-2020-8203"], "database_specific": {"severity": "HIGH"}}),
+            ),
+        ),
+        // The deleted Python distribution: no finding.
+        (
+            "PYSEC-TEST-SIX-DELETED.json".into(),
+            record(
+                "PYSEC-TEST-SIX-DELETED",
+                "PyPI",
+                "six",
+                json!([{"introduced": "0"}]),
+                json!({}),
+            ),
+        ),
+    ];
+    for (name, r) in all {
+        std::fs::write(d.join(name), serde_json::to_vec(&r).unwrap()).unwrap();
+    }
+    std::fs::write(d.join("not-a-record.json"), b"[1, 2").unwrap();
+    d
+}

@@ -1,0 +1,349 @@
+//! Scan on push in `berth serve`, driven by real clients: a repository created by the AWS CLI
+//! with scanOnPush, an image pushed by `berth push`, the scan awaited with the AWS CLI's own
+//! `wait image-scan-complete` waiter and read back with `describe-image-scan-findings` and
+//! `describe-images`; `start-image-scan` on demand; and a `kill -9` while a scan is in
+//! progress leaves the image scannable (the restarted server finishes the scan).
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use common::scan_fixture::{EXPECTED, image, records};
+use common::{Server, aws_cli};
+use serde_json::Value;
+
+const ROOT_ID: &str = "AKIASCANONPUSHROOT01";
+const ROOT_SECRET: &str = "scan-on-push-test-root-secret-0123456789";
+
+fn serve(data: &Path, crash: Option<&str>) -> Server {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .env("BERTH_ROOT_ACCESS_KEY_ID", ROOT_ID)
+        .env("BERTH_ROOT_SECRET_ACCESS_KEY", ROOT_SECRET)
+        .env(
+            "BERTH_LOG",
+            std::env::var("BERTH_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdout(Stdio::piped());
+    match crash {
+        Some(p) => cmd.env("BERTH_CRASH_POINT", p),
+        None => cmd.env_remove("BERTH_CRASH_POINT"),
+    };
+    Server::spawn(cmd, data)
+}
+
+fn client(cmd: &mut Command, dir: &Path, server: &Server) {
+    cmd.env("HOME", dir)
+        .env("DOCKER_CONFIG", dir.join("docker"))
+        .env("BERTH_CONFIG_DIR", dir.join("berth"))
+        .env("BERTH_CACHE_DIR", dir.join("cache"))
+        .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            dir.join("no-aws-credentials"),
+        )
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_ACCESS_KEY_ID", ROOT_ID)
+        .env("AWS_SECRET_ACCESS_KEY", ROOT_SECRET)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_ENDPOINT_URL_ECR", format!("http://{}", server.addr))
+        .env("AWS_PAGER", "")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("BERTH_SCAN_DB");
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().unwrap()
+}
+
+fn ok(out: &Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn aws(dir: &Path, server: &Server, args: &[&str]) -> Value {
+    let mut cmd = Command::new(aws_cli());
+    client(&mut cmd, dir, server);
+    // Debian's AWS CLI (2.9) predates AWS_ENDPOINT_URL_ECR: the endpoint goes on the command.
+    let endpoint = format!("http://{}", server.addr);
+    let out = run(cmd
+        .args(["--output", "json", "--endpoint-url", &endpoint, "ecr"])
+        .args(args));
+    let text = ok(&out, &format!("aws ecr {args:?}"));
+    if text.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap()
+    }
+}
+
+fn berth(dir: &Path, server: &Server, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+    client(&mut cmd, dir, server);
+    run(cmd.args(args))
+}
+
+/// The fixture's records, in the server's scan database.
+fn fill_db(dir: &Path, server: &Server) {
+    let osv = records(dir);
+    let db = server.data.join("scan/osv");
+    ok(
+        &berth(
+            dir,
+            server,
+            &[
+                "scan",
+                "db",
+                "import",
+                "--db",
+                db.to_str().unwrap(),
+                osv.to_str().unwrap(),
+            ],
+        ),
+        "scan db import",
+    );
+}
+
+fn findings_of(v: &Value) -> BTreeSet<String> {
+    v["imageScanFindings"]["findings"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no findings: {v}"))
+        .iter()
+        .map(|f| f["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn expected() -> BTreeSet<String> {
+    EXPECTED.iter().map(|s| (*s).to_owned()).collect()
+}
+
+#[test]
+fn a_push_is_scanned_and_the_aws_cli_reads_the_findings() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(&dir.path().join("data"), None);
+    fill_db(dir.path(), &server);
+    let image = image(dir.path());
+    aws(
+        dir.path(),
+        &server,
+        &[
+            "create-repository",
+            "--repository-name",
+            "scanned/app",
+            "--image-scanning-configuration",
+            "scanOnPush=true",
+        ],
+    );
+    let dst = format!("{}/scanned/app:v1", server.addr);
+    ok(
+        &berth(
+            dir.path(),
+            &server,
+            &["push", &image, &dst, "--progress", "quiet"],
+        ),
+        "push",
+    );
+    // The AWS CLI's own waiter polls DescribeImageScanFindings until COMPLETE.
+    let id = [
+        "--repository-name",
+        "scanned/app",
+        "--image-id",
+        "imageTag=v1",
+    ];
+    let mut wait = vec!["wait", "image-scan-complete"];
+    wait.extend_from_slice(&id);
+    aws(dir.path(), &server, &wait);
+    let mut get = vec!["describe-image-scan-findings"];
+    get.extend_from_slice(&id);
+    let found = aws(dir.path(), &server, &get);
+    assert_eq!(found["imageScanStatus"]["status"], "COMPLETE", "{found}");
+    assert_eq!(findings_of(&found), expected(), "{found}");
+    let counts = &found["imageScanFindings"]["findingSeverityCounts"];
+    assert_eq!(counts["HIGH"], 3, "{found}");
+    let requests = found["imageScanFindings"]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "GHSA-x84v-xcm2-53pg")
+        .unwrap();
+    let attrs: BTreeSet<(String, String)> = requests["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["key"].as_str().unwrap().to_owned(),
+                a["value"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    for (k, v) in [
+        ("package_name", "requests"),
+        ("package_version", "2.19.0"),
+        ("CVSS3_SCORE", "7.5"),
+        ("fixed_version", "2.20.0"),
+    ] {
+        assert!(
+            attrs.contains(&(k.into(), v.into())),
+            "{k}={v} in {attrs:?}"
+        );
+    }
+    // Pagination: two at a time, every finding once.
+    let mut paged = BTreeSet::new();
+    let mut token: Option<String> = None;
+    for _ in 0..10 {
+        let mut args = get.clone();
+        args.extend_from_slice(&["--max-results", "2", "--no-paginate"]);
+        let t;
+        if let Some(tok) = &token {
+            t = tok.clone();
+            args.extend_from_slice(&["--next-token", &t]);
+        }
+        let page = aws(dir.path(), &server, &args);
+        let names = findings_of(&page);
+        assert!(names.len() <= 2, "{page}");
+        paged.extend(names);
+        token = page["nextToken"].as_str().map(str::to_owned);
+        if token.is_none() {
+            break;
+        }
+    }
+    assert_eq!(paged, expected());
+    // DescribeImages carries the status and the summary.
+    let described = aws(
+        dir.path(),
+        &server,
+        &[
+            "describe-images",
+            "--repository-name",
+            "scanned/app",
+            "--image-ids",
+            "imageTag=v1",
+        ],
+    );
+    let d = &described["imageDetails"][0];
+    assert_eq!(d["imageScanStatus"]["status"], "COMPLETE", "{described}");
+    assert_eq!(
+        d["imageScanFindingsSummary"]["findingSeverityCounts"]["HIGH"], 3,
+        "{described}"
+    );
+
+    // A repository without scanOnPush: no scan until one is started.
+    aws(
+        dir.path(),
+        &server,
+        &["create-repository", "--repository-name", "plain/app"],
+    );
+    let plain = format!("{}/plain/app:v1", server.addr);
+    ok(
+        &berth(
+            dir.path(),
+            &server,
+            &["push", &image, &plain, "--progress", "quiet"],
+        ),
+        "push",
+    );
+    let mut cmd = Command::new(aws_cli());
+    client(&mut cmd, dir.path(), &server);
+    let endpoint = format!("http://{}", server.addr);
+    let out = run(cmd.args([
+        "--endpoint-url",
+        &endpoint,
+        "ecr",
+        "describe-image-scan-findings",
+        "--repository-name",
+        "plain/app",
+        "--image-id",
+        "imageTag=v1",
+    ]));
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ScanNotFoundException"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let started = aws(
+        dir.path(),
+        &server,
+        &[
+            "start-image-scan",
+            "--repository-name",
+            "plain/app",
+            "--image-id",
+            "imageTag=v1",
+        ],
+    );
+    assert_eq!(started["imageScanStatus"]["status"], "IN_PROGRESS");
+    aws(
+        dir.path(),
+        &server,
+        &[
+            "wait",
+            "image-scan-complete",
+            "--repository-name",
+            "plain/app",
+            "--image-id",
+            "imageTag=v1",
+        ],
+    );
+}
+
+#[test]
+fn a_scan_killed_in_progress_is_finished_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // This server dies as its first scan starts (after recording it IN_PROGRESS).
+    let server = serve(&data, Some("scan-started"));
+    fill_db(dir.path(), &server);
+    aws(
+        dir.path(),
+        &server,
+        &[
+            "create-repository",
+            "--repository-name",
+            "crash/app",
+            "--image-scanning-configuration",
+            "scanOnPush=true",
+        ],
+    );
+    let image = image(dir.path());
+    let dst = format!("{}/crash/app:v1", server.addr);
+    // The push is acknowledged before the scan starts (the worker kills the process then).
+    let out = berth(
+        dir.path(),
+        &server,
+        &["push", &image, &dst, "--progress", "quiet"],
+    );
+    ok(&out, "push");
+    let mut child = server.into_child();
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the crash point fired");
+
+    let server = serve(&data, None);
+    let id = [
+        "--repository-name",
+        "crash/app",
+        "--image-id",
+        "imageTag=v1",
+    ];
+    let mut wait = vec!["wait", "image-scan-complete"];
+    wait.extend_from_slice(&id);
+    aws(dir.path(), &server, &wait);
+    let mut get = vec!["describe-image-scan-findings"];
+    get.extend_from_slice(&id);
+    let found = aws(dir.path(), &server, &get);
+    assert_eq!(findings_of(&found), expected(), "{found}");
+}
