@@ -18,25 +18,9 @@ const ROOT_SECRET: &str = "mcp-release-test-root-secret-0123456789";
 /// The environment of a client: the root's AWS credentials, the server's ECR API, private
 /// docker and berth configuration.
 fn env(cmd: &mut Command, home: &Path, server: &Server) {
-    cmd.env("HOME", home)
-        .env("DOCKER_CONFIG", home.join("docker"))
-        .env("BERTH_CONFIG_DIR", home.join("berth"))
-        .env("BERTH_CACHE_DIR", home.join("cache"))
-        .env("BERTH_BUILD_ROOT", home.join("build"))
-        .env("AWS_CONFIG_FILE", home.join("no-aws-config"))
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            home.join("no-aws-credentials"),
-        )
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_ACCESS_KEY_ID", ROOT_ID)
-        .env("AWS_SECRET_ACCESS_KEY", ROOT_SECRET)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ENDPOINT_URL_ECR", format!("http://{}", server.addr))
+    common::aws_client_env(cmd, home, server, ROOT_ID, ROOT_SECRET);
+    cmd.env("BERTH_BUILD_ROOT", home.join("build"))
         .env("SOURCE_DATE_EPOCH", "1700000000")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_SESSION_TOKEN")
-        .env_remove("AWS_ENDPOINT_URL")
         .env_remove("BERTH_ECR_REGISTRIES")
         .env_remove("BERTH_MCP_ALLOW_WRITES");
 }

@@ -38,26 +38,7 @@ fn serve(data: &Path, crash: Option<&str>) -> Server {
 }
 
 fn client(cmd: &mut Command, dir: &Path, server: &Server) {
-    cmd.env("HOME", dir)
-        .env("DOCKER_CONFIG", dir.join("docker"))
-        .env("BERTH_CONFIG_DIR", dir.join("berth"))
-        .env("BERTH_CACHE_DIR", dir.join("cache"))
-        .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            dir.join("no-aws-credentials"),
-        )
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_ACCESS_KEY_ID", ROOT_ID)
-        .env("AWS_SECRET_ACCESS_KEY", ROOT_SECRET)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .env("AWS_ENDPOINT_URL_ECR", format!("http://{}", server.addr))
-        .env("AWS_PAGER", "")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_SESSION_TOKEN")
-        .env_remove("AWS_ENDPOINT_URL")
-        .env_remove("BERTH_SCAN_DB");
+    common::aws_client_env(cmd, dir, server, ROOT_ID, ROOT_SECRET);
 }
 
 fn run(cmd: &mut Command) -> Output {
@@ -117,6 +98,18 @@ fn fill_db(dir: &Path, server: &Server) {
     );
 }
 
+/// Waits with the AWS CLI's `image-scan-complete` waiter, then describes the findings.
+fn wait_for_findings(dir: &Path, server: &Server, repo: &str, tag: &str) -> Value {
+    let image_id = format!("imageTag={tag}");
+    let id = ["--repository-name", repo, "--image-id", image_id.as_str()];
+    let mut wait = vec!["wait", "image-scan-complete"];
+    wait.extend_from_slice(&id);
+    aws(dir, server, &wait);
+    let mut get = vec!["describe-image-scan-findings"];
+    get.extend_from_slice(&id);
+    aws(dir, server, &get)
+}
+
 fn findings_of(v: &Value) -> BTreeSet<String> {
     v["imageScanFindings"]["findings"]
         .as_array()
@@ -157,18 +150,15 @@ fn a_push_is_scanned_and_the_aws_cli_reads_the_findings() {
         "push",
     );
     // The AWS CLI's own waiter polls DescribeImageScanFindings until COMPLETE.
+    let found = wait_for_findings(dir.path(), &server, "scanned/app", "v1");
     let id = [
         "--repository-name",
         "scanned/app",
         "--image-id",
         "imageTag=v1",
     ];
-    let mut wait = vec!["wait", "image-scan-complete"];
-    wait.extend_from_slice(&id);
-    aws(dir.path(), &server, &wait);
     let mut get = vec!["describe-image-scan-findings"];
     get.extend_from_slice(&id);
-    let found = aws(dir.path(), &server, &get);
     assert_eq!(found["imageScanStatus"]["status"], "COMPLETE", "{found}");
     assert_eq!(findings_of(&found), expected(), "{found}");
     let counts = &found["imageScanFindings"]["findingSeverityCounts"];
@@ -287,18 +277,8 @@ fn a_push_is_scanned_and_the_aws_cli_reads_the_findings() {
         ],
     );
     assert_eq!(started["imageScanStatus"]["status"], "IN_PROGRESS");
-    aws(
-        dir.path(),
-        &server,
-        &[
-            "wait",
-            "image-scan-complete",
-            "--repository-name",
-            "plain/app",
-            "--image-id",
-            "imageTag=v1",
-        ],
-    );
+    let found = wait_for_findings(dir.path(), &server, "plain/app", "v1");
+    assert_eq!(findings_of(&found), expected(), "{found}");
 }
 
 #[test]
@@ -333,17 +313,6 @@ fn a_scan_killed_in_progress_is_finished_after_a_restart() {
     assert!(!status.success(), "the crash point fired");
 
     let server = serve(&data, None);
-    let id = [
-        "--repository-name",
-        "crash/app",
-        "--image-id",
-        "imageTag=v1",
-    ];
-    let mut wait = vec!["wait", "image-scan-complete"];
-    wait.extend_from_slice(&id);
-    aws(dir.path(), &server, &wait);
-    let mut get = vec!["describe-image-scan-findings"];
-    get.extend_from_slice(&id);
-    let found = aws(dir.path(), &server, &get);
+    let found = wait_for_findings(dir.path(), &server, "crash/app", "v1");
     assert_eq!(findings_of(&found), expected(), "{found}");
 }

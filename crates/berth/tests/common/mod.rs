@@ -400,3 +400,29 @@ pub fn aws_cli() -> PathBuf {
         PathBuf::from("aws")
     }
 }
+
+/// A client of a `berth serve` with authentication: private HOME, docker and berth
+/// configuration and cache under `home`, the given AWS credentials, the server's ECR API, no
+/// AWS profile or configuration file of the machine.
+pub fn aws_client_env(cmd: &mut Command, home: &Path, server: &Server, id: &str, secret: &str) {
+    cmd.env("HOME", home)
+        .env("DOCKER_CONFIG", home.join("docker"))
+        .env("BERTH_CONFIG_DIR", home.join("berth"))
+        .env("BERTH_CACHE_DIR", home.join("cache"))
+        .env("AWS_CONFIG_FILE", home.join("no-aws-config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            home.join("no-aws-credentials"),
+        )
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_ACCESS_KEY_ID", id)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_ENDPOINT_URL_ECR", format!("http://{}", server.addr))
+        .env("AWS_PAGER", "")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("BERTH_SCAN_DB");
+}
