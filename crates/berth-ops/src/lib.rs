@@ -9,6 +9,7 @@
 pub mod build;
 pub mod endpoint;
 pub mod error;
+pub mod findings;
 pub mod inspect;
 pub mod lifecycle;
 pub mod lint;

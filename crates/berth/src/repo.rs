@@ -201,6 +201,96 @@ enum ImagesCommand {
         /// Repository name
         repository: String,
     },
+    /// Starts a scan of an image (StartImageScan); --wait prints its findings when done
+    Scan {
+        /// REPOSITORY:TAG or REPOSITORY@sha256:…
+        image: String,
+        /// Wait for the scan (at most this many seconds) and print the findings
+        #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "600")]
+        wait: Option<u64>,
+    },
+    /// Prints an image's scan findings (DescribeImageScanFindings), most severe first
+    Findings {
+        /// REPOSITORY:TAG or REPOSITORY@sha256:…
+        image: String,
+        /// Wait while the scan is in progress (at most this many seconds)
+        #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "600")]
+        wait: Option<u64>,
+    },
+}
+
+/// `REPOSITORY:TAG` or `REPOSITORY@DIGEST` → (repository, tag or digest).
+fn split_image(image: &str) -> anyhow::Result<(String, String)> {
+    if let Some((repo, digest)) = image.split_once('@') {
+        return Ok((repo.to_owned(), digest.to_owned()));
+    }
+    let slash = image.rfind('/').map_or(0, |i| i + 1);
+    match image[slash..].rfind(':') {
+        Some(i) => Ok((
+            image[..slash + i].to_owned(),
+            image[slash + i + 1..].to_owned(),
+        )),
+        None => Err(UsageError(format!(
+            "{image}: name the image as REPOSITORY:TAG or REPOSITORY@sha256:…"
+        ))
+        .into()),
+    }
+}
+
+fn print_findings(f: &berth_ops::findings::ScanFindings, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(f)?);
+        return Ok(());
+    }
+    println!(
+        "{}@{}: {}{}",
+        f.repository,
+        f.image_digest.as_deref().unwrap_or("?"),
+        f.status,
+        f.description
+            .as_deref()
+            .map(|d| format!(" ({d})"))
+            .unwrap_or_default()
+    );
+    const ORDER: [&str; 6] = [
+        "CRITICAL",
+        "HIGH",
+        "MEDIUM",
+        "LOW",
+        "INFORMATIONAL",
+        "UNDEFINED",
+    ];
+    for sev in ORDER {
+        let group: Vec<_> = f.findings.iter().filter(|x| x.severity == sev).collect();
+        if group.is_empty() {
+            continue;
+        }
+        println!("{sev} ({})", group.len());
+        for x in group {
+            let a = |k: &str| x.attributes.get(k).map_or("", String::as_str);
+            let fixed = match a("fixed_version") {
+                "" => "(no fix)",
+                v => v,
+            };
+            println!(
+                "  {:<24} {:<28} {:<24} → {fixed}",
+                x.name,
+                a("package_name"),
+                a("package_version")
+            );
+        }
+    }
+    let counts: Vec<String> = f
+        .severity_counts
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    println!(
+        "Total: {} finding(s) {}",
+        f.findings.len(),
+        counts.join(", ")
+    );
+    Ok(())
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -461,8 +551,38 @@ pub(crate) fn human(bytes: u64) -> String {
 
 /// Runs `berth images`.
 pub fn run_images(mut args: ImagesArgs) -> anyhow::Result<()> {
-    let ImagesCommand::Ls { mut repository } = args.command;
+    let (mut repository, reference, wait, start) = match args.command {
+        ImagesCommand::Ls { repository } => (repository, None, None, false),
+        ImagesCommand::Scan { image, wait } => {
+            let (r, t) = split_image(&image)?;
+            (r, Some(t), wait, true)
+        }
+        ImagesCommand::Findings { image, wait } => {
+            let (r, t) = split_image(&image)?;
+            (r, Some(t), wait.or(Some(0)), false)
+        }
+    };
     args.api.take_registry(&mut repository)?;
+    if let Some(reference) = reference {
+        return runtime()?.block_on(async move {
+            let c = client(&args.api).await?;
+            if start {
+                let status = berth_ops::findings::start_scan(&c, &repository, &reference).await?;
+                if wait.is_none() {
+                    println!("{repository}:{reference}: {status}");
+                    return Ok(());
+                }
+            }
+            let f = berth_ops::findings::scan_findings(
+                &c,
+                &repository,
+                &reference,
+                wait.map(std::time::Duration::from_secs),
+            )
+            .await?;
+            print_findings(&f, args.api.json)
+        });
+    }
     runtime()?.block_on(async move {
         let c = client(&args.api).await?;
         let all = ops_repo::list_images(&c, &repository).await?;

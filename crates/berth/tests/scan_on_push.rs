@@ -279,6 +279,31 @@ fn a_push_is_scanned_and_the_aws_cli_reads_the_findings() {
     assert_eq!(started["imageScanStatus"]["status"], "IN_PROGRESS");
     let found = wait_for_findings(dir.path(), &server, "plain/app", "v1");
     assert_eq!(findings_of(&found), expected(), "{found}");
+
+    // The same through berth's own ECR client: a rescan awaited, then the findings.
+    let image = format!("{}/plain/app:v1", server.addr);
+    let out = berth(
+        dir.path(),
+        &server,
+        &["images", "scan", &image, "--wait", "60", "--json"],
+    );
+    let rescanned: Value = serde_json::from_str(&ok(&out, "images scan --wait")).unwrap();
+    assert_eq!(rescanned["status"], "COMPLETE", "{rescanned}");
+    let names: BTreeSet<String> = rescanned["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, expected());
+    let table = ok(
+        &berth(dir.path(), &server, &["images", "findings", "plain/app:v1"]),
+        "images findings",
+    );
+    assert!(table.contains("HIGH (3)"), "{table}");
+    assert!(table.contains("requests"), "{table}");
+    let out = berth(dir.path(), &server, &["images", "findings", "plain/app"]);
+    assert_eq!(out.status.code(), Some(2), "a tag or digest is required");
 }
 
 #[test]
