@@ -13,6 +13,8 @@ use berth_scan::db::{Database, ImportReport, Status};
 use berth_scan::layer::Limits;
 pub use berth_scan::matcher::Finding;
 pub use berth_scan::osv::Severity;
+pub use berth_scan::suppress::Suppressed;
+use berth_scan::suppress::Suppressions;
 use berth_scan::{ImageInventory, LayerInventory, Located, OsRelease};
 use futures::TryStreamExt as _;
 use schemars::JsonSchema;
@@ -51,6 +53,10 @@ pub struct ScanRequest {
     pub cache: Option<PathBuf>,
     /// Registries reached over plain HTTP.
     pub insecure: Vec<String>,
+    /// `.trivyignore` files: their advisory ids are suppressed.
+    pub ignore_files: Vec<PathBuf>,
+    /// OpenVEX documents: their `not_affected` and `fixed` statements are suppressed.
+    pub vex: Vec<PathBuf>,
 }
 
 impl ScanRequest {
@@ -95,6 +101,8 @@ pub struct ScanReport {
     pub packages: Vec<Located>,
     /// Findings, most severe first.
     pub findings: Vec<Finding>,
+    /// Findings an ignore file or a VEX document suppressed, with the reason.
+    pub suppressed: Vec<Suppressed>,
     /// Findings per severity.
     pub severity_counts: BTreeMap<String, usize>,
     /// What could not be read or matched.
@@ -154,7 +162,29 @@ async fn read_layer(src: &dyn ImageSource, digest: &Digest, size: u64) -> Result
 }
 
 /// Scans every platform asked for.
+/// The ignore files and VEX documents of a request, read.
+fn suppressions(req: &ScanRequest) -> Result<Suppressions> {
+    let mut s = Suppressions::default();
+    let read = |p: &PathBuf| {
+        std::fs::read(p).map_err(|source| OpsError::Io {
+            path: p.clone(),
+            source,
+        })
+    };
+    let today = berth_scan::suppress::today();
+    for p in &req.ignore_files {
+        let text = String::from_utf8_lossy(&read(p)?).into_owned();
+        s.add_ignore_file(&p.display().to_string(), &text, &today);
+    }
+    for p in &req.vex {
+        s.add_openvex(&p.display().to_string(), &read(p)?)
+            .map_err(|e| OpsError::usage(e.to_string()))?;
+    }
+    Ok(s)
+}
+
 pub async fn scan_image(req: &ScanRequest) -> Result<Vec<ScanReport>> {
+    let suppressions = suppressions(req)?;
     let ep = Endpoint::parse(&req.image, Bare::Registry, false, &req.insecure)?;
     let src: &dyn ImageSource = ep.source()?;
     let cache = InventoryCache::new(&req.cache.clone().unwrap_or_else(default_inventory_dir));
@@ -200,7 +230,10 @@ pub async fn scan_image(req: &ScanRequest) -> Result<Vec<ScanReport>> {
         }
         let merged = ImageInventory::merge(&inventories);
         let mut notes = merged.notes.clone();
-        let findings = match_findings(&db_dir, merged.clone(), &mut notes).await?;
+        let found = match_findings(&db_dir, merged.clone(), &mut notes).await?;
+        let digest_s = digest.to_string();
+        let (findings, suppressed) =
+            suppressions.apply(found, &[req.image.as_str(), digest_s.as_str()]);
         let mut severity_counts = BTreeMap::new();
         for f in &findings {
             *severity_counts
@@ -215,6 +248,7 @@ pub async fn scan_image(req: &ScanRequest) -> Result<Vec<ScanReport>> {
             layers,
             packages: merged.packages,
             findings,
+            suppressed,
             severity_counts,
             notes,
             seconds: start.elapsed().as_secs_f64(),

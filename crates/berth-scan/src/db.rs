@@ -64,14 +64,14 @@ pub fn index_name(ecosystem: &str, name: &str) -> String {
     }
 }
 
-fn now_secs() -> u64 {
+pub(crate) fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
 
-fn rfc3339(secs: u64) -> String {
+pub(crate) fn rfc3339(secs: u64) -> String {
     // Civil date from days since the epoch (Howard Hinnant's algorithm).
     let days = i64::try_from(secs / 86_400).unwrap_or(0);
     let rem = secs % 86_400;

@@ -100,6 +100,57 @@ impl Package {
         }
     }
 
+    /// The package URL (purl) of the package, in the image's distribution for OS packages
+    /// (`pkg:deb/debian/libssl3@3.0.11-1~deb12u2?arch=amd64&distro=debian-12`).
+    pub fn purl(&self, os: Option<&OsRelease>) -> String {
+        fn enc(s: &str) -> String {
+            let mut out = String::with_capacity(s.len());
+            for b in s.bytes() {
+                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                    out.push(char::from(b));
+                } else {
+                    out.push_str(&format!("%{b:02X}"));
+                }
+            }
+            out
+        }
+        let (kind, namespace) = match self.kind {
+            PackageKind::Deb => ("deb", os.map(|o| o.id.clone())),
+            PackageKind::Apk => ("apk", os.map(|o| o.id.clone())),
+            PackageKind::Rpm => ("rpm", os.map(|o| o.id.clone())),
+            PackageKind::Python => ("pypi", None),
+            PackageKind::Npm => ("npm", None),
+        };
+        let name = match (self.kind, self.name.split_once('/')) {
+            // npm scopes are the namespace: `@babel/core` → `%40babel/core`.
+            (PackageKind::Npm, Some((scope, n))) if scope.starts_with('@') => {
+                format!("{}/{}", enc(scope), enc(n))
+            }
+            _ => enc(&self.name),
+        };
+        let mut purl = match namespace.filter(|n| !n.is_empty()) {
+            Some(ns) => format!("pkg:{kind}/{}/{name}@{}", enc(&ns), enc(&self.version)),
+            None => format!("pkg:{kind}/{name}@{}", enc(&self.version)),
+        };
+        let mut qualifiers = Vec::new();
+        if let Some(a) = &self.arch {
+            qualifiers.push(format!("arch={}", enc(a)));
+        }
+        if matches!(
+            self.kind,
+            PackageKind::Deb | PackageKind::Apk | PackageKind::Rpm
+        ) && let Some(o) = os
+            && !o.version_id.is_empty()
+        {
+            qualifiers.push(format!("distro={}-{}", enc(&o.id), enc(&o.version_id)));
+        }
+        if !qualifiers.is_empty() {
+            purl.push('?');
+            purl.push_str(&qualifiers.join("&"));
+        }
+        purl
+    }
+
     /// Name, version and kind: the same package whatever file lists it.
     fn identity(&self) -> (PackageKind, &str, &str) {
         (self.kind, &self.name, &self.version)

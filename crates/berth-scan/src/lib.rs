@@ -20,6 +20,7 @@ pub mod layer;
 pub mod matcher;
 pub mod osv;
 pub mod parse;
+pub mod suppress;
 pub mod version;
 
 pub use error::ScanError;

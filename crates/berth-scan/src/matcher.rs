@@ -23,6 +23,8 @@ pub struct Finding {
     pub ecosystem: String,
     pub package_name: String,
     pub package_version: String,
+    /// The package's URL (`pkg:deb/debian/libssl3@…`).
+    pub purl: String,
     /// The source package the advisory names, when it is not the package itself.
     pub source_name: Option<String>,
     /// The version that fixes it; `None`: no fix yet.
@@ -84,6 +86,7 @@ pub fn findings(inv: &ImageInventory, db: &Database) -> Result<Vec<Finding>, Sca
                     ecosystem: eco_name.clone(),
                     package_name: p.name.clone(),
                     package_version: p.version.clone(),
+                    purl: p.purl(inv.os_release.as_ref()),
                     source_name: (lookup_name != p.name).then(|| lookup_name.to_owned()),
                     fixed_version: hit.fixed,
                     path: p.path.clone(),

@@ -36,6 +36,13 @@ pub struct ScanArgs {
     /// Leave out findings with no fixed version
     #[arg(long)]
     ignore_unfixed: bool,
+    /// Advisory ids to suppress, one a line (`.trivyignore` format, optional `exp:YYYY-MM-DD`)
+    /// [default: .trivyignore in the current directory, when present]
+    #[arg(long, value_name = "FILE")]
+    ignorefile: Option<PathBuf>,
+    /// OpenVEX documents: `not_affected` and `fixed` statements suppress findings (repeatable)
+    #[arg(long, value_name = "FILE")]
+    vex: Vec<PathBuf>,
     /// The vulnerability database directory [default: osv/ in berth's cache directory]
     #[arg(long, env = "BERTH_SCAN_DB", global = true, value_name = "DIR")]
     db: Option<PathBuf>,
@@ -130,6 +137,14 @@ fn scan(args: ScanArgs, db: PathBuf) -> anyhow::Result<()> {
     let mut req = ScanRequest::new(&image);
     req.db = Some(db);
     req.insecure.clone_from(&args.registry.insecure);
+    match &args.ignorefile {
+        Some(f) => req.ignore_files.push(f.clone()),
+        None if std::path::Path::new(".trivyignore").is_file() => {
+            req.ignore_files.push(PathBuf::from(".trivyignore"));
+        }
+        None => {}
+    }
+    req.vex.clone_from(&args.vex);
     for p in &args.platform {
         req.platforms
             .push(Platform::parse(p).map_err(|e| UsageError(format!("--platform {p}: {e}")))?);
@@ -211,6 +226,12 @@ fn print_table(r: &ScanReport, packages: bool) {
         .iter()
         .map(|(k, v)| format!("{k} {v}"))
         .collect();
+    for s in &r.suppressed {
+        println!(
+            "suppressed {} in {}: {}",
+            s.finding.id, s.finding.package_name, s.reason
+        );
+    }
     println!(
         "Total: {} finding(s){}",
         r.findings.len(),

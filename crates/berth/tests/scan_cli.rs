@@ -158,6 +158,75 @@ fn scan_finds_what_is_installed_and_nothing_that_was_removed() {
     assert!(table.contains("Debian GNU/Linux 12 (bookworm)"), "{table}");
     let out = berth(dir.path(), &["scan", &image, "--severity", "SEVERE"]);
     assert_eq!(out.status.code(), Some(2));
+
+    // Judged findings: an ignore file (one line expired) and an OpenVEX statement.
+    let ignore = dir.path().join("ignore");
+    std::fs::write(
+        &ignore,
+        "# accepted until the upgrade
+CVE-2018-18074 exp:2099-12-31
+DEBIAN-TEST-OPENSSL exp:2001-01-01
+",
+    )
+    .unwrap();
+    let vex = dir.path().join("app.vex.json");
+    std::fs::write(
+        &vex,
+        serde_json::to_vec(&serde_json::json!({
+            "@context": "https://openvex.dev/ns/v0.2.0",
+            "@id": "https://example.invalid/vex/1",
+            "author": "test", "timestamp": "2026-01-01T00:00:00Z", "version": 1,
+            "statements": [{
+                "vulnerability": {"name": "CVE-2020-8203"},
+                "products": [{"@id": "pkg:npm/lodash"}],
+                "status": "not_affected",
+                "justification": "vulnerable_code_not_in_execute_path"
+            }]
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let judged = scan_json(
+        dir.path(),
+        &image,
+        &[
+            "--ignorefile",
+            ignore.to_str().unwrap(),
+            "--vex",
+            vex.to_str().unwrap(),
+        ],
+    );
+    let kept: Vec<&str> = judged["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    assert!(!kept.contains(&"GHSA-x84v-xcm2-53pg"), "{kept:?}");
+    assert!(!kept.contains(&"GHSA-p6mc-m468-83gw"), "{kept:?}");
+    assert!(
+        kept.contains(&"DEBIAN-TEST-OPENSSL"),
+        "an expired line: {kept:?}"
+    );
+    let reasons: Vec<&str> = judged["suppressed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r.starts_with("VEX not_affected")),
+        "{reasons:?}"
+    );
+    assert_eq!(
+        findings["GHSA-p6mc-m468-83gw"]["purl"],
+        "pkg:npm/lodash@4.17.15"
+    );
+    assert_eq!(
+        findings["DEBIAN-TEST-OPENSSL"]["purl"],
+        "pkg:deb/debian/libssl3@3.0.11-1~deb12u2?arch=amd64&distro=debian-12"
+    );
 }
 
 #[test]
