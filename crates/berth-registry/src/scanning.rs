@@ -50,6 +50,117 @@ impl ScanConfig {
     }
 }
 
+/// The registry setting that holds the registry scanning configuration.
+pub(crate) const SCANNING_CONFIGURATION: &str = "registry_scanning_configuration";
+
+/// The registry scanning configuration (`PutRegistryScanningConfiguration`): `BASIC` scanning
+/// with rules that scan on push or continuously the repositories their filters match.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ScanningConfiguration {
+    pub(crate) scan_type: String,
+    #[serde(default)]
+    pub(crate) rules: Vec<ScanningRule>,
+}
+
+/// One rule: a frequency and the repositories it applies to.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ScanningRule {
+    pub(crate) scan_frequency: String,
+    pub(crate) repository_filters: Vec<RepositoryFilter>,
+}
+
+/// A repository name pattern (`*` wildcards).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RepositoryFilter {
+    pub(crate) filter: String,
+    pub(crate) filter_type: String,
+}
+
+impl ScanningConfiguration {
+    /// Whether a rule of one of `frequencies` matches the repository.
+    pub(crate) fn covers(&self, repo: &str, frequencies: &[&str]) -> bool {
+        self.rules
+            .iter()
+            .filter(|r| frequencies.contains(&r.scan_frequency.as_str()))
+            .flat_map(|r| &r.repository_filters)
+            .any(|f| berth_iam::policy::wildcard_match(&f.filter, repo, false))
+    }
+}
+
+impl Registry {
+    /// The registry scanning configuration (default: `BASIC`, no rules).
+    pub(crate) async fn scanning_configuration(
+        &self,
+    ) -> Result<ScanningConfiguration, RegistryError> {
+        let text = self.identity().setting(SCANNING_CONFIGURATION).await?;
+        Ok(text
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_else(|| ScanningConfiguration {
+                scan_type: "BASIC".into(),
+                rules: Vec::new(),
+            }))
+    }
+
+    /// Whether a push into `repo` is scanned: the repository's own `scanOnPush`, or a
+    /// registry rule (`SCAN_ON_PUSH` or `CONTINUOUS_SCAN`) that matches it.
+    pub(crate) async fn scans_on_push(
+        &self,
+        repo: &RepoName,
+        own: bool,
+    ) -> Result<bool, RegistryError> {
+        if own {
+            return Ok(true);
+        }
+        Ok(self
+            .scanning_configuration()
+            .await?
+            .covers(repo.as_str(), &["SCAN_ON_PUSH", "CONTINUOUS_SCAN"]))
+    }
+
+    /// When the scan database was last updated (seconds), if scanning is configured and the
+    /// database was ever filled.
+    pub async fn scan_db_updated(&self) -> Option<i64> {
+        let db_dir = self.scanner()?.db_dir.clone();
+        tokio::task::spawn_blocking(move || {
+            Database::open(&db_dir)
+                .and_then(|d| d.status())
+                .ok()
+                .and_then(|s| s.updated_at_epoch)
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
+    /// Continuous scanning: when the vulnerability database's update time differs from `seen`,
+    /// queues again every scanned image of the repositories a `CONTINUOUS_SCAN` rule matches
+    /// (their layer inventories are cached: no layer is read again). Returns the update time.
+    pub async fn rescan_if_updated(&self, seen: Option<i64>) -> Result<Option<i64>, RegistryError> {
+        let updated = self.scan_db_updated().await;
+        if updated.is_none() || updated == seen {
+            return Ok(seen);
+        }
+        let config = self.scanning_configuration().await?;
+        let mut n = 0;
+        for (repo, digest) in self.meta().scanned_images().await? {
+            if config.covers(&repo, &["CONTINUOUS_SCAN"])
+                && let Ok(r) = RepoName::parse(&repo)
+            {
+                self.queue_scan(&r, &digest).await?;
+                n += 1;
+            }
+        }
+        tracing::info!(
+            images = n,
+            "the vulnerability database changed: continuous scans queued"
+        );
+        Ok(updated)
+    }
+}
+
 /// A queued scan.
 type Job = (RepoName, Digest);
 
@@ -57,6 +168,7 @@ type Job = (RepoName, Digest);
 #[derive(Debug)]
 pub(crate) struct Scanner {
     tx: mpsc::Sender<Job>,
+    db_dir: PathBuf,
 }
 
 pub(crate) const IN_PROGRESS: &str = "IN_PROGRESS";
@@ -86,7 +198,10 @@ impl Scanner {
                 }
             });
         }
-        Scanner { tx }
+        Scanner {
+            tx,
+            db_dir: config.db_dir,
+        }
     }
 }
 

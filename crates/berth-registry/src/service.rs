@@ -961,9 +961,14 @@ impl Registry {
                 e => e.into(),
             })?;
         // Scan on push: queued, never waited for; a failure to queue never fails the push.
-        if repository.scan_on_push
-            && let Err(e) = self.queue_scan(repo, &digest).await
-        {
+        let scan = match self.scans_on_push(repo, repository.scan_on_push).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(repository = %repo, error = %e, "reading the scanning configuration failed");
+                false
+            }
+        };
+        if scan && let Err(e) = self.queue_scan(repo, &digest).await {
             tracing::warn!(repository = %repo, %digest, error = %e, "queueing a scan failed");
         }
         Ok(PutManifest {

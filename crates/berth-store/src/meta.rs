@@ -638,6 +638,9 @@ pub trait MetadataStore: Send + Sync + fmt::Debug + 'static {
     /// The images whose scan is `IN_PROGRESS` (after a restart: to be scanned again).
     async fn scans_in_progress(&self) -> Result<Vec<(String, Digest)>, StoreError>;
 
+    /// Every image with a scan (any status).
+    async fn scanned_images(&self) -> Result<Vec<(String, Digest)>, StoreError>;
+
     // ---- garbage collection ---------------------------------------------------------------
     //
     // The protocol: a blob row is created (or refreshed) by `pin_blob` *before* the blob's

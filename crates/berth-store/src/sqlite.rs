@@ -88,6 +88,30 @@ fn configure(conn: &Connection, durability: Durability) -> rusqlite::Result<()> 
 }
 
 impl SqliteMeta {
+    /// (repository, digest) of the image scans a `WHERE` clause selects, oldest update first.
+    async fn scans_where(&self, clause: &'static str) -> Result<Vec<(String, Digest)>, StoreError> {
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT r.name, s.digest FROM image_scans s JOIN repositories r ON r.id = s.repo_id
+                 {clause} ORDER BY s.updated_at"
+            );
+            let mut st = c.prepare_cached(&sql)?;
+            let rows =
+                st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (repo, digest) = row?;
+                if let Ok(d) = Digest::parse(&digest) {
+                    out.push((repo, d));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+impl SqliteMeta {
     /// Opens (creating and migrating if needed) the database at `path`.
     pub fn open(path: impl AsRef<Path>, durability: Durability) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
@@ -1642,23 +1666,11 @@ impl MetadataStore for SqliteMeta {
     }
 
     async fn scans_in_progress(&self) -> Result<Vec<(String, Digest)>, StoreError> {
-        self.read(move |c| {
-            let mut st = c.prepare_cached(
-                "SELECT r.name, s.digest FROM image_scans s JOIN repositories r ON r.id = s.repo_id
-                 WHERE s.status = 'IN_PROGRESS' ORDER BY s.updated_at",
-            )?;
-            let rows =
-                st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (repo, digest) = row?;
-                if let Ok(d) = Digest::parse(&digest) {
-                    out.push((repo, d));
-                }
-            }
-            Ok(out)
-        })
-        .await
+        self.scans_where("WHERE s.status = 'IN_PROGRESS'").await
+    }
+
+    async fn scanned_images(&self) -> Result<Vec<(String, Digest)>, StoreError> {
+        self.scans_where("").await
     }
 
     async fn lifecycle_repositories(&self) -> Result<Vec<String>, StoreError> {

@@ -90,6 +90,9 @@ pub struct FileConfig {
     pub scan_db: Option<PathBuf>,
     /// Image scans running at once (default 2).
     pub scan_workers: Option<usize>,
+    /// Seconds between checks of the scan database for an update, after which the images of
+    /// `CONTINUOUS_SCAN` repositories are scanned again (default 60).
+    pub scan_db_poll_secs: Option<u64>,
     /// `[mcp]`: the MCP endpoint at `/mcp` (`enabled`, `allow_writes`, `allow_registries`,
     /// `allow_repositories`, `roots`, `extra_tags`, `region`, `endpoint_url`, `store`,
     /// `insecure_registries`).

@@ -30,7 +30,8 @@ pub struct ServeArgs {
     /// max_requests_per_connection, max_concurrent_uploads, max_uploads_per_repository,
     /// max_uploads, ecr_body_budget, durability, auth, registry_id, region, public_host,
     /// public_tls, token_ttl_secs, auto_create_repositories, master_key_file, metrics_listen,
-    /// audit_log, audit_log_max_bytes, audit_log_keep, scan_db, scan_workers, [mcp]
+    /// audit_log, audit_log_max_bytes, audit_log_keep, scan_db, scan_workers,
+    /// scan_db_poll_secs, [mcp]
     #[arg(long, env = "BERTH_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
     /// Log filter: a level (error, warn, info, debug, trace) or tracing directives such as
@@ -116,6 +117,7 @@ pub(crate) struct Settings {
     /// The scanner's database directory (default under the data directory) and workers.
     scan_db: Option<PathBuf>,
     scan_workers: Option<usize>,
+    scan_db_poll: Duration,
 }
 
 /// Where the metrics listener binds.
@@ -337,6 +339,7 @@ fn settings(args: ServeArgs) -> anyhow::Result<(Settings, String, String)> {
         mcp,
         scan_db: file.scan_db,
         scan_workers: file.scan_workers,
+        scan_db_poll: Duration::from_secs(file.scan_db_poll_secs.unwrap_or(60).max(1)),
     };
     let level = args
         .log_level
@@ -510,6 +513,22 @@ async fn serve(mut s: Settings) -> anyhow::Result<()> {
         match r.run_all_lifecycles().await {
             Ok(n) => tracing::info!(expired = n, "scheduled lifecycle run finished"),
             Err(e) => tracing::warn!(error = %e, "scheduled lifecycle run failed"),
+        }
+    });
+    // Continuous scanning: an updated database rescans the CONTINUOUS_SCAN repositories.
+    let seen = Arc::new(std::sync::Mutex::new(registry.scan_db_updated().await));
+    periodically(Some(s.scan_db_poll), registry.clone(), move |r| {
+        let seen = Arc::clone(&seen);
+        async move {
+            let before = seen.lock().map(|g| *g).unwrap_or(None);
+            match r.rescan_if_updated(before).await {
+                Ok(now) => {
+                    if let Ok(mut g) = seen.lock() {
+                        *g = now;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "checking the scan database failed"),
+            }
         }
     });
     periodically(s.gc_interval, registry.clone(), |r| async move {

@@ -20,9 +20,14 @@ const ROOT_ID: &str = "AKIASCANONPUSHROOT01";
 const ROOT_SECRET: &str = "scan-on-push-test-root-secret-0123456789";
 
 fn serve(data: &Path, crash: Option<&str>) -> Server {
+    serve_with(data, crash, &[])
+}
+
+fn serve_with(data: &Path, crash: Option<&str>, extra: &[&str]) -> Server {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
+        .args(extra)
         .env("BERTH_ROOT_ACCESS_KEY_ID", ROOT_ID)
         .env("BERTH_ROOT_SECRET_ACCESS_KEY", ROOT_SECRET)
         .env(
@@ -340,4 +345,110 @@ fn a_scan_killed_in_progress_is_finished_after_a_restart() {
     let server = serve(&data, None);
     let found = wait_for_findings(dir.path(), &server, "crash/app", "v1");
     assert_eq!(findings_of(&found), expected(), "{found}");
+}
+
+/// The registry scanning configuration: a `CONTINUOUS_SCAN` rule scans pushes into the
+/// repositories it matches (without their own scanOnPush) and scans them again when the
+/// vulnerability database changes; ECR's validation of the configuration.
+#[test]
+fn registry_rules_scan_on_push_and_rescan_when_the_database_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("berth.toml");
+    std::fs::write(&config, "scan_db_poll_secs = 1\n").unwrap();
+    let server = serve_with(
+        &dir.path().join("data"),
+        None,
+        &["--config", config.to_str().unwrap()],
+    );
+    let rules = r#"[{"scanFrequency":"CONTINUOUS_SCAN","repositoryFilters":[{"filter":"cont/*","filterType":"WILDCARD"}]}]"#;
+    let put = aws(
+        dir.path(),
+        &server,
+        &[
+            "put-registry-scanning-configuration",
+            "--scan-type",
+            "BASIC",
+            "--rules",
+            rules,
+        ],
+    );
+    assert_eq!(
+        put["registryScanningConfiguration"]["rules"][0]["scanFrequency"], "CONTINUOUS_SCAN",
+        "{put}"
+    );
+    let got = aws(
+        dir.path(),
+        &server,
+        &["get-registry-scanning-configuration"],
+    );
+    assert_eq!(got["scanningConfiguration"]["scanType"], "BASIC", "{got}");
+    assert_eq!(
+        got["scanningConfiguration"]["rules"][0]["repositoryFilters"][0]["filter"],
+        "cont/*"
+    );
+    for (scan_type, rules, what) in [
+        ("ENHANCED", "[]", "BASIC scanning only"),
+        (
+            "BASIC",
+            r#"[{"scanFrequency":"SCAN_ON_PUSH","repositoryFilters":[{"filter":"Bad Name","filterType":"WILDCARD"}]}]"#,
+            "failed to satisfy constraint",
+        ),
+    ] {
+        let mut cmd = Command::new(aws_cli());
+        client(&mut cmd, dir.path(), &server);
+        let endpoint = format!("http://{}", server.addr);
+        let out = run(cmd.args([
+            "--endpoint-url",
+            &endpoint,
+            "ecr",
+            "put-registry-scanning-configuration",
+            "--scan-type",
+            scan_type,
+            "--rules",
+            rules,
+        ]));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success()
+                && (err.contains("ValidationException")
+                    || err.contains("InvalidParameterException")),
+            "{err}"
+        );
+        assert!(err.contains(what), "{err}");
+    }
+
+    // The repository does not scan on push itself: the registry rule does.
+    aws(
+        dir.path(),
+        &server,
+        &["create-repository", "--repository-name", "cont/app"],
+    );
+    let image = image(dir.path());
+    let dst = format!("{}/cont/app:v1", server.addr);
+    ok(
+        &berth(
+            dir.path(),
+            &server,
+            &["push", &image, &dst, "--progress", "quiet"],
+        ),
+        "push",
+    );
+    let found = wait_for_findings(dir.path(), &server, "cont/app", "v1");
+    assert_eq!(found["imageScanStatus"]["status"], "COMPLETE", "{found}");
+    assert!(findings_of(&found).is_empty(), "an empty database: {found}");
+
+    // The database changes: the image is scanned again, with no push.
+    fill_db(dir.path(), &server);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let found = wait_for_findings(dir.path(), &server, "cont/app", "v1");
+        if findings_of(&found) == expected() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not rescanned after the database changed: {found}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
 }

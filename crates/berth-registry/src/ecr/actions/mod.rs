@@ -49,6 +49,8 @@ pub(crate) const KNOWN: &[&str] = &[
     "PutImageScanningConfiguration",
     "StartImageScan",
     "DescribeImageScanFindings",
+    "PutRegistryScanningConfiguration",
+    "GetRegistryScanningConfiguration",
     "TagResource",
     "UntagResource",
     "ListTagsForResource",
@@ -110,6 +112,10 @@ pub(crate) async fn dispatch(
         "PutImageScanningConfiguration" => ctx.put_scanning(parse_request(body)?).await,
         "StartImageScan" => ctx.start_image_scan(parse_request(body)?).await,
         "DescribeImageScanFindings" => ctx.describe_scan_findings(parse_request(body)?).await,
+        "PutRegistryScanningConfiguration" => {
+            ctx.put_scanning_configuration(parse_request(body)?).await
+        }
+        "GetRegistryScanningConfiguration" => ctx.get_scanning_configuration().await,
         "TagResource" => ctx.tag_resource(parse_request(body)?).await,
         "UntagResource" => ctx.untag_resource(parse_request(body)?).await,
         "ListTagsForResource" => ctx.list_tags(parse_request(body)?).await,
@@ -217,6 +223,13 @@ struct ImagesRequest {
     next_token: Option<String>,
     max_results: Option<i64>,
     filter: Option<ImageFilter>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ScanningConfigurationRequest {
+    scan_type: Option<String>,
+    rules: Option<Vec<crate::scanning::ScanningRule>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -70,6 +70,102 @@ fn finding_json(f: &StoredFinding) -> Value {
 }
 
 impl Ctx<'_> {
+    pub(super) async fn put_scanning_configuration(
+        &self,
+        req: ScanningConfigurationRequest,
+    ) -> Result<Value, EcrError> {
+        self.allow(
+            "ecr:PutRegistryScanningConfiguration",
+            Target::Registry,
+            &[],
+        )
+        .await?;
+        let scan_type = req.scan_type.unwrap_or_else(|| "BASIC".into());
+        match scan_type.as_str() {
+            "BASIC" => {}
+            "ENHANCED" => {
+                return Err(EcrError::new(
+                    "ValidationException",
+                    "berth serve offers BASIC scanning only (its own scanner); ENHANCED is Amazon Inspector's",
+                ));
+            }
+            other => {
+                return Err(EcrError::constraint(
+                    "scanType",
+                    other,
+                    "Member must satisfy enum value set: [BASIC, ENHANCED]",
+                ));
+            }
+        }
+        let rules = req.rules.unwrap_or_default();
+        if rules.len() > 2 {
+            return Err(EcrError::constraint(
+                "rules",
+                &format!("{} rules", rules.len()),
+                "Member must have length less than or equal to 2",
+            ));
+        }
+        for r in &rules {
+            if !["SCAN_ON_PUSH", "CONTINUOUS_SCAN", "MANUAL"].contains(&r.scan_frequency.as_str()) {
+                return Err(EcrError::constraint(
+                    "rules.member.scanFrequency",
+                    &r.scan_frequency,
+                    "Member must satisfy enum value set: [SCAN_ON_PUSH, CONTINUOUS_SCAN, MANUAL]",
+                ));
+            }
+            if r.repository_filters.is_empty() || r.repository_filters.len() > 100 {
+                return Err(EcrError::constraint(
+                    "rules.member.repositoryFilters",
+                    &format!("{} filters", r.repository_filters.len()),
+                    "Member must have length between 1 and 100",
+                ));
+            }
+            for f in &r.repository_filters {
+                let ok_chars = f
+                    .filter
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"*._-/".contains(&b));
+                if f.filter.is_empty() || f.filter.len() > 256 || !ok_chars {
+                    return Err(EcrError::constraint(
+                        "rules.member.repositoryFilters.member.filter",
+                        &f.filter,
+                        "Member must satisfy regular expression pattern: ^[a-z0-9*](?:[._\\-/a-z0-9*]?[a-z0-9*]+)*$",
+                    ));
+                }
+                if f.filter_type != "WILDCARD" {
+                    return Err(EcrError::constraint(
+                        "rules.member.repositoryFilters.member.filterType",
+                        &f.filter_type,
+                        "Member must satisfy enum value set: [WILDCARD]",
+                    ));
+                }
+            }
+        }
+        let config = crate::scanning::ScanningConfiguration { scan_type, rules };
+        let text = serde_json::to_string(&config).map_err(|e| EcrError::invalid(e.to_string()))?;
+        self.reg
+            .identity()
+            .set_setting(crate::scanning::SCANNING_CONFIGURATION, Some(&text))
+            .await
+            .map_err(store)?;
+        Ok(json!({ "registryScanningConfiguration": config }))
+    }
+
+    pub(super) async fn get_scanning_configuration(&self) -> Result<Value, EcrError> {
+        self.allow(
+            "ecr:GetRegistryScanningConfiguration",
+            Target::Registry,
+            &[],
+        )
+        .await?;
+        let config = self
+            .reg
+            .scanning_configuration()
+            .await
+            .map_err(EcrError::from)?;
+        Ok(json!({ "registryId": self.registry_id(), "scanningConfiguration": config }))
+    }
+
     fn scan_not_found(&self, repo: &RepoName, id: &ImageId) -> EcrError {
         EcrError::new(
             "ScanNotFoundException",
