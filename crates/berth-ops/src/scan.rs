@@ -274,8 +274,8 @@ async fn match_findings(
     .map_err(|e| OpsError::Scan(Box::new(e)))?;
     if empty {
         notes.push(
-            "the vulnerability database is empty: fill it with `berth scan db import DIR|ZIP` \
-             (OSV records, or osv.dev's per-ecosystem all.zip)"
+            "the vulnerability database is empty: fill it with `berth scan db update` (osv.dev) \
+             or `berth scan db import DIR|ZIP` (OSV records, or osv.dev's per-ecosystem all.zip)"
                 .to_owned(),
         );
     }
@@ -305,4 +305,101 @@ pub fn db_status(dir: &Path) -> Result<Status> {
     Database::open(dir)
         .and_then(|db| db.status())
         .map_err(|e| OpsError::Scan(Box::new(e)))
+}
+
+/// Where `berth scan db update` downloads from by default: osv.dev's public bucket.
+pub const DEFAULT_OSV_BASE: &str = "https://osv-vulnerabilities.storage.googleapis.com";
+
+/// The ecosystems `berth scan db update` downloads by default: those the scanner matches.
+pub const DEFAULT_ECOSYSTEMS: &[&str] = &["Debian", "Ubuntu", "Alpine", "PyPI", "npm"];
+
+/// The largest `all.zip` downloaded (osv.dev's largest are a few hundred MiB).
+const MAX_ARCHIVE: u64 = 4 << 30;
+
+/// What one ecosystem's download did.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct EcosystemUpdate {
+    pub ecosystem: String,
+    pub url: String,
+    pub bytes: u64,
+    pub imported: u64,
+    pub unchanged: u64,
+    pub rejected: usize,
+}
+
+/// Downloads each ecosystem's `all.zip` from `base` (`BASE/ECOSYSTEM/all.zip`) into a
+/// temporary file beside the database, streaming with a size bound, and imports it (one
+/// transaction per archive: an interrupted update leaves the database as it was).
+pub async fn update_db(
+    dir: &Path,
+    base: &str,
+    ecosystems: &[String],
+) -> Result<Vec<EcosystemUpdate>> {
+    use futures::StreamExt as _;
+    use std::io::Write as _;
+    std::fs::create_dir_all(dir).map_err(|source| OpsError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let http = reqwest::Client::builder()
+        .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| OpsError::usage(format!("an HTTP client: {e}")))?;
+    let mut out = Vec::new();
+    for eco in ecosystems {
+        let url = format!(
+            "{}/{}/all.zip",
+            base.trim_end_matches('/'),
+            eco.replace(':', "%3A").replace(' ', "%20")
+        );
+        let failed = |what: String| {
+            OpsError::Client(berth_client::ClientError::Http(format!("{url}: {what}")))
+        };
+        let resp = http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        if !resp.status().is_success() {
+            return Err(failed(format!("HTTP {}", resp.status())));
+        }
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".download-")
+            .suffix(".zip")
+            .tempfile_in(dir)
+            .map_err(|source| OpsError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        let mut bytes = 0u64;
+        let mut body = resp.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| failed(e.to_string()))?;
+            bytes += chunk.len() as u64;
+            if bytes > MAX_ARCHIVE {
+                return Err(failed(format!("more than {MAX_ARCHIVE} bytes")));
+            }
+            tmp.write_all(&chunk).map_err(|source| OpsError::Io {
+                path: tmp.path().to_path_buf(),
+                source,
+            })?;
+        }
+        let path = tmp.path().to_path_buf();
+        let dir2 = dir.to_path_buf();
+        let r = tokio::task::spawn_blocking(move || import_db(&dir2, &[path]))
+            .await
+            .map_err(|e| failed(e.to_string()))??;
+        drop(tmp);
+        out.push(EcosystemUpdate {
+            ecosystem: eco.clone(),
+            url,
+            bytes,
+            imported: r.imported,
+            unchanged: r.unchanged,
+            rejected: r.rejected.len(),
+        });
+    }
+    Ok(out)
 }

@@ -69,6 +69,15 @@ enum DbCommand {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Download osv.dev's per-ecosystem all.zip and import it (only new or newer records)
+    Update {
+        /// Ecosystems (OSV's names) [default: Debian, Ubuntu, Alpine, PyPI, npm]
+        #[arg(long = "ecosystem", value_delimiter = ',')]
+        ecosystems: Vec<String>,
+        /// Where BASE/ECOSYSTEM/all.zip are [default: osv.dev's public bucket]
+        #[arg(long, env = "BERTH_OSV_BASE_URL", value_name = "URL")]
+        base_url: Option<String>,
+    },
     /// Records per ecosystem, and when the database was last updated
     Status {
         /// JSON output
@@ -94,6 +103,32 @@ pub fn run(args: ScanArgs) -> anyhow::Result<()> {
                 r.rejected.len(),
                 db.display()
             );
+            Ok(())
+        }
+        Some(ScanCommand::Db {
+            command:
+                DbCommand::Update {
+                    ecosystems,
+                    base_url,
+                },
+        }) => {
+            let ecosystems = if ecosystems.is_empty() {
+                ops_scan::DEFAULT_ECOSYSTEMS
+                    .iter()
+                    .map(|s| (*s).to_owned())
+                    .collect()
+            } else {
+                ecosystems
+            };
+            let base = base_url.unwrap_or_else(|| ops_scan::DEFAULT_OSV_BASE.to_owned());
+            let rt = crate::transfer::runtime()?;
+            let done = rt.block_on(ops_scan::update_db(&db, &base, &ecosystems))?;
+            for u in &done {
+                println!(
+                    "{:<10} {} bytes: {} imported, {} unchanged, {} skipped",
+                    u.ecosystem, u.bytes, u.imported, u.unchanged, u.rejected
+                );
+            }
             Ok(())
         }
         Some(ScanCommand::Db {

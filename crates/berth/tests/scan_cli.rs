@@ -258,3 +258,105 @@ fn hostile_layers_are_refused_or_skipped_and_nothing_is_written_outside() {
     assert!(err.contains("layer sha256:"), "{err}");
     assert!(!dir.path().join("etc").exists());
 }
+
+/// `berth scan db update` against a loopback mirror of osv.dev's bucket (`ECOSYSTEM/all.zip`,
+/// served by Python's http.server): each archive imported, a second update changes nothing,
+/// and a missing archive is a clear failure.
+#[test]
+fn db_update_downloads_each_ecosystem_from_a_mirror() {
+    let dir = tempfile::tempdir().unwrap();
+    let osv = records(dir.path());
+    let mirror = dir.path().join("mirror");
+    let zip = |eco: &str, files: &[&str]| {
+        let target = mirror.join(eco);
+        std::fs::create_dir_all(&target).unwrap();
+        let mut cmd = Command::new("python3");
+        cmd.args(["-m", "zipfile", "-c"])
+            .arg(target.join("all.zip"));
+        for f in files {
+            cmd.arg(osv.join(f));
+        }
+        assert!(cmd.status().unwrap().success());
+    };
+    zip(
+        "Debian",
+        &[
+            "debian/DEBIAN-TEST-OPENSSL.json",
+            "debian/DEBIAN-TEST-ZLIB-EPOCH.json",
+            "debian/DEBIAN-TEST-GLIBC-UNFIXED.json",
+        ],
+    );
+    zip(
+        "PyPI",
+        &["GHSA-x84v-xcm2-53pg.json", "PYSEC-TEST-SIX-DELETED.json"],
+    );
+    zip("npm", &["GHSA-p6mc-m468-83gw.json"]);
+    let mut server = Command::new("python3")
+        .args([
+            "-u",
+            "-m",
+            "http.server",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+        ])
+        .arg(&mirror)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let port = line
+        .split_whitespace()
+        .skip_while(|w| *w != "port")
+        .nth(1)
+        .unwrap_or_else(|| panic!("http.server said {line:?}"))
+        .to_owned();
+    let base = format!("http://127.0.0.1:{port}");
+    let result = std::panic::catch_unwind(|| {
+        let update = |ecosystems: &str| {
+            berth(
+                dir.path(),
+                &[
+                    "scan",
+                    "db",
+                    "update",
+                    "--ecosystem",
+                    ecosystems,
+                    "--base-url",
+                    &base,
+                ],
+            )
+        };
+        let first = ok(&update("Debian,PyPI,npm"));
+        assert!(first.contains("Debian"), "{first}");
+        let status: Value =
+            serde_json::from_str(&ok(&berth(dir.path(), &["scan", "db", "status", "--json"])))
+                .unwrap();
+        assert_eq!(status["records"], 6, "{status}");
+        assert_eq!(status["ecosystems"]["npm"], 1, "{status}");
+        let again = ok(&update("Debian,PyPI,npm"));
+        assert!(again.contains("0 imported, 3 unchanged"), "{again}");
+        let out = update("Go");
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("Go/all.zip: HTTP 404"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The scan finds what the downloaded records say.
+        let r = scan_json(dir.path(), &image(dir.path()), &[]);
+        assert_eq!(r["findings"].as_array().unwrap().len(), 5, "{r}");
+    });
+    let _ = server.kill();
+    let _ = server.wait();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}
