@@ -16,6 +16,7 @@ pub mod lint;
 pub mod release;
 pub mod repo;
 pub mod scan;
+pub mod scan_format;
 pub mod transfer;
 
 pub use error::{OpsError, Result, ResultExt};

@@ -64,14 +64,16 @@ pub fn index_name(ecosystem: &str, name: &str) -> String {
     }
 }
 
-pub(crate) fn now_secs() -> u64 {
+/// Seconds since the epoch, now.
+pub fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
 
-pub(crate) fn rfc3339(secs: u64) -> String {
+/// An epoch time as RFC 3339 in UTC (`2026-12-04T10:00:00Z`).
+pub fn rfc3339(secs: u64) -> String {
     // Civil date from days since the epoch (Howard Hinnant's algorithm).
     let days = i64::try_from(secs / 86_400).unwrap_or(0);
     let rem = secs % 86_400;

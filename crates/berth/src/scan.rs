@@ -24,7 +24,8 @@ pub struct ScanArgs {
     /// Only these platforms of an index (default: every one)
     #[arg(long, value_delimiter = ',')]
     platform: Vec<String>,
-    /// Output: table (default) or json
+    /// Output: table (default), json, sarif (2.1.0), cyclonedx (1.6 JSON SBOM with the
+    /// findings) or spdx (2.3 JSON SBOM)
     #[arg(short = 'f', long)]
     format: Option<String>,
     /// Report only these severities (UNDEFINED, INFORMATIONAL, LOW, MEDIUM, HIGH, CRITICAL)
@@ -162,13 +163,13 @@ fn scan(args: ScanArgs, db: PathBuf) -> anyhow::Result<()> {
         .image
         .clone()
         .ok_or_else(|| UsageError("an image to scan is required".into()))?;
-    let json = match args.format.as_deref() {
-        None | Some("table") => false,
-        Some("json") => true,
-        Some(other) => {
-            return Err(UsageError(format!("--format must be table or json, not {other}")).into());
-        }
-    };
+    let format = args.format.clone().unwrap_or_else(|| "table".into());
+    if !["table", "json", "sarif", "cyclonedx", "spdx"].contains(&format.as_str()) {
+        return Err(UsageError(format!(
+            "--format must be table, json, sarif, cyclonedx or spdx, not {format}"
+        ))
+        .into());
+    }
     let mut req = ScanRequest::new(&image);
     req.db = Some(db);
     req.insecure.clone_from(&args.registry.insecure);
@@ -194,11 +195,32 @@ fn scan(args: ScanArgs, db: PathBuf) -> anyhow::Result<()> {
         });
         remaining += r.findings.len();
     }
-    if json {
-        println!("{}", serde_json::to_string(&reports)?);
-    } else {
-        for r in &reports {
-            print_table(r, args.packages);
+    match format.as_str() {
+        "json" => println!("{}", serde_json::to_string(&reports)?),
+        "sarif" => println!(
+            "{}",
+            serde_json::to_string(&berth_ops::scan_format::sarif(&reports))?
+        ),
+        "cyclonedx" | "spdx" => {
+            let [r] = reports.as_slice() else {
+                return Err(UsageError(format!(
+                    "{image} has {} platforms and an SBOM describes one image: choose it with \
+                     --platform",
+                    reports.len()
+                ))
+                .into());
+            };
+            let doc = if format == "spdx" {
+                berth_ops::scan_format::spdx(r)
+            } else {
+                berth_ops::scan_format::cyclonedx(r)
+            };
+            println!("{}", serde_json::to_string(&doc)?);
+        }
+        _ => {
+            for r in &reports {
+                print_table(r, args.packages);
+            }
         }
     }
     if args.exit_code != 0 && remaining > 0 {

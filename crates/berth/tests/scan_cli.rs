@@ -223,6 +223,47 @@ DEBIAN-TEST-OPENSSL exp:2001-01-01
         findings["GHSA-p6mc-m468-83gw"]["purl"],
         "pkg:npm/lodash@4.17.15"
     );
+
+    // Documents for other tools: SBOMs validated by the reference libraries, SARIF's shape.
+    let mut docs = Vec::new();
+    for format in ["cyclonedx", "spdx", "sarif"] {
+        let text = ok(&berth(dir.path(), &["scan", &image, "--format", format]));
+        let path = dir.path().join(format!("scan.{format}.json"));
+        std::fs::write(&path, &text).unwrap();
+        docs.push((path, serde_json::from_str::<Value>(&text).unwrap()));
+    }
+    let out = Command::new(common::python())
+        .arg(common::workspace().join("crates/berth/tests/sbom_validate.py"))
+        .arg(&docs[0].0)
+        .arg(&docs[1].0)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bom = &docs[0].1;
+    assert_eq!(
+        bom["components"].as_array().unwrap().len(),
+        6,
+        "5 packages and the OS"
+    );
+    assert_eq!(bom["vulnerabilities"].as_array().unwrap().len(), 5);
+    let spdx = &docs[1].1;
+    assert_eq!(
+        spdx["packages"].as_array().unwrap().len(),
+        6,
+        "the image and 5 packages"
+    );
+    let sarif = &docs[2].1;
+    assert_eq!(sarif["version"], "2.1.0");
+    let results = sarif["runs"][0]["results"].as_array().unwrap();
+    assert_eq!(results.len(), 5);
+    assert!(results.iter().all(|r| r["ruleId"].is_string()
+        && ["error", "warning", "note"].contains(&r["level"].as_str().unwrap())
+        && r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"].is_string()));
     assert_eq!(
         findings["DEBIAN-TEST-OPENSSL"]["purl"],
         "pkg:deb/debian/libssl3@3.0.11-1~deb12u2?arch=amd64&distro=debian-12"
