@@ -57,6 +57,9 @@ pub struct ScanRequest {
     pub ignore_files: Vec<PathBuf>,
     /// OpenVEX documents: their `not_affected` and `fixed` statements are suppressed.
     pub vex: Vec<PathBuf>,
+    /// The base image (any source), whose layers the image's first layers are; default: the
+    /// image's `org.opencontainers.image.base.name` annotation, when it has one.
+    pub base: Option<String>,
 }
 
 impl ScanRequest {
@@ -77,6 +80,8 @@ pub struct ScannedLayer {
     pub digest: String,
     /// Compressed size.
     pub size: u64,
+    /// It is a layer of the base image.
+    pub base: bool,
     /// Its inventory came from the cache (the layer was not read).
     pub cached: bool,
     /// Packages its evidence files list.
@@ -99,6 +104,8 @@ pub struct ScanReport {
     pub layers: Vec<ScannedLayer>,
     /// Every package, with the layer that introduced it.
     pub packages: Vec<Located>,
+    /// The base image the layers were compared with, when known.
+    pub base_image: Option<String>,
     /// Findings, most severe first.
     pub findings: Vec<Finding>,
     /// Findings an ignore file or a VEX document suppressed, with the reason.
@@ -148,6 +155,50 @@ async fn platform_manifests(
     Ok(out)
 }
 
+/// The annotation naming an image's base image.
+const BASE_NAME: &str = "org.opencontainers.image.base.name";
+
+/// The layer digests of the base image's `platform` image (a note, and none, when it cannot be
+/// read: attribution is then unknown, never wrong).
+async fn base_layer_digests(
+    base: &str,
+    platform: Option<&str>,
+    insecure: &[String],
+    notes: &mut Vec<String>,
+) -> Option<Vec<String>> {
+    let wanted: Vec<Platform> = platform
+        .and_then(|p| Platform::parse(p).ok())
+        .into_iter()
+        .collect();
+    let read = async {
+        let ep = Endpoint::parse(base, Bare::Registry, false, insecure)?;
+        let src: &dyn ImageSource = ep.source()?;
+        let found = platform_manifests(src, base, &wanted).await?;
+        Ok::<_, OpsError>(
+            found
+                .into_iter()
+                .next()
+                .map(|(_, m)| {
+                    m.references
+                        .iter()
+                        .skip(1)
+                        .map(|r| r.digest.to_string())
+                        .collect()
+                })
+                .unwrap_or_default(),
+        )
+    };
+    match read.await {
+        Ok(layers) => Some(layers),
+        Err(e) => {
+            notes.push(format!(
+                "the base image {base} could not be read ({e}): findings are not attributed"
+            ));
+            None
+        }
+    }
+}
+
 /// Reads one layer into its inventory: the blob's verified stream bridged into the scanner's
 /// blocking reader on a blocking thread.
 async fn read_layer(src: &dyn ImageSource, digest: &Digest, size: u64) -> Result<LayerInventory> {
@@ -192,6 +243,7 @@ pub async fn scan_image(req: &ScanRequest) -> Result<Vec<ScanReport>> {
     let mut reports = Vec::new();
     for (digest, manifest) in platform_manifests(src, &req.image, &req.platforms).await? {
         let start = Instant::now();
+        let mut notes0 = Vec::new();
         let cfg = manifest
             .references
             .first()
@@ -206,9 +258,28 @@ pub async fn scan_image(req: &ScanRequest) -> Result<Vec<ScanReport>> {
                 None => format!("{os}/{arch}"),
             }
         });
+        // The base image: `--base`, else the annotation; its layers for this platform.
+        let base_name = req
+            .base
+            .clone()
+            .or_else(|| manifest.annotations.get(BASE_NAME).cloned());
+        let base_layers = match &base_name {
+            Some(b) => base_layer_digests(b, platform.as_deref(), &req.insecure, &mut notes0)
+                .await
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
+        // The image's first layers that are the base's, in order.
+        let image_layers: Vec<&berth_oci::ManifestRef> =
+            manifest.references.iter().skip(1).collect();
+        let shared = image_layers
+            .iter()
+            .zip(&base_layers)
+            .take_while(|(l, b)| l.digest.to_string() == **b)
+            .count();
         let mut layers = Vec::new();
         let mut inventories = Vec::new();
-        for l in manifest.references.iter().skip(1) {
+        for (index, l) in image_layers.iter().enumerate() {
             let key = l.digest.to_string();
             let (inv, cached) = match cache.get(&key) {
                 Some(inv) => (inv, true),
@@ -223,17 +294,24 @@ pub async fn scan_image(req: &ScanRequest) -> Result<Vec<ScanReport>> {
             layers.push(ScannedLayer {
                 digest: key,
                 size: l.size,
+                base: index < shared,
                 cached,
                 packages: inv.files.values().map(Vec::len).sum(),
             });
             inventories.push(inv);
         }
         let merged = ImageInventory::merge(&inventories);
-        let mut notes = merged.notes.clone();
+        let mut notes = std::mem::take(&mut notes0);
+        notes.extend(merged.notes.iter().cloned());
         let found = match_findings(&db_dir, merged.clone(), &mut notes).await?;
         let digest_s = digest.to_string();
-        let (findings, suppressed) =
+        let (mut findings, suppressed) =
             suppressions.apply(found, &[req.image.as_str(), digest_s.as_str()]);
+        if !base_layers.is_empty() {
+            for f in &mut findings {
+                f.from_base = Some(f.layer < shared);
+            }
+        }
         let mut severity_counts = BTreeMap::new();
         for f in &findings {
             *severity_counts
@@ -247,6 +325,7 @@ pub async fn scan_image(req: &ScanRequest) -> Result<Vec<ScanReport>> {
             os: merged.os_release,
             layers,
             packages: merged.packages,
+            base_image: base_name.filter(|_| !base_layers.is_empty()),
             findings,
             suppressed,
             severity_counts,

@@ -33,6 +33,8 @@ pub struct Finding {
     pub path: String,
     /// The layer that introduced the package (0: the bottom one).
     pub layer: usize,
+    /// Whether that layer is the base image's (`None`: no base image known).
+    pub from_base: Option<bool>,
 }
 
 /// The OSV ecosystem and version order of a package in an image.
@@ -91,6 +93,7 @@ pub fn findings(inv: &ImageInventory, db: &Database) -> Result<Vec<Finding>, Sca
                     fixed_version: hit.fixed,
                     path: p.path.clone(),
                     layer: located.layer,
+                    from_base: None,
                 });
                 break;
             }

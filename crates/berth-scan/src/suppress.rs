@@ -198,6 +198,7 @@ mod tests {
             fixed_version: None,
             path: String::new(),
             layer: 0,
+            from_base: None,
         }
     }
 

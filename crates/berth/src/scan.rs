@@ -44,6 +44,10 @@ pub struct ScanArgs {
     /// OpenVEX documents: `not_affected` and `fixed` statements suppress findings (repeatable)
     #[arg(long, value_name = "FILE")]
     vex: Vec<PathBuf>,
+    /// The base image (any source): findings in its layers are marked `base`, the others
+    /// `app` [default: the image's org.opencontainers.image.base.name annotation]
+    #[arg(long, value_name = "IMAGE")]
+    base: Option<String>,
     /// The vulnerability database directory [default: osv/ in berth's cache directory]
     #[arg(long, env = "BERTH_SCAN_DB", global = true, value_name = "DIR")]
     db: Option<PathBuf>,
@@ -181,6 +185,7 @@ fn scan(args: ScanArgs, db: PathBuf) -> anyhow::Result<()> {
         None => {}
     }
     req.vex.clone_from(&args.vex);
+    req.base.clone_from(&args.base);
     for p in &args.platform {
         req.platforms
             .push(Platform::parse(p).map_err(|e| UsageError(format!("--platform {p}: {e}")))?);
@@ -267,8 +272,13 @@ fn print_table(r: &ScanReport, packages: bool) {
         let group: Vec<_> = r.findings.iter().filter(|f| f.severity == s).collect();
         println!("{} ({})", s.as_str(), group.len());
         for f in group {
+            let origin = match f.from_base {
+                Some(true) => " (base)",
+                Some(false) => " (app)",
+                None => "",
+            };
             println!(
-                "  {:<24} {:<28} {:<24} → {:<24} layer {}  {}",
+                "  {:<24} {:<28} {:<24} → {:<24} layer {}{origin}  {}",
                 f.id,
                 f.package_name,
                 f.package_version,

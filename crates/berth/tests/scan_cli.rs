@@ -224,6 +224,22 @@ DEBIAN-TEST-OPENSSL exp:2001-01-01
         "pkg:npm/lodash@4.17.15"
     );
 
+    // Attribution: the Debian findings come with the base image, the language ones with the
+    // application's layers.
+    let base = image.replace(":v1", ":base");
+    let attributed = scan_json(dir.path(), &image, &["--base", &base]);
+    assert_eq!(attributed["baseImage"], base.as_str());
+    assert_eq!(attributed["layers"][0]["base"], true);
+    assert_eq!(attributed["layers"][1]["base"], false);
+    for f in attributed["findings"].as_array().unwrap() {
+        let id = f["id"].as_str().unwrap();
+        assert_eq!(f["fromBase"], id.starts_with("DEBIAN-"), "{f}");
+    }
+    assert!(
+        findings["GHSA-x84v-xcm2-53pg"]["fromBase"].is_null(),
+        "unknown without a base"
+    );
+
     // Documents for other tools: SBOMs validated by the reference libraries, SARIF's shape.
     let mut docs = Vec::new();
     for format in ["cyclonedx", "spdx", "sarif"] {

@@ -37,7 +37,8 @@ pub fn status(with_curl: bool) -> Vec<u8> {
 
 pub const SITE: &str = "usr/lib/python3/dist-packages";
 
-/// The image: base (Debian), app (Python + npm), cleanup (curl purged, six deleted).
+/// The image: base (Debian), app (Python + npm), cleanup (curl purged, six deleted); the same
+/// layout holds the base image alone under the reference `base`.
 pub fn image(dir: &Path) -> String {
     let layout = Layout::new(&dir.join("layout"));
     let base = Layer::gzipped(&tar_of(&[
@@ -71,7 +72,9 @@ pub fn image(dir: &Path) -> String {
         (wh.as_str(), b""),
     ]));
     let img = layout.image(&[&base, &app, &cleanup], "amd64");
-    layout.refs(&[(&img, "v1")]);
+    // The base image alone (`:base`): the first layer of `:v1`.
+    let base_img = layout.image(&[&base], "amd64");
+    layout.refs(&[(&img, "v1"), (&base_img, "base")]);
     layout.source("v1")
 }
 
