@@ -97,6 +97,9 @@ pub struct ScanReport {
     pub image: String,
     /// The platform manifest's digest.
     pub digest: String,
+    /// Its media type and size (the subject of attached documents).
+    pub media_type: String,
+    pub size: u64,
     /// `linux/amd64`, as the config says.
     pub platform: Option<String>,
     /// The distribution (`etc/os-release`).
@@ -122,11 +125,12 @@ async fn platform_manifests(
     src: &dyn ImageSource,
     image: &str,
     wanted: &[Platform],
-) -> Result<Vec<(Digest, Manifest)>> {
+) -> Result<Vec<(Digest, Manifest, String, u64)>> {
     let root = src.root().await.context(|| format!("reading {image}"))?;
     let parsed = root.parse()?;
     if parsed.kind != ManifestKind::Index {
-        return Ok(vec![(root.digest.clone(), parsed)]);
+        let (mt, size) = (root.media_type.clone(), root.bytes.len() as u64);
+        return Ok(vec![(root.digest.clone(), parsed, mt, size)]);
     }
     let mut out = Vec::new();
     for c in parsed
@@ -143,7 +147,8 @@ async fn platform_manifests(
             continue;
         }
         let m = src.manifest(&c.digest).await?;
-        out.push((c.digest.clone(), m.parse()?));
+        let (mt, size) = (m.media_type.clone(), m.bytes.len() as u64);
+        out.push((c.digest.clone(), m.parse()?, mt, size));
     }
     if out.is_empty() {
         let list: Vec<String> = wanted.iter().map(ToString::to_string).collect();
@@ -178,7 +183,7 @@ async fn base_layer_digests(
             found
                 .into_iter()
                 .next()
-                .map(|(_, m)| {
+                .map(|(_, m, _, _)| {
                     m.references
                         .iter()
                         .skip(1)
@@ -241,7 +246,9 @@ pub async fn scan_image(req: &ScanRequest) -> Result<Vec<ScanReport>> {
     let cache = InventoryCache::new(&req.cache.clone().unwrap_or_else(default_inventory_dir));
     let db_dir = req.db.clone().unwrap_or_else(default_db_dir);
     let mut reports = Vec::new();
-    for (digest, manifest) in platform_manifests(src, &req.image, &req.platforms).await? {
+    for (digest, manifest, media_type, size) in
+        platform_manifests(src, &req.image, &req.platforms).await?
+    {
         let start = Instant::now();
         let mut notes0 = Vec::new();
         let cfg = manifest
@@ -321,6 +328,8 @@ pub async fn scan_image(req: &ScanRequest) -> Result<Vec<ScanReport>> {
         reports.push(ScanReport {
             image: req.image.clone(),
             digest: digest.to_string(),
+            media_type,
+            size,
             platform,
             os: merged.os_release,
             layers,
@@ -481,4 +490,68 @@ pub async fn update_db(
         });
     }
     Ok(out)
+}
+
+/// The artifact type of the documents `attach` pushes.
+pub const SBOM_ARTIFACT_TYPE: &str = "application/vnd.cyclonedx+json";
+
+/// Pushes each report's CycloneDX document (packages and findings) beside the image as an OCI
+/// 1.1 referrer of its platform manifest (`subject`), so `berth copy` carries it and
+/// `GET /v2/…/referrers/…` lists it. Returns the referrers' digests.
+pub async fn attach(req: &ScanRequest, reports: &[ScanReport]) -> Result<Vec<String>> {
+    use futures::StreamExt as _;
+    let ep = Endpoint::parse(&req.image, Bare::Registry, true, &req.insecure)?;
+    let sink = ep.sink()?;
+    let put = |bytes: bytes::Bytes, digest: Digest| async move {
+        let size = bytes.len() as u64;
+        if !sink.has_blob(&digest, size).await? {
+            let data = futures::stream::once(async move { Ok(bytes) }).boxed();
+            sink.put_blob(&digest, size, data).await?;
+        }
+        Ok::<_, OpsError>(())
+    };
+    let empty = bytes::Bytes::from_static(b"{}");
+    let empty_digest = Digest::sha256(&empty);
+    put(empty.clone(), empty_digest.clone()).await?;
+    let mut pushed = Vec::new();
+    for r in reports {
+        let doc = bytes::Bytes::from(
+            serde_json::to_vec(&crate::scan_format::cyclonedx(r))
+                .map_err(|e| OpsError::usage(e.to_string()))?,
+        );
+        let doc_digest = Digest::sha256(&doc);
+        put(doc.clone(), doc_digest.clone()).await?;
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": berth_oci::media::OCI_MANIFEST,
+            "artifactType": SBOM_ARTIFACT_TYPE,
+            "config": {
+                "mediaType": "application/vnd.oci.empty.v1+json",
+                "digest": empty_digest.to_string(),
+                "size": empty.len(),
+                "data": "e30=",
+            },
+            "layers": [{
+                "mediaType": SBOM_ARTIFACT_TYPE,
+                "digest": doc_digest.to_string(),
+                "size": doc.len(),
+            }],
+            "subject": {"mediaType": r.media_type, "digest": r.digest, "size": r.size},
+            "annotations": {"org.opencontainers.image.created": crate::scan_format::created()},
+        });
+        let bytes = bytes::Bytes::from(
+            serde_json::to_vec(&manifest).map_err(|e| OpsError::usage(e.to_string()))?,
+        );
+        let raw = berth_client::image::RawManifest {
+            digest: Digest::sha256(&bytes),
+            media_type: berth_oci::media::OCI_MANIFEST.to_owned(),
+            bytes,
+        };
+        sink.put_manifest(&raw, berth_client::image::Placement::Referrer)
+            .await
+            .map_err(|e| OpsError::from(e).context(format!("attaching to {}", r.digest)))?;
+        pushed.push(raw.digest.to_string());
+    }
+    sink.finish().await?;
+    Ok(pushed)
 }

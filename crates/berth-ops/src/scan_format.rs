@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 
 use crate::scan::{ScanReport, Severity};
 
-fn timestamp() -> String {
+/// The documents' creation time (RFC 3339): `SOURCE_DATE_EPOCH`, else now.
+pub fn created() -> String {
     let secs = std::env::var("SOURCE_DATE_EPOCH")
         .ok()
         .and_then(|s| s.parse::<u64>().ok())
@@ -199,7 +200,7 @@ pub fn cyclonedx(r: &ScanReport) -> Value {
         "serialNumber": format!("urn:uuid:{}", uuid_of(&r.digest)),
         "version": 1,
         "metadata": {
-            "timestamp": timestamp(),
+            "timestamp": created(),
             "tools": {"components": [{"type": "application", "name": "berth", "version": tool_version()}]},
             "component": {
                 "type": "container",
@@ -257,7 +258,7 @@ pub fn spdx(r: &ScanReport) -> Value {
         "name": format!("{}@{}", r.image, r.digest),
         "documentNamespace": format!("https://spdx.berth.invalid/image/{}", uuid_of(&r.digest)),
         "creationInfo": {
-            "created": timestamp(),
+            "created": created(),
             "creators": [format!("Tool: berth-{}", tool_version())],
         },
         "packages": packages,

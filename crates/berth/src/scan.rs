@@ -44,6 +44,10 @@ pub struct ScanArgs {
     /// OpenVEX documents: `not_affected` and `fixed` statements suppress findings (repeatable)
     #[arg(long, value_name = "FILE")]
     vex: Vec<PathBuf>,
+    /// Push each platform's CycloneDX document (packages and findings) beside the image as an
+    /// OCI referrer of it (`berth copy` carries it along)
+    #[arg(long)]
+    attach: bool,
     /// The base image (any source): findings in its layers are marked `base`, the others
     /// `app` [default: the image's org.opencontainers.image.base.name annotation]
     #[arg(long, value_name = "IMAGE")]
@@ -192,6 +196,11 @@ fn scan(args: ScanArgs, db: PathBuf) -> anyhow::Result<()> {
     }
     let rt = crate::transfer::runtime()?;
     let mut reports = rt.block_on(ops_scan::scan_image(&req))?;
+    if args.attach {
+        for d in rt.block_on(ops_scan::attach(&req, &reports))? {
+            eprintln!("attached {d} ({})", ops_scan::SBOM_ARTIFACT_TYPE);
+        }
+    }
     let mut remaining = 0;
     for r in &mut reports {
         r.findings.retain(|f| {

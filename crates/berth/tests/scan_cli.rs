@@ -20,6 +20,7 @@ fn berth(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_berth"))
         .args(args)
         .env("BERTH_CACHE_DIR", dir.join("cache"))
+        .env("SOURCE_DATE_EPOCH", "1700000000")
         .env_remove("BERTH_SCAN_DB")
         .output()
         .unwrap()
@@ -416,4 +417,47 @@ fn db_update_downloads_each_ecosystem_from_a_mirror() {
     if let Err(e) = result {
         std::panic::resume_unwind(e);
     }
+}
+
+/// `--attach`: the SBOM goes beside the image as an OCI referrer of it, the registry lists it,
+/// and `berth copy` carries it to another repository.
+#[test]
+fn attached_sboms_are_referrers_that_copies_carry() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::Server::start(&dir.path().join("data"));
+    let image = image(dir.path());
+    let src = format!("{}/attach/app:v1", server.addr);
+    ok(&berth(
+        dir.path(),
+        &["push", &image, &src, "--progress", "quiet"],
+    ));
+    let out = berth(dir.path(), &["scan", &src, "--attach", "--format", "json"]);
+    let report: Value = serde_json::from_str(&ok(&out)).unwrap();
+    let digest = report[0]["digest"].as_str().unwrap().to_owned();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("attached sha256:"));
+    let referrers = |repo: &str| -> Value {
+        let url = server.url(&format!("/v2/{repo}/referrers/{digest}"));
+        let out = Command::new("curl").args(["-sf", &url]).output().unwrap();
+        assert!(out.status.success(), "GET {url}");
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let listed = referrers("attach/app");
+    let m = &listed["manifests"];
+    assert_eq!(m.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(m[0]["artifactType"], "application/vnd.cyclonedx+json");
+    // Again: the same document (SOURCE_DATE_EPOCH), nothing new.
+    ok(&berth(dir.path(), &["scan", &src, "--attach"]));
+    assert_eq!(
+        referrers("attach/app")["manifests"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let dst = format!("{}/attach/copy:v1", server.addr);
+    ok(&berth(
+        dir.path(),
+        &["copy", &src, &dst, "--progress", "quiet"],
+    ));
+    assert_eq!(referrers("attach/copy")["manifests"], listed["manifests"]);
 }
