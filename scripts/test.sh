@@ -102,6 +102,10 @@ scripts/chaos.sh 5
 log "gc bench smoke: lifecycle and collection of 2000 images while pulls go on"
 BERTH_BIN=target/debug/berth target/debug/berth-bench gc --images 2000
 
+# ---- scan bench smoke (the full run: berth-bench scan --runs 3, release) -------------------------
+log "scan bench smoke: berth scan vs syft on an image of this machine's packages"
+BERTH_BIN=target/debug/berth target/debug/berth-bench scan --runs 1 --syft "$syft_venv"
+
 # ---- fuzzing ------------------------------------------------------------------------------------
 log "fuzz: every target, sharing a bounded time"
 scripts/fuzz.sh "${BERTH_FUZZ_SECONDS:-240}"

@@ -95,7 +95,7 @@ fn make_image(dir: &Path, total_mib: u64) -> anyhow::Result<()> {
 }
 
 /// Runs a command to completion: wall seconds and the peak RSS (VmHWM, polled) in MiB.
-fn timed(cmd: &mut Command) -> anyhow::Result<(f64, f64)> {
+pub(crate) fn timed(cmd: &mut Command) -> anyhow::Result<(f64, f64)> {
     let started = Instant::now();
     let mut child = cmd
         .stdout(Stdio::null())

