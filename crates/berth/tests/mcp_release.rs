@@ -170,26 +170,12 @@ fn served_mcp(dir: &Path, ctx: &Path, bad: &Path, writes: bool) -> Server {
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(dir.join("data"))
         .arg("--config")
-        .arg(&config)
-        .env("HOME", dir)
-        .env("DOCKER_CONFIG", dir.join("docker"))
-        .env("BERTH_CONFIG_DIR", dir.join("berth"))
-        .env("BERTH_CACHE_DIR", dir.join("cache"))
-        .env("BERTH_BUILD_ROOT", dir.join("build"))
-        .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            dir.join("no-aws-credentials"),
-        )
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_ACCESS_KEY_ID", ROOT_ID)
-        .env("AWS_SECRET_ACCESS_KEY", ROOT_SECRET)
+        .arg(&config);
+    common::aws_env(&mut cmd, dir, ROOT_ID, ROOT_SECRET);
+    cmd.env("BERTH_BUILD_ROOT", dir.join("build"))
         .env("BERTH_ROOT_ACCESS_KEY_ID", ROOT_ID)
         .env("BERTH_ROOT_SECRET_ACCESS_KEY", ROOT_SECRET)
         .env("SOURCE_DATE_EPOCH", "1700000000")
-        .env_remove("AWS_ENDPOINT_URL_ECR")
-        .env_remove("AWS_ENDPOINT_URL")
-        .env_remove("AWS_PROFILE")
         .env_remove("BERTH_MCP_ALLOW_WRITES")
         .env(
             "BERTH_LOG",

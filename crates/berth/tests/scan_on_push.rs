@@ -82,6 +82,13 @@ fn berth(dir: &Path, server: &Server, args: &[&str]) -> Output {
     run(cmd.args(args))
 }
 
+fn push(dir: &Path, server: &Server, image: &str, dst: &str) {
+    ok(
+        &berth(dir, server, &["push", image, dst, "--progress", "quiet"]),
+        "push",
+    );
+}
+
 /// The fixture's records, in the server's scan database.
 fn fill_db(dir: &Path, server: &Server) {
     let osv = records(dir);
@@ -146,14 +153,7 @@ fn a_push_is_scanned_and_the_aws_cli_reads_the_findings() {
         ],
     );
     let dst = format!("{}/scanned/app:v1", server.addr);
-    ok(
-        &berth(
-            dir.path(),
-            &server,
-            &["push", &image, &dst, "--progress", "quiet"],
-        ),
-        "push",
-    );
+    push(dir.path(), &server, &image, &dst);
     // The AWS CLI's own waiter polls DescribeImageScanFindings until COMPLETE.
     let found = wait_for_findings(dir.path(), &server, "scanned/app", "v1");
     let id = [
@@ -243,14 +243,7 @@ fn a_push_is_scanned_and_the_aws_cli_reads_the_findings() {
         &["create-repository", "--repository-name", "plain/app"],
     );
     let plain = format!("{}/plain/app:v1", server.addr);
-    ok(
-        &berth(
-            dir.path(),
-            &server,
-            &["push", &image, &plain, "--progress", "quiet"],
-        ),
-        "push",
-    );
+    push(dir.path(), &server, &image, &plain);
     let mut cmd = Command::new(aws_cli());
     client(&mut cmd, dir.path(), &server);
     let endpoint = format!("http://{}", server.addr);
@@ -332,12 +325,7 @@ fn a_scan_killed_in_progress_is_finished_after_a_restart() {
     let image = image(dir.path());
     let dst = format!("{}/crash/app:v1", server.addr);
     // The push is acknowledged before the scan starts (the worker kills the process then).
-    let out = berth(
-        dir.path(),
-        &server,
-        &["push", &image, &dst, "--progress", "quiet"],
-    );
-    ok(&out, "push");
+    push(dir.path(), &server, &image, &dst);
     let mut child = server.into_child();
     let status = child.wait().unwrap();
     assert!(!status.success(), "the crash point fired");
@@ -425,14 +413,7 @@ fn registry_rules_scan_on_push_and_rescan_when_the_database_changes() {
     );
     let image = image(dir.path());
     let dst = format!("{}/cont/app:v1", server.addr);
-    ok(
-        &berth(
-            dir.path(),
-            &server,
-            &["push", &image, &dst, "--progress", "quiet"],
-        ),
-        "push",
-    );
+    push(dir.path(), &server, &image, &dst);
     let found = wait_for_findings(dir.path(), &server, "cont/app", "v1");
     assert_eq!(found["imageScanStatus"]["status"], "COMPLETE", "{found}");
     assert!(findings_of(&found).is_empty(), "an empty database: {found}");

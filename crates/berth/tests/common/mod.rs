@@ -410,10 +410,9 @@ pub fn aws_cli() -> PathBuf {
     }
 }
 
-/// A client of a `berth serve` with authentication: private HOME, docker and berth
-/// configuration and cache under `home`, the given AWS credentials, the server's ECR API, no
-/// AWS profile or configuration file of the machine.
-pub fn aws_client_env(cmd: &mut Command, home: &Path, server: &Server, id: &str, secret: &str) {
+/// A private environment with AWS credentials: HOME, docker and berth configuration and cache
+/// under `home`, the given key, no AWS profile, configuration file or endpoint of the machine.
+pub fn aws_env(cmd: &mut Command, home: &Path, id: &str, secret: &str) {
     cmd.env("HOME", home)
         .env("DOCKER_CONFIG", home.join("docker"))
         .env("BERTH_CONFIG_DIR", home.join("berth"))
@@ -428,10 +427,16 @@ pub fn aws_client_env(cmd: &mut Command, home: &Path, server: &Server, id: &str,
         .env("AWS_SECRET_ACCESS_KEY", secret)
         .env("AWS_REGION", "us-east-1")
         .env("AWS_DEFAULT_REGION", "us-east-1")
-        .env("AWS_ENDPOINT_URL_ECR", format!("http://{}", server.addr))
         .env("AWS_PAGER", "")
         .env_remove("AWS_PROFILE")
         .env_remove("AWS_SESSION_TOKEN")
         .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("AWS_ENDPOINT_URL_ECR")
         .env_remove("BERTH_SCAN_DB");
+}
+
+/// A client of a `berth serve` with authentication: [`aws_env`], and the server's ECR API.
+pub fn aws_client_env(cmd: &mut Command, home: &Path, server: &Server, id: &str, secret: &str) {
+    aws_env(cmd, home, id, secret);
+    cmd.env("AWS_ENDPOINT_URL_ECR", format!("http://{}", server.addr));
 }
