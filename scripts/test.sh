@@ -16,8 +16,8 @@ log() { printf '\n==> %s\n' "$*"; }
 # python3-venv holds hadolint (from PyPI), the linter berth-lint is compared with, and boto3 (from
 # PyPI), the Python ECR client of the lifecycle tests; bsdutils has `script`, the pseudo-terminal
 # the build display test runs under; strace shows the durability test which renames are followed
-# by a directory sync.
-packages=(skopeo podman buildah runc crun uidmap qemu-user-static binfmt-support busybox-static docker-registry git curl ca-certificates awscli python3 python3-venv bsdutils strace)
+# by a directory sync; rpm (rpmbuild, rpm --justdb) makes the scanner's rpm database fixture.
+packages=(skopeo podman buildah runc crun uidmap qemu-user-static binfmt-support busybox-static docker-registry git curl ca-certificates awscli python3 python3-venv bsdutils strace rpm)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -180,6 +180,10 @@ impl OsRelease {
             "ubuntu" if !self.version_id.is_empty() => {
                 Some((Ecosystem::Ubuntu, format!("Ubuntu:{}", self.version_id)))
             }
+            "almalinux" if !major.is_empty() => {
+                Some((Ecosystem::Rpm, format!("AlmaLinux:{major}")))
+            }
+            "rocky" if !major.is_empty() => Some((Ecosystem::Rpm, format!("Rocky Linux:{major}"))),
             "alpine" => {
                 let mm: Vec<&str> = self.version_id.split('.').take(2).collect();
                 (mm.len() == 2).then(|| (Ecosystem::Alpine, format!("Alpine:v{}", mm.join("."))))
@@ -306,6 +310,9 @@ pub(crate) enum Evidence {
     OsRelease,
     PythonMetadata,
     NpmPackage,
+    RpmSqlite,
+    /// BerkeleyDB or NDB rpm databases: noted as unsupported.
+    RpmOther,
 }
 
 impl Evidence {
@@ -320,6 +327,15 @@ impl Evidence {
         }
         if path == "lib/apk/db/installed" {
             return Some(Evidence::ApkInstalled);
+        }
+        if path == "var/lib/rpm/rpmdb.sqlite" || path == "usr/lib/sysimage/rpm/rpmdb.sqlite" {
+            return Some(Evidence::RpmSqlite);
+        }
+        if ["var/lib/rpm/", "usr/lib/sysimage/rpm/"].iter().any(|d| {
+            path.strip_prefix(d)
+                .is_some_and(|n| n == "Packages" || n == "Packages.db")
+        }) {
+            return Some(Evidence::RpmOther);
         }
         if path == "etc/os-release" || path == "usr/lib/os-release" {
             return Some(Evidence::OsRelease);
@@ -348,6 +364,8 @@ impl Evidence {
     pub(crate) fn limit(self) -> u64 {
         match self {
             Evidence::DpkgStatus | Evidence::ApkInstalled => 64 << 20,
+            Evidence::RpmSqlite => 128 << 20,
+            Evidence::RpmOther => 0,
             Evidence::OsRelease => 64 << 10,
             Evidence::PythonMetadata | Evidence::NpmPackage => 4 << 20,
         }
@@ -376,6 +394,17 @@ impl Evidence {
                     into.files.insert(path.to_owned(), vec![p]);
                 }
             }
+            Evidence::RpmSqlite => match parse::rpm_sqlite(data, path) {
+                Ok(p) => {
+                    into.files.insert(path.to_owned(), p);
+                }
+                Err(e) => into
+                    .notes
+                    .push(format!("{path}: unreadable rpm database: {e}")),
+            },
+            Evidence::RpmOther => into.notes.push(format!(
+                "{path}: unsupported rpm database (BerkeleyDB or NDB): its packages are not listed"
+            )),
             Evidence::NpmPackage => match parse::npm_package(data, path) {
                 Ok(Some(p)) => {
                     into.files.insert(path.to_owned(), vec![p]);

@@ -135,6 +135,11 @@ pub fn read_layer<R: Read>(reader: R, limits: &Limits) -> Result<LayerInventory,
             continue;
         };
         let size = entry.size();
+        if evidence.limit() == 0 {
+            // Known but unreadable (an rpm BerkeleyDB): noted, not read.
+            evidence.parse(&path, &[], &mut inv);
+            continue;
+        }
         if size > evidence.limit() {
             inv.notes.push(format!(
                 "skipped {path}: {size} bytes, more than the {} read of such a file",

@@ -40,8 +40,18 @@ pub struct Finding {
 /// The OSV ecosystem and version order of a package in an image.
 fn ecosystem_of(kind: PackageKind, inv: &ImageInventory) -> Option<(Ecosystem, String)> {
     match kind {
+        // An OS package is matched only in its own kind of distribution (a dpkg database in
+        // an image whose os-release says AlmaLinux is left unmatched, never compared in the
+        // wrong version order).
         PackageKind::Deb | PackageKind::Apk | PackageKind::Rpm => {
-            inv.os_release.as_ref()?.osv_ecosystem()
+            let (eco, name) = inv.os_release.as_ref()?.osv_ecosystem()?;
+            let fits = matches!(
+                (kind, eco),
+                (PackageKind::Deb, Ecosystem::Debian | Ecosystem::Ubuntu)
+                    | (PackageKind::Apk, Ecosystem::Alpine)
+                    | (PackageKind::Rpm, Ecosystem::Rpm)
+            );
+            fits.then_some((eco, name))
         }
         PackageKind::Python => Some((Ecosystem::PyPI, "PyPI".to_owned())),
         PackageKind::Npm => Some((Ecosystem::Npm, "npm".to_owned())),

@@ -111,6 +111,94 @@ pub(crate) fn apk_installed(text: &str, path: &str) -> Vec<Package> {
     out
 }
 
+/// The rpm database (`rpmdb.sqlite`): each row of `Packages` is an rpm header blob, whose
+/// NAME, EPOCH, VERSION, RELEASE, ARCH and SOURCERPM tags make the package. The file is opened
+/// from memory (never written anywhere), its WAL flag cleared so SQLite reads it as a plain
+/// file; a `-wal` file beside it is not applied (rpm checkpoints before it exits).
+pub(crate) fn rpm_sqlite(data: &[u8], path: &str) -> Result<Vec<Package>, String> {
+    let mut bytes = data.to_vec();
+    if bytes.len() >= 100 && bytes.starts_with(b"SQLite format 3\0") {
+        // File format write/read versions 2 (WAL) → 1 (rollback journal).
+        bytes[18] = 1;
+        bytes[19] = 1;
+    } else {
+        return Err("not an SQLite database".into());
+    }
+    let mut conn = rusqlite::Connection::open_in_memory().map_err(|e| e.to_string())?;
+    let len = bytes.len();
+    conn.deserialize_read_exact(rusqlite::MAIN_DB, &bytes[..], len, true)
+        .map_err(|e| e.to_string())?;
+    let mut st = conn
+        .prepare("SELECT blob FROM Packages")
+        .map_err(|e| format!("no Packages table: {e}"))?;
+    let rows = st
+        .query_map([], |r| r.get::<_, Vec<u8>>(0))
+        .map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for blob in rows {
+        let blob = blob.map_err(|e| e.to_string())?;
+        if let Some(p) = rpm_header(&blob, path) {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+/// One rpm header blob: `il` and `dl` (big-endian counts), `il` 16-byte index entries (tag,
+/// type, offset, count), then `dl` bytes of data.
+fn rpm_header(blob: &[u8], path: &str) -> Option<Package> {
+    let be = |at: usize| -> Option<u32> {
+        Some(u32::from_be_bytes(blob.get(at..at + 4)?.try_into().ok()?))
+    };
+    let il = usize::try_from(be(0)?).ok()?;
+    let dl = usize::try_from(be(4)?).ok()?;
+    let data_start = 8usize.checked_add(il.checked_mul(16)?)?;
+    let data = blob.get(data_start..data_start.checked_add(dl)?)?;
+    let mut string = std::collections::HashMap::new();
+    let mut epoch = None;
+    for i in 0..il {
+        let at = 8 + i * 16;
+        let (tag, kind, offset) = (be(at)?, be(at + 4)?, usize::try_from(be(at + 8)?).ok()?);
+        match (tag, kind) {
+            // STRING / I18NSTRING: NUL-terminated.
+            (1000 | 1001 | 1002 | 1022 | 1044, 6 | 9) => {
+                let rest = data.get(offset..)?;
+                let end = rest.iter().position(|b| *b == 0)?;
+                string.insert(tag, String::from_utf8_lossy(&rest[..end]).into_owned());
+            }
+            // EPOCH: INT32.
+            (1003, 4) => {
+                let b = data.get(offset..offset + 4)?;
+                epoch = Some(u32::from_be_bytes(b.try_into().ok()?));
+            }
+            _ => {}
+        }
+    }
+    let name = string.get(&1000)?;
+    // gpg-pubkey entries are keys, not packages.
+    if name == "gpg-pubkey" {
+        return None;
+    }
+    let version = match (epoch, string.get(&1002)) {
+        (Some(e), Some(r)) => format!("{e}:{}-{r}", string.get(&1001)?),
+        (None, Some(r)) => format!("{}-{r}", string.get(&1001)?),
+        (Some(e), None) => format!("{e}:{}", string.get(&1001)?),
+        (None, None) => string.get(&1001)?.clone(),
+    };
+    let mut p = Package::new(PackageKind::Rpm, name, &version, path);
+    p.arch = string.get(&1022).cloned();
+    // SOURCERPM `openssl-3.0.7-24.el9.src.rpm` → `openssl`.
+    if let Some(src) = string.get(&1044) {
+        let base = src.strip_suffix(".src.rpm").unwrap_or(src);
+        let mut parts = base.rsplitn(3, '-');
+        let (_rel, _ver, sname) = (parts.next(), parts.next(), parts.next());
+        if let Some(s) = sname.filter(|s| *s != name) {
+            p.source = Some(s.to_owned());
+        }
+    }
+    Some(p)
+}
+
 /// `os-release`: `KEY=value` lines, values optionally quoted.
 pub(crate) fn os_release(text: &str) -> OsRelease {
     let mut r = OsRelease::default();

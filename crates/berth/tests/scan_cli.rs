@@ -544,3 +544,74 @@ fn the_inventory_agrees_with_syft() {
     assert_eq!(only_berth, listed(ONLY_BERTH), "reported by berth only");
     assert!(!syft_set.is_empty());
 }
+
+/// The rpm database of an AlmaLinux image (made by the real rpm), matched in rpm's version
+/// order (epochs, `el9_1`); an old BerkeleyDB database is reported as unsupported, not skipped
+/// silently.
+#[test]
+fn rpm_databases_are_read_and_matched() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sqlite, bdb) = common::scan_fixture::rpm_images(dir.path());
+    let recs = dir.path().join("alma");
+    std::fs::create_dir_all(&recs).unwrap();
+    for (id, name, fixed) in [
+        ("ALSA-TEST-OPENSSL", "openssl-libs", "1:3.0.7-25.el9"),
+        ("ALSA-TEST-BASH-FIXED-BELOW", "bash", "5.1.8-6.el9"),
+    ] {
+        let r = common::scan_fixture::record(
+            id,
+            "AlmaLinux:9",
+            name,
+            serde_json::json!([{"introduced": "0"}, {"fixed": fixed}]),
+            serde_json::json!({}),
+        );
+        std::fs::write(
+            recs.join(format!("{id}.json")),
+            serde_json::to_vec(&r).unwrap(),
+        )
+        .unwrap();
+    }
+    ok(&berth(
+        dir.path(),
+        &["scan", "db", "import", recs.to_str().unwrap()],
+    ));
+    let r = scan_json(dir.path(), &sqlite, &[]);
+    let packages: Vec<(String, String)> = r["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_owned(),
+                p["version"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        packages,
+        [
+            ("bash".to_owned(), "5.1.8-6.el9_1".to_owned()),
+            ("openssl-libs".to_owned(), "1:3.0.7-24.el9".to_owned()),
+        ]
+    );
+    let ids: Vec<&str> = r["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["ALSA-TEST-OPENSSL"]);
+    assert_eq!(
+        r["findings"][0]["purl"],
+        "pkg:rpm/almalinux/openssl-libs@1%3A3.0.7-24.el9?arch=x86_64&distro=almalinux-9.3"
+    );
+    let old = scan_json(dir.path(), &bdb, &[]);
+    assert!(old["packages"].as_array().unwrap().is_empty());
+    assert!(
+        old["notes"]
+            .to_string()
+            .contains("unsupported rpm database"),
+        "{}",
+        old["notes"]
+    );
+}

@@ -184,3 +184,71 @@ pub fn records(dir: &Path) -> std::path::PathBuf {
     std::fs::write(d.join("not-a-record.json"), b"[1, 2").unwrap();
     d
 }
+
+/// An AlmaLinux 9 image whose rpm database (`var/lib/rpm/rpmdb.sqlite`, SQLite, as rpm 4.16+
+/// writes it) is made by the real rpm: `rpmbuild` builds two empty packages and `rpm --justdb`
+/// installs them into a root. A second image holds a BerkeleyDB-era `Packages` file.
+pub fn rpm_images(dir: &Path) -> (String, String) {
+    let top = dir.join("rpmbuild");
+    let root = dir.join("rpmroot");
+    std::fs::create_dir_all(top.join("SPECS")).unwrap();
+    let mut rpms = Vec::new();
+    for (name, epoch, version, release) in [
+        ("openssl-libs", Some(1), "3.0.7", "24.el9"),
+        ("bash", None, "5.1.8", "6.el9_1"),
+    ] {
+        let spec = top.join(format!("SPECS/{name}.spec"));
+        let epoch_line = epoch.map(|e| format!("Epoch: {e}\n")).unwrap_or_default();
+        std::fs::write(
+            &spec,
+            format!(
+                "Name: {name}\nVersion: {version}\nRelease: {release}\n{epoch_line}Summary: test\nLicense: MIT\nBuildArch: x86_64\n%description\ntest\n%files\n"
+            ),
+        )
+        .unwrap();
+        let out = std::process::Command::new("rpmbuild")
+            .arg("--define")
+            .arg(format!("_topdir {}", top.display()))
+            .args(["-bb", "--quiet"])
+            .arg(&spec)
+            .output()
+            .unwrap_or_else(|e| panic!("rpmbuild: {e} (scripts/test.sh installs rpm)"));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        rpms.push(top.join(format!("RPMS/x86_64/{name}-{version}-{release}.x86_64.rpm")));
+    }
+    let rpm = |args: &[&str]| {
+        let out = std::process::Command::new("rpm")
+            .arg("--root")
+            .arg(&root)
+            .args(["--dbpath", "/var/lib/rpm"])
+            .args(args)
+            .args(&rpms)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    rpm(&["-i", "--justdb", "--nodeps", "--noscripts", "--ignorearch"]);
+    let db = std::fs::read(root.join("var/lib/rpm/rpmdb.sqlite")).unwrap();
+    let layout = Layout::new(&dir.join("rpm-layout"));
+    let os = b"NAME=\"AlmaLinux\"\nID=\"almalinux\"\nVERSION_ID=\"9.3\"\nPRETTY_NAME=\"AlmaLinux 9.3\"\n";
+    let layer = Layer::gzipped(&tar_of(&[
+        ("etc/os-release", os),
+        ("var/lib/rpm/rpmdb.sqlite", &db),
+    ]));
+    let img = layout.image(&[&layer], "amd64");
+    let old = Layer::plain(tar_of(&[
+        ("etc/os-release", os),
+        ("var/lib/rpm/Packages", &[0u8; 4096]),
+    ]));
+    let old_img = layout.image(&[&old], "amd64");
+    layout.refs(&[(&img, "sqlite"), (&old_img, "bdb")]);
+    (layout.source("sqlite"), layout.source("bdb"))
+}
