@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-240}"
 shift || true
-all=(dockerfile oci_names manifest iam_policy sigv4_header registry_token registry_http client_auth layer_tar)
+all=(dockerfile oci_names manifest iam_policy sigv4_header registry_token registry_http client_auth layer_tar scan_layer)
 [ "$#" -gt 0 ] && targets=("$@") || targets=("${all[@]}")
 per=$(( seconds / ${#targets[@]} ))
 (( per >= 5 )) || per=5
@@ -61,6 +61,24 @@ mkdir -p fuzz/corpus/layer_tar
 tar -C "$layer_seed/root" --sort=name --owner=0 --group=0 --mtime=@0 -cf fuzz/corpus/layer_tar/plain.tar .
 gzip -9nc fuzz/corpus/layer_tar/plain.tar > fuzz/corpus/layer_tar/layer.tar.gz
 rm -rf "$layer_seed"
+
+# The scanner's layers: package databases and metadata files as images hold them.
+scan_seed=$(mktemp -d)
+mkdir -p "$scan_seed/etc" "$scan_seed/var/lib/dpkg" "$scan_seed/lib/apk/db" \
+  "$scan_seed/usr/lib/python3/dist-packages/requests-2.19.0.dist-info" \
+  "$scan_seed/app/node_modules/lodash" "$scan_seed/usr/lib/python3/dist-packages/gone"
+printf 'ID=debian\nVERSION_ID="12"\n' > "$scan_seed/etc/os-release"
+printf 'Package: libssl3\nStatus: install ok installed\nSource: openssl (3.0.11-1)\nVersion: 3.0.11-1~deb12u2\n\n' \
+  > "$scan_seed/var/lib/dpkg/status"
+printf 'P:musl\nV:1.2.4-r2\no:musl\n\n' > "$scan_seed/lib/apk/db/installed"
+printf 'Metadata-Version: 2.1\nName: requests\nVersion: 2.19.0\n\n' \
+  > "$scan_seed/usr/lib/python3/dist-packages/requests-2.19.0.dist-info/METADATA"
+printf '{"name":"lodash","version":"4.17.15"}' > "$scan_seed/app/node_modules/lodash/package.json"
+: > "$scan_seed/usr/lib/python3/dist-packages/gone/.wh..wh..opq"
+mkdir -p fuzz/corpus/scan_layer
+tar -C "$scan_seed" --sort=name --owner=0 --group=0 --mtime=@0 -cf fuzz/corpus/scan_layer/plain.tar .
+gzip -9nc fuzz/corpus/scan_layer/plain.tar > fuzz/corpus/scan_layer/layer.tar.gz
+rm -rf "$scan_seed"
 
 # ---- one build, then each target its share of the time -----------------------------------------
 echo "==> building the fuzz targets: ${targets[*]}"
