@@ -59,6 +59,8 @@ pub struct Metrics {
     pub(crate) gc_uploads: IntCounter,
     pub(crate) lifecycle_runs: IntCounter,
     pub(crate) lifecycle_expired: IntCounter,
+    pub(crate) scans: IntCounterVec,
+    pub(crate) scans_running: IntGauge,
     pub(crate) audit_events: IntCounter,
     pub(crate) audit_dropped: IntCounter,
     storage_registry: IntGauge,
@@ -170,6 +172,20 @@ impl Metrics {
                 "Images expired by lifecycle policies",
             )?,
         )?;
+        let scans = registered(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "berth_image_scans_total",
+                    "Image scans finished, by status (COMPLETE, FAILED, UNSUPPORTED_IMAGE)",
+                ),
+                &["status"],
+            )?,
+        )?;
+        let scans_running = registered(
+            &registry,
+            IntGauge::new("berth_image_scans_running", "Image scans running right now")?,
+        )?;
         let audit_events = registered(
             &registry,
             IntCounter::new(
@@ -223,6 +239,8 @@ impl Metrics {
             gc_uploads,
             lifecycle_runs,
             lifecycle_expired,
+            scans,
+            scans_running,
             audit_events,
             audit_dropped,
             storage_registry,

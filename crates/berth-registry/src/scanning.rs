@@ -257,7 +257,13 @@ async fn run(reg: &Registry, cfg: &ScanConfig, repo: &RepoName, digest: &Digest)
     // The crash test's point: the scan recorded IN_PROGRESS, nothing scanned yet.
     reg.crash_point("scan-started");
     let started = std::time::Instant::now();
+    if let Some(m) = reg.metrics() {
+        m.scans_running.inc();
+    }
     let outcome = scan(reg, cfg, repo, digest).await;
+    if let Some(m) = reg.metrics() {
+        m.scans_running.dec();
+    }
     let now = millis(reg.clock.now());
     let rec = match outcome {
         Ok(Outcome::Findings(findings, source)) => ScanRecord {
@@ -288,6 +294,9 @@ async fn run(reg: &Registry, cfg: &ScanConfig, repo: &RepoName, digest: &Digest)
             }
         }
     };
+    if let Some(m) = reg.metrics() {
+        m.scans.with_label_values(&[rec.status.as_str()]).inc();
+    }
     tracing::info!(repository = %repo, %digest, status = %rec.status,
         seconds = started.elapsed().as_secs_f64(), "image scanned");
     if let Err(e) = reg.meta().put_scan(repo, digest, &rec).await {

@@ -24,6 +24,10 @@ fn serve(data: &Path, crash: Option<&str>) -> Server {
 }
 
 fn serve_with(data: &Path, crash: Option<&str>, extra: &[&str]) -> Server {
+    Server::spawn(serve_cmd(data, crash, extra), data)
+}
+
+fn serve_cmd(data: &Path, crash: Option<&str>, extra: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
@@ -39,7 +43,7 @@ fn serve_with(data: &Path, crash: Option<&str>, extra: &[&str]) -> Server {
         Some(p) => cmd.env("BERTH_CRASH_POINT", p),
         None => cmd.env_remove("BERTH_CRASH_POINT"),
     };
-    Server::spawn(cmd, data)
+    cmd
 }
 
 fn client(cmd: &mut Command, dir: &Path, server: &Server) {
@@ -138,7 +142,8 @@ fn expected() -> BTreeSet<String> {
 #[test]
 fn a_push_is_scanned_and_the_aws_cli_reads_the_findings() {
     let dir = tempfile::tempdir().unwrap();
-    let server = serve(&dir.path().join("data"), None);
+    let data = dir.path().join("data");
+    let (server, metrics_addr) = Server::spawn_with_metrics(serve_cmd(&data, None, &[]), &data);
     fill_db(dir.path(), &server);
     let image = image(dir.path());
     aws(
@@ -228,6 +233,17 @@ fn a_push_is_scanned_and_the_aws_cli_reads_the_findings() {
             "--image-ids",
             "imageTag=v1",
         ],
+    );
+    // The scan is counted on the metrics listener.
+    let metrics = Command::new("curl")
+        .args(["-sf", &format!("http://{metrics_addr}/metrics")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&metrics.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("berth_image_scans_total{status=\"COMPLETE\"}")),
+        "{text}"
     );
     let d = &described["imageDetails"][0];
     assert_eq!(d["imageScanStatus"]["status"], "COMPLETE", "{described}");
