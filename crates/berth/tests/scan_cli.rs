@@ -36,6 +36,24 @@ fn ok(out: &Output) -> String {
     String::from_utf8(out.stdout.clone()).unwrap()
 }
 
+/// A report's packages as (name, version, introducing layer), sorted.
+fn packages_of(report: &Value) -> Vec<(String, String, u64)> {
+    let mut out: Vec<(String, String, u64)> = report["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_owned(),
+                p["version"].as_str().unwrap().to_owned(),
+                p["layer"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 fn scan_json(dir: &Path, image: &str, extra: &[&str]) -> Value {
     let mut args = vec!["scan", image, "--format", "json"];
     args.extend_from_slice(extra);
@@ -85,19 +103,7 @@ fn scan_finds_what_is_installed_and_nothing_that_was_removed() {
         .collect();
     assert_eq!(cached, [true, true, true]);
     // The inventory: curl purged, six deleted, the fixture package.json not a package.
-    let mut packages: Vec<(String, String, u64)> = r["packages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            (
-                p["name"].as_str().unwrap().to_owned(),
-                p["version"].as_str().unwrap().to_owned(),
-                p["layer"].as_u64().unwrap(),
-            )
-        })
-        .collect();
-    packages.sort();
+    let packages = packages_of(&r);
     let want: Vec<(String, String, u64)> = [
         ("libc6", "2.36-9+deb12u4", 0),
         ("libssl3", "3.0.11-1~deb12u2", 0),
@@ -576,22 +582,11 @@ fn rpm_databases_are_read_and_matched() {
         &["scan", "db", "import", recs.to_str().unwrap()],
     ));
     let r = scan_json(dir.path(), &sqlite, &[]);
-    let packages: Vec<(String, String)> = r["packages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            (
-                p["name"].as_str().unwrap().to_owned(),
-                p["version"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
     assert_eq!(
-        packages,
+        packages_of(&r),
         [
-            ("bash".to_owned(), "5.1.8-6.el9_1".to_owned()),
-            ("openssl-libs".to_owned(), "1:3.0.7-24.el9".to_owned()),
+            ("bash".to_owned(), "5.1.8-6.el9_1".to_owned(), 0),
+            ("openssl-libs".to_owned(), "1:3.0.7-24.el9".to_owned(), 0),
         ]
     );
     let ids: Vec<&str> = r["findings"]
