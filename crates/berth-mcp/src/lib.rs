@@ -11,6 +11,7 @@
 //! so guides written for it work unchanged; they push the tag asked for (plus the configured
 //! extra tags), keep every platform and handle registry ports.
 
+mod params;
 mod policy;
 mod progress;
 mod server;

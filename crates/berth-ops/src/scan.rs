@@ -370,9 +370,23 @@ async fn match_findings(
     Ok(found)
 }
 
-/// Keeps the findings at or above `min` (and with a fix, when `fixed_only`).
-pub fn filter_findings(findings: &mut Vec<Finding>, min: Severity, fixed_only: bool) {
-    findings.retain(|f| f.severity >= min && (!fixed_only || f.fixed_version.is_some()));
+/// Keeps, in every report, the findings of these severities (all when empty) and, with
+/// `fixed_only`, only those with a fixed version (trivy's `--severity` and `--ignore-unfixed`).
+/// Returns how many remain.
+pub fn filter_findings(
+    reports: &mut [ScanReport],
+    severities: &[Severity],
+    fixed_only: bool,
+) -> usize {
+    let mut remaining = 0;
+    for r in reports {
+        r.findings.retain(|f| {
+            (severities.is_empty() || severities.contains(&f.severity))
+                && (!fixed_only || f.fixed_version.is_some())
+        });
+        remaining += r.findings.len();
+    }
+    remaining
 }
 
 /// Imports OSV records (files, directories, zips) into the database in `dir`.

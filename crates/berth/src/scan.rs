@@ -201,14 +201,7 @@ fn scan(args: ScanArgs, db: PathBuf) -> anyhow::Result<()> {
             eprintln!("attached {d} ({})", ops_scan::SBOM_ARTIFACT_TYPE);
         }
     }
-    let mut remaining = 0;
-    for r in &mut reports {
-        r.findings.retain(|f| {
-            (args.severity.is_empty() || args.severity.contains(&f.severity))
-                && (!args.ignore_unfixed || f.fixed_version.is_some())
-        });
-        remaining += r.findings.len();
-    }
+    let remaining = ops_scan::filter_findings(&mut reports, &args.severity, args.ignore_unfixed);
     match format.as_str() {
         "json" => println!("{}", serde_json::to_string(&reports)?),
         "sarif" => println!(
