@@ -79,6 +79,10 @@ log "building fixture images"
 export BERTH_FIXTURES="$root/target/fixtures"
 scripts/make-fixtures.sh "$BERTH_FIXTURES"
 
+# A clean clone gains nothing from incremental compilation, and its caches would double the
+# size of target/ (the disk a CI run has is finite: stop 27's run filled it).
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 # ---- static checks -----------------------------------------------------------------------------
 log "cargo fmt --check"
 cargo fmt --all -- --check
