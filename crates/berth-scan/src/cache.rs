@@ -10,7 +10,7 @@ use crate::error::ScanError;
 use crate::inventory::LayerInventory;
 
 /// Bumped whenever the parsers find more (or other) things in the same layer.
-const VERSION: &str = "v1";
+const VERSION: &str = "v2";
 
 /// The inventory cache of a directory.
 #[derive(Debug, Clone)]

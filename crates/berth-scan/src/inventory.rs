@@ -66,6 +66,14 @@ pub enum PackageKind {
     Python,
     /// An npm package (`node_modules/**/package.json`).
     Npm,
+    /// A Go module compiled into a binary (its build info), or the Go toolchain (`stdlib`).
+    Go,
+    /// A Rust crate compiled into a binary built with cargo-auditable. `source` says
+    /// where a crate that is not from crates.io came from (`local`, `git`, …).
+    Cargo,
+    /// A Java archive's Maven coordinates (`GROUP:ARTIFACT`); `source` is `manifest` when
+    /// only the manifest named it.
+    Maven,
 }
 
 /// One installed package.
@@ -120,12 +128,29 @@ impl Package {
             PackageKind::Rpm => ("rpm", os.map(|o| o.id.clone())),
             PackageKind::Python => ("pypi", None),
             PackageKind::Npm => ("npm", None),
+            PackageKind::Go => ("golang", None),
+            PackageKind::Cargo => ("cargo", None),
+            PackageKind::Maven => ("maven", None),
         };
         let name = match (self.kind, self.name.split_once('/')) {
             // npm scopes are the namespace: `@babel/core` → `%40babel/core`.
             (PackageKind::Npm, Some((scope, n))) if scope.starts_with('@') => {
                 format!("{}/{}", enc(scope), enc(n))
             }
+            // A Go module path's segments are the namespace: `golang.org/x/text`.
+            (PackageKind::Go, Some(_)) => self
+                .name
+                .split('/')
+                .map(enc)
+                .collect::<Vec<_>>()
+                .join("/"),
+            // `GROUP:ARTIFACT` → `GROUP/ARTIFACT`.
+            (PackageKind::Maven, _) if self.name.contains(':') => self
+                .name
+                .split(':')
+                .map(enc)
+                .collect::<Vec<_>>()
+                .join("/"),
             _ => enc(&self.name),
         };
         let mut purl = match namespace.filter(|n| !n.is_empty()) {
@@ -313,6 +338,11 @@ pub(crate) enum Evidence {
     RpmSqlite,
     /// BerkeleyDB or NDB rpm databases: noted as unsupported.
     RpmOther,
+    /// An executable (Go build info, cargo-auditable): chosen by its mode and first bytes,
+    /// not its path.
+    Binary,
+    /// A Java archive.
+    JavaArchive,
 }
 
 impl Evidence {
@@ -339,6 +369,9 @@ impl Evidence {
         }
         if path == "etc/os-release" || path == "usr/lib/os-release" {
             return Some(Evidence::OsRelease);
+        }
+        if crate::java::is_archive(path) {
+            return Some(Evidence::JavaArchive);
         }
         if path.ends_with(".dist-info/METADATA")
             || path.ends_with(".egg-info/PKG-INFO")
@@ -368,6 +401,7 @@ impl Evidence {
             Evidence::RpmOther => 0,
             Evidence::OsRelease => 64 << 10,
             Evidence::PythonMetadata | Evidence::NpmPackage => 4 << 20,
+            Evidence::Binary | Evidence::JavaArchive => 128 << 20,
         }
     }
 
@@ -412,6 +446,18 @@ impl Evidence {
                 Ok(None) => {}
                 Err(e) => into.notes.push(format!("{path}: {e}")),
             },
+            Evidence::Binary => {
+                let found = crate::binary::packages(data, path, &mut into.notes);
+                if !found.is_empty() {
+                    into.files.insert(path.to_owned(), found);
+                }
+            }
+            Evidence::JavaArchive => {
+                let found = crate::java::packages(data, path, &mut into.notes);
+                if !found.is_empty() {
+                    into.files.insert(path.to_owned(), found);
+                }
+            }
         }
     }
 }

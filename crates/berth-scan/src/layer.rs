@@ -131,10 +131,34 @@ pub fn read_layer<R: Read>(reader: R, limits: &Limits) -> Result<LayerInventory,
         if !kind.is_file() {
             continue;
         }
-        let Some(evidence) = Evidence::of(&path) else {
-            continue;
-        };
         let size = entry.size();
+        let evidence = match Evidence::of(&path) {
+            Some(e) => e,
+            // An executable may be a Go or cargo-auditable binary: its first bytes tell.
+            None if size >= 64 && entry.header().mode().is_ok_and(|m| m & 0o111 != 0) => {
+                let mut magic = [0u8; 4];
+                (&mut entry).read_exact(&mut magic).map_err(fail)?;
+                if &magic != b"\x7fELF" {
+                    continue;
+                }
+                if size > Evidence::Binary.limit() {
+                    inv.notes.push(format!(
+                        "skipped {path}: an executable of {size} bytes, more than the {} read of one",
+                        Evidence::Binary.limit()
+                    ));
+                    continue;
+                }
+                let mut data = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+                data.extend_from_slice(&magic);
+                (&mut entry)
+                    .take(size - 4)
+                    .read_to_end(&mut data)
+                    .map_err(fail)?;
+                Evidence::Binary.parse(&path, &data, &mut inv);
+                continue;
+            }
+            None => continue,
+        };
         if evidence.limit() == 0 {
             // Known but unreadable (an rpm BerkeleyDB): noted, not read.
             evidence.parse(&path, &[], &mut inv);

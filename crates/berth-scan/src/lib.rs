@@ -2,7 +2,8 @@
 //!
 //! - [`layer::read_layer`] reads one layer as a stream (gzip, zstd or plain tar) into a
 //!   [`LayerInventory`]: the packages of each evidence file (dpkg's status and `status.d`,
-//!   apk's installed database, Python distributions, npm packages), the layer's whiteouts and
+//!   apk's installed database, the rpm database, Python distributions, npm packages, Java
+//!   archives, Go binaries' build info, cargo-auditable binaries), the layer's whiteouts and
 //!   opaque directories, `os-release`, and notes on what was skipped. Nothing is extracted.
 //! - [`ImageInventory::merge`] folds the layers bottom first: a whiteout or opaque directory
 //!   removes what lower layers had, and every package keeps the layer that introduced it.
@@ -12,10 +13,12 @@
 //! - [`version`] compares versions in each ecosystem's own order; [`osv`] reads OSV records and
 //!   decides whether a version is affected, what fixes it and how severe it is.
 
+mod binary;
 pub mod cache;
 pub mod db;
 pub mod error;
 pub mod inventory;
+mod java;
 pub mod layer;
 pub mod matcher;
 pub mod osv;

@@ -55,6 +55,9 @@ fn ecosystem_of(kind: PackageKind, inv: &ImageInventory) -> Option<(Ecosystem, S
         }
         PackageKind::Python => Some((Ecosystem::PyPI, "PyPI".to_owned())),
         PackageKind::Npm => Some((Ecosystem::Npm, "npm".to_owned())),
+        PackageKind::Go => Some((Ecosystem::Go, "Go".to_owned())),
+        PackageKind::Cargo => Some((Ecosystem::Cargo, "crates.io".to_owned())),
+        PackageKind::Maven => Some((Ecosystem::Maven, "Maven".to_owned())),
     }
 }
 
@@ -72,6 +75,18 @@ pub fn findings(inv: &ImageInventory, db: &Database) -> Result<Vec<Finding>, Sca
             (Some(src), PackageKind::Deb | PackageKind::Apk) => (
                 src.as_str(),
                 p.source_version.as_deref().unwrap_or(&p.version),
+            ),
+            // A crate from git or a local path, a jar named only by its manifest: another
+            // package than the registry's one of that name.
+            (Some(_), PackageKind::Cargo | PackageKind::Maven) => continue,
+            // OSV's Go versions carry no `v`; the toolchain is `stdlib` at `go1.x.y`.
+            (_, PackageKind::Go) => (
+                p.name.as_str(),
+                p.version
+                    .strip_prefix("go")
+                    .filter(|_| p.name == "stdlib")
+                    .or_else(|| p.version.strip_prefix('v'))
+                    .unwrap_or(&p.version),
             ),
             _ => (p.name.as_str(), p.version.as_str()),
         };
