@@ -16,8 +16,9 @@ log() { printf '\n==> %s\n' "$*"; }
 # python3-venv holds hadolint (from PyPI), the linter berth-lint is compared with, and boto3 (from
 # PyPI), the Python ECR client of the lifecycle tests; bsdutils has `script`, the pseudo-terminal
 # the build display test runs under; strace shows the durability test which renames are followed
-# by a directory sync; rpm (rpmbuild, rpm --justdb) makes the scanner's rpm database fixture.
-packages=(skopeo podman buildah runc crun uidmap qemu-user-static binfmt-support busybox-static docker-registry git curl ca-certificates awscli python3 python3-venv bsdutils strace rpm)
+# by a directory sync; rpm (rpmbuild, rpm --justdb) makes the scanner's rpm database fixture; golang-go builds its Go
+# binary fixture (scripts/make-scan-fixtures.sh).
+packages=(skopeo podman buildah runc crun uidmap qemu-user-static binfmt-support busybox-static docker-registry git curl ca-certificates awscli python3 python3-venv bsdutils strace rpm golang-go)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -78,6 +79,7 @@ export SYFT_CHECK_FOR_APP_UPDATE=false
 log "building fixture images"
 export BERTH_FIXTURES="$root/target/fixtures"
 scripts/make-fixtures.sh "$BERTH_FIXTURES"
+scripts/make-scan-fixtures.sh "$BERTH_FIXTURES/scan"
 
 # A clean clone gains nothing from incremental compilation, and its caches would double the
 # size of target/ (the disk a CI run has is finite: stop 27's run filled it).

@@ -125,10 +125,21 @@ fn pom_properties(text: &str, path: &str) -> Option<Package> {
 /// symbolic name or implementation title. Such a package has no group, so it is listed but
 /// never matched by name against Maven advisories.
 fn from_manifest(text: &str, path: &str) -> Option<Package> {
+    // `Key: value` lines; a line starting with a space continues the one before (the manifest
+    // format wraps at 72 bytes).
     let mut fields = std::collections::HashMap::new();
+    let mut last: Option<String> = None;
     for line in text.lines() {
+        if let Some(rest) = line.strip_prefix(' ') {
+            if let Some(v) = last.as_ref().and_then(|k| fields.get_mut(k)) {
+                let v: &mut String = v;
+                v.push_str(rest.trim_end());
+            }
+            continue;
+        }
         if let Some((k, v)) = line.split_once(':') {
             fields.insert(k.trim().to_owned(), v.trim().to_owned());
+            last = Some(k.trim().to_owned());
         }
     }
     let name = fields
@@ -171,7 +182,7 @@ mod tests {
         )]);
         let bundle = zip_of(&[(
             "META-INF/MANIFEST.MF",
-            b"Manifest-Version: 1.0\nBundle-SymbolicName: com.example.b;singleton:=true\nBundle-Version: 3.1.0\n",
+            b"Manifest-Version: 1.0\nBundle-SymbolicName: com.example.bun\n dle;singleton:=true\nBundle-Version: 3.1.0\n",
         )]);
         let app = zip_of(&[
             ("META-INF/MANIFEST.MF", b"Implementation-Title: app\nImplementation-Version: 1\n"),
@@ -194,7 +205,7 @@ mod tests {
                     "2.14.1",
                     "app/app.jar!/BOOT-INF/lib/log4j-core-2.14.1.jar"
                 ),
-                ("com.example.b", "3.1.0", "app/app.jar!/BOOT-INF/lib/b.jar"),
+                ("com.example.bundle", "3.1.0", "app/app.jar!/BOOT-INF/lib/b.jar"),
             ]
         );
         assert_eq!(p[1].source, None);

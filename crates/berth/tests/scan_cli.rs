@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -468,30 +468,27 @@ fn attached_sboms_are_referrers_that_copies_carry() {
     assert_eq!(referrers("attach/copy")["manifests"], listed["manifests"]);
 }
 
-/// The inventory compared with syft's on the same image (syft needs no database): every
-/// package either both report, or the difference is listed here with its reason.
-#[test]
-fn the_inventory_agrees_with_syft() {
-    // (type, name, version) syft reports and berth does not, with why.
-    const ONLY_SYFT: &[(&str, &str, &str, &str)] = &[(
-        "npm",
-        "not-a-dependency",
-        "0.0.1",
-        "a package.json inside a package (node_modules/lodash/test/fixtures/) is not an installed \
-         package: npm installs only node_modules/NAME and node_modules/@SCOPE/NAME",
-    )];
-    // (type, name, version) berth reports and syft does not, with why.
-    const ONLY_BERTH: &[(&str, &str, &str, &str)] = &[];
-    let dir = tempfile::tempdir().unwrap();
-    let image = image(dir.path());
+/// An image's packages as syft names them: (type, name, version), lower-cased names; berth's
+/// kinds mapped to syft's types and a Maven package to its artifact id.
+type Triple = (String, String, String);
+
+/// Compares the inventory with syft's on the same image (syft needs no database): every
+/// package either both report, or the difference is listed with its reason.
+fn compare_with_syft(
+    dir: &Path,
+    image: &str,
+    reference: &str,
+    only_syft: &[(&str, &str, &str, &str)],
+    only_berth: &[(&str, &str, &str, &str)],
+) {
     // syft reads a layout holding one image: the image alone, copied by berth.
-    let single = dir.path().join("single");
+    let single = dir.join(format!("single-{reference}"));
     ok(&berth(
-        dir.path(),
+        dir,
         &[
             "copy",
-            &image,
-            &format!("oci:{}:v1", single.display()),
+            image,
+            &format!("oci:{}:{reference}", single.display()),
             "--progress",
             "quiet",
         ],
@@ -502,7 +499,7 @@ fn the_inventory_agrees_with_syft() {
         .arg(format!("oci-dir:{layout}"))
         .args(["-o", "json", "-q"])
         .env("SYFT_CHECK_FOR_APP_UPDATE", "false")
-        .env("HOME", dir.path())
+        .env("HOME", dir)
         .output()
         .unwrap_or_else(|e| panic!("{}: {e} (scripts/test.sh installs syft)", syft.display()));
     assert!(
@@ -511,7 +508,7 @@ fn the_inventory_agrees_with_syft() {
         String::from_utf8_lossy(&out.stderr)
     );
     let theirs: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let syft_set: std::collections::BTreeSet<(String, String, String)> = theirs["artifacts"]
+    let syft_set: BTreeSet<Triple> = theirs["artifacts"]
         .as_array()
         .unwrap()
         .iter()
@@ -523,32 +520,114 @@ fn the_inventory_agrees_with_syft() {
             )
         })
         .collect();
-    let ours = scan_json(dir.path(), &image, &[]);
-    let berth_set: std::collections::BTreeSet<(String, String, String)> = ours["packages"]
+    let ours = scan_json(dir, image, &[]);
+    let berth_set: BTreeSet<Triple> = ours["packages"]
         .as_array()
         .unwrap()
         .iter()
         .map(|p| {
-            (
-                p["kind"].as_str().unwrap().to_owned(),
-                p["name"].as_str().unwrap().to_ascii_lowercase(),
-                p["version"].as_str().unwrap().to_owned(),
-            )
+            let kind = p["kind"].as_str().unwrap();
+            let name = p["name"].as_str().unwrap().to_ascii_lowercase();
+            let (kind, name) = match kind {
+                "go" => ("go-module", name),
+                "cargo" => ("rust-crate", name),
+                "maven" => (
+                    "java-archive",
+                    name.rsplit(':').next().unwrap_or_default().to_owned(),
+                ),
+                k => (k, name),
+            };
+            (kind.to_owned(), name, p["version"].as_str().unwrap().to_owned())
         })
         .collect();
-    let listed =
-        |l: &[(&str, &str, &str, &str)]| -> std::collections::BTreeSet<(String, String, String)> {
-            l.iter()
-                .map(|(t, n, v, _)| ((*t).to_owned(), (*n).to_owned(), (*v).to_owned()))
-                .collect()
-        };
-    let only_syft: std::collections::BTreeSet<_> =
-        syft_set.difference(&berth_set).cloned().collect();
-    let only_berth: std::collections::BTreeSet<_> =
-        berth_set.difference(&syft_set).cloned().collect();
-    assert_eq!(only_syft, listed(ONLY_SYFT), "reported by syft only");
-    assert_eq!(only_berth, listed(ONLY_BERTH), "reported by berth only");
+    let listed = |l: &[(&str, &str, &str, &str)]| -> BTreeSet<Triple> {
+        l.iter()
+            .map(|(t, n, v, _)| ((*t).to_owned(), (*n).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+    let syft_only: BTreeSet<_> = syft_set.difference(&berth_set).cloned().collect();
+    let berth_only: BTreeSet<_> = berth_set.difference(&syft_set).cloned().collect();
+    assert_eq!(syft_only, listed(only_syft), "reported by syft only");
+    assert_eq!(berth_only, listed(only_berth), "reported by berth only");
     assert!(!syft_set.is_empty());
+}
+
+/// The inventory compared with syft's on both fixture images: OS, Python and npm packages;
+/// Go modules and the toolchain of a real Go binary; a real jar's Maven coordinates.
+#[test]
+fn the_inventory_agrees_with_syft() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = image(dir.path());
+    compare_with_syft(
+        dir.path(),
+        &image,
+        "v1",
+        &[(
+            "npm",
+            "not-a-dependency",
+            "0.0.1",
+            "a package.json inside a package (node_modules/lodash/test/fixtures/) is not an \
+             installed package: npm installs only node_modules/NAME and node_modules/@SCOPE/NAME",
+        )],
+        &[],
+    );
+    let bin = common::scan_fixture::binaries_image(dir.path());
+    compare_with_syft(
+        dir.path(),
+        &bin,
+        "bin",
+        &[(
+            "go-module",
+            "example.com/berth-scan-fixture",
+            "(devel)",
+            "the binary's own main module, built from a work tree: it has no version, so no \
+             advisory can name it",
+        )],
+        &[],
+    );
+}
+
+/// Packages compiled in: a Go binary's modules and toolchain (build info written by the real Go
+/// linker) and a jar's Maven coordinates, matched in semver and Maven order; the same bytes in
+/// a file that is not executable are not read.
+#[test]
+fn go_binaries_and_java_archives_are_inventoried_and_matched() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = common::scan_fixture::binaries_image(dir.path());
+    let recs = common::scan_fixture::binary_records(dir.path());
+    ok(&berth(
+        dir.path(),
+        &["scan", "db", "import", recs.to_str().unwrap()],
+    ));
+    let r = scan_json(dir.path(), &image, &[]);
+    let want: Vec<(String, String, u64)> = [
+        ("golang.org/x/text", "v0.3.7", 0),
+        ("org.apache.logging.log4j:log4j-core", "2.19.0", 0),
+        ("stdlib", "go1.19.8", 0),
+    ]
+    .iter()
+    .map(|(n, v, l)| ((*n).to_owned(), (*v).to_owned(), *l))
+    .collect();
+    assert_eq!(packages_of(&r), want);
+    let findings: BTreeMap<String, Value> = r["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["id"].as_str().unwrap().to_owned(), f.clone()))
+        .collect();
+    let ids: Vec<&str> = findings.keys().map(String::as_str).collect();
+    assert_eq!(ids, common::scan_fixture::BINARY_EXPECTED);
+    let text = &findings["GO-2022-1059"];
+    assert_eq!(text["purl"], "pkg:golang/golang.org/x/text@v0.3.7");
+    assert_eq!(text["fixedVersion"], "0.3.8");
+    assert_eq!(text["path"], "usr/local/bin/go-app");
+    assert_eq!(findings["GO-2023-1987"]["fixedVersion"], "1.19.12");
+    let log4j = &findings["MAVEN-TEST-LOG4J-CORE"];
+    assert_eq!(
+        log4j["purl"],
+        "pkg:maven/org.apache.logging.log4j/log4j-core@2.19.0"
+    );
+    assert_eq!(log4j["path"], "opt/app/lib/log4j-core.jar");
 }
 
 /// The rpm database of an AlmaLinux image (made by the real rpm), matched in rpm's version

@@ -14,6 +14,11 @@ pub const INDEX: &str = "application/vnd.oci.image.index.v1+json";
 /// A tar of regular files (`path`, contents) and, for paths ending in `/`, directories; names
 /// with `..` are written as given (hostile layers).
 pub fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    tar_with_executables(files, &[])
+}
+
+/// [`tar_of`], with the files `executables` names at mode 0755.
+pub fn tar_with_executables(files: &[(&str, &[u8])], executables: &[&str]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for (path, data) in files {
         let mut h = tar::Header::new_gnu();
@@ -24,7 +29,11 @@ pub fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
         } else {
             h.set_entry_type(tar::EntryType::Regular);
             h.set_size(data.len() as u64);
-            h.set_mode(0o644);
+            h.set_mode(if executables.contains(path) {
+                0o755
+            } else {
+                0o644
+            });
         }
         h.set_mtime(1_700_000_000);
         if path.contains("..") {

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use super::layout::{Layer, Layout, tar_of};
+use super::layout::{Layer, Layout, tar_of, tar_with_executables};
 
 /// The findings the fixture image has against the fixture records.
 pub const EXPECTED: &[&str] = &[
@@ -251,4 +251,91 @@ pub fn rpm_images(dir: &Path) -> (String, String) {
     let old_img = layout.image(&[&old], "amd64");
     layout.refs(&[(&img, "sqlite"), (&old_img, "bdb")]);
     (layout.source("sqlite"), layout.source("bdb"))
+}
+
+/// The compiled-in packages' fixtures made by real tools (`scripts/make-scan-fixtures.sh`: a Go
+/// binary built by Debian's Go, Debian's log4j-core jar), made or found cached.
+pub fn binaries() -> std::path::PathBuf {
+    let dir = std::env::var_os("BERTH_FIXTURES")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| super::workspace().join("target/fixtures"))
+        .join("scan");
+    let out = std::process::Command::new(super::workspace().join("scripts/make-scan-fixtures.sh"))
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "scripts/make-scan-fixtures.sh failed (scripts/test.sh installs golang-go):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir
+}
+
+/// The findings of the binaries image against [`binary_records`].
+pub const BINARY_EXPECTED: &[&str] = &["GO-2022-1059", "GO-2023-1987", "MAVEN-TEST-LOG4J-CORE"];
+
+/// A Debian image whose packages are compiled in: the Go binary at `usr/local/bin/go-app`
+/// (mode 0755), the same bytes at mode 0644 as `usr/share/doc/go-app.txt` (not an executable:
+/// not read), and the jar under `opt/app/lib/`.
+pub fn binaries_image(dir: &Path) -> String {
+    let fixtures = binaries();
+    let go = std::fs::read(fixtures.join("go-app")).unwrap();
+    let jar = std::fs::read(fixtures.join("log4j-core.jar")).unwrap();
+    let layout = Layout::new(&dir.join("bin-layout"));
+    let layer = Layer::gzipped(&tar_with_executables(
+        &[
+            ("etc/os-release", OS_RELEASE),
+            ("usr/local/bin/go-app", &go),
+            ("usr/share/doc/go-app.txt", &go),
+            ("opt/app/lib/log4j-core.jar", &jar),
+        ],
+        &["usr/local/bin/go-app"],
+    ));
+    let img = layout.image(&[&layer], "amd64");
+    layout.refs(&[(&img, "bin")]);
+    layout.source("bin")
+}
+
+/// Records for the binaries image: real Go advisories (x/text's language tag parsing, fixed in
+/// 0.3.8; crypto/tls's large RSA keys, fixed in Go 1.19.12 and 1.20.7), and clearly-named test
+/// records for log4j-core (affected, and fixed below 2.19.0).
+pub fn binary_records(dir: &Path) -> std::path::PathBuf {
+    let d = dir.join("osv-bin");
+    std::fs::create_dir_all(&d).unwrap();
+    let all = [
+        record(
+            "GO-2022-1059",
+            "Go",
+            "golang.org/x/text",
+            json!([{"introduced": "0"}, {"fixed": "0.3.8"}]),
+            json!({"aliases": ["CVE-2022-32149", "GHSA-69ch-w2m2-3vjp"]}),
+        ),
+        record(
+            "GO-2023-1987",
+            "Go",
+            "stdlib",
+            json!([{"introduced": "0"}, {"fixed": "1.19.12"}, {"introduced": "1.20.0-0"}, {"fixed": "1.20.7"}]),
+            json!({"aliases": ["CVE-2023-29409"]}),
+        ),
+        record(
+            "MAVEN-TEST-LOG4J-CORE",
+            "Maven",
+            "org.apache.logging.log4j:log4j-core",
+            json!([{"introduced": "2.0"}, {"fixed": "2.25.3"}]),
+            json!({}),
+        ),
+        record(
+            "MAVEN-TEST-LOG4J-FIXED-BELOW",
+            "Maven",
+            "org.apache.logging.log4j:log4j-core",
+            json!([{"introduced": "2.0"}, {"fixed": "2.17.1"}]),
+            json!({}),
+        ),
+    ];
+    for r in all {
+        let id = r["id"].as_str().unwrap().to_owned();
+        std::fs::write(d.join(format!("{id}.json")), serde_json::to_vec(&r).unwrap()).unwrap();
+    }
+    d
 }
