@@ -60,6 +60,9 @@ pub struct ScanRequest {
     /// The base image (any source), whose layers the image's first layers are; default: the
     /// image's `org.opencontainers.image.base.name` annotation, when it has one.
     pub base: Option<String>,
+    /// Where to report each layer read (a layer found in the inventory cache is reported as
+    /// skipped).
+    pub progress: Option<std::sync::Arc<dyn berth_client::Progress>>,
 }
 
 impl ScanRequest {
@@ -206,8 +209,26 @@ async fn base_layer_digests(
 
 /// Reads one layer into its inventory: the blob's verified stream bridged into the scanner's
 /// blocking reader on a blocking thread.
-async fn read_layer(src: &dyn ImageSource, digest: &Digest, size: u64) -> Result<LayerInventory> {
-    let stream = src.blob(digest, size).await?.map_err(std::io::Error::other);
+async fn read_layer(
+    src: &dyn ImageSource,
+    digest: &Digest,
+    size: u64,
+    progress: Option<&std::sync::Arc<dyn berth_client::Progress>>,
+) -> Result<LayerInventory> {
+    if let Some(p) = progress {
+        p.blob_started(digest, size, false);
+    }
+    let seen = progress.cloned();
+    let d = digest.clone();
+    let stream = src
+        .blob(digest, size)
+        .await?
+        .inspect_ok(move |chunk| {
+            if let Some(p) = &seen {
+                p.blob_advanced(&d, chunk.len() as u64);
+            }
+        })
+        .map_err(std::io::Error::other);
     let reader = tokio_util::io::StreamReader::new(stream);
     let bridge = tokio_util::io::SyncIoBridge::new(reader);
     let what = digest.to_string();
@@ -289,9 +310,17 @@ pub async fn scan_image(req: &ScanRequest) -> Result<Vec<ScanReport>> {
         for (index, l) in image_layers.iter().enumerate() {
             let key = l.digest.to_string();
             let (inv, cached) = match cache.get(&key) {
-                Some(inv) => (inv, true),
+                Some(inv) => {
+                    if let Some(p) = &req.progress {
+                        p.blob_started(&l.digest, l.size, true);
+                    }
+                    (inv, true)
+                }
                 None => {
-                    let inv = read_layer(src, &l.digest, l.size).await?;
+                    let inv = read_layer(src, &l.digest, l.size, req.progress.as_ref()).await?;
+                    if let Some(p) = &req.progress {
+                        p.blob_done(&l.digest);
+                    }
                     if let Err(e) = cache.put(&key, &inv) {
                         tracing::warn!(layer = %key, error = %e, "caching a layer inventory failed");
                     }

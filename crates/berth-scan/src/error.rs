@@ -14,6 +14,16 @@ pub enum ScanError {
     /// A layer decompresses to more than the limit (a decompression bomb, or a limit to raise).
     #[error("the layer decompresses to more than {limit} bytes; not scanned")]
     LayerTooLarge { limit: u64 },
+    /// A layer expands far beyond what real layers do: a decompression bomb.
+    #[error(
+        "the layer expands {ratio}:1 ({read} bytes from {compressed} compressed), more than the {max}:1 a layer may; refused as a decompression bomb"
+    )]
+    DecompressionBomb {
+        read: u64,
+        compressed: u64,
+        ratio: u64,
+        max: u64,
+    },
     /// The vulnerability database failed.
     #[error("vulnerability database {path}: {message}")]
     Database { path: String, message: String },

@@ -14,44 +14,80 @@ use crate::inventory::{Evidence, LayerInventory};
 pub struct Limits {
     /// Uncompressed tar bytes read before the layer is refused (a decompression bomb).
     pub max_layer_bytes: u64,
+    /// Past [`Limits::ratio_floor`] uncompressed bytes, the most a layer may expand per
+    /// compressed byte. Real layers expand 2–10:1, a file of zeros ~1000:1 under gzip and far
+    /// more under zstd: a decompression bomb is refused after about a gigabyte, not at
+    /// `max_layer_bytes`.
+    pub max_ratio: u64,
+    /// Uncompressed bytes read before the ratio is checked.
+    pub ratio_floor: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_layer_bytes: 64 << 30,
+            max_ratio: 200,
+            ratio_floor: 1 << 30,
         }
     }
 }
 
-/// Counts the bytes read through it and fails past a limit.
+/// Counts the compressed bytes read through it.
+struct Counted<R> {
+    inner: R,
+    count: std::rc::Rc<std::cell::Cell<u64>>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.set(self.count.get() + n as u64);
+        Ok(n)
+    }
+}
+
+/// Counts the uncompressed bytes read through it and fails past the limits.
 struct Capped<R> {
     inner: R,
     read: u64,
-    limit: u64,
+    compressed: std::rc::Rc<std::cell::Cell<u64>>,
+    limits: Limits,
 }
 
 impl<R: Read> Read for Capped<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.read += n as u64;
-        if self.read > self.limit {
-            return Err(std::io::Error::other(TooLarge));
+        if self.read > self.limits.max_layer_bytes {
+            return Err(std::io::Error::other(Refused::TooLarge));
+        }
+        let compressed = self.compressed.get().max(1);
+        if self.read > self.limits.ratio_floor
+            && self.read / compressed > self.limits.max_ratio
+        {
+            return Err(std::io::Error::other(Refused::Bomb {
+                read: self.read,
+                compressed,
+            }));
         }
         Ok(n)
     }
 }
 
-#[derive(Debug)]
-struct TooLarge;
+#[derive(Debug, Clone, Copy)]
+enum Refused {
+    TooLarge,
+    Bomb { read: u64, compressed: u64 },
+}
 
-impl std::fmt::Display for TooLarge {
+impl std::fmt::Display for Refused {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("layer size limit")
     }
 }
 
-impl std::error::Error for TooLarge {}
+impl std::error::Error for Refused {}
 
 /// A tar path made relative and checked: `None` for one that climbs out (`..`) or is empty.
 fn normalize(raw: &[u8]) -> Option<String> {
@@ -69,6 +105,11 @@ fn normalize(raw: &[u8]) -> Option<String> {
 
 /// Reads a layer (gzip, zstd or plain tar) into its inventory.
 pub fn read_layer<R: Read>(reader: R, limits: &Limits) -> Result<LayerInventory, ScanError> {
+    let compressed = std::rc::Rc::new(std::cell::Cell::new(0));
+    let reader = Counted {
+        inner: reader,
+        count: compressed.clone(),
+    };
     let mut buffered = BufReader::with_capacity(256 << 10, reader);
     let head = buffered
         .fill_buf()
@@ -86,18 +127,22 @@ pub fn read_layer<R: Read>(reader: R, limits: &Limits) -> Result<LayerInventory,
     let capped = Capped {
         inner: decoded,
         read: 0,
-        limit: limits.max_layer_bytes,
+        compressed,
+        limits: *limits,
     };
     let mut archive = tar::Archive::new(capped);
     let mut inv = LayerInventory::default();
-    let fail = |e: std::io::Error| {
-        if e.get_ref().is_some_and(|i| i.is::<TooLarge>()) {
-            ScanError::LayerTooLarge {
-                limit: limits.max_layer_bytes,
-            }
-        } else {
-            ScanError::io("reading the layer's tar stream", e)
-        }
+    let fail = |e: std::io::Error| match e.get_ref().and_then(|i| i.downcast_ref::<Refused>()) {
+        Some(Refused::TooLarge) => ScanError::LayerTooLarge {
+            limit: limits.max_layer_bytes,
+        },
+        Some(Refused::Bomb { read, compressed }) => ScanError::DecompressionBomb {
+            read: *read,
+            compressed: *compressed,
+            ratio: read / compressed,
+            max: limits.max_ratio,
+        },
+        None => ScanError::io("reading the layer's tar stream", e),
     };
     for entry in archive.entries().map_err(fail)? {
         let mut entry = entry.map_err(fail)?;
@@ -128,7 +173,8 @@ pub fn read_layer<R: Read>(reader: R, limits: &Limits) -> Result<LayerInventory,
             continue;
         }
         let kind = entry.header().entry_type();
-        if !kind.is_file() {
+        // GNU sparse files are regular files too: their claimed size is checked like any.
+        if !kind.is_file() && !kind.is_gnu_sparse() {
             continue;
         }
         let size = entry.size();
@@ -250,10 +296,32 @@ mod tests {
         ));
         let small = Limits {
             max_layer_bytes: 4096,
+            ..Limits::default()
         };
         assert!(matches!(
             read_layer(&gz[..], &small),
             Err(ScanError::LayerTooLarge { limit: 4096 })
         ));
+    }
+
+    #[test]
+    fn layers_that_expand_like_bombs_are_refused_past_the_floor() {
+        let zeros = vec![0u8; 8 << 20];
+        let tar = tar_of(&[("zeros", &zeros)]);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        std::io::Write::write_all(&mut gz, &tar).unwrap_or_else(|e| panic!("{e}"));
+        let gz = gz.finish().unwrap_or_else(|e| panic!("{e}"));
+        let tight = Limits {
+            ratio_floor: 1 << 20,
+            ..Limits::default()
+        };
+        match read_layer(&gz[..], &tight) {
+            Err(ScanError::DecompressionBomb { ratio, max: 200, .. }) => assert!(ratio > 200),
+            other => panic!("{other:?}"),
+        }
+        // Under the floor the same layer is read: small files of zeros are not bombs.
+        assert!(read_layer(&gz[..], &Limits::default()).is_ok());
+        // A plain tar never expands.
+        assert!(read_layer(&tar[..], &tight).is_ok());
     }
 }

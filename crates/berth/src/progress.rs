@@ -26,6 +26,8 @@ pub enum Mode {
 pub struct Reporter {
     bars: Option<MultiProgress>,
     live: Mutex<HashMap<Digest, ProgressBar>>,
+    /// What a finished blob and a skipped one are called (`copied`, `already there`).
+    words: (&'static str, &'static str),
 }
 
 fn short(d: &Digest) -> String {
@@ -43,6 +45,11 @@ fn mb(n: u64) -> String {
 impl Reporter {
     /// A reporter for `mode`, or `None` for quiet.
     pub fn new(mode: Mode) -> Option<Self> {
+        Self::with_words(mode, "copied", "already there")
+    }
+
+    /// A reporter that calls a finished blob `done` and a skipped one `skipped`.
+    pub fn with_words(mode: Mode, done: &'static str, skipped: &'static str) -> Option<Self> {
         let bars = match mode {
             Mode::Quiet => return None,
             Mode::Tty => true,
@@ -52,6 +59,7 @@ impl Reporter {
         Some(Reporter {
             bars: bars.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
             live: Mutex::new(HashMap::new()),
+            words: (done, skipped),
         })
     }
 }
@@ -59,7 +67,7 @@ impl Reporter {
 impl Progress for Reporter {
     fn blob_started(&self, digest: &Digest, size: u64, skipped: bool) {
         if skipped {
-            let line = format!("{}: already there ({})", short(digest), mb(size));
+            let line = format!("{}: {} ({})", short(digest), self.words.1, mb(size));
             match &self.bars {
                 Some(mp) => drop(mp.println(line)),
                 None => eprintln!("{line}"),
@@ -114,7 +122,7 @@ impl Progress for Reporter {
         if let Some(bar) = bar {
             bar.finish_and_clear();
         }
-        let line = format!("{}: copied {}", short(digest), mb(total));
+        let line = format!("{}: {} {}", short(digest), self.words.0, mb(total));
         match &self.bars {
             Some(mp) => drop(mp.println(line)),
             None => eprintln!("{line}"),

@@ -1,12 +1,15 @@
 //! `berth scan`: an image's packages and vulnerabilities (offline OSV database), and
 //! `berth scan db` to fill and inspect that database.
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use berth_oci::Platform;
 use berth_ops::scan::{self as ops_scan, ScanReport, ScanRequest, Severity};
 use clap::{Args, Subcommand};
 
+use crate::progress::{Mode, Reporter};
 use crate::{ExitWith, UsageError};
 
 #[derive(Debug, Args)]
@@ -24,6 +27,9 @@ pub struct ScanArgs {
     /// Only these platforms of an index (default: every one)
     #[arg(long, value_delimiter = ',')]
     platform: Vec<String>,
+    /// Progress display on standard error: a bar per layer read (auto: on a terminal only)
+    #[arg(long, value_enum, default_value_t = Mode::Auto)]
+    progress: Mode,
     /// Output: table (default), json, sarif (2.1.0), cyclonedx (1.6 JSON SBOM with the
     /// findings) or spdx (2.3 JSON SBOM)
     #[arg(short = 'f', long)]
@@ -194,8 +200,15 @@ fn scan(args: ScanArgs, db: PathBuf) -> anyhow::Result<()> {
         req.platforms
             .push(Platform::parse(p).map_err(|e| UsageError(format!("--platform {p}: {e}")))?);
     }
+    // A bar per layer read on a terminal; nothing in logs unless asked (`--progress plain`).
+    let mode = match args.progress {
+        Mode::Auto if !std::io::stderr().is_terminal() => Mode::Quiet,
+        m => m,
+    };
+    req.progress = Reporter::with_words(mode, "read", "inventory cached").map(|r| Arc::new(r) as Arc<dyn berth_client::Progress>);
     let rt = crate::transfer::runtime()?;
     let mut reports = rt.block_on(ops_scan::scan_image(&req))?;
+    drop(req.progress.take());
     if args.attach {
         for d in rt.block_on(ops_scan::attach(&req, &reports))? {
             eprintln!("attached {d} ({})", ops_scan::SBOM_ARTIFACT_TYPE);

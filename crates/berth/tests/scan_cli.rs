@@ -307,7 +307,67 @@ fn hostile_layers_are_refused_or_skipped_and_nothing_is_written_outside() {
     let cut = truncated.bytes.len() / 2;
     truncated.bytes.truncate(cut);
     let bad = layout.image(&[&truncated], "amd64");
-    layout.refs(&[(&img, "climbing"), (&bad, "truncated")]);
+    // Symlink loops and a symlink out of the root (never followed: nothing is extracted), and
+    // dpkg's database as a GNU sparse file claiming 10 GiB (skipped by its size, unread).
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, target) in [
+        ("loop/a", "b"),
+        ("loop/b", "a"),
+        ("etc/os-release", "../../../../etc/os-release"),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        h.set_mode(0o777);
+        b.append_link(&mut h, path, target).unwrap();
+    }
+    let claimed: u64 = 10 << 30;
+    let mut h = tar::Header::new_gnu();
+    h.set_path("var/lib/dpkg/status").unwrap();
+    h.set_entry_type(tar::EntryType::GNUSparse);
+    h.set_size(512);
+    h.set_mode(0o644);
+    let gnu = h.as_gnu_mut().unwrap();
+    gnu.sparse[0]
+        .offset
+        .copy_from_slice(format!("{:012o}", claimed - 512).as_bytes());
+    gnu.sparse[0]
+        .numbytes
+        .copy_from_slice(format!("{:011o}\0", 512).as_bytes());
+    gnu.realsize
+        .copy_from_slice(format!("{claimed:012o}").as_bytes());
+    h.set_cksum();
+    b.append(&h, &[b'x'; 512][..]).unwrap();
+    let tricks = layout.image(&[&Layer::plain(b.into_inner().unwrap())], "amd64");
+    // A decompression bomb: 1.5 GiB of zeros in 1.5 MB of gzip members (a file's header, the
+    // same 64 MiB of zeros 24 times, the archive's end), refused at the default limits.
+    let gz = |data: &[u8]| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        std::io::Write::write_all(&mut e, data).unwrap();
+        e.finish().unwrap()
+    };
+    let chunk = 64usize << 20;
+    let mut h = tar::Header::new_gnu();
+    h.set_path("zeros").unwrap();
+    h.set_size(24 * chunk as u64);
+    h.set_mode(0o644);
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_cksum();
+    let zeros = gz(&vec![0u8; chunk]);
+    let mut bomb_bytes = gz(h.as_bytes());
+    for _ in 0..24 {
+        bomb_bytes.extend_from_slice(&zeros);
+    }
+    bomb_bytes.extend_from_slice(&gz(&[0u8; 1024]));
+    let mut bomb = Layer::gzipped(b"");
+    bomb.bytes = bomb_bytes;
+    let bomb = layout.image(&[&bomb], "amd64");
+    layout.refs(&[
+        (&img, "climbing"),
+        (&bad, "truncated"),
+        (&tricks, "tricks"),
+        (&bomb, "bomb"),
+    ]);
 
     let r = scan_json(dir.path(), &layout.source("climbing"), &[]);
     assert_eq!(r["os"]["id"], "debian");
@@ -320,7 +380,23 @@ fn hostile_layers_are_refused_or_skipped_and_nothing_is_written_outside() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("layer sha256:"), "{err}");
+
+    let t = scan_json(dir.path(), &layout.source("tricks"), &[]);
+    assert!(t["packages"].as_array().unwrap().is_empty());
+    assert!(
+        t["notes"].to_string().contains(&format!("{claimed} bytes")),
+        "{}",
+        t["notes"]
+    );
+
+    let started = std::time::Instant::now();
+    let out = berth(dir.path(), &["scan", &layout.source("bomb")]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("decompression bomb"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
     assert!(!dir.path().join("etc").exists());
+    assert!(!dir.path().join("loop").exists());
 }
 
 /// `berth scan db update` against a loopback mirror of osv.dev's bucket (`ECOSYSTEM/all.zip`,
@@ -599,6 +675,18 @@ fn go_binaries_and_java_archives_are_inventoried_and_matched() {
         dir.path(),
         &["scan", "db", "import", recs.to_str().unwrap()],
     ));
+    // Progress, asked for in a log: the layer read, then found in the inventory cache.
+    let progress = |want: &str| {
+        let out = berth(
+            dir.path(),
+            &["scan", &image, "--format", "json", "--progress", "plain"],
+        );
+        assert!(out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{err}");
+    };
+    progress(": read ");
+    progress(": inventory cached (");
     let r = scan_json(dir.path(), &image, &[]);
     let want: Vec<(String, String, u64)> = [
         ("golang.org/x/text", "v0.3.7", 0),
