@@ -4,6 +4,12 @@
 #                          requires golang.org/x/text v0.3.7, vendored so nothing is downloaded:
 #                          the build info the linker embeds is real, whatever the vendored code is
 #   OUTDIR/log4j-core.jar  Debian's log4j-core jar (liblog4j2-java 2.19.0): real Maven metadata
+#   OUTDIR/bookworm/       a Debian 12 root filesystem by `debootstrap --variant=minbase` from
+#                          Debian's mirror (base.tar.gz), then e2fsprogs purged by the real dpkg
+#                          in it: the status it leaves (status-after-purge) and the package's
+#                          file list before (purged.list)
+#   OUTDIR/python/         requests 2.19.0 and urllib3 1.23 from PyPI, as `pip --target` lays
+#                          them out
 # Usage: scripts/make-scan-fixtures.sh OUTDIR
 set -euo pipefail
 out=${1:?usage: make-scan-fixtures.sh OUTDIR}
@@ -59,4 +65,29 @@ if [ ! -s "$out/log4j-core.jar" ]; then
   (cd "$work" && apt-get download -q liblog4j2-java) >&2
   dpkg-deb --fsys-tarfile "$work"/liblog4j2-java_*.deb | tar -x -C "$work" ./usr/share/java/log4j-core.jar
   mv "$work/usr/share/java/log4j-core.jar" "$out/log4j-core.jar"
+fi
+
+if [ ! -s "$out/bookworm/status-after-purge" ]; then
+  mirror=${BERTH_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+  log "debootstrap --variant=minbase bookworm from $mirror"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  root="$work/root"
+  $SUDO debootstrap --variant=minbase bookworm "$root" "$mirror" >"$work/debootstrap.log" 2>&1 \
+    || { tail -20 "$work/debootstrap.log" >&2; exit 1; }
+  $SUDO rm -f "$root"/var/cache/apt/archives/*.deb
+  mkdir -p "$out/bookworm"
+  $SUDO tar -C "$root" --numeric-owner --sort=name --mtime=@1700000000 -czf "$out/bookworm/base.tar.gz" .
+  cp "$root/var/lib/dpkg/info/e2fsprogs.list" "$out/bookworm/purged.list"
+  $SUDO chroot "$root" dpkg --purge e2fsprogs >&2
+  cp "$root/var/lib/dpkg/status" "$out/bookworm/status-after-purge.tmp"
+  mv "$out/bookworm/status-after-purge.tmp" "$out/bookworm/status-after-purge"
+  $SUDO rm -rf "$root"
+fi
+
+if [ ! -d "$out/python/requests-2.19.0.dist-info" ]; then
+  log "pip install --target: requests 2.19.0, urllib3 1.23 (PyPI)"
+  python3 -m venv "$work/venv"
+  "$work/venv/bin/pip" install -q --no-deps --no-compile --target "$work/python" "requests==2.19.0" "urllib3==1.23"
+  rm -rf "$out/python"
+  mv "$work/python" "$out/python"
 fi

@@ -17,8 +17,8 @@ log() { printf '\n==> %s\n' "$*"; }
 # PyPI), the Python ECR client of the lifecycle tests; bsdutils has `script`, the pseudo-terminal
 # the build display test runs under; strace shows the durability test which renames are followed
 # by a directory sync; rpm (rpmbuild, rpm --justdb) makes the scanner's rpm database fixture; golang-go builds its Go
-# binary fixture (scripts/make-scan-fixtures.sh).
-packages=(skopeo podman buildah runc crun uidmap qemu-user-static binfmt-support busybox-static docker-registry git curl ca-certificates awscli python3 python3-venv bsdutils strace rpm golang-go)
+# binary fixture and debootstrap its Debian 12 root filesystem (scripts/make-scan-fixtures.sh).
+packages=(skopeo podman buildah runc crun uidmap qemu-user-static binfmt-support busybox-static docker-registry git curl ca-certificates awscli python3 python3-venv bsdutils strace rpm golang-go debootstrap)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

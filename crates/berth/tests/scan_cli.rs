@@ -663,6 +663,61 @@ fn the_inventory_agrees_with_syft() {
     );
 }
 
+/// A real Debian 12 root filesystem (debootstrap) with real Python packages (pip) and a real Go
+/// binary on top, a package purged by the real dpkg and a Python distribution deleted: the
+/// inventory agrees with syft's, nothing removed is reported, and findings are attributed to
+/// the layer that brought the package.
+#[test]
+fn a_debootstrapped_debian_image_agrees_with_syft() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = common::scan_fixture::debian_image(dir.path());
+    for recs in [records(dir.path()), common::scan_fixture::binary_records(dir.path())] {
+        ok(&berth(
+            dir.path(),
+            &["scan", "db", "import", recs.to_str().unwrap()],
+        ));
+    }
+    let r = scan_json(dir.path(), &image, &[]);
+    assert_eq!(r["os"]["id"], "debian");
+    let packages = packages_of(&r);
+    let has = |name: &str| packages.iter().find(|(n, _, _)| n == name).map(|p| p.2);
+    assert_eq!(has("libc6"), Some(0));
+    assert_eq!(has("libext2fs2"), Some(0));
+    assert_eq!(has("requests"), Some(1));
+    assert_eq!(has("golang.org/x/text"), Some(1));
+    assert_eq!(has("e2fsprogs"), None, "purged");
+    assert_eq!(has("urllib3"), None, "deleted");
+    let debs = r["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["kind"] == "deb")
+        .count();
+    assert!(debs > 80, "{debs} dpkg packages");
+    let findings: BTreeMap<String, Value> = r["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["id"].as_str().unwrap().to_owned(), f.clone()))
+        .collect();
+    for id in ["DEBIAN-TEST-GLIBC-UNFIXED", "GHSA-x84v-xcm2-53pg", "GO-2022-1059"] {
+        assert!(findings.contains_key(id), "{id}: {:?}", findings.keys());
+    }
+    assert_eq!(findings["GHSA-x84v-xcm2-53pg"]["layer"], 1);
+    assert_eq!(findings["DEBIAN-TEST-GLIBC-UNFIXED"]["layer"], 0);
+    assert_eq!(findings["DEBIAN-TEST-GLIBC-UNFIXED"]["sourceName"], "glibc");
+    compare_with_syft(dir.path(), &image, "bookworm", ONLY_SYFT_DEBIAN, &[]);
+}
+
+/// What syft reports on the Debian image and berth does not, with why.
+const ONLY_SYFT_DEBIAN: &[(&str, &str, &str, &str)] = &[(
+    "go-module",
+    "example.com/berth-scan-fixture",
+    "(devel)",
+    "the binary's own main module, built from a work tree: it has no version, so no advisory \
+     can name it",
+)];
+
 /// Packages compiled in: a Go binary's modules and toolchain (build info written by the real Go
 /// linker) and a jar's Maven coordinates, matched in semver and Maven order; the same bytes in
 /// a file that is not executable are not read.

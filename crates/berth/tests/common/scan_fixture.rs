@@ -339,3 +339,70 @@ pub fn binary_records(dir: &Path) -> std::path::PathBuf {
     }
     d
 }
+
+/// Every regular file under `dir`, as (path under `prefix`, contents), sorted.
+fn files_under(dir: &Path, prefix: &str) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.is_file() {
+                let rel = p.strip_prefix(dir).unwrap().display().to_string();
+                out.push((format!("{prefix}/{rel}"), std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A Debian 12 image made by real tools: the `debootstrap --variant=minbase` root filesystem
+/// (layer 0), requests 2.19.0 and urllib3 1.23 as pip installed them plus the Go binary
+/// (layer 1), then e2fsprogs purged — the status dpkg left, its file list whited out — and
+/// urllib3's distribution deleted (layer 2).
+pub fn debian_image(dir: &Path) -> String {
+    let fx = binaries();
+    let gz = std::fs::read(fx.join("bookworm/base.tar.gz")).unwrap();
+    let mut tar = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut tar).unwrap();
+    let base = Layer {
+        diff_id: format!("sha256:{}", super::sha256_hex(&tar)),
+        bytes: gz,
+        gzipped: true,
+    };
+    drop(tar);
+    let site = "usr/local/lib/python3.11/dist-packages";
+    let mut app_files = files_under(&fx.join("python"), site);
+    app_files.push((
+        "usr/local/bin/go-app".into(),
+        std::fs::read(fx.join("go-app")).unwrap(),
+    ));
+    let refs: Vec<(&str, &[u8])> = app_files
+        .iter()
+        .map(|(p, d)| (p.as_str(), d.as_slice()))
+        .collect();
+    let app = Layer::gzipped(&tar_with_executables(&refs, &["usr/local/bin/go-app"]));
+    let status = std::fs::read(fx.join("bookworm/status-after-purge")).unwrap();
+    let mut cleanup: Vec<(String, Vec<u8>)> = vec![("var/lib/dpkg/status".into(), status)];
+    for wh in [
+        "var/lib/dpkg/info/.wh.e2fsprogs.list".to_owned(),
+        "var/lib/dpkg/info/.wh.e2fsprogs.md5sums".to_owned(),
+        "usr/share/doc/.wh.e2fsprogs".to_owned(),
+        format!("{site}/.wh.urllib3-1.23.dist-info"),
+        format!("{site}/.wh.urllib3"),
+    ] {
+        cleanup.push((wh, Vec::new()));
+    }
+    let refs: Vec<(&str, &[u8])> = cleanup
+        .iter()
+        .map(|(p, d)| (p.as_str(), d.as_slice()))
+        .collect();
+    let cleanup = Layer::gzipped(&tar_of(&refs));
+    let layout = Layout::new(&dir.join("deb-layout"));
+    let img = layout.image(&[&base, &app, &cleanup], "amd64");
+    layout.refs(&[(&img, "bookworm")]);
+    layout.source("bookworm")
+}
