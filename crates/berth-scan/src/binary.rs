@@ -93,16 +93,21 @@ fn go_buildinfo(data: &[u8], path: &str, notes: &mut Vec<String>) -> Vec<Package
         // `go1.21.5 X:boringcrypto` → `go1.21.5`.
         let v = v.split_whitespace().next().unwrap_or_default();
         if !v.is_empty() {
-            out.push(Package::new(PackageKind::Go, "stdlib", &format!("go{v}"), path));
+            out.push(Package::new(
+                PackageKind::Go,
+                "stdlib",
+                &format!("go{v}"),
+                path,
+            ));
         }
     }
     for line in String::from_utf8_lossy(modinfo).lines() {
         let fields: Vec<&str> = line.split('\t').collect();
         match fields.as_slice() {
-            ["mod" | "dep", module, version, ..] if !version.is_empty() => {
-                if *version != "(devel)" {
-                    out.push(Package::new(PackageKind::Go, module, version, path));
-                }
+            ["mod" | "dep", module, version, ..]
+                if !version.is_empty() && *version != "(devel)" =>
+            {
+                out.push(Package::new(PackageKind::Go, module, version, path));
             }
             ["=>", module, version, ..] => {
                 // A replacement by another module at a version: that is what is compiled in.
@@ -151,9 +156,10 @@ fn cargo_auditable(data: &[u8], path: &str, notes: &mut Vec<String>) -> Vec<Pack
         #[serde(default)]
         kind: String,
     }
-    let deps: Deps = match read.map_err(|e| e.to_string()).and_then(|_| {
-        serde_json::from_slice(&json).map_err(|e| e.to_string())
-    }) {
+    let deps: Deps = match read
+        .map_err(|e| e.to_string())
+        .and_then(|_| serde_json::from_slice(&json).map_err(|e| e.to_string()))
+    {
         Ok(d) => d,
         Err(e) => {
             notes.push(format!("{path}: unreadable cargo-auditable data: {e}"));

@@ -138,19 +138,13 @@ impl Package {
                 format!("{}/{}", enc(scope), enc(n))
             }
             // A Go module path's segments are the namespace: `golang.org/x/text`.
-            (PackageKind::Go, Some(_)) => self
-                .name
-                .split('/')
-                .map(enc)
-                .collect::<Vec<_>>()
-                .join("/"),
+            (PackageKind::Go, Some(_)) => {
+                self.name.split('/').map(enc).collect::<Vec<_>>().join("/")
+            }
             // `GROUP:ARTIFACT` → `GROUP/ARTIFACT`.
-            (PackageKind::Maven, _) if self.name.contains(':') => self
-                .name
-                .split(':')
-                .map(enc)
-                .collect::<Vec<_>>()
-                .join("/"),
+            (PackageKind::Maven, _) if self.name.contains(':') => {
+                self.name.split(':').map(enc).collect::<Vec<_>>().join("/")
+            }
             _ => enc(&self.name),
         };
         let mut purl = match namespace.filter(|n| !n.is_empty()) {

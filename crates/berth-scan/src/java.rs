@@ -185,7 +185,10 @@ mod tests {
             b"Manifest-Version: 1.0\nBundle-SymbolicName: com.example.bun\n dle;singleton:=true\nBundle-Version: 3.1.0\n",
         )]);
         let app = zip_of(&[
-            ("META-INF/MANIFEST.MF", b"Implementation-Title: app\nImplementation-Version: 1\n"),
+            (
+                "META-INF/MANIFEST.MF",
+                b"Implementation-Title: app\nImplementation-Version: 1\n",
+            ),
             ("BOOT-INF/lib/log4j-core-2.14.1.jar", &lib),
             ("BOOT-INF/lib/b.jar", &bundle),
             ("BOOT-INF/lib/broken.jar", b"not a zip"),
@@ -205,7 +208,11 @@ mod tests {
                     "2.14.1",
                     "app/app.jar!/BOOT-INF/lib/log4j-core-2.14.1.jar"
                 ),
-                ("com.example.bundle", "3.1.0", "app/app.jar!/BOOT-INF/lib/b.jar"),
+                (
+                    "com.example.bundle",
+                    "3.1.0",
+                    "app/app.jar!/BOOT-INF/lib/b.jar"
+                ),
             ]
         );
         assert_eq!(p[1].source, None);

@@ -63,9 +63,7 @@ impl<R: Read> Read for Capped<R> {
             return Err(std::io::Error::other(Refused::TooLarge));
         }
         let compressed = self.compressed.get().max(1);
-        if self.read > self.limits.ratio_floor
-            && self.read / compressed > self.limits.max_ratio
-        {
+        if self.read > self.limits.ratio_floor && self.read / compressed > self.limits.max_ratio {
             return Err(std::io::Error::other(Refused::Bomb {
                 read: self.read,
                 compressed,
@@ -183,7 +181,7 @@ pub fn read_layer<R: Read>(reader: R, limits: &Limits) -> Result<LayerInventory,
             // An executable may be a Go or cargo-auditable binary: its first bytes tell.
             None if size >= 64 && entry.header().mode().is_ok_and(|m| m & 0o111 != 0) => {
                 let mut magic = [0u8; 4];
-                (&mut entry).read_exact(&mut magic).map_err(fail)?;
+                entry.read_exact(&mut magic).map_err(fail)?;
                 if &magic != b"\x7fELF" {
                     continue;
                 }
@@ -316,7 +314,9 @@ mod tests {
             ..Limits::default()
         };
         match read_layer(&gz[..], &tight) {
-            Err(ScanError::DecompressionBomb { ratio, max: 200, .. }) => assert!(ratio > 200),
+            Err(ScanError::DecompressionBomb {
+                ratio, max: 200, ..
+            }) => assert!(ratio > 200),
             other => panic!("{other:?}"),
         }
         // Under the floor the same layer is read: small files of zeros are not bombs.

@@ -205,7 +205,8 @@ fn scan(args: ScanArgs, db: PathBuf) -> anyhow::Result<()> {
         Mode::Auto if !std::io::stderr().is_terminal() => Mode::Quiet,
         m => m,
     };
-    req.progress = Reporter::with_words(mode, "read", "inventory cached").map(|r| Arc::new(r) as Arc<dyn berth_client::Progress>);
+    req.progress = Reporter::with_words(mode, "read", "inventory cached")
+        .map(|r| Arc::new(r) as Arc<dyn berth_client::Progress>);
     let rt = crate::transfer::runtime()?;
     let mut reports = rt.block_on(ops_scan::scan_image(&req))?;
     drop(req.progress.take());

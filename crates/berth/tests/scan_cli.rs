@@ -613,7 +613,11 @@ fn compare_with_syft(
                 ),
                 k => (k, name),
             };
-            (kind.to_owned(), name, p["version"].as_str().unwrap().to_owned())
+            (
+                kind.to_owned(),
+                name,
+                p["version"].as_str().unwrap().to_owned(),
+            )
         })
         .collect();
     let listed = |l: &[(&str, &str, &str, &str)]| -> BTreeSet<Triple> {
@@ -671,7 +675,10 @@ fn the_inventory_agrees_with_syft() {
 fn a_debootstrapped_debian_image_agrees_with_syft() {
     let dir = tempfile::tempdir().unwrap();
     let image = common::scan_fixture::debian_image(dir.path());
-    for recs in [records(dir.path()), common::scan_fixture::binary_records(dir.path())] {
+    for recs in [
+        records(dir.path()),
+        common::scan_fixture::binary_records(dir.path()),
+    ] {
         ok(&berth(
             dir.path(),
             &["scan", "db", "import", recs.to_str().unwrap()],
@@ -700,7 +707,11 @@ fn a_debootstrapped_debian_image_agrees_with_syft() {
         .iter()
         .map(|f| (f["id"].as_str().unwrap().to_owned(), f.clone()))
         .collect();
-    for id in ["DEBIAN-TEST-GLIBC-UNFIXED", "GHSA-x84v-xcm2-53pg", "GO-2022-1059"] {
+    for id in [
+        "DEBIAN-TEST-GLIBC-UNFIXED",
+        "GHSA-x84v-xcm2-53pg",
+        "GO-2022-1059",
+    ] {
         assert!(findings.contains_key(id), "{id}: {:?}", findings.keys());
     }
     assert_eq!(findings["GHSA-x84v-xcm2-53pg"]["layer"], 1);

@@ -335,7 +335,11 @@ pub fn binary_records(dir: &Path) -> std::path::PathBuf {
     ];
     for r in all {
         let id = r["id"].as_str().unwrap().to_owned();
-        std::fs::write(d.join(format!("{id}.json")), serde_json::to_vec(&r).unwrap()).unwrap();
+        std::fs::write(
+            d.join(format!("{id}.json")),
+            serde_json::to_vec(&r).unwrap(),
+        )
+        .unwrap();
     }
     d
 }
