@@ -10,6 +10,8 @@
 #                          file list before (purged.list)
 #   OUTDIR/python/         requests 2.19.0 and urllib3 1.23 from PyPI, as `pip --target` lays
 #                          them out
+#   OUTDIR/node_modules/   lodash 4.17.15 and ms 2.0.0: the packages as the npm registry serves
+#                          them (their tarballs, unpacked where npm installs them)
 # Usage: scripts/make-scan-fixtures.sh OUTDIR
 set -euo pipefail
 out=${1:?usage: make-scan-fixtures.sh OUTDIR}
@@ -90,4 +92,17 @@ if [ ! -d "$out/python/requests-2.19.0.dist-info" ]; then
   "$work/venv/bin/pip" install -q --no-deps --no-compile --target "$work/python" "requests==2.19.0" "urllib3==1.23"
   rm -rf "$out/python"
   mv "$work/python" "$out/python"
+fi
+
+if [ ! -s "$out/node_modules/ms/package.json" ]; then
+  log "npm packages: lodash 4.17.15, ms 2.0.0 (registry.npmjs.org tarballs)"
+  mkdir -p "$work/node_modules"
+  for p in lodash/-/lodash-4.17.15 ms/-/ms-2.0.0; do
+    name=${p%%/*}
+    curl -fsSL "https://registry.npmjs.org/$p.tgz" -o "$work/$name.tgz"
+    mkdir -p "$work/node_modules/$name"
+    tar -xzf "$work/$name.tgz" -C "$work/node_modules/$name" --strip-components=1
+  done
+  rm -rf "$out/node_modules"
+  mv "$work/node_modules" "$out/node_modules"
 fi

@@ -337,6 +337,8 @@ pub(crate) enum Evidence {
     Binary,
     /// A Java archive.
     JavaArchive,
+    /// An npm lockfile outside `node_modules`.
+    NpmLock,
 }
 
 impl Evidence {
@@ -363,6 +365,12 @@ impl Evidence {
         }
         if path == "etc/os-release" || path == "usr/lib/os-release" {
             return Some(Evidence::OsRelease);
+        }
+        let base = path.rsplit('/').next().unwrap_or(path);
+        if (base == "package-lock.json" || base == "npm-shrinkwrap.json")
+            && !path.contains("node_modules/")
+        {
+            return Some(Evidence::NpmLock);
         }
         if crate::java::is_archive(path) {
             return Some(Evidence::JavaArchive);
@@ -396,6 +404,7 @@ impl Evidence {
             Evidence::OsRelease => 64 << 10,
             Evidence::PythonMetadata | Evidence::NpmPackage => 4 << 20,
             Evidence::Binary | Evidence::JavaArchive => 128 << 20,
+            Evidence::NpmLock => 32 << 20,
         }
     }
 
@@ -438,6 +447,13 @@ impl Evidence {
                     into.files.insert(path.to_owned(), vec![p]);
                 }
                 Ok(None) => {}
+                Err(e) => into.notes.push(format!("{path}: {e}")),
+            },
+            Evidence::NpmLock => match parse::npm_lock(data, path) {
+                Ok(p) if !p.is_empty() => {
+                    into.files.insert(path.to_owned(), p);
+                }
+                Ok(_) => {}
                 Err(e) => into.notes.push(format!("{path}: {e}")),
             },
             Evidence::Binary => {

@@ -268,6 +268,61 @@ pub(crate) fn npm_package(data: &[u8], path: &str) -> Result<Option<Package>, St
     })
 }
 
+/// An npm lockfile (`package-lock.json`, `npm-shrinkwrap.json`): what `npm ci` installs from
+/// it. Lockfile v2/v3 `packages` (`node_modules/…/NAME` keys) or v1 `dependencies` (nested);
+/// development dependencies (`"dev": true`) and links are not installed in production images
+/// and are left out, as trivy does by default.
+pub(crate) fn npm_lock(data: &[u8], path: &str) -> Result<Vec<Package>, String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(data).map_err(|e| format!("not JSON: {e}"))?;
+    let mut out = Vec::new();
+    let skip = |e: &serde_json::Value| {
+        e["dev"].as_bool() == Some(true) || e["link"].as_bool() == Some(true)
+    };
+    if let Some(packages) = v["packages"].as_object() {
+        for (key, e) in packages {
+            let Some(i) = key.rfind("node_modules/") else {
+                continue; // "": the project itself
+            };
+            let name = e["name"]
+                .as_str()
+                .unwrap_or(&key[i + "node_modules/".len()..]);
+            if let Some(version) = e["version"].as_str()
+                && !skip(e)
+                && !name.is_empty()
+            {
+                out.push(Package::new(PackageKind::Npm, name, version, path));
+            }
+        }
+        return Ok(out);
+    }
+    fn walk(
+        deps: &serde_json::Map<String, serde_json::Value>,
+        path: &str,
+        depth: usize,
+        out: &mut Vec<Package>,
+    ) {
+        if depth > 64 {
+            return;
+        }
+        for (name, e) in deps {
+            if let Some(version) = e["version"].as_str()
+                && e["dev"].as_bool() != Some(true)
+                && !version.starts_with("file:")
+            {
+                out.push(Package::new(PackageKind::Npm, name, version, path));
+            }
+            if let Some(nested) = e["dependencies"].as_object() {
+                walk(nested, path, depth + 1, out);
+            }
+        }
+    }
+    if let Some(deps) = v["dependencies"].as_object() {
+        walk(deps, path, 0, &mut out);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -322,5 +377,41 @@ mod tests {
         );
         let alpine = os_release("ID=alpine\nVERSION_ID=3.19.1\n");
         assert_eq!(alpine.osv_ecosystem().unwrap().1, "Alpine:v3.19");
+    }
+
+    #[test]
+    fn npm_lockfiles_v1_and_v3_without_dev_dependencies() {
+        let v3 = br#"{"lockfileVersion":3,"packages":{
+            "":{"name":"app","version":"1.0.0"},
+            "node_modules/lodash":{"version":"4.17.15"},
+            "node_modules/@babel/core":{"version":"7.0.0"},
+            "node_modules/a/node_modules/ms":{"version":"2.0.0"},
+            "node_modules/jest":{"version":"29.0.0","dev":true},
+            "node_modules/local":{"resolved":"../local","link":true}}}"#;
+        let mut p: Vec<(String, String)> = npm_lock(v3, "app/package-lock.json")
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.name, p.version))
+            .collect();
+        p.sort();
+        assert_eq!(
+            p,
+            [
+                ("@babel/core".to_owned(), "7.0.0".to_owned()),
+                ("lodash".into(), "4.17.15".into()),
+                ("ms".into(), "2.0.0".into()),
+            ]
+        );
+        let v1 = br#"{"lockfileVersion":1,"dependencies":{
+            "lodash":{"version":"4.17.15"},
+            "a":{"version":"1.0.0","dependencies":{"ms":{"version":"2.0.0"}}},
+            "jest":{"version":"29.0.0","dev":true}}}"#;
+        let n: Vec<String> = npm_lock(v1, "p")
+            .unwrap()
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
+        assert_eq!(n, ["a", "ms", "lodash"]);
+        assert!(npm_lock(b"[", "p").is_err());
     }
 }

@@ -691,6 +691,8 @@ fn a_debootstrapped_debian_image_agrees_with_syft() {
     assert_eq!(has("libc6"), Some(0));
     assert_eq!(has("libext2fs2"), Some(0));
     assert_eq!(has("requests"), Some(1));
+    assert_eq!(has("lodash"), Some(1));
+    assert_eq!(has("ms"), Some(1));
     assert_eq!(has("golang.org/x/text"), Some(1));
     assert_eq!(has("e2fsprogs"), None, "purged");
     assert_eq!(has("urllib3"), None, "deleted");
@@ -709,6 +711,7 @@ fn a_debootstrapped_debian_image_agrees_with_syft() {
         .collect();
     for id in [
         "DEBIAN-TEST-GLIBC-UNFIXED",
+        "GHSA-p6mc-m468-83gw",
         "GHSA-x84v-xcm2-53pg",
         "GO-2022-1059",
     ] {

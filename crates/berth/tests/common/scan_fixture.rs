@@ -364,8 +364,8 @@ fn files_under(dir: &Path, prefix: &str) -> Vec<(String, Vec<u8>)> {
 }
 
 /// A Debian 12 image made by real tools: the `debootstrap --variant=minbase` root filesystem
-/// (layer 0), requests 2.19.0 and urllib3 1.23 as pip installed them plus the Go binary
-/// (layer 1), then e2fsprogs purged — the status dpkg left, its file list whited out — and
+/// (layer 0), requests 2.19.0 and urllib3 1.23 as pip installed them, lodash 4.17.15 and
+/// ms 2.0.0 as the npm registry serves them, and the Go binary (layer 1), then e2fsprogs purged — the status dpkg left, its file list whited out — and
 /// urllib3's distribution deleted (layer 2).
 pub fn debian_image(dir: &Path) -> String {
     let fx = binaries();
@@ -380,6 +380,10 @@ pub fn debian_image(dir: &Path) -> String {
     drop(tar);
     let site = "usr/local/lib/python3.11/dist-packages";
     let mut app_files = files_under(&fx.join("python"), site);
+    app_files.extend(files_under(
+        &fx.join("node_modules"),
+        "srv/app/node_modules",
+    ));
     app_files.push((
         "usr/local/bin/go-app".into(),
         std::fs::read(fx.join("go-app")).unwrap(),
