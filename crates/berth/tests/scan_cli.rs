@@ -54,6 +54,16 @@ fn packages_of(report: &Value) -> Vec<(String, String, u64)> {
     out
 }
 
+/// A report's findings by advisory id.
+fn findings_by_id(report: &Value) -> BTreeMap<String, Value> {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["id"].as_str().unwrap().to_owned(), f.clone()))
+        .collect()
+}
+
 fn scan_json(dir: &Path, image: &str, extra: &[&str]) -> Value {
     let mut args = vec!["scan", image, "--format", "json"];
     args.extend_from_slice(extra);
@@ -118,12 +128,7 @@ fn scan_finds_what_is_installed_and_nothing_that_was_removed() {
 
     // The findings: every expected advisory, none for removed packages, fixed versions below
     // the installed one, or another release.
-    let findings: BTreeMap<String, Value> = r["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| (f["id"].as_str().unwrap().to_owned(), f.clone()))
-        .collect();
+    let findings = findings_by_id(&r);
     let ids: Vec<&str> = findings.keys().map(String::as_str).collect();
     assert_eq!(ids, common::scan_fixture::EXPECTED);
     let ssl = &findings["DEBIAN-TEST-OPENSSL"];
@@ -703,12 +708,7 @@ fn a_debootstrapped_debian_image_agrees_with_syft() {
         .filter(|p| p["kind"] == "deb")
         .count();
     assert!(debs > 80, "{debs} dpkg packages");
-    let findings: BTreeMap<String, Value> = r["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| (f["id"].as_str().unwrap().to_owned(), f.clone()))
-        .collect();
+    let findings = findings_by_id(&r);
     for id in [
         "DEBIAN-TEST-GLIBC-UNFIXED",
         "GHSA-p6mc-m468-83gw",
@@ -766,12 +766,7 @@ fn go_binaries_and_java_archives_are_inventoried_and_matched() {
     .map(|(n, v, l)| ((*n).to_owned(), (*v).to_owned(), *l))
     .collect();
     assert_eq!(packages_of(&r), want);
-    let findings: BTreeMap<String, Value> = r["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| (f["id"].as_str().unwrap().to_owned(), f.clone()))
-        .collect();
+    let findings = findings_by_id(&r);
     let ids: Vec<&str> = findings.keys().map(String::as_str).collect();
     assert_eq!(ids, common::scan_fixture::BINARY_EXPECTED);
     let text = &findings["GO-2022-1059"];
