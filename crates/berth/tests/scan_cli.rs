@@ -558,6 +558,7 @@ type Triple = (String, String, String);
 fn compare_with_syft(
     dir: &Path,
     image: &str,
+    ours: &Value,
     reference: &str,
     only_syft: &[(&str, &str, &str, &str)],
     only_berth: &[(&str, &str, &str, &str)],
@@ -601,7 +602,6 @@ fn compare_with_syft(
             )
         })
         .collect();
-    let ours = scan_json(dir, image, &[]);
     let berth_set: BTreeSet<Triple> = ours["packages"]
         .as_array()
         .unwrap()
@@ -646,6 +646,7 @@ fn the_inventory_agrees_with_syft() {
     compare_with_syft(
         dir.path(),
         &image,
+        &scan_json(dir.path(), &image, &[]),
         "v1",
         &[(
             "npm",
@@ -660,6 +661,7 @@ fn the_inventory_agrees_with_syft() {
     compare_with_syft(
         dir.path(),
         &bin,
+        &scan_json(dir.path(), &bin, &[]),
         "bin",
         &[(
             "go-module",
@@ -680,15 +682,20 @@ fn the_inventory_agrees_with_syft() {
 fn a_debootstrapped_debian_image_agrees_with_syft() {
     let dir = tempfile::tempdir().unwrap();
     let image = common::scan_fixture::debian_image(dir.path());
-    for recs in [
+    let (recs, bin_recs) = (
         records(dir.path()),
         common::scan_fixture::binary_records(dir.path()),
-    ] {
-        ok(&berth(
-            dir.path(),
-            &["scan", "db", "import", recs.to_str().unwrap()],
-        ));
-    }
+    );
+    ok(&berth(
+        dir.path(),
+        &[
+            "scan",
+            "db",
+            "import",
+            recs.to_str().unwrap(),
+            bin_recs.to_str().unwrap(),
+        ],
+    ));
     let r = scan_json(dir.path(), &image, &[]);
     assert_eq!(r["os"]["id"], "debian");
     let packages = packages_of(&r);
@@ -720,7 +727,7 @@ fn a_debootstrapped_debian_image_agrees_with_syft() {
     assert_eq!(findings["GHSA-x84v-xcm2-53pg"]["layer"], 1);
     assert_eq!(findings["DEBIAN-TEST-GLIBC-UNFIXED"]["layer"], 0);
     assert_eq!(findings["DEBIAN-TEST-GLIBC-UNFIXED"]["sourceName"], "glibc");
-    compare_with_syft(dir.path(), &image, "bookworm", ONLY_SYFT_DEBIAN, &[]);
+    compare_with_syft(dir.path(), &image, &r, "bookworm", ONLY_SYFT_DEBIAN, &[]);
 }
 
 /// What syft reports on the Debian image and berth does not, with why.

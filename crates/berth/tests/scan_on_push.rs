@@ -64,14 +64,20 @@ fn ok(out: &Output, what: &str) -> String {
     String::from_utf8(out.stdout.clone()).unwrap()
 }
 
-fn aws(dir: &Path, server: &Server, args: &[&str]) -> Value {
+/// `aws ecr ARGS` against the server, whatever its outcome.
+fn aws_output(dir: &Path, server: &Server, args: &[&str]) -> Output {
     let mut cmd = Command::new(aws_cli());
     client(&mut cmd, dir, server);
     // Debian's AWS CLI (2.9) predates AWS_ENDPOINT_URL_ECR: the endpoint goes on the command.
     let endpoint = format!("http://{}", server.addr);
-    let out = run(cmd
+    run(cmd
         .args(["--output", "json", "--endpoint-url", &endpoint, "ecr"])
-        .args(args));
+        .args(args))
+}
+
+/// `aws ecr ARGS`, which must succeed: its JSON output.
+fn aws(dir: &Path, server: &Server, args: &[&str]) -> Value {
+    let out = aws_output(dir, server, args);
     let text = ok(&out, &format!("aws ecr {args:?}"));
     if text.trim().is_empty() {
         Value::Null
@@ -260,19 +266,17 @@ fn a_push_is_scanned_and_the_aws_cli_reads_the_findings() {
     );
     let plain = format!("{}/plain/app:v1", server.addr);
     push(dir.path(), &server, &image, &plain);
-    let mut cmd = Command::new(aws_cli());
-    client(&mut cmd, dir.path(), &server);
-    let endpoint = format!("http://{}", server.addr);
-    let out = run(cmd.args([
-        "--endpoint-url",
-        &endpoint,
-        "ecr",
-        "describe-image-scan-findings",
-        "--repository-name",
-        "plain/app",
-        "--image-id",
-        "imageTag=v1",
-    ]));
+    let out = aws_output(
+        dir.path(),
+        &server,
+        &[
+            "describe-image-scan-findings",
+            "--repository-name",
+            "plain/app",
+            "--image-id",
+            "imageTag=v1",
+        ],
+    );
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("ScanNotFoundException"),
@@ -398,19 +402,17 @@ fn registry_rules_scan_on_push_and_rescan_when_the_database_changes() {
             "failed to satisfy constraint",
         ),
     ] {
-        let mut cmd = Command::new(aws_cli());
-        client(&mut cmd, dir.path(), &server);
-        let endpoint = format!("http://{}", server.addr);
-        let out = run(cmd.args([
-            "--endpoint-url",
-            &endpoint,
-            "ecr",
-            "put-registry-scanning-configuration",
-            "--scan-type",
-            scan_type,
-            "--rules",
-            rules,
-        ]));
+        let out = aws_output(
+            dir.path(),
+            &server,
+            &[
+                "put-registry-scanning-configuration",
+                "--scan-type",
+                scan_type,
+                "--rules",
+                rules,
+            ],
+        );
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
             !out.status.success()

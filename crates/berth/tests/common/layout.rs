@@ -80,6 +80,26 @@ impl Layer {
             gzipped: true,
         }
     }
+
+    /// A layer already gzipped; its diff id hashed while decompressing, never held whole.
+    pub fn from_gzip(gz: Vec<u8>) -> Layer {
+        use sha2::Digest as _;
+        let mut hasher = sha2::Sha256::new();
+        let mut tar = flate2::read::GzDecoder::new(&gz[..]);
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = std::io::Read::read(&mut tar, &mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        Layer {
+            diff_id: format!("sha256:{}", hex::encode(hasher.finalize())),
+            bytes: gz,
+            gzipped: true,
+        }
+    }
 }
 
 /// A content descriptor in a layout.

