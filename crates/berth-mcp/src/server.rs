@@ -632,12 +632,7 @@ impl BerthMcp {
                 let spec = self.spec(&p.image, false)?;
                 let mut req = ScanRequest::new(&spec);
                 req.insecure = (*self.insecure).clone();
-                for pl in &p.platforms {
-                    req.platforms.push(
-                        berth_oci::Platform::parse(pl)
-                            .map_err(|e| OpsError::usage(format!("platform {pl}: {e}")))?,
-                    );
-                }
+                req.platforms = parse_platforms(&p.platforms)?;
                 let mut wanted = Vec::new();
                 for s in &p.severities {
                     wanted.push(s.parse::<Severity>().map_err(OpsError::usage)?);

@@ -238,7 +238,6 @@ async fn read_layer(
         .map_err(|e| OpsError::Scan(Box::new(e)).context(format!("layer {what}")))
 }
 
-/// Scans every platform asked for.
 /// The ignore files and VEX documents of a request, read.
 fn suppressions(req: &ScanRequest) -> Result<Suppressions> {
     let mut s = Suppressions::default();
@@ -260,6 +259,7 @@ fn suppressions(req: &ScanRequest) -> Result<Suppressions> {
     Ok(s)
 }
 
+/// Scans every platform asked for.
 pub async fn scan_image(req: &ScanRequest) -> Result<Vec<ScanReport>> {
     let suppressions = suppressions(req)?;
     let ep = Endpoint::parse(&req.image, Bare::Registry, false, &req.insecure)?;
@@ -271,7 +271,7 @@ pub async fn scan_image(req: &ScanRequest) -> Result<Vec<ScanReport>> {
         platform_manifests(src, &req.image, &req.platforms).await?
     {
         let start = Instant::now();
-        let mut notes0 = Vec::new();
+        let mut notes = Vec::new();
         let cfg = manifest
             .references
             .first()
@@ -292,7 +292,7 @@ pub async fn scan_image(req: &ScanRequest) -> Result<Vec<ScanReport>> {
             .clone()
             .or_else(|| manifest.annotations.get(BASE_NAME).cloned());
         let base_layers = match &base_name {
-            Some(b) => base_layer_digests(b, platform.as_deref(), &req.insecure, &mut notes0)
+            Some(b) => base_layer_digests(b, platform.as_deref(), &req.insecure, &mut notes)
                 .await
                 .unwrap_or_default(),
             None => Vec::new(),
@@ -309,24 +309,18 @@ pub async fn scan_image(req: &ScanRequest) -> Result<Vec<ScanReport>> {
         let mut inventories = Vec::new();
         for (index, l) in image_layers.iter().enumerate() {
             let key = l.digest.to_string();
-            let (inv, cached) = match cache.get(&key) {
-                Some(inv) => {
-                    if let Some(p) = &req.progress {
-                        p.blob_started(&l.digest, l.size, true);
-                    }
-                    (inv, true)
-                }
-                None => {
+            let (inv, cached) = cache
+                .get_or_read(&key, async {
                     let inv = read_layer(src, &l.digest, l.size, req.progress.as_ref()).await?;
                     if let Some(p) = &req.progress {
                         p.blob_done(&l.digest);
                     }
-                    if let Err(e) = cache.put(&key, &inv) {
-                        tracing::warn!(layer = %key, error = %e, "caching a layer inventory failed");
-                    }
-                    (inv, false)
-                }
-            };
+                    Ok::<_, OpsError>(inv)
+                })
+                .await?;
+            if cached && let Some(p) = &req.progress {
+                p.blob_started(&l.digest, l.size, true);
+            }
             layers.push(ScannedLayer {
                 digest: key,
                 size: l.size,
@@ -337,7 +331,6 @@ pub async fn scan_image(req: &ScanRequest) -> Result<Vec<ScanReport>> {
             inventories.push(inv);
         }
         let merged = ImageInventory::merge(&inventories);
-        let mut notes = std::mem::take(&mut notes0);
         notes.extend(merged.notes.iter().cloned());
         let found = match_findings(&db_dir, merged.clone(), &mut notes).await?;
         let digest_s = digest.to_string();
@@ -383,7 +376,7 @@ async fn match_findings(
     let dir = dir.to_path_buf();
     let (found, empty) = tokio::task::spawn_blocking(move || {
         let db = Database::open(&dir)?;
-        let empty = db.status()?.records == 0;
+        let empty = db.is_empty()?;
         Ok::<_, berth_scan::ScanError>((berth_scan::matcher::findings(&inv, &db)?, empty))
     })
     .await
@@ -569,7 +562,7 @@ pub async fn attach(req: &ScanRequest, reports: &[ScanReport]) -> Result<Vec<Str
             "mediaType": berth_oci::media::OCI_MANIFEST,
             "artifactType": SBOM_ARTIFACT_TYPE,
             "config": {
-                "mediaType": "application/vnd.oci.empty.v1+json",
+                "mediaType": berth_oci::media::OCI_EMPTY,
                 "digest": empty_digest.to_string(),
                 "size": empty.len(),
                 "data": "e30=",

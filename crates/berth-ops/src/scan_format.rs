@@ -9,9 +9,10 @@ use crate::scan::{ScanReport, Severity};
 
 /// The documents' creation time (RFC 3339): `SOURCE_DATE_EPOCH`, else now.
 pub fn created() -> String {
-    let secs = std::env::var("SOURCE_DATE_EPOCH")
+    let secs = crate::build::epoch_from_env()
         .ok()
-        .and_then(|s| s.parse::<u64>().ok())
+        .flatten()
+        .and_then(|e| u64::try_from(e).ok())
         .unwrap_or_else(berth_scan::db::now_secs);
     berth_scan::db::rfc3339(secs)
 }

@@ -105,12 +105,17 @@ impl Registry {
     }
 
     /// Whether a push into `repo` is scanned: the repository's own `scanOnPush`, or a
-    /// registry rule (`SCAN_ON_PUSH` or `CONTINUOUS_SCAN`) that matches it.
+    /// registry rule (`SCAN_ON_PUSH` or `CONTINUOUS_SCAN`) that matches it. Never, without a
+    /// scanner. The configuration is read from the store on each push, not cached: another
+    /// replica may have changed it.
     pub(crate) async fn scans_on_push(
         &self,
         repo: &RepoName,
         own: bool,
     ) -> Result<bool, RegistryError> {
+        if self.scanner().is_none() {
+            return Ok(false);
+        }
         if own {
             return Ok(true);
         }
@@ -126,9 +131,9 @@ impl Registry {
         let db_dir = self.scanner()?.db_dir.clone();
         tokio::task::spawn_blocking(move || {
             Database::open(&db_dir)
-                .and_then(|d| d.status())
+                .and_then(|d| d.updated_at())
                 .ok()
-                .and_then(|s| s.updated_at_epoch)
+                .flatten()
         })
         .await
         .ok()
@@ -372,7 +377,7 @@ async fn scan(
         let db_dir = cfg.db_dir.clone();
         let (found, updated) = tokio::task::spawn_blocking(move || {
             let db = Database::open(&db_dir)?;
-            let updated = db.status()?.updated_at_epoch;
+            let updated = db.updated_at()?;
             Ok::<_, berth_scan::ScanError>((berth_scan::matcher::findings(&merged, &db)?, updated))
         })
         .await
@@ -403,24 +408,20 @@ async fn layer_inventory(
     size: u64,
 ) -> Result<LayerInventory, String> {
     let key = digest.to_string();
-    if let Some(inv) = cache.get(&key) {
-        return Ok(inv);
-    }
-    let stream = reg
-        .blobs()
-        .read(digest, 0, size)
+    let read = async {
+        let stream = reg
+            .blobs()
+            .read(digest, 0, size)
+            .await
+            .map_err(|e| format!("layer {key}: {e}"))?
+            .map_err(std::io::Error::other);
+        let bridge = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
+        tokio::task::spawn_blocking(move || {
+            berth_scan::layer::read_layer(bridge, &Limits::default())
+        })
         .await
-        .map_err(|e| format!("layer {key}: {e}"))?
-        .map_err(std::io::Error::other);
-    let bridge = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
-    let inv = tokio::task::spawn_blocking(move || {
-        berth_scan::layer::read_layer(bridge, &Limits::default())
-    })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| format!("layer {key}: {e}"))?;
-    if let Err(e) = cache.put(&key, &inv) {
-        tracing::warn!(layer = %key, error = %e, "caching a layer inventory failed");
-    }
-    Ok(inv)
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("layer {key}: {e}"))
+    };
+    Ok(cache.get_or_read(&key, read).await?.0)
 }

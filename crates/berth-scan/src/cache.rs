@@ -66,6 +66,23 @@ impl InventoryCache {
             .map_err(|e| ScanError::io(format!("writing {}", file.display()), e.error))?;
         Ok(())
     }
+
+    /// A layer's inventory from the cache (`true`), else what `read` makes of the layer
+    /// (`false`), then cached — a failure to cache is logged, never the scan's failure.
+    pub async fn get_or_read<E>(
+        &self,
+        digest: &str,
+        read: impl std::future::Future<Output = Result<LayerInventory, E>>,
+    ) -> Result<(LayerInventory, bool), E> {
+        if let Some(inv) = self.get(digest) {
+            return Ok((inv, true));
+        }
+        let inv = read.await?;
+        if let Err(e) = self.put(digest, &inv) {
+            tracing::warn!(layer = %digest, error = %e, "caching a layer inventory failed");
+        }
+        Ok((inv, false))
+    }
 }
 
 #[cfg(test)]

@@ -131,10 +131,13 @@ impl Database {
     pub fn import_path(&mut self, path: &Path) -> Result<ImportReport, ScanError> {
         let mut files = Vec::new();
         collect(path, &mut files)?;
-        let tx = self.conn.transaction().map_err(|e| ScanError::Database {
-            path: self.path.display().to_string(),
+        // The transaction holds the connection: errors name the database without `self`.
+        let db_path = self.path.display().to_string();
+        let db_err = |e: rusqlite::Error| ScanError::Database {
+            path: db_path.clone(),
             message: e.to_string(),
-        })?;
+        };
+        let tx = self.conn.transaction().map_err(db_err)?;
         let mut report = ImportReport::default();
         for f in files {
             let what = f.display().to_string();
@@ -162,11 +165,8 @@ impl Database {
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             params![now_secs().to_string()],
         )
-        .map_err(|e| ScanError::Database {
-            path: String::new(),
-            message: e.to_string(),
-        })?;
-        tx.commit().map_err(|e| self.err(e))?;
+        .map_err(db_err)?;
+        tx.commit().map_err(db_err)?;
         Ok(report)
     }
 
@@ -195,6 +195,27 @@ impl Database {
         Ok(out)
     }
 
+    /// When the database last changed (seconds since the epoch); `None`: never filled.
+    pub fn updated_at(&self) -> Result<Option<i64>, ScanError> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'updated_at'", [], |r| {
+                r.get::<_, String>(0)
+            })
+            .optional()
+            .map_err(|e| self.err(e))?
+            .and_then(|v| v.parse().ok()))
+    }
+
+    /// Whether the database holds no record (without counting them).
+    pub fn is_empty(&self) -> Result<bool, ScanError> {
+        self.conn
+            .query_row("SELECT NOT EXISTS (SELECT 1 FROM records)", [], |r| {
+                r.get(0)
+            })
+            .map_err(|e| self.err(e))
+    }
+
     /// Counts per ecosystem and the database's age.
     pub fn status(&self) -> Result<Status, ScanError> {
         let records: i64 = self
@@ -211,14 +232,7 @@ impl Database {
             .map(|r| r.map(|(k, v)| (k, u64::try_from(v).unwrap_or(0))))
             .collect::<Result<BTreeMap<_, _>, _>>()
             .map_err(|e| self.err(e))?;
-        let updated_at_epoch: Option<i64> = self
-            .conn
-            .query_row("SELECT value FROM meta WHERE key = 'updated_at'", [], |r| {
-                r.get::<_, String>(0)
-            })
-            .optional()
-            .map_err(|e| self.err(e))?
-            .and_then(|v| v.parse().ok());
+        let updated_at_epoch = self.updated_at()?;
         let updated_at = updated_at_epoch.map(|s| rfc3339(u64::try_from(s).unwrap_or(0)));
         let newest_record = self
             .conn

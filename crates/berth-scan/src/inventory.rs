@@ -35,22 +35,6 @@ pub enum Ecosystem {
     Maven,
 }
 
-impl Ecosystem {
-    /// The package-URL type (`deb`, `pypi`, …).
-    pub fn purl_type(self) -> &'static str {
-        match self {
-            Ecosystem::Debian | Ecosystem::Ubuntu => "deb",
-            Ecosystem::Alpine => "apk",
-            Ecosystem::Rpm => "rpm",
-            Ecosystem::PyPI => "pypi",
-            Ecosystem::Npm => "npm",
-            Ecosystem::Go => "golang",
-            Ecosystem::Cargo => "cargo",
-            Ecosystem::Maven => "maven",
-        }
-    }
-}
-
 /// What kind of evidence a package was read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
@@ -278,17 +262,17 @@ impl ImageInventory {
             }
             for (path, packages) in &layer.files {
                 let before = files.remove(path).unwrap_or_default();
+                // Each package's introducing layer, by identity (the first listing wins).
+                let first: std::collections::HashMap<_, usize> = before
+                    .iter()
+                    .rev()
+                    .map(|b| (b.package.identity(), b.layer))
+                    .collect();
                 let located = packages
                     .iter()
-                    .map(|p| {
-                        let introduced = before
-                            .iter()
-                            .find(|b| b.package.identity() == p.identity())
-                            .map_or(index, |b| b.layer);
-                        Located {
-                            package: p.clone(),
-                            layer: introduced,
-                        }
+                    .map(|p| Located {
+                        package: p.clone(),
+                        layer: first.get(&p.identity()).copied().unwrap_or(index),
                     })
                     .collect();
                 files.insert(path.clone(), located);
@@ -410,24 +394,25 @@ impl Evidence {
 
     /// Parses a file into the layer inventory.
     pub(crate) fn parse(self, path: &str, data: &[u8], into: &mut LayerInventory) {
-        let text = String::from_utf8_lossy(data);
+        // Only the text formats are decoded (an executable or archive is never copied as text).
+        let text = || String::from_utf8_lossy(data);
         match self {
             Evidence::OsRelease => {
                 // `usr/lib/os-release` counts only where `etc/os-release` is absent.
                 if path == "etc/os-release" || into.os_release.is_none() {
-                    into.os_release = Some(parse::os_release(&text));
+                    into.os_release = Some(parse::os_release(&text()));
                 }
             }
             Evidence::DpkgStatus => {
                 into.files
-                    .insert(path.to_owned(), parse::dpkg_status(&text, path));
+                    .insert(path.to_owned(), parse::dpkg_status(&text(), path));
             }
             Evidence::ApkInstalled => {
                 into.files
-                    .insert(path.to_owned(), parse::apk_installed(&text, path));
+                    .insert(path.to_owned(), parse::apk_installed(&text(), path));
             }
             Evidence::PythonMetadata => {
-                if let Some(p) = parse::python_metadata(&text, path) {
+                if let Some(p) = parse::python_metadata(&text(), path) {
                     into.files.insert(path.to_owned(), vec![p]);
                 }
             }

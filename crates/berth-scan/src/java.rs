@@ -42,9 +42,11 @@ fn read(data: &[u8], path: &str, depth: u8, out: &mut Vec<Package>, notes: &mut 
             return;
         }
     };
-    let mut found = 0;
+    let start = out.len();
     let mut manifest = None;
-    let mut nested = Vec::new();
+    // Nested archives are read as they come (one in memory at a time); what they hold is
+    // listed after the archive's own packages.
+    let (mut nested_out, mut nested_notes) = (Vec::new(), Vec::new());
     for i in 0..zip.len().min(ENTRY_LIMIT) {
         let Ok(mut entry) = zip.by_index(i) else {
             continue;
@@ -58,7 +60,6 @@ fn read(data: &[u8], path: &str, depth: u8, out: &mut Vec<Package>, notes: &mut 
             };
             if let Some(p) = pom_properties(&text, path) {
                 out.push(p);
-                found += 1;
             }
         } else if name.eq_ignore_ascii_case("META-INF/MANIFEST.MF") {
             manifest = text_of(&mut entry);
@@ -76,7 +77,14 @@ fn read(data: &[u8], path: &str, depth: u8, out: &mut Vec<Package>, notes: &mut 
                 .read_to_end(&mut inner)
                 .is_ok()
             {
-                nested.push((name, inner));
+                let inner_path = format!("{path}!/{name}");
+                read(
+                    &inner,
+                    &inner_path,
+                    depth + 1,
+                    &mut nested_out,
+                    &mut nested_notes,
+                );
             }
         }
     }
@@ -86,14 +94,13 @@ fn read(data: &[u8], path: &str, depth: u8, out: &mut Vec<Package>, notes: &mut 
             zip.len()
         ));
     }
-    if found == 0
+    if out.len() == start
         && let Some(p) = manifest.and_then(|m| from_manifest(&m, path))
     {
         out.push(p);
     }
-    for (name, inner) in nested {
-        read(&inner, &format!("{path}!/{name}"), depth + 1, out, notes);
-    }
+    out.append(&mut nested_out);
+    notes.append(&mut nested_notes);
 }
 
 /// `groupId`, `artifactId`, `version` of a `pom.properties` (Java properties: `key=value` or

@@ -66,6 +66,9 @@ fn ecosystem_of(kind: PackageKind, inv: &ImageInventory) -> Option<(Ecosystem, S
 /// source version where the database gives one.
 pub fn findings(inv: &ImageInventory, db: &Database) -> Result<Vec<Finding>, ScanError> {
     let mut out = Vec::new();
+    // Several packages share a lookup (the binaries of one source package): each is read once.
+    let mut records: std::collections::HashMap<(String, String), Vec<osv::Record>> =
+        std::collections::HashMap::new();
     for located in &inv.packages {
         let p = &located.package;
         let Some((eco, eco_name)) = ecosystem_of(p.kind, inv) else {
@@ -90,12 +93,18 @@ pub fn findings(inv: &ImageInventory, db: &Database) -> Result<Vec<Finding>, Sca
             ),
             _ => (p.name.as_str(), p.version.as_str()),
         };
-        for rec in db.lookup(&eco_name, lookup_name)? {
+        let key = (eco_name.clone(), lookup_name.to_owned());
+        let recs = match records.entry(key) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(db.lookup(&eco_name, lookup_name)?)
+            }
+        };
+        let wanted = crate::db::index_name(&eco_name, lookup_name);
+        for rec in recs.iter() {
             for a in &rec.affected {
                 let names_it = a.package.as_ref().is_some_and(|ap| {
-                    ap.ecosystem == eco_name
-                        && crate::db::index_name(&eco_name, &ap.name)
-                            == crate::db::index_name(&eco_name, lookup_name)
+                    ap.ecosystem == eco_name && crate::db::index_name(&eco_name, &ap.name) == wanted
                 });
                 if !names_it {
                     continue;
@@ -103,7 +112,7 @@ pub fn findings(inv: &ImageInventory, db: &Database) -> Result<Vec<Finding>, Sca
                 let Some(hit) = osv::affects(eco, version, a) else {
                     continue;
                 };
-                let (severity, cvss3_score) = osv::severity(&rec, a);
+                let (severity, cvss3_score) = osv::severity(rec, a);
                 out.push(Finding {
                     id: rec.id.clone(),
                     aliases: rec.aliases.clone(),
