@@ -140,13 +140,18 @@ impl Registry {
         .flatten()
     }
 
-    /// Continuous scanning: when the vulnerability database's update time differs from `seen`,
-    /// queues again every scanned image of the repositories a `CONTINUOUS_SCAN` rule matches
-    /// (their layer inventories are cached: no layer is read again). Returns the update time.
-    pub async fn rescan_if_updated(&self, seen: Option<i64>) -> Result<Option<i64>, RegistryError> {
+    /// Continuous scanning: when the vulnerability database's update time differs from the one
+    /// last seen (at start, by [`Registry::resume_scans`]), queues again every scanned image of
+    /// the repositories a `CONTINUOUS_SCAN` rule matches (their layer inventories are cached:
+    /// no layer is read again). Returns how many were queued.
+    pub async fn rescan_if_updated(&self) -> Result<usize, RegistryError> {
+        let Some(scanner) = self.scanner() else {
+            return Ok(0);
+        };
         let updated = self.scan_db_updated().await;
+        let seen = *scanner.seen.lock().unwrap_or_else(|p| p.into_inner());
         if updated.is_none() || updated == seen {
-            return Ok(seen);
+            return Ok(0);
         }
         let config = self.scanning_configuration().await?;
         let mut n = 0;
@@ -162,7 +167,8 @@ impl Registry {
             images = n,
             "the vulnerability database changed: continuous scans queued"
         );
-        Ok(updated)
+        *scanner.seen.lock().unwrap_or_else(|p| p.into_inner()) = updated;
+        Ok(n)
     }
 }
 
@@ -173,6 +179,8 @@ type Job = (RepoName, Digest);
 #[derive(Debug)]
 pub(crate) struct Scanner {
     tx: mpsc::Sender<Job>,
+    /// The database update time continuous scanning last acted on.
+    seen: std::sync::Mutex<Option<i64>>,
     db_dir: PathBuf,
 }
 
@@ -205,6 +213,7 @@ impl Scanner {
         }
         Scanner {
             tx,
+            seen: std::sync::Mutex::new(None),
             db_dir: config.db_dir,
         }
     }
@@ -240,11 +249,15 @@ impl Registry {
         Ok(true)
     }
 
-    /// Queues again the scans a stop left `IN_PROGRESS`; returns how many.
+    /// Queues again the scans a stop left `IN_PROGRESS`; returns how many. Also notes the
+    /// database's update time, the one continuous scanning compares with.
     pub async fn resume_scans(&self) -> Result<usize, RegistryError> {
-        if self.scanner().is_none() {
+        let Some(scanner) = self.scanner() else {
             return Ok(0);
-        }
+        };
+        // The database as it is now: what continuous scanning compares with.
+        let now = self.scan_db_updated().await;
+        *scanner.seen.lock().unwrap_or_else(|p| p.into_inner()) = now;
         let pending = self.meta().scans_in_progress().await?;
         let mut n = 0;
         for (repo, digest) in pending {

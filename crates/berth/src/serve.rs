@@ -516,19 +516,9 @@ async fn serve(mut s: Settings) -> anyhow::Result<()> {
         }
     });
     // Continuous scanning: an updated database rescans the CONTINUOUS_SCAN repositories.
-    let seen = Arc::new(std::sync::Mutex::new(registry.scan_db_updated().await));
-    periodically(Some(s.scan_db_poll), registry.clone(), move |r| {
-        let seen = Arc::clone(&seen);
-        async move {
-            let before = seen.lock().map(|g| *g).unwrap_or(None);
-            match r.rescan_if_updated(before).await {
-                Ok(now) => {
-                    if let Ok(mut g) = seen.lock() {
-                        *g = now;
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "checking the scan database failed"),
-            }
+    periodically(Some(s.scan_db_poll), registry.clone(), |r| async move {
+        if let Err(e) = r.rescan_if_updated().await {
+            tracing::warn!(error = %e, "checking the scan database failed");
         }
     });
     periodically(s.gc_interval, registry.clone(), |r| async move {
