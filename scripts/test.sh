@@ -52,14 +52,15 @@ export BERTH_HADOLINT="$hadolint_venv/bin/hadolint"
 # ---- boto3, the Python SDK the lifecycle tests drive the ECR API with; prometheus-client, whose
 # text-format parser the observability test reads /metrics with; mcp, the reference MCP client
 # the `berth mcp` tests use; cyclonedx-python-lib and spdx-tools, the reference validators of
-# the SBOMs `berth scan` writes -------------------------------------------------------------------
+# the SBOMs `berth scan` writes; in-toto-attestation, the reference validator of the
+# provenance `berth build --provenance` writes -------------------------------------------------------------------
 py_venv="$root/target/py-venv"
-if ! "$py_venv/bin/python" -c "import boto3, prometheus_client, mcp.client.streamable_http, cyclonedx.validation.json, spdx_tools.spdx.validation" 2>/dev/null; then
+if ! "$py_venv/bin/python" -c "import boto3, prometheus_client, mcp.client.streamable_http, cyclonedx.validation.json, spdx_tools.spdx.validation, in_toto_attestation.v1.statement" 2>/dev/null; then
   log "installing boto3, prometheus-client, mcp, cyclonedx-python-lib and spdx-tools (PyPI) into $py_venv"
   rm -rf "$py_venv"
   python3 -m venv "$py_venv"
   "$py_venv/bin/pip" install -q "boto3==1.35.99" "prometheus-client==0.26.0" "mcp==2.3.0" \
-    "cyclonedx-python-lib[json-validation]==8.5.0" "spdx-tools==0.8.3"
+    "cyclonedx-python-lib[json-validation]==8.5.0" "spdx-tools==0.8.3" "in-toto-attestation==0.9.3"
 fi
 export BERTH_PYTHON="$py_venv/bin/python"
 

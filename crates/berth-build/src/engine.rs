@@ -160,6 +160,9 @@ pub struct PlatformImage {
     pub config: Digest,
     /// Config + layers + manifest, in bytes.
     pub size: u64,
+    /// The images the build read (`FROM`, `COPY --from`, mounts): each reference as written
+    /// (or the named context's) and the platform manifest it resolved to, in first-use order.
+    pub bases: Vec<(String, Digest)>,
 }
 
 /// What a build produced (all of it in the store).
@@ -218,6 +221,8 @@ struct Ctx<'a> {
     /// The target platform (TARGET* ARGs).
     target: Platform,
     dockerfile_id: String,
+    /// The images read so far (see [`PlatformImage::bases`]).
+    bases: Mutex<Vec<(String, Digest)>>,
 }
 
 /// The instruction being carried out, and where it is.
@@ -309,6 +314,7 @@ impl Builder {
                             counters: &counters,
                             target: p.clone(),
                             dockerfile_id: dockerfile_id.clone(),
+                            bases: Mutex::new(Vec::new()),
                         };
                         s.spawn(move || self.build_platform(&ctx))
                     })
@@ -401,7 +407,9 @@ impl Builder {
         for (k, v) in &ctx.opts.labels {
             fin.config.add_label(k, v);
         }
-        self.commit_image(&fin)
+        let mut image = self.commit_image(&fin)?;
+        image.bases = std::mem::take(&mut *ctx.bases.lock().unwrap_or_else(|p| p.into_inner()));
+        Ok(image)
     }
 
     /// Writes the config and manifest of a final state.
@@ -438,6 +446,7 @@ impl Builder {
             manifest_size: bytes.len() as u64,
             config,
             size,
+            bases: Vec::new(),
         })
     }
 
@@ -548,7 +557,12 @@ impl Builder {
             }
             None => (self.pull(ctx, reference, p)?, reference.to_owned()),
         };
-        let _ = key_src;
+        {
+            let mut bases = ctx.bases.lock().unwrap_or_else(|p| p.into_inner());
+            if !bases.iter().any(|(r, d)| *r == key_src && *d == manifest) {
+                bases.push((key_src, manifest.clone()));
+            }
+        }
         self.state_of_manifest(&manifest, p)
     }
 

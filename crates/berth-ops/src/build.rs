@@ -63,6 +63,10 @@ pub struct BuildRequest {
     pub store: Option<PathBuf>,
     /// Registries reached over plain HTTP.
     pub insecure: Vec<String>,
+    /// Push a CycloneDX SBOM of each platform image beside it, as a referrer (`--sbom`).
+    pub sbom: bool,
+    /// Push SLSA provenance of each platform image beside it, as a referrer (`--provenance`).
+    pub provenance: Option<crate::attest::ProvenanceMode>,
 }
 
 impl BuildRequest {
@@ -281,6 +285,115 @@ impl Registries for OpsRegistries {
     }
 }
 
+/// The SBOM and provenance documents of a build's platform images (what `--sbom` and
+/// `--provenance` ask for), each with the platform manifest it describes.
+async fn attestations(
+    prepared: &PreparedBuild,
+    src: &StoreImage,
+    result: &berth_build::BuildResult,
+    name: &str,
+    (started, finished): (&str, &str),
+) -> Result<Vec<crate::attest::Attachment>> {
+    use crate::attest::{Attachment, BuildFacts, Subject};
+    let req = &prepared.req;
+    let mut docs = Vec::new();
+    let subject = |i: &berth_build::PlatformImage| Subject {
+        media_type: berth_oci::media::OCI_MANIFEST.to_owned(),
+        digest: i.manifest.to_string(),
+        size: i.manifest_size,
+    };
+    if req.sbom {
+        // The scanner's inventory of the image just built, read from the build store.
+        let mut scan = crate::scan::ScanRequest::new(&format!("build {}", result.root));
+        scan.inventory_only = true;
+        for r in crate::scan::scan_source(src, &scan).await? {
+            docs.push(Attachment {
+                subject: Subject {
+                    media_type: r.media_type.clone(),
+                    digest: r.digest.clone(),
+                    size: r.size,
+                },
+                artifact_type: crate::attest::SBOM_ARTIFACT_TYPE,
+                document: crate::scan_format::cyclonedx(&r),
+                layer_annotations: None,
+            });
+        }
+    }
+    if let Some(mode) = req.provenance {
+        let opts = &prepared.opts;
+        let text = match &opts.dockerfile_text {
+            Some(t) => t.clone().into_bytes(),
+            None => std::fs::read(&opts.dockerfile).map_err(|source| OpsError::Io {
+                path: opts.dockerfile.clone(),
+                source,
+            })?,
+        };
+        let dockerfile = opts
+            .dockerfile
+            .strip_prefix(&opts.context)
+            .unwrap_or(&opts.dockerfile)
+            .display()
+            .to_string();
+        let source = git_source(&opts.context);
+        for i in &result.images {
+            let facts = BuildFacts {
+                name: name.to_owned(),
+                digest: i.manifest.to_string(),
+                platform: i.platform.to_string(),
+                dockerfile_sha256: berth_oci::Digest::sha256(&text).hex().to_owned(),
+                dockerfile: dockerfile.clone(),
+                target: opts.target.clone(),
+                build_args: opts
+                    .build_args
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect(),
+                labels: opts
+                    .labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect(),
+                bases: i
+                    .bases
+                    .iter()
+                    .map(|(r, d)| (r.clone(), d.to_string()))
+                    .collect(),
+                source: source.clone(),
+                started: started.to_owned(),
+                finished: finished.to_owned(),
+            };
+            docs.push(Attachment {
+                subject: subject(i),
+                artifact_type: crate::attest::IN_TOTO_ARTIFACT_TYPE,
+                document: crate::attest::provenance(&facts, mode),
+                layer_annotations: Some(
+                    serde_json::json!({"in-toto.io/predicate-type": crate::attest::SLSA_PROVENANCE_V1}),
+                ),
+            });
+        }
+    }
+    Ok(docs)
+}
+
+/// The context's git origin (or its path) and HEAD commit, when it is a work tree.
+fn git_source(dir: &std::path::Path) -> Option<(String, String)> {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .filter(|s| !s.is_empty())
+    };
+    let commit = git(&["rev-parse", "HEAD"])?;
+    let origin = git(&["config", "--get", "remote.origin.url"])
+        .unwrap_or_else(|| format!("git+file://{}", dir.display()));
+    Some((origin, commit))
+}
+
 /// A request checked and turned into the builder's options, before anything runs.
 #[derive(Debug)]
 pub struct PreparedBuild {
@@ -381,6 +494,14 @@ pub fn prepare(req: &BuildRequest) -> Result<PreparedBuild> {
             }
         }
     }
+    if (req.sbom || req.provenance.is_some())
+        && !outputs.iter().any(|o| matches!(o, Output::Registry(_)))
+    {
+        return Err(OpsError::usage(
+            "--sbom and --provenance are pushed beside the image as referrers: they need a \
+             registry output (--push, or --output type=registry)",
+        ));
+    }
     if opts.platforms.len() > 1 && outputs.iter().any(|o| matches!(o, Output::Docker { .. })) {
         return Err(OpsError::usage(
             "--output type=docker holds one platform; use type=oci or type=registry for several",
@@ -429,7 +550,9 @@ pub fn build_image(
         rt.clone(),
     )?;
     let started = std::time::Instant::now();
+    let started_at = crate::scan_format::rfc3339_now();
     let result = builder.build(&prepared.opts, progress)?;
+    let finished_at = crate::scan_format::rfc3339_now();
     let seconds = started.elapsed().as_secs_f64();
     let src = StoreImage::new(store.clone(), Some(result.root.clone()));
     let source_name = format!("build {}", result.root);
@@ -448,6 +571,19 @@ pub fn build_image(
                     ))
                     .map_err(|e| e.context(format!("pushing {n}")))?;
                     pushed.push(format!("{n}@{}", result.root));
+                }
+                if req.sbom || req.provenance.is_some() {
+                    let docs = rt.block_on(attestations(
+                        prepared,
+                        &src,
+                        &result,
+                        names.first().map_or("", String::as_str),
+                        (&started_at, &finished_at),
+                    ))?;
+                    for n in names {
+                        rt.block_on(crate::attest::attach(n, &req.insecure, &docs))
+                            .map_err(|e| e.context(format!("attaching to {n}")))?;
+                    }
                 }
             }
             Output::Oci { dest, tar } => {

@@ -6,6 +6,7 @@
 //! Layer 3: depends on `berth-build`, `berth-client`, `berth-lint`, `berth-scan`,
 //! `berth-dockerfile` and `berth-oci`; never on the registry server, the MCP server or the CLI.
 
+pub mod attest;
 pub mod build;
 pub mod endpoint;
 pub mod error;

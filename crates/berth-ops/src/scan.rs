@@ -63,6 +63,8 @@ pub struct ScanRequest {
     /// Where to report each layer read (a layer found in the inventory cache is reported as
     /// skipped).
     pub progress: Option<std::sync::Arc<dyn berth_client::Progress>>,
+    /// Packages only: no vulnerability database is opened (an SBOM).
+    pub inventory_only: bool,
 }
 
 impl ScanRequest {
@@ -261,9 +263,14 @@ fn suppressions(req: &ScanRequest) -> Result<Suppressions> {
 
 /// Scans every platform asked for.
 pub async fn scan_image(req: &ScanRequest) -> Result<Vec<ScanReport>> {
-    let suppressions = suppressions(req)?;
     let ep = Endpoint::parse(&req.image, Bare::Registry, false, &req.insecure)?;
-    let src: &dyn ImageSource = ep.source()?;
+    scan_source(ep.source()?, req).await
+}
+
+/// Scans every platform asked for of an image source already open (`req.image` names it in
+/// the reports).
+pub async fn scan_source(src: &dyn ImageSource, req: &ScanRequest) -> Result<Vec<ScanReport>> {
+    let suppressions = suppressions(req)?;
     let cache = InventoryCache::new(&req.cache.clone().unwrap_or_else(default_inventory_dir));
     let db_dir = req.db.clone().unwrap_or_else(default_db_dir);
     let mut reports = Vec::new();
@@ -332,7 +339,11 @@ pub async fn scan_image(req: &ScanRequest) -> Result<Vec<ScanReport>> {
         }
         let merged = ImageInventory::merge(&inventories);
         notes.extend(merged.notes.iter().cloned());
-        let found = match_findings(&db_dir, merged.clone(), &mut notes).await?;
+        let found = if req.inventory_only {
+            Vec::new()
+        } else {
+            match_findings(&db_dir, merged.clone(), &mut notes).await?
+        };
         let digest_s = digest.to_string();
         let (mut findings, suppressed) =
             suppressions.apply(found, &[req.image.as_str(), digest_s.as_str()]);
@@ -529,65 +540,24 @@ pub async fn update_db(
 }
 
 /// The artifact type of the documents `attach` pushes.
-pub const SBOM_ARTIFACT_TYPE: &str = "application/vnd.cyclonedx+json";
+pub use crate::attest::SBOM_ARTIFACT_TYPE;
 
 /// Pushes each report's CycloneDX document (packages and findings) beside the image as an OCI
 /// 1.1 referrer of its platform manifest (`subject`), so `berth copy` carries it and
 /// `GET /v2/…/referrers/…` lists it. Returns the referrers' digests.
 pub async fn attach(req: &ScanRequest, reports: &[ScanReport]) -> Result<Vec<String>> {
-    use futures::StreamExt as _;
-    let ep = Endpoint::parse(&req.image, Bare::Registry, true, &req.insecure)?;
-    let sink = ep.sink()?;
-    let put = |bytes: bytes::Bytes, digest: Digest| async move {
-        let size = bytes.len() as u64;
-        if !sink.has_blob(&digest, size).await? {
-            let data = futures::stream::once(async move { Ok(bytes) }).boxed();
-            sink.put_blob(&digest, size, data).await?;
-        }
-        Ok::<_, OpsError>(())
-    };
-    let empty = bytes::Bytes::from_static(b"{}");
-    let empty_digest = Digest::sha256(&empty);
-    put(empty.clone(), empty_digest.clone()).await?;
-    let mut pushed = Vec::new();
-    for r in reports {
-        let doc = bytes::Bytes::from(
-            serde_json::to_vec(&crate::scan_format::cyclonedx(r))
-                .map_err(|e| OpsError::usage(e.to_string()))?,
-        );
-        let doc_digest = Digest::sha256(&doc);
-        put(doc.clone(), doc_digest.clone()).await?;
-        let manifest = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": berth_oci::media::OCI_MANIFEST,
-            "artifactType": SBOM_ARTIFACT_TYPE,
-            "config": {
-                "mediaType": berth_oci::media::OCI_EMPTY,
-                "digest": empty_digest.to_string(),
-                "size": empty.len(),
-                "data": "e30=",
+    let docs: Vec<crate::attest::Attachment> = reports
+        .iter()
+        .map(|r| crate::attest::Attachment {
+            subject: crate::attest::Subject {
+                media_type: r.media_type.clone(),
+                digest: r.digest.clone(),
+                size: r.size,
             },
-            "layers": [{
-                "mediaType": SBOM_ARTIFACT_TYPE,
-                "digest": doc_digest.to_string(),
-                "size": doc.len(),
-            }],
-            "subject": {"mediaType": r.media_type, "digest": r.digest, "size": r.size},
-            "annotations": {"org.opencontainers.image.created": crate::scan_format::created()},
-        });
-        let bytes = bytes::Bytes::from(
-            serde_json::to_vec(&manifest).map_err(|e| OpsError::usage(e.to_string()))?,
-        );
-        let raw = berth_client::image::RawManifest {
-            digest: Digest::sha256(&bytes),
-            media_type: berth_oci::media::OCI_MANIFEST.to_owned(),
-            bytes,
-        };
-        sink.put_manifest(&raw, berth_client::image::Placement::Referrer)
-            .await
-            .map_err(|e| OpsError::from(e).context(format!("attaching to {}", r.digest)))?;
-        pushed.push(raw.digest.to_string());
-    }
-    sink.finish().await?;
-    Ok(pushed)
+            artifact_type: SBOM_ARTIFACT_TYPE,
+            document: crate::scan_format::cyclonedx(r),
+            layer_annotations: None,
+        })
+        .collect();
+    crate::attest::attach(&req.image, &req.insecure, &docs).await
 }

@@ -17,6 +17,11 @@ pub fn created() -> String {
     berth_scan::db::rfc3339(secs)
 }
 
+/// Now, in RFC 3339.
+pub fn rfc3339_now() -> String {
+    berth_scan::db::rfc3339(berth_scan::db::now_secs())
+}
+
 /// A UUID-shaped name derived from the image digest (the same image, the same name).
 fn uuid_of(digest: &str) -> String {
     let hex: String = digest

@@ -10,6 +10,7 @@ use berth_ops::build::BuildRequest;
 use clap::Args;
 use serde_json::json;
 
+use crate::UsageError;
 use crate::progress::{Mode, Reporter};
 use crate::transfer::{RegistryOpts, runtime};
 
@@ -73,6 +74,15 @@ pub struct BuildArgs {
     /// Fetch base images again even when the store has them
     #[arg(long)]
     pull: bool,
+    /// Push a CycloneDX SBOM of each platform image beside it as an OCI referrer (`--sbom` or
+    /// `--sbom=true`); needs a registry output
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    sbom: Option<bool>,
+    /// Push SLSA v1 provenance of each platform image beside it as an OCI referrer:
+    /// mode=min (the default of a bare `--provenance`) or mode=max (also the build arguments
+    /// and labels); needs a registry output
+    #[arg(long, value_name = "mode=min|max", num_args = 0..=1, require_equals = true, default_missing_value = "mode=min")]
+    provenance: Option<String>,
     /// A label for the image (KEY=VALUE); repeatable
     #[arg(long = "label", value_name = "KEY=VALUE")]
     labels: Vec<String>,
@@ -452,6 +462,14 @@ pub fn run(args: BuildArgs) -> anyhow::Result<()> {
     req.epoch = berth_ops::build::epoch_from_env()?;
     req.store = args.store.clone();
     req.insecure = args.registry.insecure.clone();
+    req.sbom = args.sbom.unwrap_or(false);
+    req.provenance = match args.provenance.as_deref() {
+        None | Some("false" | "0") => None,
+        Some(p) => Some(
+            p.parse()
+                .map_err(|e: String| UsageError(format!("--provenance: {e}")))?,
+        ),
+    };
     let prepared = berth_ops::build::prepare(&req)?;
 
     let rt = runtime()?;

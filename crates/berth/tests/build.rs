@@ -1514,3 +1514,183 @@ fn add_checks_out_git_repositories() {
     );
     assert_eq!(du(&env)["gitCheckouts"], 0);
 }
+
+/// GET a registry path with curl: the JSON it returns.
+fn get_json(server: &Server, path: &str) -> serde_json::Value {
+    let url = server.url(path);
+    let out = Command::new("curl")
+        .args([
+            "-sf",
+            "-H",
+            "Accept: application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json",
+        ])
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "GET {url}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `--sbom` and `--provenance=mode=max` on a two-platform push: each platform manifest gets an
+/// SBOM and a provenance referrer and the index gains nothing; the SBOM validates against
+/// CycloneDX 1.6 (cyclonedx-python-lib) and lists the package the image holds; the provenance
+/// validates as an in-toto v1 statement with an SLSA v1 predicate (in-toto-attestation) and
+/// names the Dockerfile, the base image's digest, the build argument and the git commit;
+/// `berth copy` carries both.
+#[test]
+fn sbom_and_provenance_are_referrers_of_each_platform() {
+    let env = Env::new();
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        ctx.path(),
+        &[
+            (
+                "Dockerfile",
+                &format!(
+                    "FROM {}\nARG VERSION\nCOPY METADATA /usr/lib/python3/dist-packages/requests-2.19.0.dist-info/METADATA\n",
+                    env.base()
+                ),
+            ),
+            (
+                "METADATA",
+                "Metadata-Version: 2.1\nName: requests\nVersion: 2.19.0\n",
+            ),
+        ],
+    );
+    git(ctx.path(), &["init", "-q"]);
+    git(ctx.path(), &["add", "."]);
+    git(ctx.path(), &["commit", "-qm", "init"]);
+    let head = Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(ctx.path())
+        .output()
+        .unwrap();
+    let head = String::from_utf8_lossy(&head.stdout).trim().to_owned();
+    // Without a registry output there is nowhere to attach them: a usage error.
+    let out = env.build(ctx.path(), &["--sbom"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("registry output"));
+
+    let reference = format!("{}/demo/attest:1", env.server.addr);
+    env.build_ok(
+        ctx.path(),
+        &[
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "-t",
+            &reference,
+            "--push",
+            "--sbom",
+            "--provenance=mode=max",
+            "--build-arg",
+            "VERSION=1.2",
+        ],
+    );
+    let index = get_json(&env.server, "/v2/demo/attest/manifests/1");
+    let platforms = index["manifests"].as_array().unwrap();
+    assert_eq!(platforms.len(), 2, "nothing but the platforms: {index}");
+    let base_digests: Vec<String> = {
+        let base = get_json(&env.server, "/v2/library/busybox/manifests/latest");
+        base["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["digest"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for p in platforms {
+        let digest = p["digest"].as_str().unwrap();
+        let listed = get_json(&env.server, &format!("/v2/demo/attest/referrers/{digest}"));
+        let mut kinds: BTreeMap<String, String> = BTreeMap::new();
+        for m in listed["manifests"].as_array().unwrap() {
+            kinds.insert(
+                m["artifactType"].as_str().unwrap().to_owned(),
+                m["digest"].as_str().unwrap().to_owned(),
+            );
+        }
+        assert_eq!(
+            kinds.keys().collect::<Vec<_>>(),
+            [
+                "application/vnd.cyclonedx+json",
+                "application/vnd.in-toto+json"
+            ],
+            "{listed}"
+        );
+        let doc = |artifact: &str| -> (serde_json::Value, PathBuf) {
+            let m = get_json(
+                &env.server,
+                &format!("/v2/demo/attest/manifests/{}", kinds[artifact]),
+            );
+            assert_eq!(m["subject"]["digest"], digest);
+            let layer = m["layers"][0]["digest"].as_str().unwrap();
+            let body = get_json(&env.server, &format!("/v2/demo/attest/blobs/{layer}"));
+            let path = dir.path().join(format!("{}.json", &layer[7..19]));
+            std::fs::write(&path, serde_json::to_vec(&body).unwrap()).unwrap();
+            (body, path)
+        };
+        let (bom, bom_path) = doc("application/vnd.cyclonedx+json");
+        let names: Vec<&str> = bom["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|c| c["name"].as_str())
+            .collect();
+        assert!(names.contains(&"requests"), "{bom}");
+        let (prov, prov_path) = doc("application/vnd.in-toto+json");
+        for (script, path) in [
+            ("sbom_validate.py", &bom_path),
+            ("attest_validate.py", &prov_path),
+        ] {
+            let out = Command::new(common::python())
+                .arg(common::workspace().join("crates/berth/tests").join(script))
+                .arg(path)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{script}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        assert_eq!(prov["subject"][0]["digest"]["sha256"], digest[7..]);
+        let def = &prov["predicate"]["buildDefinition"];
+        assert_eq!(def["externalParameters"]["buildArgs"]["VERSION"], "1.2");
+        assert_eq!(def["externalParameters"]["dockerfile"], "Dockerfile");
+        let deps = def["resolvedDependencies"].as_array().unwrap();
+        let base = deps
+            .iter()
+            .find(|d| d["uri"] == format!("pkg:docker/{}", env.base()))
+            .unwrap_or_else(|| panic!("no base image: {deps:?}"));
+        let base_digest = format!("sha256:{}", base["digest"]["sha256"].as_str().unwrap());
+        assert!(base_digests.contains(&base_digest), "{base_digest}");
+        assert!(
+            deps.iter()
+                .any(|d| d["digest"]["gitCommit"] == head.as_str()),
+            "{deps:?}"
+        );
+    }
+    // Copied with the image.
+    let copy = format!("{}/demo/attest-copy:1", env.server.addr);
+    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["copy", "--progress", "quiet", &reference, &copy])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let digest = platforms[0]["digest"].as_str().unwrap();
+    assert_eq!(
+        get_json(
+            &env.server,
+            &format!("/v2/demo/attest-copy/referrers/{digest}")
+        )["manifests"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}
