@@ -1694,3 +1694,52 @@ fn sbom_and_provenance_are_referrers_of_each_platform() {
         2
     );
 }
+
+/// Reproducible builds: the same context built for two platforms into two empty stores (two CI
+/// runners) with `SOURCE_DATE_EPOCH` gives the same index digest and the same platform
+/// manifests, RUN steps included (file times clamped to the epoch, timestamps in the config
+/// and history from it).
+#[test]
+fn two_empty_stores_build_identical_multi_platform_images() {
+    let env = Env::new();
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        ctx.path(),
+        &[
+            (
+                "Dockerfile",
+                &format!(
+                    "FROM {}\nCOPY a.txt /a.txt\nRUN mkdir -p /out && cat /a.txt > /out/copied && touch /out/when\nLABEL v=1\n",
+                    env.base()
+                ),
+            ),
+            ("a.txt", "one\n"),
+        ],
+    );
+    let build = |store: &Path| -> serde_json::Value {
+        let meta = store.join("meta.json");
+        let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(["build", "--progress", "plain", "--store"])
+            .arg(store.join("store"))
+            .args(["--platform", "linux/amd64,linux/arm64", "--metadata-file"])
+            .arg(&meta)
+            .arg(ctx.path())
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        json(&meta)
+    };
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (first, second) = (build(a.path()), build(b.path()));
+    assert_eq!(first["berth.steps"]["run"], second["berth.steps"]["run"]);
+    assert!(first["berth.steps"]["run"].as_u64().unwrap() >= 2);
+    assert_eq!(
+        first["containerimage.digest"], second["containerimage.digest"],
+        "{first}\n{second}"
+    );
+}
