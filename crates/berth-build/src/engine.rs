@@ -202,6 +202,9 @@ struct State {
     /// When the filesystem last changed (a step's first run, or the base image's creation):
     /// config-only history entries get this time, so a rebuild from cache is byte-identical.
     created: String,
+    /// The first step of this state's chain that ran in this build (`None`: all of it came
+    /// from the cache or a base image): what a config-only step reports.
+    ran: Option<usize>,
 }
 
 /// Counters and numbering shared by a build's threads.
@@ -471,6 +474,7 @@ impl Builder {
                 key: Digest::sha256(format!("scratch\n{stage_platform}").as_bytes()),
                 platform: stage_platform.clone(),
                 created: epoch_or(ctx.opts.layers.epoch, EPOCH_ZERO),
+                ran: None,
             },
             Base::Stage(i) => states
                 .get(i)
@@ -491,7 +495,7 @@ impl Builder {
         };
         let total = stage.body.len() + 1;
         let label = stage.name.clone().unwrap_or_else(|| format!("stage-{si}"));
-        self.announce_cached_from(ctx, &label, total, from_ins);
+        self.announce_from(ctx, &label, total, from_ins, state.ran);
         let mut scope = StageScope::new(global, env_vars(&state.config));
         // ONBUILD triggers of the base image run first, as in BuildKit.
         let triggers = state.config.take_onbuild();
@@ -517,7 +521,15 @@ impl Builder {
         Ok(state)
     }
 
-    fn announce_cached_from(&self, ctx: &Ctx<'_>, label: &str, total: usize, from: &Instruction) {
+    /// A stage's FROM line: cached, unless the stage it starts from ran a step in this build.
+    fn announce_from(
+        &self,
+        ctx: &Ctx<'_>,
+        label: &str,
+        total: usize,
+        from: &Instruction,
+        ran: Option<usize>,
+    ) {
         let id = self.next_id(ctx);
         ctx.progress.event(Event::Step {
             id,
@@ -525,7 +537,7 @@ impl Builder {
             position: format!("{label} 1/{total}"),
             text: from.original.clone(),
         });
-        ctx.progress.event(Event::Done { id, seconds: 0.0 });
+        config_step_done(ctx, id, ran, 0.0);
     }
 
     fn next_id(&self, ctx: &Ctx<'_>) -> usize {
@@ -637,6 +649,7 @@ impl Builder {
             key: Digest::sha256(format!("image\n{digest}").as_bytes()),
             platform,
             created: config_str(&config_bytes, "created").unwrap_or_else(|| EPOCH_ZERO.to_owned()),
+            ran: None,
         })
     }
 
@@ -891,10 +904,7 @@ impl Builder {
             }
             _ => return Err(bad("instruction not supported".into())),
         }
-        ctx.progress.event(Event::Done {
-            id,
-            seconds: started.elapsed().as_secs_f64(),
-        });
+        config_step_done(ctx, id, state.ran, started.elapsed().as_secs_f64());
         Ok(())
     }
 
@@ -968,6 +978,7 @@ impl Builder {
             cache::explain(prev.as_ref(), &parent, &facts, &key)
         };
         ctx.progress.event(Event::Miss { id, reason });
+        state.ran.get_or_insert(id);
         let lowers = if linked {
             vec![self.empty.clone()]
         } else {
@@ -1151,6 +1162,20 @@ impl Drop for ReadOnlyRoot<'_> {
             let _ = self.sandbox.unmount(&self.root);
         }
     }
+}
+
+/// A config-only step (and a FROM line) says whether the filesystem it edits came from the cache
+/// (`CACHED`) or from a step that ran in this build (a miss naming that step), as every
+/// cached step does; it has no cache record of its own.
+fn config_step_done(ctx: &Ctx<'_>, id: usize, ran: Option<usize>, seconds: f64) {
+    ctx.progress.event(match ran {
+        None => Event::Cached { id },
+        Some(step) => Event::Miss {
+            id,
+            reason: format!("step #{step} before it ran"),
+        },
+    });
+    ctx.progress.event(Event::Done { id, seconds });
 }
 
 fn with_line(e: BuildError, line: u32, original: &str) -> BuildError {

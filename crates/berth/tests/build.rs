@@ -71,6 +71,34 @@ impl Env {
     }
 }
 
+/// How many filesystem steps (RUN, COPY, ADD, WORKDIR) a plain-progress log says were answered
+/// from the cache: `#N [platform stage i/n] INSTRUCTION` lines give each id its instruction, and
+/// `#N CACHED` lines say which were cached (FROM and config-only steps say so too; they are not
+/// counted here).
+fn fs_cached(log: &str) -> usize {
+    let mut kinds = std::collections::HashMap::new();
+    for line in log.lines() {
+        if let Some((id, rest)) = line.split_once(" [")
+            && let Some((_, text)) = rest.split_once("] ")
+        {
+            let word = text
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_ascii_uppercase();
+            kinds.insert(id.to_owned(), word);
+        }
+    }
+    log.lines()
+        .filter_map(|l| l.strip_suffix(" CACHED"))
+        .filter(|id| {
+            kinds
+                .get(*id)
+                .is_some_and(|k| ["RUN", "COPY", "ADD", "WORKDIR"].contains(&k.as_str()))
+        })
+        .count()
+}
+
 fn write(dir: &Path, files: &[(&str, &str)]) {
     for (name, content) in files {
         let p = dir.join(name);
@@ -1052,7 +1080,7 @@ fn add_downloads_urls_checks_checksums_and_revalidates() {
         !second.is_empty() && second.iter().all(|(_, conditional)| *conditional),
         "{second:?}"
     );
-    assert_eq!(log.matches(" CACHED").count(), 5, "{log}");
+    assert_eq!(fs_cached(&log), 5, "{log}");
 
     // New content on the server: the ADDs of that URL run again and say why; the one pinned
     // by --checksum keeps the content it names (already in the store, as BuildKit does).
@@ -1226,7 +1254,7 @@ fn copy_link_layers_are_reused_when_earlier_steps_change() {
     assert_eq!(text(&tree2, "v"), "2\n");
     assert_eq!(text(&tree2, "srv/app.txt"), "linked\n");
     assert_eq!(text(&tree2, "owner"), "1000:1000\n");
-    assert_eq!(log.matches(" CACHED").count(), 1, "{log}");
+    assert_eq!(fs_cached(&log), 1, "{log}");
     assert_eq!(m1["layers"][2]["digest"], m2["layers"][2]["digest"]);
     assert_ne!(m1["layers"][1]["digest"], m2["layers"][1]["digest"]);
 }
@@ -1357,7 +1385,7 @@ fn prune_removes_garbage_then_least_recently_used_records() {
         assert_eq!(left[k], 0, "{k}: {left}");
     }
     let log = build(a);
-    assert!(!log.contains(" CACHED"), "{log}");
+    assert_eq!(fs_cached(&log), 0, "{log}");
 }
 
 #[test]
@@ -1473,7 +1501,7 @@ fn add_checks_out_git_repositories() {
 
     // Nothing moved: both steps come from the cache.
     let (_, log) = build("two");
-    assert_eq!(log.matches(" CACHED").count(), 2, "{log}");
+    assert_eq!(fs_cached(&log), 2, "{log}");
 
     // A new commit on main: the branch step runs again and says why; the tag step does not.
     write(r, &[("README", "readme 2\n"), ("app/main.txt", "v2\n")]);
@@ -1482,7 +1510,7 @@ fn add_checks_out_git_repositories() {
     let (tree, log) = build("three");
     assert_eq!(text(&tree, "app/main.txt"), "v1\n");
     assert_eq!(text(&tree, "full/README"), "readme 2\n");
-    assert_eq!(log.matches(" CACHED").count(), 1, "{log}");
+    assert_eq!(fs_cached(&log), 1, "{log}");
     assert!(log.contains(&format!("git {url} changed")), "{log}");
 
     // --checksum pins the commit a reference must be at.
@@ -1742,4 +1770,54 @@ fn two_empty_stores_build_identical_multi_platform_images() {
         first["containerimage.digest"], second["containerimage.digest"],
         "{first}\n{second}"
     );
+}
+
+/// Every step line says CACHED or why not, config-only steps and FROM included: on a first
+/// build the config steps after a step that ran name it; a rebuild is uniformly CACHED.
+#[test]
+fn every_step_says_cached_or_why_not() {
+    let env = Env::new();
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        ctx.path(),
+        &[
+            (
+                "Dockerfile",
+                "FROM scratch\nENV A=1\nCOPY f /f\nLABEL x=y\nEXPOSE 80\nCMD [\"/f\"]\n",
+            ),
+            ("f", "hi\n"),
+        ],
+    );
+    let verdicts = |log: &str| -> Vec<(String, String)> {
+        log.lines()
+            .filter_map(|l| l.split_once(" [").map(|(id, _)| id.to_owned()))
+            .map(|id| {
+                let verdict = log
+                    .lines()
+                    .find_map(|l| {
+                        let rest = l.strip_prefix(&format!("{id} "))?;
+                        (rest == "CACHED" || rest.starts_with("not cached: "))
+                            .then(|| rest.to_owned())
+                    })
+                    .unwrap_or_else(|| panic!("{id} says neither: {log}"));
+                (id, verdict)
+            })
+            .collect()
+    };
+    let first = verdicts(&env.build_ok(ctx.path(), &[]));
+    let said: Vec<&str> = first.iter().map(|(_, v)| v.as_str()).collect();
+    assert_eq!(
+        said,
+        [
+            "CACHED",
+            "CACHED",
+            "not cached: not built before",
+            "not cached: step #3 before it ran",
+            "not cached: step #3 before it ran",
+            "not cached: step #3 before it ran",
+        ]
+    );
+    let again = verdicts(&env.build_ok(ctx.path(), &[]));
+    assert_eq!(again.len(), 6);
+    assert!(again.iter().all(|(_, v)| v == "CACHED"), "{again:?}");
 }
