@@ -49,8 +49,9 @@ pub(crate) fn is_git(src: &str) -> bool {
         return true;
     }
     if src.starts_with("http://") || src.starts_with("https://") {
-        let no_fragment = src.split('#').next().unwrap_or(src);
-        return no_fragment.ends_with(".git") || no_fragment.ends_with(".git/");
+        // Without the `#fragment` or the `?query` BuildKit's git URLs may carry.
+        let bare = src.split(['#', '?']).next().unwrap_or(src);
+        return bare.ends_with(".git") || bare.ends_with(".git/");
     }
     false
 }
@@ -293,6 +294,9 @@ mod tests {
         assert!(!is_http("https://github.com/moby/buildkit.git#v0.10.1"));
         assert!(is_git("git@github.com:moby/buildkit.git"));
         assert!(is_git("https://github.com/moby/buildkit.git"));
+        assert!(is_git(
+            "https://github.com/moby/buildkit.git?ref=v0.10.1&subdir=frontend"
+        ));
         assert!(!is_http("file.txt"));
         assert_eq!(
             redact("https://user:pw@example.com/x"),

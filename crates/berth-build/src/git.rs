@@ -1,5 +1,6 @@
 //! `ADD <git repository>`: `https://host/repo.git#ref:subdir`, `git@host:repo.git#ref`,
-//! `git://…`, `ssh://…`, as BuildKit reads them.
+//! `git://…`, `ssh://…`, and BuildKit's query form `https://host/repo.git?ref=v1&subdir=docs`
+//! (`ref`, `tag` or `branch`; `subdir`), as BuildKit reads them.
 //!
 //! The reference is resolved to a commit with `git ls-remote` on every build (that commit is
 //! the step's cache key, so a moved branch re-runs the step and a fixed tag does not). A commit
@@ -31,25 +32,59 @@ pub(crate) struct GitSource {
 }
 
 impl GitSource {
-    pub(crate) fn parse(src: &str) -> GitSource {
+    pub(crate) fn parse(src: &str) -> Result<GitSource, String> {
         let (url, fragment) = match src.split_once('#') {
             Some((u, f)) => (u, Some(f)),
             None => (src, None),
         };
-        let (reference, subdir) = match fragment {
+        let (mut reference, mut subdir) = match fragment {
             Some(f) => match f.split_once(':') {
-                Some((r, s)) => (r, Some(s)),
-                None => (f, None),
+                Some((r, s)) => (r.to_owned(), Some(s.to_owned())),
+                None => (f.to_owned(), None),
             },
-            None => ("", None),
+            None => (String::new(), None),
         };
-        GitSource {
+        // The query form: `?ref=…&subdir=…` (never with a fragment).
+        let url = match url.split_once('?') {
+            Some((base, query)) => {
+                if fragment.is_some() {
+                    return Err(format!(
+                        "{}: a git URL takes a #fragment or ?query parameters, not both",
+                        redact(base)
+                    ));
+                }
+                for pair in query.split('&').filter(|p| !p.is_empty()) {
+                    let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                    match k {
+                        "ref" | "tag" | "branch" if reference.is_empty() => {
+                            v.clone_into(&mut reference)
+                        }
+                        "ref" | "tag" | "branch" => {
+                            return Err(format!(
+                                "{}: more than one of ref, tag and branch",
+                                redact(base)
+                            ));
+                        }
+                        "subdir" => subdir = Some(v.to_owned()),
+                        other => {
+                            return Err(format!(
+                                "{}: unknown git URL parameter {other:?} (ref, tag, branch and subdir are known)",
+                                redact(base)
+                            ));
+                        }
+                    }
+                }
+                base
+            }
+            None => url,
+        };
+        Ok(GitSource {
             url: url.to_owned(),
-            reference: Some(reference.to_owned()).filter(|r| !r.is_empty()),
+            reference: Some(reference).filter(|r| !r.is_empty()),
             subdir: subdir
                 .map(|s| s.trim_matches('/').to_owned())
                 .filter(|s| !s.is_empty()),
-        }
+        })
     }
 
     /// The source for messages and cache facts (no credentials).
@@ -320,26 +355,47 @@ fn to_timespec(t: SystemTime) -> rustix::fs::Timespec {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     #[test]
     fn sources_parse_as_buildkit_reads_them() {
         assert_eq!(
-            GitSource::parse("https://github.com/moby/buildkit.git#v0.10.1:frontend"),
+            GitSource::parse("https://github.com/moby/buildkit.git#v0.10.1:frontend").unwrap(),
             GitSource {
                 url: "https://github.com/moby/buildkit.git".into(),
                 reference: Some("v0.10.1".into()),
                 subdir: Some("frontend".into()),
             }
         );
-        let s = GitSource::parse("git@github.com:moby/buildkit.git");
+        let s = GitSource::parse("git@github.com:moby/buildkit.git").unwrap();
         assert_eq!(s.reference, None);
         assert_eq!(s.subdir, None);
-        let s = GitSource::parse("https://u:pw@host/r.git#:docs/");
+        let s = GitSource::parse("https://u:pw@host/r.git#:docs/").unwrap();
         assert_eq!(s.reference, None);
         assert_eq!(s.subdir.as_deref(), Some("docs"));
         assert_eq!(s.shown(), "https://host/r.git#:docs");
+        // BuildKit's query form reads the same as the fragment.
+        assert_eq!(
+            GitSource::parse("https://github.com/moby/buildkit.git?ref=v0.10.1&subdir=frontend/")
+                .unwrap(),
+            GitSource::parse("https://github.com/moby/buildkit.git#v0.10.1:frontend").unwrap()
+        );
+        assert_eq!(
+            GitSource::parse("https://h/r.git?tag=v1")
+                .unwrap()
+                .reference
+                .as_deref(),
+            Some("v1")
+        );
+        for bad in [
+            "https://h/r.git?ref=a&branch=b",
+            "https://h/r.git?depth=1",
+            "https://h/r.git?ref=a#b",
+        ] {
+            assert!(GitSource::parse(bad).is_err(), "{bad}");
+        }
         assert!(is_commit("0123456789abcdef0123456789abcdef01234567"));
         assert!(!is_commit("main"));
     }

@@ -1474,7 +1474,7 @@ fn add_checks_out_git_repositories() {
         &[(
             "Dockerfile",
             &format!(
-                "FROM {}\nADD {url}#v1:app /app/\nADD --keep-git-dir=true {url} /full/\n",
+                "FROM {}\nADD {url}#v1:app /app/\nADD --keep-git-dir=true {url} /full/\nADD {url}?tag=v1&subdir=app /app-q/\n",
                 env.base()
             ),
         )],
@@ -1497,13 +1497,17 @@ fn add_checks_out_git_repositories() {
     assert!(!tree.contains_key("app/README"));
     assert_eq!(text(&tree, "full/README"), "readme 1\n");
     assert!(tree.contains_key("full/.git/HEAD"), "--keep-git-dir");
+    // BuildKit's query form names the same tag and subdirectory.
+    assert_eq!(text(&tree, "app-q/main.txt"), "v1\n");
+    assert!(!tree.contains_key("app-q/README"));
     assert!(!tree.keys().any(|k| k.starts_with("app/.git")));
 
-    // Nothing moved: both steps come from the cache.
+    // Nothing moved: the three steps come from the cache.
     let (_, log) = build("two");
-    assert_eq!(fs_cached(&log), 2, "{log}");
+    assert_eq!(fs_cached(&log), 3, "{log}");
 
-    // A new commit on main: the branch step runs again and says why; the tag step does not.
+    // A new commit on main: the branch step runs again and says why; the tag step before it
+    // does not (the one after it runs again: an earlier step changed).
     write(r, &[("README", "readme 2\n"), ("app/main.txt", "v2\n")]);
     git(r, &["commit", "-q", "-am", "two"]);
     publish();

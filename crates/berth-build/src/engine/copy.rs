@@ -292,8 +292,8 @@ impl Builder {
         remote.gits = sources
             .iter()
             .filter(|s| fetch::is_git(s))
-            .map(|s| git::GitSource::parse(s))
-            .collect();
+            .map(|s| git::GitSource::parse(s).map_err(&bad))
+            .collect::<Result<_, _>>()?;
         sources.retain(|s| !fetch::is_git(s));
         remote.urls = sources
             .iter()
