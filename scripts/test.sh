@@ -17,8 +17,10 @@ log() { printf '\n==> %s\n' "$*"; }
 # PyPI), the Python ECR client of the lifecycle tests; bsdutils has `script`, the pseudo-terminal
 # the build display test runs under; strace shows the durability test which renames are followed
 # by a directory sync; rpm (rpmbuild, rpm --justdb) makes the scanner's rpm database fixture; golang-go builds its Go
-# binary fixture and debootstrap its Debian 12 root filesystem (scripts/make-scan-fixtures.sh).
-packages=(skopeo podman buildah runc crun uidmap qemu-user-static binfmt-support busybox-static docker-registry git curl ca-certificates awscli python3 python3-venv bsdutils strace rpm golang-go debootstrap)
+# binary fixture and debootstrap its Debian 12 root filesystem (scripts/make-scan-fixtures.sh);
+# openssh-client's ssh-agent serves `berth build --ssh ID=KEYFILE` (ssh-keygen makes the test's
+# keys) and procps' pgrep checks the agent is gone after the build.
+packages=(skopeo podman buildah runc crun uidmap qemu-user-static binfmt-support busybox-static docker-registry git curl ca-certificates awscli python3 python3-venv bsdutils strace rpm golang-go debootstrap openssh-client procps)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

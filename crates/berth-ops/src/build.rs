@@ -220,31 +220,53 @@ fn parse_secret(spec: &str) -> Result<(String, SecretSource)> {
     Ok((id, source))
 }
 
-/// `--ssh default|ID[=SOCKET]`: agent sockets only (no key files).
-fn parse_ssh(spec: &str) -> Result<(String, PathBuf)> {
-    let (id, path) = match spec.split_once('=') {
-        Some((id, p)) => (id.to_owned(), PathBuf::from(p)),
+/// Where an `--ssh` id's keys come from.
+enum SshSource {
+    /// An agent's socket.
+    Socket(PathBuf),
+    /// Key files, served by an agent berth starts.
+    Keys(Vec<PathBuf>),
+}
+
+/// `--ssh default|ID[=SOCKET|=KEYFILE[,KEYFILE…]]`.
+fn parse_ssh(spec: &str) -> Result<(String, SshSource)> {
+    let (id, paths) = match spec.split_once('=') {
+        Some((id, p)) => (
+            id.to_owned(),
+            p.split(',').map(PathBuf::from).collect::<Vec<_>>(),
+        ),
         None => {
             let sock = std::env::var_os("SSH_AUTH_SOCK").ok_or_else(|| {
                 OpsError::usage(format!(
-                    "--ssh {spec}: SSH_AUTH_SOCK is not set (start an agent or give {spec}=SOCKET)"
+                    "--ssh {spec}: SSH_AUTH_SOCK is not set (start an agent, or give {spec}=SOCKET or {spec}=KEYFILE)"
                 ))
             })?;
-            (spec.to_owned(), PathBuf::from(sock))
+            (spec.to_owned(), vec![PathBuf::from(sock)])
         }
     };
     use std::os::unix::fs::FileTypeExt;
-    match std::fs::metadata(&path) {
-        Ok(m) if m.file_type().is_socket() => Ok((id, path)),
-        Ok(_) => Err(OpsError::usage(format!(
-            "--ssh {spec}: {} is not a socket (only agent sockets are supported, not key files)",
-            path.display()
-        ))),
-        Err(e) => Err(OpsError::usage(format!(
-            "--ssh {spec}: {}: {e}",
-            path.display()
-        ))),
+    let mut keys = Vec::new();
+    for path in &paths {
+        match std::fs::metadata(path) {
+            Ok(m) if m.file_type().is_socket() && paths.len() == 1 => {
+                return Ok((id, SshSource::Socket(path.clone())));
+            }
+            Ok(m) if m.is_file() => keys.push(path.clone()),
+            Ok(_) => {
+                return Err(OpsError::usage(format!(
+                    "--ssh {spec}: {} is neither an agent socket nor a key file",
+                    path.display()
+                )));
+            }
+            Err(e) => {
+                return Err(OpsError::usage(format!(
+                    "--ssh {spec}: {}: {e}",
+                    path.display()
+                )));
+            }
+        }
     }
+    Ok((id, SshSource::Keys(keys)))
 }
 
 fn named_context(spec: &str) -> Result<(String, NamedContext)> {
@@ -400,6 +422,8 @@ pub struct PreparedBuild {
     opts: BuildOptions,
     outputs: Vec<Output>,
     req: BuildRequest,
+    /// The agents serving `--ssh` key files, for as long as the build may use them.
+    _agents: Vec<crate::ssh_agent::SshAgent>,
 }
 
 impl PreparedBuild {
@@ -465,9 +489,18 @@ pub fn prepare(req: &BuildRequest) -> Result<PreparedBuild> {
         let (id, source) = parse_secret(spec)?;
         opts.secrets.insert(id, source);
     }
+    let mut agents = Vec::new();
     for spec in &req.ssh {
-        let (id, socket) = parse_ssh(spec)?;
-        opts.ssh.insert(id, socket);
+        let socket = match parse_ssh(spec)? {
+            (id, SshSource::Socket(s)) => (id, s),
+            (id, SshSource::Keys(keys)) => {
+                let agent = crate::ssh_agent::SshAgent::start(spec, &keys)?;
+                let s = agent.socket().to_path_buf();
+                agents.push(agent);
+                (id, s)
+            }
+        };
+        opts.ssh.insert(socket.0, socket.1);
     }
     for l in &req.labels {
         let (k, v) = parse_kv(l, "--label")?;
@@ -511,6 +544,7 @@ pub fn prepare(req: &BuildRequest) -> Result<PreparedBuild> {
         opts,
         outputs,
         req: req.clone(),
+        _agents: agents,
     })
 }
 

@@ -18,6 +18,7 @@ pub mod release;
 pub mod repo;
 pub mod scan;
 pub mod scan_format;
+pub mod ssh_agent;
 pub mod transfer;
 
 pub use error::{OpsError, Result, ResultExt};

@@ -64,9 +64,9 @@ pub struct BuildArgs {
     /// (with neither src nor env: the variable ID if set, else the file ID); repeatable
     #[arg(long = "secret", value_name = "SPEC")]
     secrets: Vec<String>,
-    /// An SSH agent socket for RUN --mount=type=ssh: default|ID[=SOCKET] (default: $SSH_AUTH_SOCK);
-    /// repeatable
-    #[arg(long = "ssh", value_name = "ID[=SOCKET]")]
+    /// SSH keys for RUN --mount=type=ssh: default|ID[=SOCKET|=KEYFILE[,KEYFILE…]] — an agent's
+    /// socket (default: $SSH_AUTH_SOCK), or key files an agent berth starts serves; repeatable
+    #[arg(long = "ssh", value_name = "ID[=SOCKET|KEYFILE]")]
     ssh: Vec<String>,
     /// Do not use the step cache
     #[arg(long)]

@@ -1825,3 +1825,150 @@ fn every_step_says_cached_or_why_not() {
     assert_eq!(again.len(), 6);
     assert!(again.iter().all(|(_, v)| v == "CACHED"), "{again:?}");
 }
+
+/// A client of the SSH agent protocol (list identities: request 11, answer 12), compiled by
+/// Debian's Go as a static amd64 binary: what RUN --mount=type=ssh sees, from inside the
+/// container.
+fn agent_lister(dir: &Path) -> PathBuf {
+    let src = dir.join("lister");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("go.mod"), "module lister\n\ngo 1.19\n").unwrap();
+    std::fs::write(
+        src.join("main.go"),
+        r#"package main
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"os"
+)
+
+func main() {
+	c, err := net.Dial("unix", os.Getenv("SSH_AUTH_SOCK"))
+	if err != nil {
+		fmt.Println("dial:", err)
+		os.Exit(1)
+	}
+	c.Write([]byte{0, 0, 0, 1, 11})
+	var n uint32
+	binary.Read(c, binary.BigEndian, &n)
+	buf := make([]byte, n)
+	io.ReadFull(c, buf)
+	if len(buf) < 5 || buf[0] != 12 {
+		fmt.Println("not an identities answer")
+		os.Exit(1)
+	}
+	p := 5
+	str := func() []byte {
+		l := int(binary.BigEndian.Uint32(buf[p : p+4]))
+		s := buf[p+4 : p+4+l]
+		p += 4 + l
+		return s
+	}
+	for i := 0; i < int(binary.BigEndian.Uint32(buf[1:5])); i++ {
+		str()
+		fmt.Println(string(str()))
+	}
+}
+"#,
+    )
+    .unwrap();
+    let out_path = dir.join("agent-list");
+    let out = Command::new("/usr/bin/go")
+        .args(["build", "-o"])
+        .arg(&out_path)
+        .arg(".")
+        .current_dir(&src)
+        .env("CGO_ENABLED", "0")
+        .env("GOARCH", "amd64")
+        .env("GOFLAGS", "-mod=mod")
+        .env("GOPROXY", "off")
+        .env("GOCACHE", common::fixtures_dir().join("go-cache"))
+        .env("GOPATH", dir.join("gopath"))
+        .output()
+        .unwrap_or_else(|e| panic!("go: {e} (scripts/test.sh installs golang-go)"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out_path
+}
+
+/// `--ssh default=KEYFILE`: berth starts an ssh-agent holding the key, RUN's ssh mount reaches
+/// it (the key's comment listed from inside the container), and the agent is gone after the
+/// build; a key with a passphrase is a clear usage error.
+#[test]
+fn ssh_key_files_are_served_by_an_agent_berth_starts() {
+    let env = Env::new();
+    let ctx = tempfile::tempdir().unwrap();
+    let tools = tempfile::tempdir().unwrap();
+    std::fs::copy(agent_lister(tools.path()), ctx.path().join("agent-list")).unwrap();
+    write(
+        ctx.path(),
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM {}\nCOPY agent-list /agent-list\nRUN --mount=type=ssh /agent-list > /keys\n",
+                env.base()
+            ),
+        )],
+    );
+    let keys = tempfile::tempdir().unwrap();
+    let keygen = |name: &str, pass: &str| {
+        let path = keys.path().join(name);
+        let out = Command::new("ssh-keygen")
+            .args([
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                pass,
+                "-C",
+                &format!("{name}-comment"),
+                "-f",
+            ])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        path
+    };
+    let plain = keygen("plain", "");
+    let locked = keygen("locked", "a passphrase");
+    let out = tempfile::tempdir().unwrap();
+    let layout = out.path().join("img");
+    let ssh = format!("default={}", plain.display());
+    let dest = format!("type=oci,dest={},tar=false", layout.display());
+    let log = env.build_ok(
+        ctx.path(),
+        &["--platform", "linux/amd64", "--ssh", &ssh, "-o", &dest],
+    );
+    let tree = flatten(&layout, &images(&layout)[""]);
+    assert_eq!(text(&tree, "keys"), "plain-comment\n", "{log}");
+    // The agent went with the build: no ssh-agent of berth's is left.
+    let left = Command::new("pgrep")
+        .args(["-f", "berth-ssh-"])
+        .output()
+        .unwrap();
+    assert!(
+        left.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+
+    let ssh = format!("default={}", locked.display());
+    let failed = env.build(ctx.path(), &["--ssh", &ssh, "--no-cache"]);
+    assert_eq!(failed.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&failed.stderr);
+    assert!(
+        err.contains("locked") && err.contains("passphrase"),
+        "{err}"
+    );
+}
