@@ -10,7 +10,9 @@
 //! time, and says why: a changed file, a changed command, a changed parent.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
+use berth_client::image::ImageSource;
 use berth_oci::{Algorithm, Digest};
 use serde::{Deserialize, Serialize};
 
@@ -61,6 +63,43 @@ pub struct CacheRecord {
     pub layer: Option<LayerBlob>,
     /// When the step ran (RFC 3339), used as its history entry's `created`.
     pub created: String,
+}
+
+/// The media type of an exported cache's config blob: a [`CacheConfig`].
+pub const CACHE_CONFIG_MEDIA_TYPE: &str = "application/vnd.berth.build-cache.config.v1+json";
+
+/// What an exported cache holds besides its layers: the step records, by key (hex). It travels
+/// as the config of an OCI image manifest whose layers are the records' layer blobs, which every
+/// OCI registry, ECR included, accepts.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CacheConfig {
+    pub records: BTreeMap<String, CacheRecord>,
+}
+
+/// A cache imported with `--cache-from`: its records, and where their layer blobs are read
+/// from when a step hits one of them (only then: a build pulls only the layers it uses).
+#[derive(Clone)]
+pub struct RemoteCache {
+    /// The cache source as the user named it (for messages).
+    pub name: String,
+    pub records: BTreeMap<String, CacheRecord>,
+    pub source: Arc<dyn ImageSource>,
+}
+
+impl std::fmt::Debug for RemoteCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteCache")
+            .field("name", &self.name)
+            .field("records", &self.records.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The local records of `keys` whose layers the store holds, for an export.
+pub fn records_of(store: &Store, keys: &[Digest]) -> BTreeMap<String, CacheRecord> {
+    keys.iter()
+        .filter_map(|k| Some((k.hex().to_owned(), lookup(store, k)?)))
+        .collect()
 }
 
 /// What a step saw last time it ran (for explanations).

@@ -93,6 +93,8 @@ pub struct BuildOptions {
     pub secrets: BTreeMap<String, SecretSource>,
     /// `--ssh`: the agent socket `RUN --mount=type=ssh,id=ID` gets.
     pub ssh: BTreeMap<String, PathBuf>,
+    /// `--cache-from`: step records a step may be answered from when the store has none.
+    pub cache_from: Vec<cache::RemoteCache>,
 }
 
 impl BuildOptions {
@@ -113,6 +115,7 @@ impl BuildOptions {
             layers: LayerOptions::default(),
             secrets: BTreeMap::new(),
             ssh: BTreeMap::new(),
+            cache_from: Vec::new(),
         }
     }
 }
@@ -163,6 +166,9 @@ pub struct PlatformImage {
     /// The images the build read (`FROM`, `COPY --from`, mounts): each reference as written
     /// (or the named context's) and the platform manifest it resolved to, in first-use order.
     pub bases: Vec<(String, Digest)>,
+    /// The cache key of every filesystem step of the build (hit or run), with whether its
+    /// stage is on the target's `FROM` chain (what `--cache-to mode=min` exports).
+    pub cache_keys: Vec<(Digest, bool)>,
 }
 
 /// What a build produced (all of it in the store).
@@ -226,6 +232,8 @@ struct Ctx<'a> {
     dockerfile_id: String,
     /// The images read so far (see [`PlatformImage::bases`]).
     bases: Mutex<Vec<(String, Digest)>>,
+    /// The filesystem steps' keys so far, with their stage.
+    keys: Mutex<Vec<(Digest, usize)>>,
 }
 
 /// The instruction being carried out, and where it is.
@@ -318,6 +326,7 @@ impl Builder {
                             target: p.clone(),
                             dockerfile_id: dockerfile_id.clone(),
                             bases: Mutex::new(Vec::new()),
+                            keys: Mutex::new(Vec::new()),
                         };
                         s.spawn(move || self.build_platform(&ctx))
                     })
@@ -412,6 +421,21 @@ impl Builder {
         }
         let mut image = self.commit_image(&fin)?;
         image.bases = std::mem::take(&mut *ctx.bases.lock().unwrap_or_else(|p| p.into_inner()));
+        // The target's FROM chain: the stages whose layers the image holds.
+        let mut chain = vec![target];
+        while let Some(Base::Stage(i)) = chain.last().map(|&s| &graph.stages[s].base) {
+            if chain.contains(i) {
+                break;
+            }
+            chain.push(*i);
+        }
+        image.cache_keys = ctx
+            .keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, si)| (k.clone(), chain.contains(si)))
+            .collect();
         Ok(image)
     }
 
@@ -450,6 +474,7 @@ impl Builder {
             config,
             size,
             bases: Vec::new(),
+            cache_keys: Vec::new(),
         })
     }
 
@@ -955,9 +980,16 @@ impl Builder {
             &format!("{}|{}", ctx.target, pstr),
         );
         let created_by = created_by(ins, &state.config);
-        if !ctx.opts.no_cache
-            && let Some(rec) = cache::lookup(&self.store, &key)
-        {
+        ctx.keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((key.clone(), si));
+        let hit = if ctx.opts.no_cache {
+            None
+        } else {
+            cache::lookup(&self.store, &key).or_else(|| self.remote_hit(ctx, id, &key))
+        };
+        if let Some(rec) = hit {
             ctx.progress.event(Event::Cached { id });
             {
                 let mut c = ctx.counters.lock().unwrap_or_else(|p| p.into_inner());
@@ -975,7 +1007,19 @@ impl Builder {
             "--no-cache".to_owned()
         } else {
             let prev: Option<StepMemory> = self.store.read_record("steps", &mem_name);
-            cache::explain(prev.as_ref(), &parent, &facts, &key)
+            match (&prev, ctx.opts.cache_from.is_empty()) {
+                // A fresh store with a cache source: the source is what did not have it.
+                (None, false) => format!(
+                    "not in cache source {}",
+                    ctx.opts
+                        .cache_from
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                _ => cache::explain(prev.as_ref(), &parent, &facts, &key),
+            }
         };
         ctx.progress.event(Event::Miss { id, reason });
         state.ran.get_or_insert(id);
@@ -1027,6 +1071,35 @@ impl Builder {
             seconds: started.elapsed().as_secs_f64(),
         });
         Ok(())
+    }
+
+    /// A step answered from a `--cache-from` source: its layer blob fetched into the store
+    /// (the only blob of the source this step reads), its record written locally. A source
+    /// that fails to give the blob is reported and the step runs.
+    fn remote_hit(&self, ctx: &Ctx<'_>, id: usize, key: &Digest) -> Option<CacheRecord> {
+        let (remote, rec) = ctx
+            .opts
+            .cache_from
+            .iter()
+            .find_map(|c| Some((c, c.records.get(key.hex())?.clone())))?;
+        if let Some(l) = &rec.layer
+            && !self.store.has_blob(&l.digest)
+        {
+            let sink = StoreImage::new(self.store.clone(), None);
+            let fetched = self.rt.block_on(async {
+                let stream = remote.source.blob(&l.digest, l.size).await?;
+                berth_client::image::ImageSink::put_blob(&sink, &l.digest, l.size, stream).await
+            });
+            if let Err(e) = fetched {
+                ctx.progress.event(Event::Output {
+                    id,
+                    line: format!("cache source {}: {}: {e}", remote.name, l.digest),
+                });
+                return None;
+            }
+        }
+        self.store.write_record("cache", key.hex(), &rec).ok()?;
+        Some(rec)
     }
 
     fn remember(&self, name: &str, parent: &Digest, key: &Digest, facts: &StepFacts) {

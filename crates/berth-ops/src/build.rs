@@ -67,6 +67,10 @@ pub struct BuildRequest {
     pub sbom: bool,
     /// Push SLSA provenance of each platform image beside it, as a referrer (`--provenance`).
     pub provenance: Option<crate::attest::ProvenanceMode>,
+    /// `--cache-to type=registry,ref=REF[,mode=min|max]` or `type=local,dest=DIR`.
+    pub cache_to: Vec<String>,
+    /// `--cache-from type=registry,ref=REF` or `type=local,src=DIR`.
+    pub cache_from: Vec<String>,
 }
 
 impl BuildRequest {
@@ -114,6 +118,10 @@ pub struct BuildOutcome {
     pub written: Vec<String>,
     /// The build store the image stays in.
     pub store: String,
+    /// Build caches exported (`--cache-to`), each as `NAME@DIGEST (N steps)`.
+    pub cache_exported: Vec<String>,
+    /// What the user should know: a cache source that could not be read, and so on.
+    pub warnings: Vec<String>,
 }
 
 /// One `--output`.
@@ -424,6 +432,8 @@ pub struct PreparedBuild {
     req: BuildRequest,
     /// The agents serving `--ssh` key files, for as long as the build may use them.
     _agents: Vec<crate::ssh_agent::SshAgent>,
+    cache_to: Vec<crate::build_cache::CacheSpec>,
+    cache_from: Vec<crate::build_cache::CacheSpec>,
 }
 
 impl PreparedBuild {
@@ -540,11 +550,23 @@ pub fn prepare(req: &BuildRequest) -> Result<PreparedBuild> {
             "--output type=docker holds one platform; use type=oci or type=registry for several",
         ));
     }
+    let cache_to = req
+        .cache_to
+        .iter()
+        .map(|c| crate::build_cache::parse(c, true))
+        .collect::<Result<Vec<_>>>()?;
+    let cache_from = req
+        .cache_from
+        .iter()
+        .map(|c| crate::build_cache::parse(c, false))
+        .collect::<Result<Vec<_>>>()?;
     Ok(PreparedBuild {
         opts,
         outputs,
         req: req.clone(),
         _agents: agents,
+        cache_to,
+        cache_from,
     })
 }
 
@@ -583,9 +605,19 @@ pub fn build_image(
         }),
         rt.clone(),
     )?;
+    // Cache sources: their step lists now, their layers when a step uses them. One that cannot
+    // be read is a warning: the build goes on without it.
+    let mut warnings = Vec::new();
+    let mut opts = prepared.opts.clone();
+    for spec in &prepared.cache_from {
+        match rt.block_on(crate::build_cache::load(spec, &req.insecure)) {
+            Ok(c) => opts.cache_from.push(c),
+            Err(e) => warnings.push(format!("cache source {} not used: {e}", spec.name)),
+        }
+    }
     let started = std::time::Instant::now();
     let started_at = crate::scan_format::rfc3339_now();
-    let result = builder.build(&prepared.opts, progress)?;
+    let result = builder.build(&opts, progress)?;
     let finished_at = crate::scan_format::rfc3339_now();
     let seconds = started.elapsed().as_secs_f64();
     let src = StoreImage::new(store.clone(), Some(result.root.clone()));
@@ -658,6 +690,18 @@ pub fn build_image(
             }
         }
     }
+    let mut cache_exported = Vec::new();
+    for spec in &prepared.cache_to {
+        let (digest, steps) = rt
+            .block_on(crate::build_cache::export(
+                spec,
+                &store,
+                &result,
+                &req.insecure,
+            ))
+            .map_err(|e| e.context(format!("exporting the build cache to {}", spec.name)))?;
+        cache_exported.push(format!("{}@{digest} ({steps} steps)", spec.name));
+    }
     Ok(BuildOutcome {
         digest: result.root.to_string(),
         media_type: result.media_type.clone(),
@@ -677,5 +721,7 @@ pub fn build_image(
         pushed,
         written,
         store: store.root().display().to_string(),
+        cache_exported,
+        warnings,
     })
 }

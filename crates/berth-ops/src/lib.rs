@@ -8,6 +8,7 @@
 
 pub mod attest;
 pub mod build;
+pub mod build_cache;
 pub mod endpoint;
 pub mod error;
 pub mod findings;

@@ -83,6 +83,14 @@ pub struct BuildArgs {
     /// and labels); needs a registry output
     #[arg(long, value_name = "mode=min|max", num_args = 0..=1, require_equals = true, default_missing_value = "mode=min")]
     provenance: Option<String>,
+    /// Export the step cache: type=registry,ref=REF[,mode=min|max][,image-manifest=true] (an
+    /// OCI image manifest any registry, ECR included, accepts) or type=local,dest=DIR; repeatable
+    #[arg(long = "cache-to", value_name = "SPEC")]
+    cache_to: Vec<String>,
+    /// Reuse steps from an exported cache: type=registry,ref=REF or type=local,src=DIR (layers
+    /// are pulled only for the steps answered from it); repeatable
+    #[arg(long = "cache-from", value_name = "SPEC")]
+    cache_from: Vec<String>,
     /// A label for the image (KEY=VALUE); repeatable
     #[arg(long = "label", value_name = "KEY=VALUE")]
     labels: Vec<String>,
@@ -463,6 +471,8 @@ pub fn run(args: BuildArgs) -> anyhow::Result<()> {
     req.store = args.store.clone();
     req.insecure = args.registry.insecure.clone();
     req.sbom = args.sbom.unwrap_or(false);
+    req.cache_to.clone_from(&args.cache_to);
+    req.cache_from.clone_from(&args.cache_from);
     req.provenance = match args.provenance.as_deref() {
         None | Some("false" | "0") => None,
         Some(p) => Some(
@@ -493,6 +503,9 @@ pub fn run(args: BuildArgs) -> anyhow::Result<()> {
         l.abandon();
     }
     let result = result?;
+    for w in &result.warnings {
+        eprintln!("warning: {w}");
+    }
     if !quiet {
         eprintln!(
             "built {} in {:.1}s ({} steps run, {} cached)",
@@ -500,6 +513,9 @@ pub fn run(args: BuildArgs) -> anyhow::Result<()> {
         );
         for p in &result.pushed {
             eprintln!("pushed {p}");
+        }
+        for c in &result.cache_exported {
+            eprintln!("cache exported to {c}");
         }
         if result.pushed.is_empty() && result.written.is_empty() {
             eprintln!(

@@ -1972,3 +1972,154 @@ fn ssh_key_files_are_served_by_an_agent_berth_starts() {
         "{err}"
     );
 }
+
+/// Two empty stores stand in for two CI runners. Runner A builds with `--cache-to` into `berth
+/// serve` (mode=max, image-manifest=true), into the Debian `docker-registry` and into a local
+/// directory; runner B builds the same context from an empty store with `--cache-from` and runs
+/// no step, giving the same image; a one-file change on B re-runs only from its COPY; the cache
+/// artifact is read by skopeo (`inspect`, `copy`); a cache source that is missing warns and the
+/// build goes on.
+#[test]
+fn a_registry_cache_carries_steps_between_empty_stores() {
+    let env = Env::new();
+    let reference = common::Reference::start();
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        ctx.path(),
+        &[
+            (
+                "Dockerfile",
+                &format!(
+                    "FROM {}\nRUN echo first > /first\nCOPY a.txt /a.txt\nRUN cat /a.txt > /copied\nCOPY b.txt /b.txt\nRUN echo last > /last\n",
+                    env.base()
+                ),
+            ),
+            ("a.txt", "one\n"),
+            ("b.txt", "two\n"),
+        ],
+    );
+    let run = |store: &Path, extra: &[&str]| -> (serde_json::Value, String) {
+        let meta = store.join("meta.json");
+        let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(["build", "--progress", "plain", "--store"])
+            .arg(store.join("store"))
+            .arg("--metadata-file")
+            .arg(&meta)
+            .args(extra)
+            .arg(ctx.path())
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{log}");
+        (json(&meta), log)
+    };
+    let cache = format!("{}/cache/app:buildcache", env.server.addr);
+    let peer_cache = format!("{}/cache/app:buildcache", reference.addr);
+    let local = tempfile::tempdir().unwrap();
+    let to = |r: &str| format!("type=registry,ref={r},mode=max,image-manifest=true");
+    let (a_store, b_store) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, log) = run(
+        a_store.path(),
+        &[
+            "--cache-to",
+            &to(&cache),
+            "--cache-to",
+            &to(&peer_cache),
+            "--cache-to",
+            &format!("type=local,dest={}", local.path().display()),
+        ],
+    );
+    assert_eq!(a["berth.steps"]["run"], 5, "{log}");
+    assert_eq!(log.matches("cache exported to ").count(), 3, "{log}");
+
+    // Runner B, empty store: every step from the cache, the same image.
+    let from = format!("type=registry,ref={cache}");
+    let (b, log) = run(b_store.path(), &["--cache-from", &from]);
+    assert_eq!(
+        b["berth.steps"],
+        serde_json::json!({"run": 0, "cached": 5}),
+        "{log}"
+    );
+    assert_eq!(b["containerimage.digest"], a["containerimage.digest"]);
+    // A one-file change on B: its COPY and what follows run, the rest is cached.
+    std::fs::write(ctx.path().join("b.txt"), "changed\n").unwrap();
+    let (b2, log) = run(b_store.path(), &["--cache-from", &from]);
+    assert_eq!(
+        b2["berth.steps"],
+        serde_json::json!({"run": 2, "cached": 3}),
+        "{log}"
+    );
+    assert!(log.contains("not cached: b.txt changed"), "{log}");
+    std::fs::write(ctx.path().join("b.txt"), "two\n").unwrap();
+
+    // The other registry and the local directory serve the same.
+    for source in [
+        format!("type=registry,ref={peer_cache}"),
+        format!("type=local,src={}", local.path().display()),
+    ] {
+        let store = tempfile::tempdir().unwrap();
+        let (c, log) = run(store.path(), &["--cache-from", &source]);
+        assert_eq!(c["berth.steps"]["run"], 0, "{source}: {log}");
+        assert_eq!(c["containerimage.digest"], a["containerimage.digest"]);
+    }
+
+    // A fresh store with a cache source that lacks a step says so.
+    let store = tempfile::tempdir().unwrap();
+    let other = tempfile::tempdir().unwrap();
+    write(
+        other.path(),
+        &[(
+            "Dockerfile",
+            &format!("FROM {}\nRUN echo elsewhere > /x\n", env.base()),
+        )],
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["build", "--progress", "plain", "--store"])
+        .arg(store.path())
+        .args(["--cache-from", &from])
+        .arg(other.path())
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains(&format!("not cached: not in cache source {cache}")),
+        "{log}"
+    );
+
+    // A missing cache source warns; the build runs every step.
+    let store = tempfile::tempdir().unwrap();
+    let missing = format!("type=registry,ref={}/cache/none:x", env.server.addr);
+    let (m, log) = run(store.path(), &["--cache-from", &missing]);
+    assert_eq!(m["berth.steps"]["run"], 5);
+    assert!(log.contains("warning: cache source"), "{log}");
+
+    // skopeo reads the cache artifact as any image manifest.
+    let inspect = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{cache}"))
+        .output()
+        .unwrap();
+    assert!(
+        inspect.status.success(),
+        "{}",
+        String::from_utf8_lossy(&inspect.stderr)
+    );
+    let raw: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    assert_eq!(
+        raw["config"]["mediaType"],
+        "application/vnd.berth.build-cache.config.v1+json"
+    );
+    let copied = tempfile::tempdir().unwrap();
+    let copy = Command::new("skopeo")
+        .args(["copy", "--src-tls-verify=false"])
+        .arg(format!("docker://{cache}"))
+        .arg(format!("oci:{}:c", copied.path().display()))
+        .output()
+        .unwrap();
+    assert!(
+        copy.status.success(),
+        "{}",
+        String::from_utf8_lossy(&copy.stderr)
+    );
+}
