@@ -74,6 +74,17 @@ pub const CACHE_CONFIG_MEDIA_TYPE: &str = "application/vnd.berth.build-cache.con
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CacheConfig {
     pub records: BTreeMap<String, CacheRecord>,
+    /// `RUN --mount=type=cache` contents exported by id (`cache-mounts=ID…`): each a gzipped
+    /// tar among the manifest's layers.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub mounts: BTreeMap<String, MountBlob>,
+}
+
+/// A cache mount's tarball in an exported cache.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountBlob {
+    pub digest: Digest,
+    pub size: u64,
 }
 
 /// A cache imported with `--cache-from`: its records, and where their layer blobs are read
@@ -83,6 +94,8 @@ pub struct RemoteCache {
     /// The cache source as the user named it (for messages).
     pub name: String,
     pub records: BTreeMap<String, CacheRecord>,
+    /// Cache mounts it carries (restored before the build when the store has none of that id).
+    pub mounts: BTreeMap<String, MountBlob>,
     pub source: Arc<dyn ImageSource>,
 }
 

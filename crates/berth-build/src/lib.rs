@@ -30,6 +30,6 @@ pub use engine::{
 };
 pub use error::BuildError;
 pub use layer::{Compression, LayerOptions};
-pub use mounts::{MAX_SECRET, SecretSource};
+pub use mounts::{MAX_SECRET, SecretSource, restore_cache_mount, write_cache_mount};
 pub use sandbox::{HostSandbox, Sandbox};
 pub use store::{Store, StoreImage, default_root};

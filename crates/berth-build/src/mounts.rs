@@ -311,7 +311,7 @@ fn cache_dir(
 ) -> Result<CacheDir, BuildError> {
     let base = store.root().join("cache-mounts");
     fs::create_dir_all(&base).map_err(io(&base))?;
-    let name = Digest::sha256(id.as_bytes()).hex()[..32].to_owned();
+    let name = cache_mount_name(id);
     let lock_path = base.join(format!("{name}.lock"));
     let lock = fs::OpenOptions::new()
         .create(true)
@@ -359,6 +359,69 @@ fn cache_dir(
         lock: Some(lock),
         private: None,
     })
+}
+
+/// The name of cache mount `id`'s directory under `cache-mounts/`.
+fn cache_mount_name(id: &str) -> String {
+    Digest::sha256(id.as_bytes()).hex()[..32].to_owned()
+}
+
+/// Writes cache mount `id` as a gzipped tar (ownership, modes and times kept) into `out`, for
+/// `--cache-to …,cache-mounts=ID`. `false`: the store has no such cache mount.
+pub fn write_cache_mount(
+    store: &Store,
+    id: &str,
+    out: impl std::io::Write,
+) -> Result<bool, BuildError> {
+    let dir = store.root().join("cache-mounts").join(cache_mount_name(id));
+    if !dir.is_dir() {
+        return Ok(false);
+    }
+    let mut b = tar::Builder::new(flate2::write::GzEncoder::new(
+        out,
+        flate2::Compression::fast(),
+    ));
+    b.follow_symlinks(false);
+    b.mode(tar::HeaderMode::Complete);
+    b.append_dir_all(".", &dir).map_err(io(&dir))?;
+    b.into_inner()
+        .and_then(flate2::write::GzEncoder::finish)
+        .map_err(io(&dir))?;
+    Ok(true)
+}
+
+/// Fills cache mount `id` from a gzipped tar written by [`write_cache_mount`], unless the store
+/// already has it (`false`: a runner's own cache wins). Extracted into a temporary directory
+/// and renamed into place whole; paths that would leave it are refused by the tar reader.
+pub fn restore_cache_mount(
+    store: &Store,
+    id: &str,
+    tar_gz: impl std::io::Read,
+) -> Result<bool, BuildError> {
+    let base = store.root().join("cache-mounts");
+    fs::create_dir_all(&base).map_err(io(&base))?;
+    let name = cache_mount_name(id);
+    let dir = base.join(&name);
+    if dir.is_dir() {
+        return Ok(false);
+    }
+    let t = store.temp_dir("cache-import")?;
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(tar_gz));
+    archive.set_preserve_permissions(true);
+    archive.set_preserve_ownerships(true);
+    archive.set_unpack_xattrs(false);
+    archive.unpack(t.path()).map_err(io(t.path()))?;
+    match fs::rename(t.path(), &dir) {
+        Ok(()) => {
+            t.keep();
+            crate::store::sync_dir(&base)?;
+        }
+        // Another build made it meanwhile: theirs stays.
+        Err(_) if dir.is_dir() => return Ok(false),
+        Err(e) => return Err(io(&dir)(e)),
+    }
+    let _ = fs::write(base.join(format!("{name}.id")), id);
+    Ok(true)
 }
 
 fn init_dir(

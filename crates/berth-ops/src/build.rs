@@ -611,7 +611,10 @@ pub fn build_image(
     let mut opts = prepared.opts.clone();
     for spec in &prepared.cache_from {
         match rt.block_on(crate::build_cache::load(spec, &req.insecure)) {
-            Ok(c) => opts.cache_from.push(c),
+            Ok(c) => {
+                warnings.extend(crate::build_cache::restore_mounts(&store, &c, rt));
+                opts.cache_from.push(c);
+            }
             Err(e) => warnings.push(format!("cache source {} not used: {e}", spec.name)),
         }
     }

@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use berth_build::cache::{CACHE_CONFIG_MEDIA_TYPE, CacheConfig, RemoteCache};
+use berth_build::cache::{CACHE_CONFIG_MEDIA_TYPE, CacheConfig, MountBlob, RemoteCache};
 use berth_build::{BuildResult, Store, StoreImage};
 use berth_client::image::{ImageSource, Placement, RawManifest, read_blob};
 use berth_oci::Digest;
@@ -38,6 +38,8 @@ pub struct CacheSpec {
     /// How the user named it (for messages).
     pub name: String,
     pub mode: Mode,
+    /// `cache-mounts=ID[,ID…]`: the `RUN --mount=type=cache` ids whose contents travel too.
+    pub cache_mounts: Vec<String>,
 }
 
 /// Reads `type=registry,ref=REF[,mode=min|max][,image-manifest=true][,compression=…]` or
@@ -48,11 +50,24 @@ pub fn parse(spec: &str, export: bool) -> Result<CacheSpec> {
     let mut reference = None;
     let mut dir = None;
     let mut mode = Mode::Min;
+    let mut cache_mounts: Vec<String> = Vec::new();
+    let mut last_key = "";
     for part in spec.split(',').filter(|p| !p.is_empty()) {
-        let (k, v) = part
-            .split_once('=')
-            .ok_or_else(|| OpsError::usage(format!("{flag} {spec:?}: expected KEY=VALUE pairs")))?;
+        // `cache-mounts=a,b`: the ids after the first are bare words.
+        let Some((k, v)) = part.split_once('=') else {
+            if last_key == "cache-mounts" {
+                cache_mounts.push(part.trim().to_owned());
+                continue;
+            }
+            return Err(OpsError::usage(format!(
+                "{flag} {spec:?}: expected KEY=VALUE pairs"
+            )));
+        };
+        last_key = k.trim();
         match (k.trim(), v.trim()) {
+            ("cache-mounts", ids) if export => {
+                cache_mounts.extend(ids.split(';').filter(|i| !i.is_empty()).map(str::to_owned));
+            }
             ("type", t) => kind = Some(t.to_owned()),
             ("ref", r) => reference = Some(r.to_owned()),
             ("dest", d) if export => dir = Some(d.to_owned()),
@@ -87,12 +102,14 @@ pub fn parse(spec: &str, export: bool) -> Result<CacheSpec> {
                 endpoint: r.clone(),
                 name: r,
                 mode,
+                cache_mounts,
             })
         }
         (Some("local"), None, Some(d)) => Ok(CacheSpec {
             endpoint: format!("oci:{d}:{LOCAL_TAG}"),
             name: d,
             mode,
+            cache_mounts,
         }),
         (Some("registry"), ..) => Err(OpsError::usage(format!(
             "{flag} {spec:?}: type=registry needs ref=REF (and nothing else names it)"
@@ -138,6 +155,7 @@ pub async fn load(
     Ok(RemoteCache {
         name: spec.name.clone(),
         records: config.records,
+        mounts: config.mounts,
         source,
     })
 }
@@ -166,14 +184,62 @@ pub async fn export(
             layers.push(l.clone());
         }
     }
+    let ep = Endpoint::parse(&spec.endpoint, Bare::Registry, true, insecure)?;
+    let sink = ep.sink()?;
+    // Cache mounts: each a gzipped tar, hashed as it is written to a temporary file.
+    let mut mounts = std::collections::BTreeMap::new();
+    let mut mount_layers = Vec::new();
+    for id in &spec.cache_mounts {
+        let tmp = tempfile::NamedTempFile::new().map_err(|source| OpsError::Io {
+            path: std::env::temp_dir(),
+            source,
+        })?;
+        let mut w = HashingWriter {
+            inner: std::io::BufWriter::new(tmp.as_file()),
+            hasher: berth_oci::Algorithm::Sha256.hasher(),
+            size: 0,
+        };
+        if !berth_build::write_cache_mount(store, id, &mut w)? {
+            continue;
+        }
+        std::io::Write::flush(&mut w.inner).map_err(|source| OpsError::Io {
+            path: tmp.path().to_path_buf(),
+            source,
+        })?;
+        let (digest, size) = (w.hasher.finish(), w.size);
+        if !sink.has_blob(&digest, size).await? {
+            let file = tokio::fs::File::open(tmp.path())
+                .await
+                .map_err(|source| OpsError::Io {
+                    path: tmp.path().to_path_buf(),
+                    source,
+                })?;
+            let path = tmp.path().to_path_buf();
+            let stream = tokio_util::io::ReaderStream::new(file)
+                .map(move |r| {
+                    r.map_err(|source| berth_client::ClientError::File {
+                        path: path.clone(),
+                        source,
+                    })
+                })
+                .boxed();
+            sink.put_blob(&digest, size, stream).await?;
+        }
+        mount_layers.push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+            "digest": digest.to_string(),
+            "size": size,
+            "annotations": {"dev.berth.cache-mount": id},
+        }));
+        mounts.insert(id.clone(), MountBlob { digest, size });
+    }
     let steps = records.len();
     let config = bytes::Bytes::from(
-        serde_json::to_vec(&CacheConfig { records }).map_err(|e| OpsError::usage(e.to_string()))?,
+        serde_json::to_vec(&CacheConfig { records, mounts })
+            .map_err(|e| OpsError::usage(e.to_string()))?,
     );
     let config_digest = Digest::sha256(&config);
     let config_size = config.len() as u64;
-    let ep = Endpoint::parse(&spec.endpoint, Bare::Registry, true, insecure)?;
-    let sink = ep.sink()?;
     let src = StoreImage::new(store.clone(), None);
     for l in &layers {
         if !sink.has_blob(&l.digest, l.size).await? {
@@ -196,6 +262,7 @@ pub async fn export(
         "layers": layers
             .iter()
             .map(|l| serde_json::json!({"mediaType": l.media_type, "digest": l.digest.to_string(), "size": l.size}))
+            .chain(mount_layers)
             .collect::<Vec<_>>(),
     });
     let bytes = bytes::Bytes::from(
@@ -215,6 +282,56 @@ pub async fn export(
     Ok((raw.digest, steps))
 }
 
+/// Restores the cache mounts a source carries that the store has none of; what could not be
+/// restored is returned as warnings. Blocking: `rt` streams the blobs.
+pub fn restore_mounts(
+    store: &Store,
+    cache: &RemoteCache,
+    rt: &tokio::runtime::Handle,
+) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for (id, m) in &cache.mounts {
+        let restored = rt
+            .block_on(cache.source.blob(&m.digest, m.size))
+            .map_err(|e| e.to_string())
+            .and_then(|stream| {
+                let reader = tokio_util::io::SyncIoBridge::new_with_handle(
+                    tokio_util::io::StreamReader::new(
+                        stream.map(|r| r.map_err(std::io::Error::other)),
+                    ),
+                    rt.clone(),
+                );
+                berth_build::restore_cache_mount(store, id, reader).map_err(|e| e.to_string())
+            });
+        if let Err(e) = restored {
+            warnings.push(format!(
+                "cache mount {id} from {} not restored: {e}",
+                cache.name
+            ));
+        }
+    }
+    warnings
+}
+
+/// A writer that hashes and counts what goes through it.
+struct HashingWriter<W> {
+    inner: W,
+    hasher: berth_oci::Hasher,
+    size: u64,
+}
+
+impl<W: std::io::Write> std::io::Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -230,6 +347,11 @@ mod tests {
         assert_eq!(
             (s.endpoint.as_str(), s.mode),
             ("r.example/cache/app:buildcache", Mode::Max)
+        );
+        let m = parse("type=registry,ref=r/x,cache-mounts=apt,pip,mode=max", true).unwrap();
+        assert_eq!(
+            (m.cache_mounts.clone(), m.mode),
+            (vec!["apt".to_owned(), "pip".to_owned()], Mode::Max)
         );
         let l = parse("type=local,src=/tmp/c", false).unwrap();
         assert_eq!(

@@ -2123,3 +2123,63 @@ fn a_registry_cache_carries_steps_between_empty_stores() {
         String::from_utf8_lossy(&copy.stderr)
     );
 }
+
+/// `cache-mounts=ID`: runner A's `RUN --mount=type=cache,id=pkgs` contents travel in the
+/// exported cache, and runner B's RUN (a miss: another build argument) sees them; ids not named
+/// stay home.
+#[test]
+fn cache_mounts_travel_with_the_exported_cache() {
+    let env = Env::new();
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        ctx.path(),
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM {}\nARG V\nRUN --mount=type=cache,id=pkgs,target=/c --mount=type=cache,id=local,target=/l echo $V >> /c/log && echo $V >> /l/log && cat /c/log > /seen && cat /l/log > /seen-local\n",
+                env.base()
+            ),
+        )],
+    );
+    let cache = format!("{}/cache/mounts:buildcache", env.server.addr);
+    let build = |store: &Path, v: &str, cache_arg: &str, out: &Path| -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(["build", "--progress", "plain", "--store"])
+            .arg(store)
+            .args([
+                "--build-arg",
+                &format!("V={v}"),
+                cache_arg.split_once(' ').unwrap().0,
+            ])
+            .arg(cache_arg.split_once(' ').unwrap().1)
+            .arg("-o")
+            .arg(format!("type=oci,dest={},tar=false", out.display()))
+            .arg(ctx.path())
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{log}");
+        log
+    };
+    let (a, b, outs) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    build(
+        a.path(),
+        "1",
+        &format!("--cache-to type=registry,ref={cache},mode=max,cache-mounts=pkgs"),
+        &outs.path().join("a"),
+    );
+    let log = build(
+        b.path(),
+        "2",
+        &format!("--cache-from type=registry,ref={cache}"),
+        &outs.path().join("b"),
+    );
+    let layout = outs.path().join("b");
+    let tree = flatten(&layout, &images(&layout)[""]);
+    assert_eq!(text(&tree, "seen"), "1\n2\n", "{log}");
+    assert_eq!(text(&tree, "seen-local"), "2\n", "{log}");
+}
