@@ -161,6 +161,7 @@ pub fn bench(berth: &Path, runs: usize, files: usize, kib: usize) -> anyhow::Res
     };
     let (mut b_cold, mut b_noop, mut b_change, mut b_multi) = (vec![], vec![], vec![], vec![]);
     let (mut h_cold, mut h_noop, mut h_change, mut h_multi) = (vec![], vec![], vec![], vec![]);
+    let (mut b_remote, mut h_remote) = (vec![], vec![]);
     for i in 0..runs {
         // berth: cold, no-op, one file changed.
         std::fs::write(ctx.join("app.txt"), "version 0\n")?;
@@ -197,6 +198,32 @@ pub fn bench(berth: &Path, runs: usize, files: usize, kib: usize) -> anyhow::Res
             ],
         ))?);
         buildah.cleanup(&name);
+        // A CI runner: an empty store warmed from a registry cache another runner exported.
+        std::fs::write(ctx.join("app.txt"), format!("remote {i}\n"))?;
+        let cache = format!("{host}/cache/bench:run{i}");
+        let exporter = work.path().join(format!("berth-export-{i}"));
+        timed(&mut berth_build(
+            &exporter,
+            &["--cache-to", &format!("type=registry,ref={cache},mode=max")],
+        ))?;
+        let _ = std::fs::remove_dir_all(&exporter);
+        let store = work.path().join(format!("berth-runner-{i}"));
+        b_remote.push(timed(&mut berth_build(
+            &store,
+            &["--cache-from", &format!("type=registry,ref={cache}")],
+        ))?);
+        let _ = std::fs::remove_dir_all(&store);
+        let h_cache = format!("{host}/cache/bench-buildah-{i}");
+        let name = format!("export-{i}");
+        timed(&mut buildah.bud(&name, &ctx, &["--cache-to", &h_cache, "-t", "bench:1"]))?;
+        buildah.cleanup(&name);
+        let name = format!("runner-{i}");
+        h_remote.push(timed(&mut buildah.bud(
+            &name,
+            &ctx,
+            &["--cache-from", &h_cache, "-t", "bench:1"],
+        ))?);
+        buildah.cleanup(&name);
     }
     println!(
         "build: {files} files x {kib} KiB in the context, {} steps; median of {runs} runs; \
@@ -213,6 +240,7 @@ pub fn bench(berth: &Path, runs: usize, files: usize, kib: usize) -> anyhow::Res
         ("no-op rebuild", b_noop, h_noop, "<= 0.2"),
         ("one-file-change rebuild", b_change, h_change, "<= 0.5"),
         ("two-platform cold build", b_multi, h_multi, "-"),
+        ("empty store, registry cache", b_remote, h_remote, "<= 0.3"),
     ] {
         let (b, h) = (median(b), median(h));
         println!(
