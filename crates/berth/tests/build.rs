@@ -53,13 +53,7 @@ impl Env {
 
     /// `berth build --store STORE --progress plain ARGS…`.
     fn build(&self, dir: &Path, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_berth"))
-            .args(["build", "--progress", "plain", "--store"])
-            .arg(self.store.path())
-            .args(args)
-            .arg(dir)
-            .output()
-            .unwrap()
+        build_in(self.store.path(), dir, args)
     }
 
     #[track_caller]
@@ -97,6 +91,27 @@ fn fs_cached(log: &str) -> usize {
                 .is_some_and(|k| ["RUN", "COPY", "ADD", "WORKDIR"].contains(&k.as_str()))
         })
         .count()
+}
+
+/// `berth build --store STORE --progress plain ARGS… DIR` with a store of the caller's (another
+/// CI runner).
+fn build_in(store: &Path, dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["build", "--progress", "plain", "--store"])
+        .arg(store)
+        .args(args)
+        .arg(dir)
+        .output()
+        .unwrap()
+}
+
+/// [`build_in`], which must succeed: its log.
+#[track_caller]
+fn build_in_ok(store: &Path, dir: &Path, args: &[&str]) -> String {
+    let out = build_in(store, dir, args);
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "berth build failed:\n{log}");
+    log
 }
 
 fn write(dir: &Path, files: &[(&str, &str)]) {
@@ -2000,17 +2015,9 @@ fn a_registry_cache_carries_steps_between_empty_stores() {
     );
     let run = |store: &Path, extra: &[&str]| -> (serde_json::Value, String) {
         let meta = store.join("meta.json");
-        let out = Command::new(env!("CARGO_BIN_EXE_berth"))
-            .args(["build", "--progress", "plain", "--store"])
-            .arg(store.join("store"))
-            .arg("--metadata-file")
-            .arg(&meta)
-            .args(extra)
-            .arg(ctx.path())
-            .output()
-            .unwrap();
-        let log = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(out.status.success(), "{log}");
+        let mut args = vec!["--metadata-file", meta.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let log = build_in_ok(&store.join("store"), ctx.path(), &args);
         (json(&meta), log)
     };
     let cache = format!("{}/cache/app:buildcache", env.server.addr);
@@ -2073,15 +2080,7 @@ fn a_registry_cache_carries_steps_between_empty_stores() {
             &format!("FROM {}\nRUN echo elsewhere > /x\n", env.base()),
         )],
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
-        .args(["build", "--progress", "plain", "--store"])
-        .arg(store.path())
-        .args(["--cache-from", &from])
-        .arg(other.path())
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{log}");
+    let log = build_in_ok(store.path(), other.path(), &["--cache-from", &from]);
     assert!(
         log.contains(&format!("not cached: not in cache source {cache}")),
         "{log}"
@@ -2142,40 +2141,27 @@ fn cache_mounts_travel_with_the_exported_cache() {
         )],
     );
     let cache = format!("{}/cache/mounts:buildcache", env.server.addr);
-    let build = |store: &Path, v: &str, cache_arg: &str, out: &Path| -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_berth"))
-            .args(["build", "--progress", "plain", "--store"])
-            .arg(store)
-            .args([
-                "--build-arg",
-                &format!("V={v}"),
-                cache_arg.split_once(' ').unwrap().0,
-            ])
-            .arg(cache_arg.split_once(' ').unwrap().1)
-            .arg("-o")
-            .arg(format!("type=oci,dest={},tar=false", out.display()))
-            .arg(ctx.path())
-            .output()
-            .unwrap();
-        let log = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(out.status.success(), "{log}");
-        log
+    let build = |store: &Path, v: &str, cache: [&str; 2], out: &Path| -> String {
+        let dest = format!("type=oci,dest={},tar=false", out.display());
+        let arg = format!("V={v}");
+        build_in_ok(
+            store,
+            ctx.path(),
+            &["--build-arg", &arg, cache[0], cache[1], "-o", &dest],
+        )
     };
     let (a, b, outs) = (
         tempfile::tempdir().unwrap(),
         tempfile::tempdir().unwrap(),
         tempfile::tempdir().unwrap(),
     );
-    build(
-        a.path(),
-        "1",
-        &format!("--cache-to type=registry,ref={cache},mode=max,cache-mounts=pkgs"),
-        &outs.path().join("a"),
-    );
+    let to = format!("type=registry,ref={cache},mode=max,cache-mounts=pkgs");
+    build(a.path(), "1", ["--cache-to", &to], &outs.path().join("a"));
+    let from = format!("type=registry,ref={cache}");
     let log = build(
         b.path(),
         "2",
-        &format!("--cache-from type=registry,ref={cache}"),
+        ["--cache-from", &from],
         &outs.path().join("b"),
     );
     let layout = outs.path().join("b");
