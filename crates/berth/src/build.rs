@@ -84,7 +84,8 @@ pub struct BuildArgs {
     #[arg(long, value_name = "mode=min|max", num_args = 0..=1, require_equals = true, default_missing_value = "mode=min")]
     provenance: Option<String>,
     /// Export the step cache: type=registry,ref=REF[,mode=min|max][,image-manifest=true] (an
-    /// OCI image manifest any registry, ECR included, accepts) or type=local,dest=DIR; repeatable
+    /// OCI image manifest any registry, ECR included, accepts) or type=local,dest=DIR; add
+    /// cache-mounts=ID[,ID…] to carry RUN --mount=type=cache contents too; repeatable
     #[arg(long = "cache-to", value_name = "SPEC")]
     cache_to: Vec<String>,
     /// Reuse steps from an exported cache: type=registry,ref=REF or type=local,src=DIR (layers
