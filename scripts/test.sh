@@ -58,7 +58,7 @@ export BERTH_HADOLINT="$hadolint_venv/bin/hadolint"
 # provenance `berth build --provenance` writes -------------------------------------------------------------------
 py_venv="$root/target/py-venv"
 if ! "$py_venv/bin/python" -c "import boto3, prometheus_client, mcp.client.streamable_http, cyclonedx.validation.json, spdx_tools.spdx.validation, in_toto_attestation.v1.statement" 2>/dev/null; then
-  log "installing boto3, prometheus-client, mcp, cyclonedx-python-lib and spdx-tools (PyPI) into $py_venv"
+  log "installing boto3, prometheus-client, mcp, cyclonedx-python-lib, spdx-tools and in-toto-attestation (PyPI) into $py_venv"
   rm -rf "$py_venv"
   python3 -m venv "$py_venv"
   "$py_venv/bin/pip" install -q "boto3==1.35.99" "prometheus-client==0.26.0" "mcp==2.3.0" \
