@@ -8,13 +8,24 @@ use std::time::{Duration, Instant};
 
 use crate::error::{OpsError, Result};
 
-/// A running agent; killed (and its socket directory removed) on drop.
+/// A running agent; killed (and its socket directory removed) on drop. It also dies with berth:
+/// a small shell keeps it, reading berth's end of a pipe, and kills it when that pipe closes —
+/// so a killed build never leaves an agent holding the keys behind.
 #[derive(Debug)]
 pub struct SshAgent {
     child: Child,
+    /// berth's end of the pipe the keeper reads; dropping it stops the agent.
+    lifeline: Option<std::process::ChildStdin>,
     socket: PathBuf,
     _dir: tempfile::TempDir,
 }
+
+/// Starts `ssh-agent -D -a SOCKET` and waits for its stdin (berth's pipe) to close, then kills it.
+const KEEPER: &str = r#"ssh-agent -D -a "$1" </dev/null >/dev/null 2>&1 &
+agent=$!
+trap 'kill $agent 2>/dev/null' EXIT
+read -r _ || true
+"#;
 
 impl SshAgent {
     /// Starts an agent holding `keys`. A key with a passphrase cannot be loaded without a
@@ -28,21 +39,29 @@ impl SshAgent {
                 source,
             })?;
         let socket = dir.path().join("agent.sock");
-        let child = Command::new("ssh-agent")
-            .arg("-D")
-            .arg("-a")
+        if Command::new("ssh-agent")
+            .arg("-h")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_err()
+        {
+            return Err(OpsError::usage(format!(
+                "--ssh {spec}: ssh-agent is not installed (install OpenSSH's client: openssh-client)"
+            )));
+        }
+        let mut child = Command::new("sh")
+            .args(["-c", KEEPER, "sh"])
             .arg(&socket)
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|e| {
-                OpsError::usage(format!(
-                    "--ssh {spec}: starting ssh-agent: {e} (install OpenSSH's client: openssh-client)"
-                ))
-            })?;
+            .map_err(|e| OpsError::usage(format!("--ssh {spec}: starting ssh-agent: {e}")))?;
+        let lifeline = child.stdin.take();
         let mut agent = SshAgent {
             child,
+            lifeline,
             socket,
             _dir: dir,
         };
@@ -92,7 +111,8 @@ impl SshAgent {
 
 impl Drop for SshAgent {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // Closing the pipe makes the keeper kill the agent and exit.
+        drop(self.lifeline.take());
         let _ = self.child.wait();
     }
 }
