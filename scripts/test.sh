@@ -41,6 +41,18 @@ if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] && command -v update-binfmts >
 fi
 [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || echo "warning: qemu-aarch64 binfmt handler is not registered; arm64 tests will fail" >&2
 
+# ---- users of the rootless build test -------------------------------------------------------------
+# berth-rootless has subordinate id ranges (a rootless `berth build` runs as it); berth-nosubid
+# has none (the test checks that the error names what is missing). System users, so useradd
+# allocates them no ranges of its own; the range is high to stay clear of useradd's.
+SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+id berth-rootless >/dev/null 2>&1 ||
+  $SUDO useradd --system --create-home --home-dir /var/lib/berth-rootless --shell /usr/sbin/nologin berth-rootless
+grep -q '^berth-rootless:' /etc/subuid || $SUDO usermod --add-subuids 1800000000-1800065535 berth-rootless
+grep -q '^berth-rootless:' /etc/subgid || $SUDO usermod --add-subgids 1800000000-1800065535 berth-rootless
+id berth-nosubid >/dev/null 2>&1 ||
+  $SUDO useradd --system --no-create-home --shell /usr/sbin/nologin berth-nosubid
+
 # ---- hadolint, the peer of berth-lint's comparison test and lint bench --------------------------
 hadolint_venv="$root/target/hadolint-venv"
 if ! "$hadolint_venv/bin/hadolint" --version 2>/dev/null | grep -q "2.15.1"; then

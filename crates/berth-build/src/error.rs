@@ -125,13 +125,21 @@ pub enum BuildError {
         qemu: String,
     },
     /// A mount or another privileged operation failed.
-    #[error("{operation}: {source}{}", if .source.kind() == std::io::ErrorKind::PermissionDenied { " (berth build needs root for overlay mounts and OCI runtimes)" } else { "" })]
+    #[error("{operation}: {source}{}", if .source.kind() == std::io::ErrorKind::PermissionDenied { " (berth build needs root, or runs rootless when a non-root user with /etc/subuid and /etc/subgid ranges starts it)" } else { "" })]
     Privileged {
         /// What was attempted.
         operation: String,
         /// The cause.
         #[source]
         source: std::io::Error,
+    },
+    /// A rootless build cannot start: what is missing, each with how to provide it.
+    #[error("berth build runs as user {user} without root, in a user namespace, and that needs:{}", missing.iter().map(|m| format!("\n  - {m}")).collect::<String>())]
+    Rootless {
+        /// The user.
+        user: String,
+        /// Each missing prerequisite.
+        missing: Vec<String>,
     },
     /// The store holds data that is not what it should be.
     #[error("build store {path}: {reason}")]

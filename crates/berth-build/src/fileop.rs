@@ -204,7 +204,7 @@ fn mkdir_all(rootfs: &Path, dir: &Path, uid: u32, gid: u32, chown: bool) -> Resu
                 fs::create_dir(&cur).map_err(io(&cur))?;
                 fs::set_permissions(&cur, fs::Permissions::from_mode(0o755)).map_err(io(&cur))?;
                 if chown && rustix::process::geteuid().is_root() {
-                    std::os::unix::fs::lchown(&cur, Some(uid), Some(gid)).map_err(io(&cur))?;
+                    crate::layer::lchown(&cur, uid, gid)?;
                 }
             }
             Err(e) => return Err(io(&cur)(e)),

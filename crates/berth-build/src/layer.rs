@@ -32,6 +32,21 @@ pub const MEDIA_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 pub const MEDIA_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 
 const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+
+/// The opaque-directory xattr an overlay mount of this process reads: `trusted.overlay.opaque`,
+/// or `user.overlay.opaque` inside a user namespace (where overlay is mounted `userxattr`).
+pub(crate) fn opaque_xattr() -> &'static str {
+    if crate::rootless::in_user_namespace() {
+        "user.overlay.opaque"
+    } else {
+        OPAQUE_XATTR
+    }
+}
+
+/// Whether `k` is one of overlayfs' own xattrs (either namespace).
+pub(crate) fn is_overlay_xattr(k: &str) -> bool {
+    k.starts_with("trusted.overlay.") || k.starts_with("user.overlay.")
+}
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_MARKER: &str = ".wh..wh..opq";
 
@@ -344,11 +359,11 @@ fn append_entry<W: Write>(
     }
     let mut attrs = xattrs(&path)?;
     let opaque = ft.is_dir()
-        && attrs
-            .iter()
-            .any(|(k, v)| k == OPAQUE_XATTR && v.as_slice() == b"y");
+        && attrs.iter().any(|(k, v)| {
+            k.ends_with(".overlay.opaque") && is_overlay_xattr(k) && v.as_slice() == b"y"
+        });
     if let Some((k, _)) = attrs.iter().find(|(k, _)| {
-        k.starts_with("trusted.overlay.redirect") || k.starts_with("trusted.overlay.metacopy")
+        is_overlay_xattr(k) && (k.contains(".overlay.redirect") || k.contains(".overlay.metacopy"))
     }) {
         return Err(BuildError::Corrupt {
             path,
@@ -357,7 +372,7 @@ fn append_entry<W: Write>(
             ),
         });
     }
-    attrs.retain(|(k, _)| !k.starts_with("trusted.overlay."));
+    attrs.retain(|(k, _)| !is_overlay_xattr(k));
     let mut h = tar::Header::new_ustar();
     h.set_mode(meta.permissions().mode() & 0o7777);
     h.set_uid(u64::from(meta.uid()));
@@ -670,7 +685,7 @@ fn unpack_entries<R: Read>(
             ensure_parents(root, &rel)?;
             let dir = root.join(&parent);
             if name == OPAQUE_MARKER.as_bytes() {
-                rustix::fs::lsetxattr(&dir, OPAQUE_XATTR, b"y", rustix::fs::XattrFlags::empty())
+                rustix::fs::lsetxattr(&dir, opaque_xattr(), b"y", rustix::fs::XattrFlags::empty())
                     .map_err(errno(&dir))?;
             } else {
                 let target = dir.join(OsStr::from_bytes(&name[WHITEOUT_PREFIX.len()..]));
@@ -778,14 +793,28 @@ fn unpack_entries<R: Read>(
                 };
                 let major = header.device_major().ok().flatten().unwrap_or(0);
                 let minor = header.device_minor().ok().flatten().unwrap_or(0);
-                rustix::fs::mknodat(
+                match rustix::fs::mknodat(
                     rustix::fs::CWD,
                     &target,
                     kind,
                     Mode::from_raw_mode(perm),
                     rustix::fs::makedev(major, minor),
-                )
-                .map_err(errno(&target))?;
+                ) {
+                    Ok(()) => {}
+                    // A user namespace may not create devices (podman and buildah skip them
+                    // the same way); a container's /dev is mounted over anyway.
+                    Err(rustix::io::Errno::PERM)
+                        if kind != rustix::fs::FileType::Fifo
+                            && crate::rootless::in_user_namespace() =>
+                    {
+                        tracing::warn!(
+                            path = %rel.display(),
+                            "device node skipped: a user namespace cannot create devices"
+                        );
+                        continue;
+                    }
+                    Err(e) => return Err(errno(&target)(e)),
+                }
             }
             // PAX/GNU metadata entries are consumed by the tar reader; anything else is
             // skipped, as BuildKit's differ does.
@@ -821,7 +850,7 @@ pub(crate) fn apply_meta(
     let uid = u32::try_from(uid).unwrap_or(0);
     let gid = u32::try_from(gid).unwrap_or(0);
     if rustix::process::geteuid().is_root() {
-        std::os::unix::fs::lchown(target, Some(uid), Some(gid)).map_err(io(target))?;
+        lchown(target, uid, gid)?;
     }
     if !symlink {
         // After chown: chown clears setuid/setgid bits.
@@ -834,6 +863,27 @@ pub(crate) fn apply_meta(
         }
     }
     set_mtime(target, mtime, symlink)
+}
+
+/// `lchown`, explaining the failure a rootless build gives for an id outside its mapping.
+pub(crate) fn lchown(target: &Path, uid: u32, gid: u32) -> Result<(), BuildError> {
+    std::os::unix::fs::lchown(target, Some(uid), Some(gid)).map_err(|e| {
+        if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error())
+            && crate::rootless::in_user_namespace()
+        {
+            BuildError::Io {
+                path: target.to_path_buf(),
+                source: io::Error::other(format!(
+                    "owner {uid}:{gid} is outside this user namespace's id mapping: the \
+                     subordinate ranges in /etc/subuid and /etc/subgid must cover ids up to \
+                     {} (a range of 65536 covers 0–65536)",
+                    uid.max(gid)
+                )),
+            }
+        } else {
+            io(target)(e)
+        }
+    })
 }
 
 pub(crate) fn set_mtime(target: &Path, mtime: i64, symlink: bool) -> Result<(), BuildError> {

@@ -21,6 +21,7 @@ pub mod layer;
 mod mounts;
 pub mod platform;
 pub mod prune;
+pub mod rootless;
 pub mod sandbox;
 pub mod store;
 pub mod users;

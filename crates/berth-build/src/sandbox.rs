@@ -67,11 +67,46 @@ impl HostSandbox {
             })?),
             None => None,
         };
-        Ok(HostSandbox {
+        let sandbox = HostSandbox {
             runtime,
             state_root,
             chosen: Mutex::new(None),
-        })
+        };
+        sandbox.reap_orphans();
+        Ok(sandbox)
+    }
+
+    /// Force-deletes the containers a berth process that no longer runs left behind (killed
+    /// with `kill -9`, its RUN step's container kept running): their ids name that process.
+    fn reap_orphans(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.state_root) else {
+            return;
+        };
+        let runtimes = self.candidates();
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(pid) = orphan_owner(&name) else {
+                continue;
+            };
+            if process_is_alive(pid) {
+                continue;
+            }
+            let deleted = runtimes.iter().any(|rt| {
+                Command::new(rt)
+                    .arg("--root")
+                    .arg(&self.state_root)
+                    .args(["delete", "--force", &name])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success())
+            });
+            if deleted {
+                tracing::info!(container = %name, pid, "deleted the container of a berth process that is gone");
+            } else {
+                tracing::warn!(container = %name, pid, "could not delete the container of a berth process that is gone");
+            }
+        }
     }
 
     fn candidates(&self) -> Vec<PathBuf> {
@@ -91,6 +126,31 @@ impl HostSandbox {
             .filter_map(find_on_path)
             .collect()
     }
+}
+
+/// A RUN step's container id: the berth process's pid (so a later build can tell a container
+/// whose builder is gone) and a random part.
+pub(crate) fn container_id() -> String {
+    format!(
+        "berth-{}-{:012x}",
+        std::process::id(),
+        rand::random::<u64>() & 0xffff_ffff_ffff
+    )
+}
+
+/// The pid in a [`container_id`].
+fn orphan_owner(name: &str) -> Option<u32> {
+    let (pid, rand) = name.strip_prefix("berth-")?.split_once('-')?;
+    if rand.len() != 12 || !rand.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    pid.parse().ok()
+}
+
+/// Whether process `pid` still runs. Any process with that pid counts (a reused pid only
+/// delays the reaping; a test binary driving the builder is not named `berth`).
+fn process_is_alive(pid: u32) -> bool {
+    pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// Finds an executable by name on `PATH` (or takes a path as is).
@@ -243,6 +303,21 @@ impl Sandbox for HostSandbox {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_ids_name_their_process() {
+        let id = container_id();
+        assert_eq!(orphan_owner(&id), Some(std::process::id()));
+        assert_eq!(orphan_owner("berth-0123456789abcdef"), None);
+        assert_eq!(orphan_owner("berth-12-xyz"), None);
+        assert_eq!(orphan_owner("other-12-0123456789ab"), None);
+        assert!(process_is_alive(std::process::id()));
+    }
+}
+
 fn mount_new_api(m: &OverlayMount<'_>) -> Result<(), rustix::io::Errno> {
     let fs = rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)?;
     for l in m.lowers {
@@ -252,13 +327,24 @@ fn mount_new_api(m: &OverlayMount<'_>) -> Result<(), rustix::io::Errno> {
         rustix::mount::fsconfig_set_string(&fs, "upperdir", upper)?;
         rustix::mount::fsconfig_set_string(&fs, "workdir", work)?;
     }
-    for (k, v) in [
-        ("redirect_dir", "off"),
-        ("metacopy", "off"),
-        ("index", "off"),
-    ] {
+    let userns = crate::rootless::in_user_namespace();
+    let options: &[(&str, &str)] = if userns {
+        // `userxattr` forbids redirects and metacopy itself (and refuses `redirect_dir=off`).
+        &[("index", "off")]
+    } else {
+        &[
+            ("redirect_dir", "off"),
+            ("metacopy", "off"),
+            ("index", "off"),
+        ]
+    };
+    for &(k, v) in options {
         // Older kernels lack some of these options; their defaults are then off.
         let _ = rustix::mount::fsconfig_set_string(&fs, k, v);
+    }
+    if userns {
+        // trusted.* xattrs are out of reach in a user namespace.
+        rustix::mount::fsconfig_set_flag(&fs, "userxattr")?;
     }
     rustix::mount::fsconfig_create(&fs)?;
     let attrs = if m.upper.is_none() {
@@ -304,7 +390,11 @@ fn mount_classic(m: &OverlayMount<'_>) -> Result<(), BuildError> {
             check(work)?
         ));
     }
-    data.push_str(",index=off,redirect_dir=off,metacopy=off");
+    if crate::rootless::in_user_namespace() {
+        data.push_str(",index=off,userxattr");
+    } else {
+        data.push_str(",index=off,redirect_dir=off,metacopy=off");
+    }
     let page = 4096;
     if data.len() >= page {
         return Err(BuildError::Privileged {

@@ -8,7 +8,7 @@
 //! oci-layout, index.json    an OCI image layout over blobs/
 //! blobs/sha256/<hex>        layers, configs, manifests (written to tmp/, fsynced, renamed)
 //! s/<12 hex>                a layer's snapshot, in overlayfs' format (whiteouts are 0/0
-//!                           character devices, opaque directories carry trusted.overlay.opaque)
+//!                           character devices, opaque directories carry trusted.overlay.opaque, user.overlay.opaque in a rootless build)
 //! s/<12 hex>.id             the snapshot's full diff id (named short to keep mount options short)
 //! refs/<hash>.json          a base reference + platform resolved to a manifest digest
 //! cache/<key>.json          a build step's result (see `cache.rs`)
@@ -49,13 +49,14 @@ pub struct Store {
 }
 
 /// Where the store lives when not configured: `$BERTH_BUILD_ROOT`, else
-/// `/var/lib/berth/build` for root, else `$XDG_DATA_HOME/berth/build` (or
+/// `/var/lib/berth/build` for root (not in a rootless build's namespace), else `$XDG_DATA_HOME/berth/build` (or
 /// `~/.local/share/berth/build`).
 pub fn default_root() -> PathBuf {
     if let Some(p) = std::env::var_os("BERTH_BUILD_ROOT") {
         return PathBuf::from(p);
     }
-    if rustix::process::geteuid().is_root() {
+    // Root of a rootless build's user namespace is still the user: keep the user's store.
+    if rustix::process::geteuid().is_root() && !crate::rootless::active() {
         return PathBuf::from("/var/lib/berth/build");
     }
     if let Some(p) = std::env::var_os("XDG_DATA_HOME") {

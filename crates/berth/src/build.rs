@@ -436,6 +436,46 @@ pub fn builder(args: BuilderArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The builder's own warnings (a device node a rootless build skipped, a RUN container of a
+/// killed build reaped) on stderr, filtered by `BERTH_LOG` (default `warn`).
+fn warnings_to_stderr() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+/// As a non-root user, runs this same berth command again as root of a user namespace of its
+/// own (a rootless build, see `berth_build::rootless`) and ends with its exit status. With
+/// `required` false, a missing prerequisite only leaves the command as it is (root-only steps
+/// then fail on their own).
+pub fn go_rootless(required: bool) -> anyhow::Result<()> {
+    warnings_to_stderr();
+    if !berth_build::rootless::needed() {
+        return Ok(());
+    }
+    let plan = match berth_build::rootless::plan() {
+        Ok(p) => p,
+        Err(e) if required => return Err(e.into()),
+        Err(e) => {
+            tracing::debug!("not entering a user namespace: {e}");
+            return Ok(());
+        }
+    };
+    let exe = std::env::current_exe().context("finding berth's own executable")?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(std::env::args_os().skip(1));
+    let status = berth_build::rootless::run(&plan, cmd)?;
+    use std::os::unix::process::ExitStatusExt;
+    let code = status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+    Err(crate::ExitWith(u8::try_from(code).unwrap_or(1)).into())
+}
+
 /// `berth build`.
 pub fn run(args: BuildArgs) -> anyhow::Result<()> {
     let mut req = BuildRequest::new(&args.context);

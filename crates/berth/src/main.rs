@@ -112,6 +112,23 @@ fn quiet_on_broken_pipe() {
     }));
 }
 
+/// The error and its causes, `: `-separated, leaving out a cause whose text the message already
+/// holds (library errors name their cause in their own message, as `{path}: {source}`).
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let c = cause.to_string();
+        if text.contains(&c) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&c);
+    }
+    text
+}
+
 fn main() -> ExitCode {
     quiet_on_broken_pipe();
     let cli = Cli::parse();
@@ -132,11 +149,11 @@ fn main() -> ExitCode {
         Command::Login(args) => login::run_login(args),
         Command::Logout(args) => login::run_logout(args),
         Command::GetLoginPassword(args) => login::run_get_login_password(args),
-        Command::Build(args) => build::run(args),
-        Command::Builder(args) => build::builder(args),
+        Command::Build(args) => build::go_rootless(true).and_then(|()| build::run(args)),
+        Command::Builder(args) => build::go_rootless(true).and_then(|()| build::builder(args)),
         Command::Lint(args) => lint::run(args),
-        Command::Release(args) => release::run(args),
-        Command::Mcp(args) => mcp::run(args),
+        Command::Release(args) => build::go_rootless(true).and_then(|()| release::run(args)),
+        Command::Mcp(args) => build::go_rootless(false).and_then(|()| mcp::run(args)),
         Command::Scan(args) => scan::run(args),
     };
     match result {
@@ -151,7 +168,7 @@ fn main() -> ExitCode {
             {
                 return ExitCode::from(141);
             }
-            eprintln!("berth: error: {e:#}");
+            eprintln!("berth: error: {}", error_text(&e));
             let usage = e.downcast_ref::<UsageError>().is_some()
                 || e.downcast_ref::<berth_ops::OpsError>()
                     .is_some_and(berth_ops::OpsError::is_usage);
@@ -161,5 +178,22 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let io = std::io::Error::other("Permission denied");
+        let lib = berth_build::BuildError::Io {
+            path: "/store/x".into(),
+            source: io,
+        };
+        let e = anyhow::Error::new(lib).context("opening the store");
+        assert_eq!(
+            super::error_text(&e),
+            "opening the store: /store/x: Permission denied"
+        );
     }
 }

@@ -11,6 +11,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -2168,4 +2169,199 @@ fn cache_mounts_travel_with_the_exported_cache() {
     let tree = flatten(&layout, &images(&layout)[""]);
     assert_eq!(text(&tree, "seen"), "1\n2\n", "{log}");
     assert_eq!(text(&tree, "seen-local"), "2\n", "{log}");
+}
+
+/// A user's view of berth for the rootless tests: berth copied where any user can run it, and
+/// `setpriv` to run it as that user (created by scripts/test.sh).
+struct AsUser {
+    user: &'static str,
+    uid: u32,
+    gid: u32,
+    dir: tempfile::TempDir,
+}
+
+impl AsUser {
+    fn new(user: &'static str) -> AsUser {
+        let id = |flag: &str| -> u32 {
+            let out = Command::new("id").args([flag, user]).output().unwrap();
+            assert!(
+                out.status.success(),
+                "user {user} is missing: scripts/test.sh creates it"
+            );
+            String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+        };
+        let (uid, gid) = (id("-u"), id("-g"));
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::copy(env!("CARGO_BIN_EXE_berth"), dir.path().join("berth")).unwrap();
+        for sub in ["home", "ctx"] {
+            std::fs::create_dir(dir.path().join(sub)).unwrap();
+        }
+        std::os::unix::fs::chown(dir.path().join("home"), Some(uid), Some(gid)).unwrap();
+        AsUser {
+            user,
+            uid,
+            gid,
+            dir,
+        }
+    }
+
+    /// The context directory, readable by the user.
+    fn ctx(&self) -> PathBuf {
+        self.dir.path().join("ctx")
+    }
+
+    /// `berth ARGS…` as the user, in a home of its own, from the context directory.
+    fn berth(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        Command::new("setpriv")
+            .arg(format!("--reuid={}", self.uid))
+            .arg(format!("--regid={}", self.gid))
+            .args(["--init-groups", "--"])
+            .arg(self.dir.path().join("berth"))
+            .args(args)
+            .current_dir(self.ctx())
+            .env("HOME", self.dir.path().join("home"))
+            .env_remove("XDG_DATA_HOME")
+            .env_remove("BERTH_BUILD_ROOT")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap()
+    }
+}
+
+/// Rootless: a non-root user with subordinate id ranges builds the two-platform fixture — a RUN
+/// that chowns to another user, replaces a directory (an opaque directory in the user
+/// namespace's `user.overlay.*` xattrs), makes a setuid file and a fifo — into its own store
+/// under its home, and gets the very image digest a root build of the same context gets; the
+/// store's files belong to the user (container root), and `berth builder prune` empties it.
+#[test]
+fn a_user_with_subordinate_ids_builds_rootless_the_same_image_as_root() {
+    let env = Env::new();
+    let u = AsUser::new("berth-rootless");
+    write(
+        &u.ctx(),
+        &[
+            (
+                "Dockerfile",
+                &format!(
+                    "FROM {}\nARG TARGETARCH\n\
+                     RUN mkdir -p /etc/d/sub && echo a > /etc/d/a && echo $TARGETARCH > /etc/d/sub/b && chown -R 65534:65534 /etc/d && mkfifo /fifo\n\
+                     RUN rm -rf /etc/d && mkdir /etc/d && echo c > /etc/d/c && chmod 4755 /etc/d/c\n\
+                     RUN test ! -e /etc/d/a && stat -c %u:%g /etc/d/c > /owner && uname -m > /arch\n\
+                     COPY --chown=1234:4321 f /f\n",
+                    env.base()
+                ),
+            ),
+            ("f", "hi\n"),
+        ],
+    );
+    for f in ["Dockerfile", "f"] {
+        std::fs::set_permissions(u.ctx().join(f), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let reference = format!("{}/rootless/app:1", env.server.addr);
+    let epoch = [("SOURCE_DATE_EPOCH", "1700000000")];
+    let out = u.berth(
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "-t",
+            &reference,
+            "--push",
+            ".",
+        ],
+        &epoch,
+    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "rootless build failed:\n{log}");
+    let rootless = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(rootless.starts_with("sha256:"), "{rootless}\n{log}");
+    // The store is the user's, under its home, owned by it.
+    let store = u.dir.path().join("home/.local/share/berth/build");
+    let meta = std::fs::metadata(store.join("blobs")).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!((meta.uid(), meta.gid()), (u.uid, u.gid));
+    // Root builds the same context into an empty store: the same index digest.
+    let root_store = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["build", "--progress", "quiet", "--store"])
+        .arg(root_store.path())
+        .args(["--platform", "linux/amd64,linux/arm64"])
+        .arg(u.ctx())
+        .envs(epoch)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), rootless);
+    // What was pushed says the RUNs ran as root of the namespace, for each platform.
+    let pulled = tempfile::tempdir().unwrap();
+    let layout = pulled.path().join("img");
+    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["pull", "--progress", "quiet", &reference])
+        .arg(&layout)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let imgs = images(&layout);
+    for (platform, arch) in [("linux/amd64", "x86_64\n"), ("linux/arm64", "aarch64\n")] {
+        let tree = flatten(&layout, &imgs[platform]);
+        assert_eq!(text(&tree, "arch"), arch, "{platform}");
+        assert_eq!(text(&tree, "owner"), "0:0\n", "{platform}");
+        assert_eq!(text(&tree, "etc/d/c"), "c\n", "{platform}");
+        assert!(!tree.contains_key("etc/d/a"), "{platform}");
+    }
+    // The user can empty its store (files of other container ids included).
+    let out = u.berth(&["builder", "prune", "--all"], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = u.berth(&["builder", "du", "--json"], &[]);
+    let du: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(du["bytes"], 0, "{du}");
+}
+
+/// Rootless without subordinate ids: the build fails before doing anything, and the error
+/// names the user, the missing ranges and the command that adds them.
+#[test]
+fn a_rootless_build_names_what_is_missing() {
+    let u = AsUser::new("berth-nosubid");
+    write(
+        &u.ctx(),
+        &[("Dockerfile", "FROM scratch\nCOPY f /f\n"), ("f", "x")],
+    );
+    for f in ["Dockerfile", "f"] {
+        std::fs::set_permissions(u.ctx().join(f), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let out = u.berth(&["build", "--progress", "plain", "."], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "berth build runs as user {} without root, in a user namespace, and that needs:",
+            u.user
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "/etc/subuid and /etc/subgid have no subordinate id range for user berth-nosubid"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "usermod --add-subuids 100000-165535 --add-subgids 100000-165535 berth-nosubid"
+        ),
+        "{err}"
+    );
+    // Nothing was started or written.
+    assert!(!u.dir.path().join("home/.local").exists());
 }

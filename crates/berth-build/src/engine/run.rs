@@ -306,7 +306,7 @@ impl Builder {
                     .map(|p| fs::symlink_metadata(root.join(p.trim_start_matches('/'))).is_ok())
                     .collect();
                 write_bundle(&bundle, root, &cfg)?;
-                let container = format!("berth-{:016x}", rand::random::<u64>());
+                let container = crate::sandbox::container_id();
                 let mut sink = LineSink::new(ctx.progress, id);
                 let exit = sandbox.run(&bundle, &container, &mut sink)?;
                 sink.flush_partial();
@@ -383,7 +383,9 @@ fn remove_stub(upper: &Path, rel: &Path) {
             break;
         }
         let dir = upper.join(par);
-        let opaque = rustix::fs::lgetxattr(&dir, "trusted.overlay.opaque", &mut [0u8; 4]).is_ok();
+        let opaque = ["trusted.overlay.opaque", "user.overlay.opaque"]
+            .iter()
+            .any(|x| rustix::fs::lgetxattr(&dir, *x, &mut [0u8; 4]).is_ok());
         if opaque || fs::remove_dir(&dir).is_err() {
             break;
         }
