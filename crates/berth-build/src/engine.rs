@@ -959,6 +959,9 @@ impl Builder {
         facts.fact("compression", ctx.opts.layers.compression.media_type());
         if let Some(e) = ctx.opts.layers.epoch {
             facts.fact("SOURCE_DATE_EPOCH", e.to_string());
+            if ctx.opts.layers.keep_mtimes {
+                facts.fact("rewrite-timestamp", "false");
+            }
         }
         // A linked step's own key ignores the layers below it; the state's chain still
         // follows both.

@@ -221,8 +221,13 @@ impl Write for Encoder {
 pub struct LayerOptions {
     /// Compression.
     pub compression: Compression,
-    /// Clamp every mtime to at most this (`SOURCE_DATE_EPOCH`), for reproducible layers.
+    /// `SOURCE_DATE_EPOCH`: the image's timestamps, and unless `keep_mtimes`, the most recent
+    /// file time a layer may hold (later ones are clamped to it), for reproducible layers —
+    /// BuildKit's `rewrite-timestamp=true`.
     pub epoch: Option<i64>,
+    /// Keep the files' own times in layers even with an epoch (BuildKit's default,
+    /// `rewrite-timestamp=false`).
+    pub keep_mtimes: bool,
 }
 
 /// Writes the changes in `upper` (an overlayfs upper directory, or any directory of new files)
@@ -256,7 +261,8 @@ pub fn write_layer(
     let mut builder = tar::Builder::new(BufWriter::with_capacity(256 * 1024, tar_out));
     let mut links: HashMap<(u64, u64), PathBuf> = HashMap::new();
     for rel in &entries {
-        append_entry(&mut builder, upper, rel, &mut links, opts.epoch)?;
+        let clamp_to = if opts.keep_mtimes { None } else { opts.epoch };
+        append_entry(&mut builder, upper, rel, &mut links, clamp_to)?;
     }
     let tar_out = builder
         .into_inner()
@@ -1003,6 +1009,7 @@ mod tests {
                 threads: 2,
             },
             epoch: Some(1_000),
+            keep_mtimes: false,
         };
         let a = write_layer(&store, &upper, opts).unwrap().unwrap();
         let b = write_layer(&store, &upper, opts).unwrap().unwrap();
@@ -1050,6 +1057,7 @@ mod tests {
                 LayerOptions {
                     compression: c,
                     epoch: Some(1_000),
+                    keep_mtimes: false,
                 },
             )
             .unwrap()

@@ -328,6 +328,7 @@ fn write_maps(m: &Mapping, pid: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

@@ -303,21 +303,6 @@ impl Sandbox for HostSandbox {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn container_ids_name_their_process() {
-        let id = container_id();
-        assert_eq!(orphan_owner(&id), Some(std::process::id()));
-        assert_eq!(orphan_owner("berth-0123456789abcdef"), None);
-        assert_eq!(orphan_owner("berth-12-xyz"), None);
-        assert_eq!(orphan_owner("other-12-0123456789ab"), None);
-        assert!(process_is_alive(std::process::id()));
-    }
-}
-
 fn mount_new_api(m: &OverlayMount<'_>) -> Result<(), rustix::io::Errno> {
     let fs = rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)?;
     for l in m.lowers {
@@ -417,4 +402,20 @@ fn mount_classic(m: &OverlayMount<'_>) -> Result<(), BuildError> {
     rustix::mount::mount("overlay", m.target, "overlay", flags, Some(data.as_c_str())).map_err(
         privileged(format!("mount overlay on {}", m.target.display())),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn container_ids_name_their_process() {
+        let id = container_id();
+        assert_eq!(orphan_owner(&id), Some(std::process::id()));
+        assert_eq!(orphan_owner("berth-0123456789abcdef"), None);
+        assert_eq!(orphan_owner("berth-12-xyz"), None);
+        assert_eq!(orphan_owner("other-12-0123456789ab"), None);
+        assert!(process_is_alive(std::process::id()));
+    }
 }

@@ -1,7 +1,7 @@
 //! Building an image from a Dockerfile and writing it out: buildx's options over `berth-build`,
 //! outputs through the registry client.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -133,6 +133,11 @@ enum Output {
 }
 
 fn parse_output(spec: &str, tags: &[String]) -> Result<Output> {
+    parse_output_with(spec, tags).map(|(o, _)| o)
+}
+
+/// An output and its `rewrite-timestamp` attribute, when given.
+fn parse_output_with(spec: &str, tags: &[String]) -> Result<(Output, Option<bool>)> {
     let mut kv = BTreeMap::new();
     for part in spec.split(',') {
         let (k, v) = part.split_once('=').ok_or_else(|| {
@@ -140,6 +145,20 @@ fn parse_output(spec: &str, tags: &[String]) -> Result<Output> {
         })?;
         kv.insert(k.trim().to_owned(), v.trim().to_owned());
     }
+    let rewrite = match kv.get("rewrite-timestamp").map(String::as_str) {
+        None => None,
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        Some(other) => {
+            return Err(OpsError::usage(format!(
+                "--output {spec:?}: rewrite-timestamp must be true or false, not {other:?}"
+            )));
+        }
+    };
+    parse_output_kind(&kv, tags).map(|o| (o, rewrite))
+}
+
+fn parse_output_kind(kv: &BTreeMap<String, String>, tags: &[String]) -> Result<Output> {
     let kind = kv.get("type").map(String::as_str).unwrap_or("");
     let dest = kv.get("dest").map(PathBuf::from);
     match kind {
@@ -524,8 +543,21 @@ pub fn prepare(req: &BuildRequest) -> Result<PreparedBuild> {
     if req.push {
         outputs.push(parse_output("type=registry", &req.tags)?);
     }
+    let mut rewrites = BTreeSet::new();
     for o in &req.outputs {
-        outputs.push(parse_output(o, &req.tags)?);
+        let (output, rewrite) = parse_output_with(o, &req.tags)?;
+        outputs.push(output);
+        rewrites.extend(rewrite);
+    }
+    // The layers are made once for every output, so the outputs must agree.
+    match rewrites.len() {
+        0 => {}
+        1 => opts.layers.keep_mtimes = rewrites.contains(&false),
+        _ => {
+            return Err(OpsError::usage(
+                "--output: rewrite-timestamp=true and rewrite-timestamp=false on different outputs (the layers are shared; give one value)",
+            ));
+        }
     }
     for t in &req.tags {
         parse_ref(t).map_err(|e| OpsError::usage(format!("-t {e}")))?;

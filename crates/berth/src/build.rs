@@ -102,7 +102,8 @@ pub struct BuildArgs {
     #[arg(long)]
     push: bool,
     /// Where the result goes: type=registry[,name=REF], type=oci,dest=FILE[,tar=false],
-    /// type=docker,dest=FILE; repeatable
+    /// type=docker,dest=FILE; repeatable. Each also takes rewrite-timestamp=true|false: with
+    /// SOURCE_DATE_EPOCH, clamp the times of files the build wrote to it (default true)
     #[arg(short = 'o', long = "output", value_name = "SPEC")]
     outputs: Vec<String>,
     /// Write the image (or index) digest to this file

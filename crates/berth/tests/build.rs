@@ -2365,3 +2365,118 @@ fn a_rootless_build_names_what_is_missing() {
     // Nothing was started or written.
     assert!(!u.dir.path().join("home/.local").exists());
 }
+
+/// `rewrite-timestamp`, as BuildKit documents it: with `SOURCE_DATE_EPOCH`, no file a step wrote
+/// carries a time after the epoch — berth's default, BuildKit's `rewrite-timestamp=true` — and
+/// an output with `rewrite-timestamp=false` keeps the files' own times while the config still
+/// takes the epoch; base layers are never rewritten; outputs that disagree are a usage error.
+#[test]
+fn rewrite_timestamp_clamps_build_layers_only_and_can_be_turned_off() {
+    let env = Env::new();
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        ctx.path(),
+        &[(
+            "Dockerfile",
+            &format!("FROM {}\nRUN touch /new\n", env.base()),
+        )],
+    );
+    let out_dir = tempfile::tempdir().unwrap();
+    let build = |name: &str, attrs: &str| -> (Output, PathBuf) {
+        let dest = out_dir.path().join(name);
+        let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(["build", "--progress", "plain", "--store"])
+            .arg(env.store.path())
+            .arg("-o")
+            .arg(format!("type=oci,dest={},tar=false{attrs}", dest.display()))
+            .arg(ctx.path())
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .output()
+            .unwrap();
+        (out, dest)
+    };
+    // The mtime of /new in the image's last layer, the manifest and the config.
+    let inspect = |layout: &Path| -> (u64, serde_json::Value, serde_json::Value) {
+        let imgs = images(layout);
+        let manifest = imgs[""].clone();
+        let layers = manifest["layers"].as_array().unwrap();
+        let last = layers.last().unwrap()["digest"].as_str().unwrap();
+        let f = std::fs::File::open(blob(layout, last)).unwrap();
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(f));
+        let mtime = archive
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap())
+            .find(|e| e.path().unwrap().to_string_lossy().trim_end_matches('/') == "new")
+            .map(|e| e.header().mtime().unwrap())
+            .expect("/new in the last layer");
+        let config = json(&blob(
+            layout,
+            manifest["config"]["digest"].as_str().unwrap(),
+        ));
+        (mtime, manifest, config)
+    };
+    let (out, clamped) = build("clamped", "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (out, explicit) = build("explicit", ",rewrite-timestamp=true");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (out, kept) = build("kept", ",rewrite-timestamp=false");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (t_clamped, m_clamped, c_clamped) = inspect(&clamped);
+    let (t_explicit, m_explicit, _) = inspect(&explicit);
+    let (t_kept, m_kept, c_kept) = inspect(&kept);
+    assert_eq!(t_clamped, 1_700_000_000);
+    assert_eq!(t_explicit, 1_700_000_000);
+    assert_eq!(m_clamped, m_explicit, "true is the default");
+    assert!(
+        t_kept > 1_700_000_000,
+        "{t_kept}: the file's own time is kept"
+    );
+    for c in [&c_clamped, &c_kept] {
+        assert_eq!(c["created"], "2023-11-14T22:13:20Z", "{c}");
+    }
+    // The base image's layers are the base image's, untouched, either way.
+    let base_layers = m_clamped["layers"].as_array().unwrap().len() - 1;
+    assert!(base_layers >= 1);
+    assert_eq!(
+        m_clamped["layers"].as_array().unwrap()[..base_layers],
+        m_kept["layers"].as_array().unwrap()[..base_layers]
+    );
+    // Two outputs that disagree: a usage error, nothing built.
+    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["build", "--progress", "plain", "--store"])
+        .arg(env.store.path())
+        .arg("-o")
+        .arg(format!(
+            "type=oci,dest={},rewrite-timestamp=true",
+            out_dir.path().join("x.tar").display()
+        ))
+        .arg("-o")
+        .arg(format!(
+            "type=oci,dest={},rewrite-timestamp=false",
+            out_dir.path().join("y.tar").display()
+        ))
+        .arg(ctx.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("rewrite-timestamp=true and rewrite-timestamp=false"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out_dir.path().join("x.tar").exists());
+}
