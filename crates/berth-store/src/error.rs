@@ -84,6 +84,22 @@ pub enum StoreError {
     /// No repository creation template for that prefix.
     #[error("no repository creation template for prefix {0}")]
     TemplateUnknown(String),
+    /// A registry document of that kind and key exists already.
+    #[error("{kind} {key} already exists")]
+    DocumentExists {
+        /// Its kind.
+        kind: String,
+        /// Its key.
+        key: String,
+    },
+    /// No registry document of that kind and key.
+    #[error("no {kind} {key}")]
+    DocumentUnknown {
+        /// Its kind.
+        kind: String,
+        /// Its key.
+        key: String,
+    },
     /// The manifest or tag does not exist.
     #[error("manifest {0} is unknown")]
     ManifestUnknown(String),

@@ -81,8 +81,36 @@ pub struct TemplateRecord {
     pub updated_at: i64,
 }
 
-/// Users, access keys, policies, registry settings and templates. Every method is one
-/// transaction.
+/// A registry-wide document of some kind, by key: a pull-through cache rule by repository
+/// prefix, an upstream credential by name. The registry owns the document's format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DocumentRecord {
+    /// Its kind (`pull-through-cache-rule`, …).
+    pub kind: String,
+    /// Its key, unique within the kind.
+    pub key: String,
+    /// The document.
+    pub document: String,
+    /// Creation time, milliseconds since the epoch.
+    pub created_at: i64,
+    /// Last update, milliseconds since the epoch.
+    pub updated_at: i64,
+}
+
+/// How [`IdentityStore::put_document`] treats an existing document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutMode {
+    /// Only a new one (`DocumentExists` otherwise).
+    Create,
+    /// Only an existing one (`DocumentUnknown` otherwise).
+    Replace,
+    /// Either.
+    Upsert,
+}
+
+/// Users, access keys, policies, registry settings, templates and documents. Every method is
+/// one transaction.
 #[async_trait]
 pub trait IdentityStore: Send + Sync + fmt::Debug + 'static {
     /// Creates a user; `UserExists` if the name is taken.
@@ -152,4 +180,22 @@ pub trait IdentityStore: Send + Sync + fmt::Debug + 'static {
 
     /// Deletes a template, returning it; `TemplateUnknown` if absent.
     async fn delete_template(&self, prefix: &str) -> Result<TemplateRecord, StoreError>;
+
+    /// Writes a document (see [`PutMode`]) and returns it as stored.
+    async fn put_document(
+        &self,
+        kind: &str,
+        key: &str,
+        document: &str,
+        mode: PutMode,
+    ) -> Result<DocumentRecord, StoreError>;
+
+    /// One document.
+    async fn document(&self, kind: &str, key: &str) -> Result<Option<DocumentRecord>, StoreError>;
+
+    /// The documents of a kind, by key.
+    async fn documents(&self, kind: &str) -> Result<Vec<DocumentRecord>, StoreError>;
+
+    /// Deletes a document, returning it; `DocumentUnknown` if absent.
+    async fn delete_document(&self, kind: &str, key: &str) -> Result<DocumentRecord, StoreError>;
 }

@@ -22,7 +22,8 @@ pub use blob::{BlobStore, ByteStream, UploadId};
 pub use error::StoreError;
 pub use fs::FsBlobStore;
 pub use identity::{
-    AccessKeyRecord, IdentityStore, KeyOwner, TemplateRecord, UserPolicy, UserRecord,
+    AccessKeyRecord, DocumentRecord, IdentityStore, KeyOwner, PutMode, TemplateRecord, UserPolicy,
+    UserRecord,
 };
 pub use meta::{
     ExpiryGroup, GcBlob, GcPage, ImageRecord, LifecyclePreview, ManifestRecord, MetadataStore,

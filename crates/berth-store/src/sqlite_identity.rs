@@ -5,7 +5,8 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::identity::{
-    AccessKeyRecord, IdentityStore, KeyOwner, TemplateRecord, UserPolicy, UserRecord,
+    AccessKeyRecord, DocumentRecord, IdentityStore, KeyOwner, PutMode, TemplateRecord, UserPolicy,
+    UserRecord,
 };
 use crate::sqlite::SqliteMeta;
 use crate::{StoreError, now_millis};
@@ -51,6 +52,28 @@ fn read_template(c: &Connection, prefix: &str) -> Result<Option<TemplateRecord>,
     )?
     .query_row([prefix], template_row)
     .optional()?)
+}
+
+fn read_document(
+    c: &Connection,
+    kind: &str,
+    key: &str,
+) -> Result<Option<DocumentRecord>, StoreError> {
+    Ok(c.prepare_cached(
+        "SELECT kind, key, document, created_at, updated_at FROM documents WHERE kind = ?1 AND key = ?2",
+    )?
+    .query_row([kind, key], document_row)
+    .optional()?)
+}
+
+fn document_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DocumentRecord> {
+    Ok(DocumentRecord {
+        kind: r.get(0)?,
+        key: r.get(1)?,
+        document: r.get(2)?,
+        created_at: r.get(3)?,
+        updated_at: r.get(4)?,
+    })
 }
 
 fn template_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TemplateRecord> {
@@ -331,6 +354,77 @@ impl IdentityStore for SqliteMeta {
                 .ok_or_else(|| StoreError::TemplateUnknown(prefix.clone()))?;
             tx.prepare_cached("DELETE FROM creation_templates WHERE prefix = ?1")?
                 .execute([&prefix])?;
+            Ok(rec)
+        })
+        .await
+    }
+
+    async fn put_document(
+        &self,
+        kind: &str,
+        key: &str,
+        document: &str,
+        mode: PutMode,
+    ) -> Result<DocumentRecord, StoreError> {
+        let (kind, key, document) = (kind.to_owned(), key.to_owned(), document.to_owned());
+        self.write(move |tx| {
+            let now = now_millis();
+            let unknown = || StoreError::DocumentUnknown {
+                kind: kind.clone(),
+                key: key.clone(),
+            };
+            match (read_document(tx, &kind, &key)?, mode) {
+                (Some(_), PutMode::Create) => {
+                    return Err(StoreError::DocumentExists {
+                        kind: kind.clone(),
+                        key: key.clone(),
+                    });
+                }
+                (None, PutMode::Replace) => return Err(unknown()),
+                (Some(_), _) => tx
+                    .prepare_cached(
+                        "UPDATE documents SET document = ?3, updated_at = ?4 WHERE kind = ?1 AND key = ?2",
+                    )?
+                    .execute(params![kind, key, document, now])?,
+                (None, _) => tx
+                    .prepare_cached(
+                        "INSERT INTO documents (kind, key, document, created_at, updated_at)
+                         VALUES (?1, ?2, ?3, ?4, ?4)",
+                    )?
+                    .execute(params![kind, key, document, now])?,
+            };
+            read_document(tx, &kind, &key)?.ok_or_else(unknown)
+        })
+        .await
+    }
+
+    async fn document(&self, kind: &str, key: &str) -> Result<Option<DocumentRecord>, StoreError> {
+        let (kind, key) = (kind.to_owned(), key.to_owned());
+        self.read(move |c| read_document(c, &kind, &key)).await
+    }
+
+    async fn documents(&self, kind: &str) -> Result<Vec<DocumentRecord>, StoreError> {
+        let kind = kind.to_owned();
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT kind, key, document, created_at, updated_at FROM documents WHERE kind = ?1 ORDER BY key",
+            )?;
+            let rows = st.query_map([&kind], document_row)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn delete_document(&self, kind: &str, key: &str) -> Result<DocumentRecord, StoreError> {
+        let (kind, key) = (kind.to_owned(), key.to_owned());
+        self.write(move |tx| {
+            let rec =
+                read_document(tx, &kind, &key)?.ok_or_else(|| StoreError::DocumentUnknown {
+                    kind: kind.clone(),
+                    key: key.clone(),
+                })?;
+            tx.prepare_cached("DELETE FROM documents WHERE kind = ?1 AND key = ?2")?
+                .execute([&kind, &key])?;
             Ok(rec)
         })
         .await

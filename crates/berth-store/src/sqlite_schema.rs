@@ -149,4 +149,14 @@ CREATE TRIGGER image_scans_follow_manifests AFTER DELETE ON manifests BEGIN
     DELETE FROM image_scans WHERE repo_id = OLD.repo_id AND digest = OLD.digest;
 END;
 "#,
+    r#"
+CREATE TABLE documents (
+    kind        TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    document    TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    PRIMARY KEY (kind, key)
+) WITHOUT ROWID;
+"#,
 ];

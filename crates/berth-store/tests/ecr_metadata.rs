@@ -277,6 +277,62 @@ async fn users_keys_policies_settings_templates() {
 }
 
 #[tokio::test]
+async fn documents_are_created_replaced_listed_by_kind_and_deleted() {
+    use berth_store::PutMode;
+    let (_dir, meta) = open();
+    let rule = meta
+        .put_document("rule", "hub", r#"{"u":1}"#, PutMode::Create)
+        .await
+        .unwrap();
+    assert_eq!(
+        (rule.created_at, rule.document.as_str()),
+        (rule.updated_at, r#"{"u":1}"#)
+    );
+    assert!(matches!(
+        meta.put_document("rule", "hub", "{}", PutMode::Create)
+            .await,
+        Err(StoreError::DocumentExists { .. })
+    ));
+    assert!(matches!(
+        meta.put_document("rule", "ghcr", "{}", PutMode::Replace)
+            .await,
+        Err(StoreError::DocumentUnknown { .. })
+    ));
+    meta.put_document("rule", "hub", r#"{"u":2}"#, PutMode::Replace)
+        .await
+        .unwrap();
+    meta.put_document("rule", "ghcr", "{}", PutMode::Upsert)
+        .await
+        .unwrap();
+    // Another kind with the same key is another document.
+    meta.put_document("secret", "hub", "s", PutMode::Create)
+        .await
+        .unwrap();
+    let rules = meta.documents("rule").await.unwrap();
+    let keys: Vec<&str> = rules.iter().map(|d| d.key.as_str()).collect();
+    assert_eq!(keys, ["ghcr", "hub"]);
+    assert_eq!(rules[1].document, r#"{"u":2}"#);
+    assert_eq!(
+        meta.document("secret", "hub")
+            .await
+            .unwrap()
+            .unwrap()
+            .document,
+        "s"
+    );
+    assert_eq!(
+        meta.delete_document("rule", "hub").await.unwrap().key,
+        "hub"
+    );
+    assert!(matches!(
+        meta.delete_document("rule", "hub").await,
+        Err(StoreError::DocumentUnknown { .. })
+    ));
+    assert!(meta.document("rule", "hub").await.unwrap().is_none());
+    assert!(meta.document("secret", "hub").await.unwrap().is_some());
+}
+
+#[tokio::test]
 async fn pulls_are_recorded_and_never_move_back() {
     let (_dir, meta) = open();
     let repo = RepoName::parse("app").unwrap();
