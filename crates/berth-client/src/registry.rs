@@ -35,6 +35,8 @@ pub struct RegistryClient {
     tokens: Mutex<HashMap<String, String>>,
     /// The scheme learned from the last challenge (so later requests authenticate up front).
     basic: Mutex<bool>,
+    /// Tries per request (transient failures, 429 and 5xx are tried again).
+    attempts: u32,
 }
 
 /// Whether a registry host is spoken to over plain HTTP: loopback addresses, as docker does by
@@ -82,7 +84,16 @@ impl RegistryClient {
             ecr: Mutex::new(None),
             tokens: Mutex::new(HashMap::new()),
             basic: Mutex::new(false),
+            attempts: ATTEMPTS,
         })
+    }
+
+    /// Tries each request at most `attempts` times (default 5): a registry in front of an
+    /// upstream that rate-limits it answers from its cache instead of waiting out backoffs.
+    #[must_use]
+    pub fn with_attempts(mut self, attempts: u32) -> Self {
+        self.attempts = attempts.max(1);
+        self
     }
 
     /// Authenticates to an ECR registry natively (see [`crate::ecr`]) instead of with stored
@@ -173,7 +184,7 @@ impl RegistryClient {
     }
 
     /// Sends once with the current credentials, again after connection errors, 429 and 5xx
-    /// (waiting as `Retry-After` says), up to [`ATTEMPTS`] times.
+    /// (waiting as `Retry-After` says), up to `attempts` times ([`ATTEMPTS`] by default).
     async fn dispatch(
         &self,
         scope: &str,
@@ -183,13 +194,13 @@ impl RegistryClient {
         loop {
             n += 1;
             match self.authorize(build(&self.http), scope).send().await {
-                Ok(r) if retryable(r.status()) && n < ATTEMPTS => {
+                Ok(r) if retryable(r.status()) && n < self.attempts => {
                     let wait = backoff(n - 1, Some(&r));
                     tracing::debug!(status = %r.status(), ?wait, "retrying");
                     tokio::time::sleep(wait).await;
                 }
                 Ok(r) => return Ok(r),
-                Err(e) if n < ATTEMPTS && (e.is_connect() || e.is_timeout()) => {
+                Err(e) if n < self.attempts && (e.is_connect() || e.is_timeout()) => {
                     tracing::debug!(error = %e, "retrying");
                     tokio::time::sleep(backoff(n - 1, None)).await;
                 }

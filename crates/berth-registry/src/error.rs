@@ -154,6 +154,9 @@ pub enum RegistryError {
     /// The client went away or sent a broken body.
     #[error("request body: {0}")]
     Body(String),
+    /// A pull-through cache's upstream failed and nothing cached can answer (502 `UNKNOWN`).
+    #[error("{0}")]
+    Upstream(String),
     /// A storage failure.
     #[error(transparent)]
     Store(StoreError),
@@ -182,7 +185,7 @@ impl RegistryError {
             E::TagImmutable { .. } => ErrorCode::TagInvalid,
             E::Unsupported(_) => ErrorCode::Unsupported,
             E::TooManyRequests(_) => ErrorCode::TooManyRequests,
-            E::Store(_) => ErrorCode::Unknown,
+            E::Store(_) | E::Upstream(_) => ErrorCode::Unknown,
         }
     }
 
@@ -204,6 +207,7 @@ impl RegistryError {
             E::Unsupported(_) => StatusCode::METHOD_NOT_ALLOWED,
             E::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             E::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            E::Upstream(_) => StatusCode::BAD_GATEWAY,
             E::UploadInvalid(_)
             | E::DigestInvalid(_)
             | E::ManifestBlobUnknown(_)

@@ -20,6 +20,7 @@ use crate::access::{Caller, Denial, Target, download_scope};
 use crate::audit::{Api, AuditInfo, Envelope, Identity};
 use crate::error::{InternalError, RegistryError, range_header};
 use crate::metrics::{Counted, InFlight, RequestLabels};
+use crate::pullthrough::ManifestAnswer;
 use crate::route::{self, Route};
 use crate::service::Registry;
 
@@ -482,7 +483,7 @@ async fn route_request(reg: Registry, who: &Caller, req: Request) -> Result<Resp
         (Route::Catalog, &Method::GET) => catalog(&reg, who, &query).await,
         (Route::Tags(n), &Method::GET) => tags(&reg, &repo(n)?, &query).await,
         (Route::Manifest(n, r), m) if m == Method::GET || m == Method::HEAD => {
-            get_manifest(&reg, &repo(n)?, r, m == Method::HEAD).await
+            get_manifest(&reg, who, &repo(n)?, r, m == Method::HEAD).await
         }
         (Route::Manifest(n, r), &Method::PUT) => put_manifest(&reg, &repo(n)?, r, req).await,
         (Route::Manifest(n, r), &Method::DELETE) => {
@@ -493,6 +494,7 @@ async fn route_request(reg: Registry, who: &Caller, req: Request) -> Result<Resp
         (Route::Blob(n, d), m) if m == Method::GET || m == Method::HEAD => {
             get_blob(
                 &reg,
+                who,
                 &repo(n)?,
                 &digest(d)?,
                 m == Method::HEAD,
@@ -776,12 +778,33 @@ fn byte_range(h: &HeaderMap, size: u64) -> Result<Option<(u64, u64)>> {
 
 async fn get_blob(
     reg: &Registry,
+    who: &Caller,
     name: &RepoName,
     d: &Digest,
     head: bool,
     headers: &HeaderMap,
 ) -> Result<Response> {
-    let size = reg.blob_size(name, d).await?;
+    let size = match reg.blob_present(name, d).await? {
+        Some(size) => size,
+        None => {
+            // A pull-through cache fetches what it lacks; the request that starts the fetch
+            // gets the bytes as they arrive (whole: a range is answered once cached).
+            if let Some(s) = reg.pull_through_blob(who, name, d, head).await? {
+                let mut r = Response::new(Body::from_stream(s.body));
+                let h = r.headers_mut();
+                h.insert(header::CONTENT_LENGTH, hv(&s.size.to_string()));
+                h.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/octet-stream"),
+                );
+                h.insert(CONTENT_DIGEST, hv(&d.to_string()));
+                h.insert(header::ETAG, hv(&format!("\"{d}\"")));
+                h.insert(crate::pullthrough::HEADER, HeaderValue::from_static("miss"));
+                return Ok(r);
+            }
+            reg.blob_size(name, d).await?
+        }
+    };
     let range = if head {
         None
     } else {
@@ -820,13 +843,44 @@ async fn get_blob(
     Ok(r)
 }
 
-async fn get_manifest(reg: &Registry, name: &RepoName, r: &str, head: bool) -> Result<Response> {
+async fn get_manifest(
+    reg: &Registry,
+    who: &Caller,
+    name: &RepoName,
+    r: &str,
+    head: bool,
+) -> Result<Response> {
     let reference = Reference::parse(r).map_err(|e| match e {
         berth_oci::NameError::InvalidTag(_) => {
             RegistryError::ManifestUnknown(r.chars().take(160).collect())
         }
         other => other.into(),
     })?;
+    let mut cache_note = None;
+    match reg.pull_through_manifest(who, name, &reference).await? {
+        None => {}
+        Some(ManifestAnswer::Local(kind, why)) => {
+            cache_note = Some(match why {
+                Some(w) => format!("{kind} ({w})"),
+                None => kind.to_owned(),
+            });
+        }
+        Some(ManifestAnswer::Upstream(raw)) => {
+            let len = raw.bytes.len();
+            let mut resp = Response::new(if head {
+                Body::empty()
+            } else {
+                Body::from(raw.bytes)
+            });
+            let h = resp.headers_mut();
+            h.insert(header::CONTENT_TYPE, hv(&raw.media_type));
+            h.insert(header::CONTENT_LENGTH, hv(&len.to_string()));
+            h.insert(CONTENT_DIGEST, hv(&raw.digest.to_string()));
+            h.insert(header::ETAG, hv(&format!("\"{}\"", raw.digest)));
+            h.insert(crate::pullthrough::HEADER, HeaderValue::from_static("miss"));
+            return Ok(resp);
+        }
+    }
     let rec = reg.resolve(name, &reference).await?;
     let body = if head {
         Body::empty()
@@ -841,6 +895,9 @@ async fn get_manifest(reg: &Registry, name: &RepoName, r: &str, head: bool) -> R
     h.insert(header::CONTENT_LENGTH, hv(&rec.size.to_string()));
     h.insert(CONTENT_DIGEST, hv(&rec.digest.to_string()));
     h.insert(header::ETAG, hv(&format!("\"{}\"", rec.digest)));
+    if let Some(note) = cache_note {
+        h.insert(crate::pullthrough::HEADER, hv(&note));
+    }
     Ok(resp)
 }
 

@@ -14,6 +14,7 @@ mod http;
 pub mod lifecycle;
 mod lifecycle_run;
 pub mod metrics;
+pub mod pullthrough;
 mod repos;
 mod route;
 pub mod scanning;

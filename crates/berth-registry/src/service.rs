@@ -71,6 +71,10 @@ pub struct RegistryConfig {
     /// Byte quotas of repositories (the default; a repository's own replaces it) and of the
     /// registry.
     pub quota: Quota,
+    /// A pull-through cache tag is checked against its upstream at most this often.
+    pub pull_through_check: Duration,
+    /// How long a pull-through request waits for its upstream before serving what is cached.
+    pub pull_through_timeout: Duration,
 }
 
 impl Default for RegistryConfig {
@@ -95,6 +99,8 @@ impl Default for RegistryConfig {
             gc_grace: Duration::from_secs(3600),
             gc_lease: Duration::from_secs(60),
             quota: Quota::NONE,
+            pull_through_check: Duration::from_secs(6 * 3600),
+            pull_through_timeout: Duration::from_secs(20),
         }
     }
 }
@@ -162,6 +168,8 @@ pub struct Registry {
     audit: Option<AuditLog>,
     /// The image scanner's queue (`None`: scanning is not configured).
     scanner: Option<Arc<crate::scanning::Scanner>>,
+    /// Pull-through cache state (rules read, fetches in flight).
+    pub(crate) pull_through: Arc<crate::pullthrough::PullThrough>,
 }
 
 /// A body stream with a byte limit that hashes what passes through.
@@ -195,6 +203,10 @@ impl Registry {
                 usize::try_from((config.ecr_body_budget / 1024).max(1))
                     .unwrap_or(usize::MAX)
                     .min(tokio::sync::Semaphore::MAX_PERMITS),
+            )),
+            pull_through: Arc::new(crate::pullthrough::PullThrough::new(
+                config.pull_through_check,
+                config.pull_through_timeout,
             )),
             config: Arc::new(config),
             uploads: Arc::new(Mutex::new(HashMap::new())),

@@ -69,6 +69,12 @@ pub struct FileConfig {
     pub gc_grace_secs: Option<u64>,
     /// Seconds a collector's lease outlives its last renewal (default 60).
     pub gc_lease_secs: Option<u64>,
+    /// A pull-through cache tag is checked against its upstream at most every this many
+    /// seconds (default 21600, 6 hours).
+    pub pull_through_check_secs: Option<u64>,
+    /// Seconds a pull-through request waits for its upstream before serving what is cached
+    /// (default 20).
+    pub pull_through_timeout_secs: Option<u64>,
     /// Seconds between scheduled lifecycle policy runs (default 86400, daily; 0: off).
     pub lifecycle_interval_secs: Option<u64>,
     /// Default byte quota of every repository (a repository's own, set with

@@ -31,7 +31,7 @@ pub struct ServeArgs {
     /// max_uploads, ecr_body_budget, durability, auth, registry_id, region, public_host,
     /// public_tls, token_ttl_secs, auto_create_repositories, master_key_file, metrics_listen,
     /// audit_log, audit_log_max_bytes, audit_log_keep, scan_db, scan_workers,
-    /// scan_db_poll_secs, [mcp]
+    /// scan_db_poll_secs, pull_through_check_secs, pull_through_timeout_secs, [mcp]
     #[arg(long, env = "BERTH_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
     /// Log filter: a level (error, warn, info, debug, trace) or tracing directives such as
@@ -264,6 +264,12 @@ fn settings(args: ServeArgs) -> anyhow::Result<(Settings, String, String)> {
     }
     if let Some(s) = file.gc_lease_secs {
         registry.gc_lease = Duration::from_secs(s.max(1));
+    }
+    if let Some(s) = file.pull_through_check_secs {
+        registry.pull_through_check = Duration::from_secs(s);
+    }
+    if let Some(s) = file.pull_through_timeout_secs {
+        registry.pull_through_timeout = Duration::from_secs(s.max(1));
     }
     registry.quota = Quota {
         repository: file.repository_quota_bytes,

@@ -25,6 +25,7 @@ use crate::service::Registry;
 mod images;
 mod layers;
 mod lifecycle;
+mod pullthrough;
 mod registry;
 mod repositories;
 mod scans;
@@ -70,9 +71,17 @@ pub(crate) const KNOWN: &[&str] = &[
     "DeleteLifecyclePolicy",
     "StartLifecyclePolicyPreview",
     "GetLifecyclePolicyPreview",
+    "CreatePullThroughCacheRule",
+    "DescribePullThroughCacheRules",
+    "UpdatePullThroughCacheRule",
+    "DeletePullThroughCacheRule",
+    "ValidatePullThroughCacheRule",
     // berth's own actions (not in Amazon ECR): run a lifecycle policy or a collection now.
     "BerthRunLifecyclePolicy",
     "BerthRunGarbageCollection",
+    // …and store or delete an upstream credential a pull-through cache rule names.
+    "BerthPutUpstreamCredential",
+    "BerthDeleteUpstreamCredential",
 ];
 
 /// Layer parts other than the last must be at least this large.
@@ -137,6 +146,13 @@ pub(crate) async fn dispatch(
         "GetLifecyclePolicyPreview" => ctx.get_preview(parse_request(body)?).await,
         "BerthRunLifecyclePolicy" => ctx.run_lifecycle(parse_request(body)?).await,
         "BerthRunGarbageCollection" => ctx.run_gc(parse_request(body)?).await,
+        "CreatePullThroughCacheRule" => ctx.create_rule(parse_request(body)?).await,
+        "DescribePullThroughCacheRules" => ctx.describe_rules(parse_request(body)?).await,
+        "UpdatePullThroughCacheRule" => ctx.update_rule(parse_request(body)?).await,
+        "DeletePullThroughCacheRule" => ctx.delete_rule(parse_request(body)?).await,
+        "ValidatePullThroughCacheRule" => ctx.validate_rule(parse_request(body)?).await,
+        "BerthPutUpstreamCredential" => ctx.put_credential(parse_request(body)?).await,
+        "BerthDeleteUpstreamCredential" => ctx.delete_credential(parse_request(body)?).await,
         other => Err(EcrError::new(
             "UnknownOperationException",
             format!("Unknown operation {other}"),
