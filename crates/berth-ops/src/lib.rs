@@ -9,6 +9,7 @@
 pub mod attest;
 pub mod build;
 pub mod build_cache;
+pub mod cache_rules;
 pub mod endpoint;
 pub mod error;
 pub mod findings;

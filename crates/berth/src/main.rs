@@ -2,6 +2,7 @@
 
 mod admin;
 mod build;
+mod cache_rule;
 mod config;
 mod first_run;
 mod gc;
@@ -40,6 +41,9 @@ enum Command {
     Admin(admin::AdminArgs),
     /// Manage ECR repositories (Amazon ECR or `berth serve`, through the ECR API).
     Repo(repo::RepoArgs),
+    /// Pull-through cache rules: repositories PREFIX/… become caches of an upstream registry
+    /// (Amazon ECR or `berth serve`, through the ECR API).
+    CacheRule(cache_rule::CacheRuleArgs),
     /// Reclaim storage nothing references (on a data directory, or a running registry with
     /// --endpoint-url); safe while the registry serves pushes.
     Gc(gc::GcArgs),
@@ -137,6 +141,7 @@ fn main() -> ExitCode {
         Command::Admin(args) => admin::run(args),
         Command::Repo(args) => repo::run_repo(args),
         Command::Gc(args) => gc::run(args),
+        Command::CacheRule(args) => cache_rule::run(args),
         Command::Images(args) => repo::run_images(args),
         Command::Copy(args) => transfer::run_copy(args),
         Command::Push(args) => transfer::run_push(args),

@@ -42,10 +42,15 @@ pub struct ApiOpts {
 }
 
 impl ApiOpts {
+    /// Whether `--json` was given.
+    pub(crate) fn json(&self) -> bool {
+        self.json
+    }
+
     /// Where the ECR API is: the flags, then the registry's `berth login` record (an unknown
     /// registry that is not Amazon's is taken for a `berth serve` answering on its own address),
     /// then the AWS configuration.
-    fn aws(&self) -> anyhow::Result<AwsOptions> {
+    pub(crate) fn aws(&self) -> anyhow::Result<AwsOptions> {
         let mut aws = match &self.registry {
             Some(host) => berth_client::logins::registry_api(host, &self.insecure)?,
             None => AwsOptions::default(),
