@@ -189,6 +189,9 @@ impl std::fmt::Debug for BlobStream {
     }
 }
 
+/// A rule as read: its prefix, the rule, and its version (last update time).
+pub(crate) type RuleEntry = (String, Rule, i64);
+
 type Done = watch::Receiver<Option<Result<(), String>>>;
 
 /// The pull-through cache's shared state (one per server process).
@@ -196,7 +199,7 @@ type Done = watch::Receiver<Option<Result<(), String>>>;
 pub struct PullThrough {
     check_interval: Duration,
     timeout: Duration,
-    rules: Mutex<Option<(Instant, Arc<Vec<(String, Rule, i64)>>)>>,
+    rules: Mutex<Option<(Instant, Arc<Vec<RuleEntry>>)>>,
     clients: Mutex<HashMap<(String, i64), Arc<RegistryClient>>>,
     /// Tag checks: (repository, tag) → when, and the digest the upstream answered.
     checked: Mutex<HashMap<(String, String), (Instant, Digest)>>,
@@ -368,14 +371,14 @@ fn stale_reason(e: &ClientError) -> String {
 
 impl Registry {
     /// The rules, read at most every 5 s (so replicas see each other's changes soon).
-    async fn pull_through_rules(&self) -> Result<Arc<Vec<(String, Rule, i64)>>, RegistryError> {
+    async fn pull_through_rules(&self) -> Result<Arc<Vec<RuleEntry>>, RegistryError> {
         if let Some((at, rules)) = lock(&self.pull_through.rules).as_ref()
             && at.elapsed() < Duration::from_secs(5)
         {
             return Ok(Arc::clone(rules));
         }
         let docs = self.identity().documents(RULE_KIND).await?;
-        let rules: Vec<(String, Rule, i64)> = docs
+        let rules: Vec<RuleEntry> = docs
             .into_iter()
             .filter_map(|d| {
                 let r: Rule = serde_json::from_str(&d.document).ok()?;
@@ -391,7 +394,7 @@ impl Registry {
     pub(crate) async fn pull_through_rule(
         &self,
         repo: &RepoName,
-    ) -> Result<Option<(String, Rule, i64)>, RegistryError> {
+    ) -> Result<Option<RuleEntry>, RegistryError> {
         let rules = self.pull_through_rules().await?;
         if rules.is_empty() {
             return Ok(None);
@@ -678,11 +681,7 @@ impl Registry {
                     }
                 }
                 let img = up.image(Some(t.clone()), None)?;
-                let answered = match self.bounded(img.resolve()).await {
-                    Ok(d) => Ok(d),
-                    Err(e) => Err(e),
-                };
-                let digest = match answered {
+                let digest = match self.bounded(img.resolve()).await {
                     Ok(d) => d,
                     Err(e) => {
                         if local.is_some() {
@@ -779,13 +778,22 @@ impl Registry {
                 {
                     continue;
                 }
-                let child = match self.pull_through.cached_manifest(d) {
-                    Some(m) => m,
-                    None => {
-                        let img = up.image(None, Some(d.clone())).map_err(|e| e.to_string())?;
-                        let m = self.bounded(img.root()).await.map_err(|e| e.to_string())?;
-                        self.pull_through.remember(&m);
-                        m
+                let child = {
+                    // The lock a client's GET of this manifest takes: one upstream fetch
+                    // between them (held for the fetch only).
+                    let _serial = self
+                        .pull_through
+                        .stripe(repo.as_str(), &d.to_string())
+                        .lock()
+                        .await;
+                    match self.pull_through.cached_manifest(d) {
+                        Some(m) => m,
+                        None => {
+                            let img = up.image(None, Some(d.clone())).map_err(|e| e.to_string())?;
+                            let m = self.bounded(img.root()).await.map_err(|e| e.to_string())?;
+                            self.pull_through.remember(&m);
+                            m
+                        }
                     }
                 };
                 self.import(up, repo, &child, None).await?;
