@@ -26,10 +26,10 @@ pub use identity::{
     UserRecord,
 };
 pub use meta::{
-    ExpiryGroup, GcBlob, GcPage, ImageRecord, LifecyclePreview, ManifestRecord, MetadataStore,
-    NewManifest, NewRepository, Quota, RepoSummary, RepositoryRecord, RepositoryUpdate, ScanRecord,
-    SnapshotManifest, StorageUsage, TagFilter, TagRecord, TagRule, UploadLimits, UploadRecord,
-    Usage,
+    ExpiryGroup, GcBlob, GcPage, ImageRecord, JobOutcome, LifecyclePreview, ManifestRecord,
+    MetadataStore, NewManifest, NewReplicationJob, NewRepository, Quota, ReplicationJob,
+    RepoSummary, RepositoryRecord, RepositoryUpdate, ScanRecord, SnapshotManifest, StorageUsage,
+    TagFilter, TagRecord, TagRule, UploadLimits, UploadRecord, Usage,
 };
 pub use sqlite::{Durability, SqliteMeta};
 

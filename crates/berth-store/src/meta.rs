@@ -341,6 +341,63 @@ pub type TagRule = fn(mutability: &str, filters: &[String], tag: &str) -> bool;
 /// **Invariants enforced here:** a tag points only at a manifest stored in its repository; a
 /// manifest is recorded only if every blob and child manifest it references is present in the
 /// repository; neither a blob link nor a manifest that a stored manifest references can be removed.
+/// A push to copy to one replication destination (durable: it outlives restarts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReplicationJob {
+    /// Its id (jobs of a destination run in id order).
+    pub id: i64,
+    /// The repository pushed to.
+    pub repository: String,
+    /// The manifest pushed.
+    pub digest: Digest,
+    /// The tag it was pushed under, if any.
+    pub tag: Option<String>,
+    /// The destination's key (`region/registryId`).
+    pub destination: String,
+    /// `PENDING`, `COMPLETE` or `FAILED`.
+    pub status: String,
+    /// Attempts made.
+    pub attempts: i64,
+    /// Not tried again before this time (milliseconds since the epoch).
+    pub next_attempt_at: i64,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// Creation time, milliseconds since the epoch.
+    pub created_at: i64,
+    /// Last change, milliseconds since the epoch.
+    pub updated_at: i64,
+}
+
+/// A replication job to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewReplicationJob {
+    /// The repository pushed to.
+    pub repository: String,
+    /// The manifest pushed.
+    pub digest: Digest,
+    /// Its tag, if any.
+    pub tag: Option<String>,
+    /// The destination's key.
+    pub destination: String,
+}
+
+/// How a replication attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// Copied.
+    Complete,
+    /// Failed for good.
+    Failed(String),
+    /// Failed; try again at this time (milliseconds since the epoch).
+    Retry {
+        /// Why it failed.
+        error: String,
+        /// When to try again.
+        at: i64,
+    },
+}
+
 #[async_trait]
 pub trait MetadataStore: Send + Sync + fmt::Debug + 'static {
     /// Whether the repository exists.
@@ -716,4 +773,25 @@ pub trait MetadataStore: Send + Sync + fmt::Debug + 'static {
 
     /// Gives the lease up if `holder` has it.
     async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError>;
+
+    /// Records replication jobs (`PENDING`, due now), durably, in one transaction.
+    async fn add_replication_jobs(&self, jobs: &[NewReplicationJob]) -> Result<(), StoreError>;
+
+    /// The oldest `PENDING` job of every destination (each destination replays pushes in
+    /// order).
+    async fn next_replication_jobs(&self) -> Result<Vec<ReplicationJob>, StoreError>;
+
+    /// Records an attempt's outcome (attempts + 1).
+    async fn finish_replication_job(&self, id: i64, outcome: &JobOutcome)
+    -> Result<(), StoreError>;
+
+    /// The jobs of one pushed manifest, oldest first.
+    async fn replication_jobs_of(
+        &self,
+        repository: &str,
+        digest: &Digest,
+    ) -> Result<Vec<ReplicationJob>, StoreError>;
+
+    /// Deletes finished jobs last changed before `before` (milliseconds); how many.
+    async fn prune_replication_jobs(&self, before: i64) -> Result<u64, StoreError>;
 }

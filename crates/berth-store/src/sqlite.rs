@@ -11,10 +11,10 @@ use rusqlite::{
 
 use crate::blob::UploadId;
 use crate::meta::{
-    ExpiryGroup, GcBlob, GcPage, ImageRecord, LifecyclePreview, ManifestRecord, MetadataStore,
-    NewManifest, NewRepository, Quota, RepoSummary, RepositoryRecord, RepositoryUpdate, ScanRecord,
-    SnapshotManifest, StorageUsage, TagFilter, TagRecord, TagRule, UploadLimits, UploadRecord,
-    Usage,
+    ExpiryGroup, GcBlob, GcPage, ImageRecord, JobOutcome, LifecyclePreview, ManifestRecord,
+    MetadataStore, NewManifest, NewReplicationJob, NewRepository, Quota, ReplicationJob,
+    RepoSummary, RepositoryRecord, RepositoryUpdate, ScanRecord, SnapshotManifest, StorageUsage,
+    TagFilter, TagRecord, TagRule, UploadLimits, UploadRecord, Usage,
 };
 use crate::sqlite_schema::MIGRATIONS;
 use crate::{StoreError, now_millis};
@@ -1964,4 +1964,121 @@ impl MetadataStore for SqliteMeta {
         })
         .await
     }
+
+    async fn add_replication_jobs(&self, jobs: &[NewReplicationJob]) -> Result<(), StoreError> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let jobs = jobs.to_vec();
+        self.write(move |tx| {
+            let now = now_millis();
+            let mut st = tx.prepare_cached(
+                "INSERT INTO replication_jobs
+                   (repository, digest, tag, destination, status, next_attempt_at, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, 'PENDING', ?5, ?5, ?5)",
+            )?;
+            for j in &jobs {
+                st.execute(params![
+                    j.repository,
+                    j.digest.to_string(),
+                    j.tag,
+                    j.destination,
+                    now
+                ])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn next_replication_jobs(&self) -> Result<Vec<ReplicationJob>, StoreError> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {JOB_COLUMNS} FROM replication_jobs WHERE id IN
+                   (SELECT MIN(id) FROM replication_jobs WHERE status = 'PENDING' GROUP BY destination)
+                 ORDER BY id"
+            ))?;
+            let rows = st.query_map([], job_row)?;
+            rows.collect::<Result<Vec<_>, _>>()?.into_iter().collect()
+        })
+        .await
+    }
+
+    async fn finish_replication_job(
+        &self,
+        id: i64,
+        outcome: &JobOutcome,
+    ) -> Result<(), StoreError> {
+        let outcome = outcome.clone();
+        self.write_with(true, move |tx| {
+            let now = now_millis();
+            let (status, error, next) = match outcome {
+                JobOutcome::Complete => ("COMPLETE", None, now),
+                JobOutcome::Failed(e) => ("FAILED", Some(e), now),
+                JobOutcome::Retry { error, at } => ("PENDING", Some(error), at),
+            };
+            tx.prepare_cached(
+                "UPDATE replication_jobs SET status = ?2, last_error = ?3, next_attempt_at = ?4,
+                   attempts = attempts + 1, updated_at = ?5 WHERE id = ?1",
+            )?
+            .execute(params![id, status, error, next, now])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn replication_jobs_of(
+        &self,
+        repository: &str,
+        digest: &Digest,
+    ) -> Result<Vec<ReplicationJob>, StoreError> {
+        let (repository, digest) = (repository.to_owned(), digest.to_string());
+        self.read(move |c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {JOB_COLUMNS} FROM replication_jobs WHERE repository = ?1 AND digest = ?2
+                 ORDER BY id"
+            ))?;
+            let rows = st.query_map(params![repository, digest], job_row)?;
+            rows.collect::<Result<Vec<_>, _>>()?.into_iter().collect()
+        })
+        .await
+    }
+
+    async fn prune_replication_jobs(&self, before: i64) -> Result<u64, StoreError> {
+        self.write_with(true, move |tx| {
+            let n = tx
+                .prepare_cached(
+                    "DELETE FROM replication_jobs WHERE status <> 'PENDING' AND updated_at < ?1",
+                )?
+                .execute([before])?;
+            Ok(n as u64)
+        })
+        .await
+    }
+}
+
+const JOB_COLUMNS: &str = "id, repository, digest, tag, destination, status, attempts, \
+    next_attempt_at, last_error, created_at, updated_at";
+
+/// A `replication_jobs` row; a digest that does not parse is a corrupt row.
+fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<ReplicationJob, StoreError>> {
+    let digest: String = r.get(2)?;
+    let Ok(digest) = Digest::parse(&digest) else {
+        return Ok(Err(StoreError::Corrupt(format!(
+            "replication job digest {digest:?}"
+        ))));
+    };
+    Ok(Ok(ReplicationJob {
+        id: r.get(0)?,
+        repository: r.get(1)?,
+        digest,
+        tag: r.get(3)?,
+        destination: r.get(4)?,
+        status: r.get(5)?,
+        attempts: r.get(6)?,
+        next_attempt_at: r.get(7)?,
+        last_error: r.get(8)?,
+        created_at: r.get(9)?,
+        updated_at: r.get(10)?,
+    }))
 }

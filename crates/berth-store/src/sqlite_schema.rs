@@ -159,4 +159,21 @@ CREATE TABLE documents (
     PRIMARY KEY (kind, key)
 ) WITHOUT ROWID;
 "#,
+    r#"
+CREATE TABLE replication_jobs (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    repository       TEXT NOT NULL,
+    digest           TEXT NOT NULL,
+    tag              TEXT,
+    destination      TEXT NOT NULL,
+    status           TEXT NOT NULL,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at  INTEGER NOT NULL,
+    last_error       TEXT,
+    created_at       INTEGER NOT NULL,
+    updated_at       INTEGER NOT NULL
+);
+CREATE INDEX replication_jobs_pending ON replication_jobs(destination, id) WHERE status = 'PENDING';
+CREATE INDEX replication_jobs_image ON replication_jobs(repository, digest);
+"#,
 ];

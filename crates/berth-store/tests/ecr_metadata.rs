@@ -558,3 +558,70 @@ async fn storage_usage_ranks_repositories_by_bytes() {
     assert_eq!(top.largest, vec![("team/b".to_owned(), 105)]);
     meta.ready().await.unwrap();
 }
+
+#[tokio::test]
+async fn replication_jobs_run_in_order_per_destination_and_survive_reopening() {
+    use berth_store::{JobOutcome, NewReplicationJob};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.db");
+    let d = |n: u8| Digest::sha256(&[n]);
+    let job = |n: u8, dest: &str| NewReplicationJob {
+        repository: "team/app".into(),
+        digest: d(n),
+        tag: Some(format!("v{n}")),
+        destination: dest.into(),
+    };
+    {
+        let meta = SqliteMeta::open(&path, Durability::Normal).unwrap();
+        meta.add_replication_jobs(&[job(1, "west"), job(1, "east"), job(2, "west")])
+            .await
+            .unwrap();
+    }
+    // Reopened (a restart): every job is still there, the oldest of each destination first.
+    let meta = SqliteMeta::open(&path, Durability::Normal).unwrap();
+    let next = meta.next_replication_jobs().await.unwrap();
+    let heads: Vec<(&str, &Digest)> = next
+        .iter()
+        .map(|j| (j.destination.as_str(), &j.digest))
+        .collect();
+    assert_eq!(heads, [("west", &d(1)), ("east", &d(1))]);
+    let west = next[0].id;
+    // A retry keeps it at the head, with its error and time.
+    meta.finish_replication_job(
+        west,
+        &JobOutcome::Retry {
+            error: "connection refused".into(),
+            at: 42,
+        },
+    )
+    .await
+    .unwrap();
+    let again = meta.next_replication_jobs().await.unwrap();
+    assert_eq!(again[0].id, west);
+    assert_eq!(again[0].attempts, 1);
+    assert_eq!(again[0].next_attempt_at, 42);
+    assert_eq!(again[0].last_error.as_deref(), Some("connection refused"));
+    // Done: the next one of that destination comes up.
+    meta.finish_replication_job(west, &JobOutcome::Complete)
+        .await
+        .unwrap();
+    let next = meta.next_replication_jobs().await.unwrap();
+    assert_eq!(
+        next.iter()
+            .map(|j| (j.destination.as_str(), j.digest.clone()))
+            .collect::<Vec<_>>(),
+        [("east", d(1)), ("west", d(2))]
+    );
+    let jobs = meta.replication_jobs_of("team/app", &d(1)).await.unwrap();
+    let states: Vec<(&str, &str)> = jobs
+        .iter()
+        .map(|j| (j.destination.as_str(), j.status.as_str()))
+        .collect();
+    assert_eq!(states, [("west", "COMPLETE"), ("east", "PENDING")]);
+    meta.finish_replication_job(next[0].id, &JobOutcome::Failed("denied".into()))
+        .await
+        .unwrap();
+    // Finished jobs are pruned; pending ones never.
+    assert_eq!(meta.prune_replication_jobs(i64::MAX).await.unwrap(), 2);
+    assert_eq!(meta.next_replication_jobs().await.unwrap().len(), 1);
+}
