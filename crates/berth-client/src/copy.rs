@@ -210,13 +210,15 @@ async fn transfer_blobs(
     blobs: &[ManifestRef],
     report: &mut CopyReport,
 ) -> Result<(), ClientError> {
-    let mut blobs: Vec<&ManifestRef> = blobs.iter().collect();
+    // Owned (not borrowed) refs: the per-blob futures then hold no higher-ranked lifetimes,
+    // so a copy can run inside a spawned task (the registry's replication does).
+    let mut blobs: Vec<ManifestRef> = blobs.to_vec();
     // Largest first: the long pole starts first.
     blobs.sort_by_key(|r| (std::cmp::Reverse(r.size), r.digest.clone()));
     let progress = opts.progress.clone();
     let origin = src.mount_origin();
     let results: Vec<Option<u64>> = futures::stream::iter(blobs)
-        .map(|r| {
+        .map(|r: ManifestRef| {
             let progress = progress.clone();
             let origin = origin.clone();
             async move {

@@ -15,6 +15,7 @@ pub mod lifecycle;
 mod lifecycle_run;
 pub mod metrics;
 pub mod pullthrough;
+pub mod replication;
 mod repos;
 mod route;
 pub mod scanning;

@@ -813,9 +813,15 @@ impl Registry {
                 Some(t) => Reference::Tag(t.clone()),
                 None => Reference::Digest(raw.digest.clone()),
             };
-            self.put_manifest(repo, &reference, Some(&raw.media_type), raw.bytes.clone())
-                .await
-                .map_err(|e| format!("storing manifest {}: {e}", raw.digest))?;
+            self.store_manifest(
+                repo,
+                &reference,
+                Some(&raw.media_type),
+                raw.bytes.clone(),
+                false,
+            )
+            .await
+            .map_err(|e| format!("storing manifest {}: {e}", raw.digest))?;
             Ok(())
         })
     }

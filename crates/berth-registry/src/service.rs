@@ -75,6 +75,8 @@ pub struct RegistryConfig {
     pub pull_through_check: Duration,
     /// How long a pull-through request waits for its upstream before serving what is cached.
     pub pull_through_timeout: Duration,
+    /// The registries replication configurations may name (by region and registry id).
+    pub replication_destinations: Vec<crate::replication::Destination>,
 }
 
 impl Default for RegistryConfig {
@@ -101,6 +103,7 @@ impl Default for RegistryConfig {
             quota: Quota::NONE,
             pull_through_check: Duration::from_secs(6 * 3600),
             pull_through_timeout: Duration::from_secs(20),
+            replication_destinations: Vec::new(),
         }
     }
 }
@@ -170,6 +173,8 @@ pub struct Registry {
     scanner: Option<Arc<crate::scanning::Scanner>>,
     /// Pull-through cache state (rules read, fetches in flight).
     pub(crate) pull_through: Arc<crate::pullthrough::PullThrough>,
+    /// Replication state (configuration read, destination clients).
+    pub(crate) replication: Arc<crate::replication::Replication>,
 }
 
 /// A body stream with a byte limit that hashes what passes through.
@@ -204,6 +209,7 @@ impl Registry {
                     .unwrap_or(usize::MAX)
                     .min(tokio::sync::Semaphore::MAX_PERMITS),
             )),
+            replication: Arc::default(),
             pull_through: Arc::new(crate::pullthrough::PullThrough::new(
                 config.pull_through_check,
                 config.pull_through_timeout,
@@ -924,6 +930,20 @@ impl Registry {
         content_type: Option<&str>,
         bytes: Bytes,
     ) -> Result<PutManifest, RegistryError> {
+        self.store_manifest(repo, reference, content_type, bytes, true)
+            .await
+    }
+
+    /// [`Registry::put_manifest`]; `replicate` false for what a pull-through cache imports
+    /// (a cached upstream image is not a push, and is not replicated).
+    pub(crate) async fn store_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        content_type: Option<&str>,
+        bytes: Bytes,
+        replicate: bool,
+    ) -> Result<PutManifest, RegistryError> {
         if bytes.len() > self.config.max_manifest_size {
             return Err(RegistryError::TooLarge {
                 what: "manifest",
@@ -962,6 +982,11 @@ impl Registry {
         // that makes them reachable: a crash in between leaves only an unreferenced blob.
         self.pin(&digest, record.size).await?;
         self.blobs.put(&digest, bytes).await?;
+        if replicate {
+            // Before the commit: an acknowledged push always has its jobs (a job whose push
+            // then fails finds no manifest and is dropped).
+            self.record_replication(repo, &digest, tag).await?;
+        }
         self.meta
             .put_manifest(repo, &record, tag, immutable_under, self.config.quota)
             .await

@@ -103,6 +103,8 @@ pub struct FileConfig {
     /// `allow_repositories`, `roots`, `extra_tags`, `region`, `endpoint_url`, `store`,
     /// `insecure_registries`).
     pub mcp: Option<crate::mcp::FileConfig>,
+    /// Registries replication configurations may name: `[[replication_destinations]]` tables.
+    pub replication_destinations: Option<Vec<DestinationConfig>>,
 }
 
 impl FileConfig {
@@ -125,5 +127,70 @@ mod tests {
             .unwrap_or_else(|e| panic!("examples/berth.toml: {e}"));
         assert_eq!(c.create_on_push, Some(true));
         assert_eq!(c.metrics_listen.as_deref(), Some("127.0.0.1:5001"));
+    }
+}
+
+/// A `[[replication_destinations]]` table: the registry ECR's (region, registryId) pair stands
+/// for, and how to reach it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationConfig {
+    /// The region replication configurations name.
+    pub region: String,
+    /// The registry id replication configurations name (12 digits).
+    pub registry_id: String,
+    /// `host[:port]` images are pushed to.
+    pub registry: String,
+    /// Plain HTTP (loopback hosts always are).
+    #[serde(default)]
+    pub insecure: bool,
+    /// Its ECR API (`http://host:port` for a `berth serve`, Amazon ECR's endpoint): pushes
+    /// authenticate with ECR tokens from the AWS credentials, and repositories are created there.
+    pub ecr_endpoint: Option<String>,
+    /// The AWS profile for it.
+    pub aws_profile: Option<String>,
+    /// An AWS credentials file (a destination `berth serve`'s `root-credentials`).
+    pub aws_credentials_file: Option<PathBuf>,
+    /// Basic credentials for an OCI registry: the user…
+    pub username: Option<String>,
+    /// …and a file holding the password (never the password itself in this file).
+    pub password_file: Option<PathBuf>,
+    /// Create missing repositories through `ecr_endpoint` (default true).
+    pub create_repositories: Option<bool>,
+}
+
+impl DestinationConfig {
+    /// The registry's view of it (the password read from its file).
+    pub fn destination(&self) -> Result<berth_registry::replication::Destination, UsageError> {
+        let mut d = berth_registry::replication::Destination::new(
+            &self.region,
+            &self.registry_id,
+            &self.registry,
+        );
+        d.insecure = self.insecure;
+        d.ecr_endpoint.clone_from(&self.ecr_endpoint);
+        d.aws_profile.clone_from(&self.aws_profile);
+        d.aws_credentials_file
+            .clone_from(&self.aws_credentials_file);
+        d.create_repositories = self.create_repositories.unwrap_or(true);
+        if let Some(u) = &self.username {
+            let file = self.password_file.as_ref().ok_or_else(|| {
+                UsageError(format!(
+                    "replication destination {}/{}: username needs password_file",
+                    self.region, self.registry_id
+                ))
+            })?;
+            let password = std::fs::read_to_string(file).map_err(|e| {
+                UsageError(format!(
+                    "replication destination {}/{}: password_file {}: {e}",
+                    self.region,
+                    self.registry_id,
+                    file.display()
+                ))
+            })?;
+            d.username = Some(u.clone());
+            d.password = Some(password.trim_end_matches(['\n', '\r']).to_owned());
+        }
+        Ok(d)
     }
 }

@@ -31,7 +31,8 @@ pub struct ServeArgs {
     /// max_uploads, ecr_body_budget, durability, auth, registry_id, region, public_host,
     /// public_tls, token_ttl_secs, auto_create_repositories, master_key_file, metrics_listen,
     /// audit_log, audit_log_max_bytes, audit_log_keep, scan_db, scan_workers,
-    /// scan_db_poll_secs, pull_through_check_secs, pull_through_timeout_secs, [mcp]
+    /// scan_db_poll_secs, pull_through_check_secs, pull_through_timeout_secs, [mcp],
+    /// [[replication_destinations]]
     #[arg(long, env = "BERTH_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
     /// Log filter: a level (error, warn, info, debug, trace) or tracing directives such as
@@ -271,6 +272,9 @@ fn settings(args: ServeArgs) -> anyhow::Result<(Settings, String, String)> {
     if let Some(s) = file.pull_through_timeout_secs {
         registry.pull_through_timeout = Duration::from_secs(s.max(1));
     }
+    for d in file.replication_destinations.iter().flatten() {
+        registry.replication_destinations.push(d.destination()?);
+    }
     registry.quota = Quota {
         repository: file.repository_quota_bytes,
         registry: file.registry_quota_bytes,
@@ -502,6 +506,8 @@ async fn serve(mut s: Settings) -> anyhow::Result<()> {
         );
     }
     tracing::info!(database = %scan_db.display(), "image scanning (fill the database with `berth scan db import --db DIR`)");
+    // Replication jobs (left pending by a stop too) run in the background.
+    registry.start_replication();
     let removed = registry.clean_uploads(true).await?;
     if removed > 0 {
         tracing::info!(removed, "discarded stale upload sessions");

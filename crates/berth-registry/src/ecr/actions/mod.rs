@@ -27,6 +27,7 @@ mod layers;
 mod lifecycle;
 mod pullthrough;
 mod registry;
+mod replication;
 mod repositories;
 mod scans;
 
@@ -76,6 +77,8 @@ pub(crate) const KNOWN: &[&str] = &[
     "UpdatePullThroughCacheRule",
     "DeletePullThroughCacheRule",
     "ValidatePullThroughCacheRule",
+    "PutReplicationConfiguration",
+    "DescribeImageReplicationStatus",
     // berth's own actions (not in Amazon ECR): run a lifecycle policy or a collection now.
     "BerthRunLifecyclePolicy",
     "BerthRunGarbageCollection",
@@ -151,6 +154,8 @@ pub(crate) async fn dispatch(
         "UpdatePullThroughCacheRule" => ctx.update_rule(parse_request(body)?).await,
         "DeletePullThroughCacheRule" => ctx.delete_rule(parse_request(body)?).await,
         "ValidatePullThroughCacheRule" => ctx.validate_rule(parse_request(body)?).await,
+        "PutReplicationConfiguration" => ctx.put_replication(parse_request(body)?).await,
+        "DescribeImageReplicationStatus" => ctx.replication_status(parse_request(body)?).await,
         "BerthPutUpstreamCredential" => ctx.put_credential(parse_request(body)?).await,
         "BerthDeleteUpstreamCredential" => ctx.delete_credential(parse_request(body)?).await,
         other => Err(EcrError::new(

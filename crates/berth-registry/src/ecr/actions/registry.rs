@@ -83,15 +83,6 @@ impl Ctx<'_> {
         }
     }
 
-    pub(super) async fn describe_registry(&self) -> Result<Value, EcrError> {
-        self.allow("ecr:DescribeRegistry", Target::Registry, &[])
-            .await?;
-        Ok(json!({
-            "registryId": self.registry_id(),
-            "replicationConfiguration": { "rules": [] },
-        }))
-    }
-
     pub(super) fn check_prefix(prefix: &str) -> Result<(), EcrError> {
         let name = prefix.trim_end_matches('/');
         let ok = prefix == ROOT_PREFIX
