@@ -17,6 +17,7 @@ pub mod inspect;
 pub mod lifecycle;
 pub mod lint;
 pub mod release;
+pub mod replication;
 pub mod repo;
 pub mod scan;
 pub mod scan_format;

@@ -41,6 +41,8 @@ pub const GIVE_UP: Duration = Duration::from_secs(24 * 3600);
 const UNCOMMITTED: Duration = Duration::from_secs(60);
 /// The lease one replica holds to run jobs.
 const LEASE: &str = "replication";
+/// How long the lease outlives its last renewal.
+const LEASE_MS: i64 = 10_000;
 
 /// A registry images are replicated to, as the server's configuration describes it.
 #[derive(Clone, Default)]
@@ -462,7 +464,10 @@ impl Registry {
             Err(e) if e.code() == Some("RepositoryAlreadyExistsException") => Ok(()),
             Err(e) => Err(format!(
                 "creating repository {repo} at the destination: {}",
-                e.message().map_or_else(|| format!("{e}"), str::to_owned)
+                e.message().map_or_else(
+                    || berth_client::aws_sdk_ecr::error::DisplayErrorContext(&e).to_string(),
+                    str::to_owned
+                )
             )),
         }
     }
@@ -593,7 +598,7 @@ impl Registry {
             let holder = reg.instance_id().to_owned();
             let mut last_prune = Instant::now();
             loop {
-                let leader = match reg.meta().acquire_lease(LEASE, &holder, 30_000).await {
+                let leader = match reg.meta().acquire_lease(LEASE, &holder, LEASE_MS).await {
                     Ok(l) => l,
                     Err(e) => {
                         tracing::warn!(error = %e, "replication lease");
@@ -601,7 +606,26 @@ impl Registry {
                     }
                 };
                 let busy = if leader {
-                    match reg.replication_round().await {
+                    // The lease is renewed while a long round runs (a replica that dies loses
+                    // it within LEASE_MS, and another takes its jobs over).
+                    let renew = async {
+                        let mut tick = tokio::time::interval(Duration::from_millis(
+                            u64::try_from(LEASE_MS / 3).unwrap_or(3000),
+                        ));
+                        tick.tick().await;
+                        loop {
+                            tick.tick().await;
+                            if let Err(e) = reg.meta().acquire_lease(LEASE, &holder, LEASE_MS).await
+                            {
+                                tracing::warn!(error = %e, "renewing the replication lease");
+                            }
+                        }
+                    };
+                    let round = tokio::select! {
+                        r = reg.replication_round() => r,
+                        () = renew => Ok(false),
+                    };
+                    match round {
                         Ok(b) => b,
                         Err(e) => {
                             tracing::warn!(error = %e, "replication round failed");

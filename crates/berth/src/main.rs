@@ -11,6 +11,7 @@ mod login;
 mod mcp;
 mod progress;
 mod release;
+mod replication;
 mod repo;
 mod scan;
 mod serve;
@@ -44,6 +45,9 @@ enum Command {
     /// Pull-through cache rules: repositories PREFIX/… become caches of an upstream registry
     /// (Amazon ECR or `berth serve`, through the ECR API).
     CacheRule(cache_rule::CacheRuleArgs),
+    /// Replication: pushes copied to other registries (Amazon ECR or `berth serve`, through the
+    /// ECR API).
+    Replication(replication::ReplicationArgs),
     /// Reclaim storage nothing references (on a data directory, or a running registry with
     /// --endpoint-url); safe while the registry serves pushes.
     Gc(gc::GcArgs),
@@ -142,6 +146,7 @@ fn main() -> ExitCode {
         Command::Repo(args) => repo::run_repo(args),
         Command::Gc(args) => gc::run(args),
         Command::CacheRule(args) => cache_rule::run(args),
+        Command::Replication(args) => replication::run(args),
         Command::Images(args) => repo::run_images(args),
         Command::Copy(args) => transfer::run_copy(args),
         Command::Push(args) => transfer::run_push(args),

@@ -214,6 +214,12 @@ enum ImagesCommand {
         #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "600")]
         wait: Option<u64>,
     },
+    /// Prints where an image's replication stands per destination
+    /// (DescribeImageReplicationStatus)
+    Replication {
+        /// REPOSITORY:TAG or REPOSITORY@sha256:…
+        image: String,
+    },
     /// Prints an image's scan findings (DescribeImageScanFindings), most severe first
     Findings {
         /// REPOSITORY:TAG or REPOSITORY@sha256:…
@@ -558,6 +564,30 @@ pub(crate) fn human(bytes: u64) -> String {
 pub fn run_images(mut args: ImagesArgs) -> anyhow::Result<()> {
     let (mut repository, reference, wait, start) = match args.command {
         ImagesCommand::Ls { repository } => (repository, None, None, false),
+        ImagesCommand::Replication { image } => {
+            let (mut r, t) = split_image(&image)?;
+            args.api.take_registry(&mut r)?;
+            return runtime()?.block_on(async move {
+                let c = client(&args.api).await?;
+                let s = berth_ops::replication::image_status(&c, &r, &t).await?;
+                if args.api.json {
+                    println!("{}", serde_json::to_string(&s)?);
+                } else if s.statuses.is_empty() {
+                    println!("{r}:{t}: not replicated (pushed before the replication configuration, or no rule covers {r})");
+                } else {
+                    for d in &s.statuses {
+                        println!(
+                            "{}/{}  {}{}",
+                            d.region,
+                            d.registry_id,
+                            d.status,
+                            d.failure_code.as_deref().map(|f| format!("  ({f})")).unwrap_or_default()
+                        );
+                    }
+                }
+                Ok(())
+            });
+        }
         ImagesCommand::Scan { image, wait } => {
             let (r, t) = split_image(&image)?;
             (r, Some(t), wait, true)
