@@ -729,13 +729,13 @@ mod tests {
         let ok = config(
             r#"{"rules":[{"destinations":[{"region":"us-west-2","registryId":"111111111111"}]}]}"#,
         );
-        assert_eq!(ok.check(own, &[west.clone()]), Ok(()));
+        assert_eq!(ok.check(own, std::slice::from_ref(&west)), Ok(()));
         let unknown = config(
             r#"{"rules":[{"destinations":[{"region":"ap-south-1","registryId":"111111111111"}]}]}"#,
         );
         assert!(
             unknown
-                .check(own, &[west.clone()])
+                .check(own, std::slice::from_ref(&west))
                 .unwrap_err()
                 .contains("[[replication_destinations]]")
         );
@@ -744,7 +744,7 @@ mod tests {
         );
         assert!(
             itself
-                .check(own, &[west.clone()])
+                .check(own, std::slice::from_ref(&west))
                 .unwrap_err()
                 .contains("own region")
         );
@@ -754,7 +754,7 @@ mod tests {
         );
         assert!(
             bad_filter
-                .check(own, &[west.clone()])
+                .check(own, std::slice::from_ref(&west))
                 .unwrap_err()
                 .contains("PREFIX_MATCH")
         );

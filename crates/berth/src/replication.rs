@@ -97,21 +97,21 @@ pub fn run(args: ReplicationArgs) -> anyhow::Result<()> {
                     };
                     Configuration::parse(&text)?
                 } else if !to.is_empty() {
-                    let mut rule =
-                        serde_json::json!({ "destinations": [], "repositoryFilters": [] });
-                    for t in &to {
-                        let (region, id) = t.split_once('/').ok_or_else(|| {
-                            crate::UsageError(format!("--to {t}: expected REGION/REGISTRY_ID"))
-                        })?;
-                        rule["destinations"].as_array_mut().map(|a| {
-                            a.push(serde_json::json!({"region": region, "registryId": id}))
-                        });
-                    }
-                    for p in &prefix {
-                        rule["repositoryFilters"].as_array_mut().map(|a| {
-                            a.push(serde_json::json!({"filter": p, "filterType": "PREFIX_MATCH"}))
-                        });
-                    }
+                    let destinations = to
+                        .iter()
+                        .map(|t| {
+                            t.split_once('/')
+                                .map(|(region, id)| serde_json::json!({"region": region, "registryId": id}))
+                                .ok_or_else(|| {
+                                    crate::UsageError(format!("--to {t}: expected REGION/REGISTRY_ID"))
+                                })
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let filters: Vec<_> = prefix
+                        .iter()
+                        .map(|p| serde_json::json!({"filter": p, "filterType": "PREFIX_MATCH"}))
+                        .collect();
+                    let rule = serde_json::json!({ "destinations": destinations, "repositoryFilters": filters });
                     Configuration::parse(&serde_json::json!({ "rules": [rule] }).to_string())?
                 } else {
                     return Err(crate::UsageError(
