@@ -871,7 +871,16 @@ impl Registry {
             }
         };
         let done_tx = match claimed {
-            Ok(tx) => tx,
+            Ok(tx) => {
+                // Claimed; but a fetch that ended between our presence check and the claim
+                // has stored the blob already (it leaves the map only once the blob is linked).
+                if matches!(self.blob_present(repo, d).await, Ok(Some(_))) {
+                    lock(&self.pull_through.blobs).remove(&key);
+                    let _ = tx.send(Some(Ok(())));
+                    return Ok(Fetch::Waited(Ok(())));
+                }
+                tx
+            }
             Err(mut rx) => {
                 let r = rx
                     .wait_for(Option::is_some)

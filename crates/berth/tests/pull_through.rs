@@ -270,7 +270,8 @@ fn pulls_through_an_authenticating_upstream_and_survive_it_stopping() {
     ok(&run(&mut copy), "seeding the upstream");
 
     let dir = tempfile::tempdir().unwrap();
-    let server = server_with(dir.path(), "pull_through_check_secs = 2\n");
+    // Tags are checked against the upstream at most every 10 s.
+    let server = server_with(dir.path(), "pull_through_check_secs = 10\n");
     let h = home.path();
 
     // A rule with a stored credential, through berth's CLI (the credential is sealed there).
@@ -404,43 +405,66 @@ json.dump(out, sys.stdout)
     assert_eq!(v["prefixes"], serde_json::json!(["anon", "hub"]));
 
     // skopeo pulls through: the upstream's index, byte for byte, every platform.
+    let podman = Podman::new(&server.addr);
     let cached = format!("{}/hub/library/busybox:1.36", server.addr);
     let pulled = tempfile::tempdir().unwrap();
     ok(
         &skopeo_copy(&cached, &pulled.path().join("a")),
         "skopeo copy through",
     );
+    // The tag was checked during that pull, so before now.
+    let checked_by = Instant::now();
     let layout: Value =
         serde_json::from_slice(&std::fs::read(pulled.path().join("a/index.json")).unwrap())
             .unwrap();
     assert_eq!(layout["manifests"][0]["digest"], index.as_str());
-    // The repository exists now, and its image lands complete (the import runs behind).
+    // The import runs behind the pull; the tag is stored last, after everything it references.
     let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let out = aws_output(
-            h,
-            &server,
-            &[
-                "describe-images",
-                "--repository-name",
-                "hub/library/busybox",
-            ],
-        );
-        if out.status.success() {
-            let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-            let details = v["imageDetails"].as_array().unwrap();
-            if details.len() == 3
-                && details.iter().any(|d| {
-                    d["imageTags"] == serde_json::json!(["1.36"])
-                        && d["imageDigest"] == index.as_str()
-                })
-            {
-                break;
-            }
-        }
+    while cache_header(&server, "hub/library/busybox", "1.36").1 != "hit" {
         assert!(Instant::now() < deadline, "the pulled image was not cached");
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(50));
     }
+    let before = up.requests().len();
+    // Pulls within the check interval ask the upstream nothing.
+    ok(
+        &skopeo_copy(&cached, &pulled.path().join("b")),
+        "second pull",
+    );
+    ok(
+        &run(podman
+            .cmd()
+            .args(["pull", "--platform", "linux/arm64", &cached])),
+        "podman pull through",
+    );
+    assert!(
+        checked_by.elapsed() < Duration::from_secs(10),
+        "too slow to test the interval"
+    );
+    assert_eq!(
+        up.requests()[before..],
+        [] as [String; 0],
+        "the cached pulls asked the upstream"
+    );
+    let (status, note, digest) = cache_header(&server, "hub/library/busybox", "1.36");
+    assert_eq!(
+        (status, note.as_str(), digest.as_str()),
+        (200, "hit", index.as_str())
+    );
+    // All of it is stored: the index and both platforms.
+    let images = aws(
+        h,
+        &server,
+        &[
+            "describe-images",
+            "--repository-name",
+            "hub/library/busybox",
+        ],
+    );
+    let details = images["imageDetails"].as_array().unwrap();
+    assert_eq!(details.len(), 3, "{images}");
+    assert!(details.iter().any(|d| {
+        d["imageTags"] == serde_json::json!(["1.36"]) && d["imageDigest"] == index.as_str()
+    }));
     // Created from the PULL_THROUGH_CACHE template.
     let repo = aws(
         h,
@@ -464,33 +488,12 @@ json.dump(out, sys.stdout)
         tags["tags"],
         serde_json::json!([{"Key": "source", "Value": "pull-through"}])
     );
-    let before = up.requests().len();
-    // The second pull, within the check interval: the upstream is asked nothing.
-    ok(
-        &skopeo_copy(&cached, &pulled.path().join("b")),
-        "second pull",
-    );
-    let podman = Podman::new(&server.addr);
-    ok(
-        &run(podman
-            .cmd()
-            .args(["pull", "--platform", "linux/arm64", &cached])),
-        "podman pull through",
-    );
-    assert_eq!(
-        up.requests()[before..],
-        [] as [String; 0],
-        "the cached pulls asked the upstream"
-    );
-    let (status, note, digest) = cache_header(&server, "hub/library/busybox", "1.36");
-    assert_eq!(
-        (status, note.as_str(), digest.as_str()),
-        (200, "hit", index.as_str())
-    );
 
     // Upstream stopped, check interval over: the cached tag still pulls, marked stale.
     up.stop();
-    std::thread::sleep(Duration::from_millis(2100));
+    if let Some(rest) = Duration::from_millis(10_300).checked_sub(checked_by.elapsed()) {
+        std::thread::sleep(rest);
+    }
     ok(
         &skopeo_copy(&cached, &pulled.path().join("c")),
         "pull with the upstream down",
