@@ -80,13 +80,9 @@ fn print_rules(rules: &[CacheRule], json: bool) -> anyhow::Result<()> {
 
 /// `berth cache-rule`.
 pub fn run(args: CacheRuleArgs) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(async move {
+    crate::repo::runtime()?.block_on(async move {
         let aws = args.api.aws()?;
-        let c = berth_client::ecr::api_client(&aws).await?;
+        let c = crate::repo::client(&args.api).await?;
         let json = args.api.json();
         match args.command {
             CacheRuleCommand::Create {

@@ -71,13 +71,8 @@ fn print(c: &Configuration, json: bool) -> anyhow::Result<()> {
 
 /// `berth replication`.
 pub fn run(args: ReplicationArgs) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(async move {
-        let aws = args.api.aws()?;
-        let c = berth_client::ecr::api_client(&aws).await?;
+    crate::repo::runtime()?.block_on(async move {
+        let c = crate::repo::client(&args.api).await?;
         let json = args.api.json();
         match args.command {
             ReplicationCommand::Set {

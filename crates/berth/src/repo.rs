@@ -304,14 +304,16 @@ fn print_findings(f: &berth_ops::findings::ScanFindings, json: bool) -> anyhow::
     Ok(())
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+/// The single-threaded runtime the ECR API commands run on.
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")
 }
 
-async fn client(api: &ApiOpts) -> anyhow::Result<ecr::Client> {
+/// The ECR API client the options point at.
+pub(crate) async fn client(api: &ApiOpts) -> anyhow::Result<ecr::Client> {
     Ok(berth_client::ecr::api_client(&api.aws()?).await?)
 }
 

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Podman, Server, aws_cli, aws_env, fixture_index_digest, fixtures, python};
+use common::{Podman, Server, aws_env, fixture_index_digest, fixtures};
 use serde_json::Value;
 
 const USER: &str = "puller";
@@ -148,17 +148,14 @@ fn ok(out: &Output, what: &str) -> String {
 
 /// The environment of an AWS client of a `--no-auth` server (any key signs).
 fn client(cmd: &mut Command, home: &Path, server: &Server) {
-    aws_env(cmd, home, "AKIAPULLTHROUGHTEST0", "secret");
+    aws_env(cmd, home, KEY.0, KEY.1);
     cmd.env("AWS_ENDPOINT_URL_ECR", format!("http://{}", server.addr));
 }
 
+const KEY: (&str, &str) = ("AKIAPULLTHROUGHTEST0", "secret");
+
 fn aws_output(home: &Path, server: &Server, args: &[&str]) -> Output {
-    let mut cmd = Command::new(aws_cli());
-    client(&mut cmd, home, server);
-    let endpoint = format!("http://{}", server.addr);
-    run(cmd
-        .args(["--output", "json", "--endpoint-url", &endpoint, "ecr"])
-        .args(args))
+    common::aws_ecr(home, &server.addr, KEY.0, KEY.1, args)
 }
 
 fn aws(home: &Path, server: &Server, args: &[&str]) -> Value {
@@ -174,14 +171,7 @@ fn berth(home: &Path, server: &Server, args: &[&str]) -> Output {
 
 /// A boto3 script's JSON output (`ecr` is a client of the server).
 fn boto3(home: &Path, server: &Server, script: &str) -> Value {
-    let mut cmd = Command::new(python());
-    client(&mut cmd, home, server);
-    let prelude = format!(
-        "import boto3, json, sys\necr = boto3.client('ecr', endpoint_url='http://{}')\n",
-        server.addr
-    );
-    let out = run(cmd.arg("-c").arg(prelude + script));
-    serde_json::from_str(&ok(&out, "boto3")).unwrap()
+    common::boto3(home, &server.addr, KEY.0, KEY.1, script)
 }
 
 fn skopeo_copy(src: &str, dst: &Path) -> Output {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Reference, Server, aws_cli, aws_env, fixture_index_digest, fixtures, python};
+use common::{Reference, Server, aws_env, fixture_index_digest, fixtures};
 use serde_json::{Value, json};
 
 fn free_port() -> u16 {
@@ -57,7 +57,7 @@ impl Node {
     fn start(&mut self) {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
         // The source calls its destinations' ECR API with these (a --no-auth server takes any).
-        aws_env(&mut cmd, &self.home, "AKIAREPLICATIONTEST0", "secret");
+        aws_env(&mut cmd, &self.home, KEY.0, KEY.1);
         cmd.args([
             "serve",
             "--no-auth",
@@ -98,32 +98,19 @@ fn ok(out: &Output, what: &str) -> String {
 }
 
 fn client_env(cmd: &mut Command, home: &Path, node: &Node) {
-    aws_env(cmd, home, "AKIAREPLICATIONTEST0", "secret");
+    aws_env(cmd, home, KEY.0, KEY.1);
     cmd.env("AWS_ENDPOINT_URL_ECR", format!("http://{}", node.addr()));
 }
 
+const KEY: (&str, &str) = ("AKIAREPLICATIONTEST0", "secret");
+
 fn aws(home: &Path, node: &Node, args: &[&str]) -> Value {
-    let mut cmd = Command::new(aws_cli());
-    client_env(&mut cmd, home, node);
-    let endpoint = format!("http://{}", node.addr());
-    let out = cmd
-        .args(["--output", "json", "--endpoint-url", &endpoint, "ecr"])
-        .args(args)
-        .output()
-        .unwrap();
-    let text = ok(&out, &format!("aws ecr {args:?}"));
-    serde_json::from_str(&text).unwrap()
+    let out = common::aws_ecr(home, &node.addr(), KEY.0, KEY.1, args);
+    serde_json::from_str(&ok(&out, &format!("aws ecr {args:?}"))).unwrap()
 }
 
 fn boto3(home: &Path, node: &Node, script: &str) -> Value {
-    let mut cmd = Command::new(python());
-    client_env(&mut cmd, home, node);
-    let prelude = format!(
-        "import boto3, json, sys\necr = boto3.client('ecr', endpoint_url='http://{}')\n",
-        node.addr()
-    );
-    let out = cmd.arg("-c").arg(prelude + script).output().unwrap();
-    serde_json::from_str(&ok(&out, "boto3")).unwrap()
+    common::boto3(home, &node.addr(), KEY.0, KEY.1, script)
 }
 
 /// berth's ECR API commands against `node`, with the client's AWS credentials.
@@ -346,21 +333,17 @@ registry = "{}"
     let shown: Value = serde_json::from_str(&ok(&shown, "berth replication show")).unwrap();
     assert_eq!(shown, rule);
     // A destination the server does not know is refused, naming the fix.
-    let mut cmd = Command::new(aws_cli());
-    client_env(&mut cmd, h, &source);
-    let out = cmd
-        .args([
-            "--endpoint-url",
-            &format!("http://{}", source.addr()),
-            "ecr",
-        ])
-        .args([
+    let out = common::aws_ecr(
+        h,
+        &source.addr(),
+        KEY.0,
+        KEY.1,
+        &[
             "put-replication-configuration",
             "--replication-configuration",
             r#"{"rules":[{"destinations":[{"region":"sa-east-1","registryId":"444444444444"}]}]}"#,
-        ])
-        .output()
-        .unwrap();
+        ],
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("InvalidParameterException") && err.contains("[[replication_destinations]]"),

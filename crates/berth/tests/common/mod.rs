@@ -7,7 +7,7 @@ pub mod scan_fixture;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 pub struct Server {
@@ -448,4 +448,40 @@ pub fn aws_env(cmd: &mut Command, home: &Path, id: &str, secret: &str) {
 pub fn aws_client_env(cmd: &mut Command, home: &Path, server: &Server, id: &str, secret: &str) {
     aws_env(cmd, home, id, secret);
     cmd.env("AWS_ENDPOINT_URL_ECR", format!("http://{}", server.addr));
+}
+
+/// `aws ecr ARGS` (JSON output) against the registry at `addr`, in the private environment of
+/// [`aws_env`] with the key `id`/`secret`. Debian's AWS CLI (2.9) predates
+/// `AWS_ENDPOINT_URL_ECR`: the endpoint goes on the command.
+pub fn aws_ecr(home: &Path, addr: &str, id: &str, secret: &str, args: &[&str]) -> Output {
+    let mut cmd = Command::new(aws_cli());
+    aws_env(&mut cmd, home, id, secret);
+    cmd.env("AWS_ENDPOINT_URL_ECR", format!("http://{addr}"))
+        .args([
+            "--output",
+            "json",
+            "--endpoint-url",
+            &format!("http://{addr}"),
+            "ecr",
+        ])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Runs a boto3 script (after `ecr = boto3.client('ecr', …)` for the registry at `addr`, in
+/// the environment of [`aws_env`]); what it prints, as JSON.
+pub fn boto3(home: &Path, addr: &str, id: &str, secret: &str, script: &str) -> serde_json::Value {
+    let mut cmd = Command::new(python());
+    aws_env(&mut cmd, home, id, secret);
+    let prelude = format!(
+        "import boto3, json, sys\necr = boto3.client('ecr', endpoint_url='http://{addr}')\n"
+    );
+    let out = cmd.arg("-c").arg(prelude + script).output().unwrap();
+    assert!(
+        out.status.success(),
+        "boto3: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }

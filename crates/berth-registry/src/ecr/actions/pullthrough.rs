@@ -112,6 +112,16 @@ fn rule_not_found(prefix: &str, registry: &str) -> EcrError {
     )
 }
 
+/// A rule's `credentialArn` and `customRoleArn`, when it has them.
+fn add_arns(v: &mut Value, r: &Rule) {
+    if let Some(a) = &r.credential_arn {
+        v["credentialArn"] = json!(a);
+    }
+    if let Some(a) = &r.custom_role_arn {
+        v["customRoleArn"] = json!(a);
+    }
+}
+
 fn parse_rule(d: &DocumentRecord) -> Result<Rule, EcrError> {
     serde_json::from_str(&d.document)
         .map_err(|e| EcrError::server(format!("stored rule {}: {e}", d.key)))
@@ -136,12 +146,7 @@ impl Ctx<'_> {
             "upstreamRegistry": r.upstream_kind(),
             "upstreamRepositoryPrefix": r.upstream_repository_prefix.as_deref().unwrap_or(ROOT_PREFIX),
         });
-        if let Some(a) = &r.credential_arn {
-            v["credentialArn"] = json!(a);
-        }
-        if let Some(a) = &r.custom_role_arn {
-            v["customRoleArn"] = json!(a);
-        }
+        add_arns(&mut v, r);
         v
     }
 
@@ -291,19 +296,35 @@ impl Ctx<'_> {
         Ok(v)
     }
 
-    pub(super) async fn update_rule(&self, req: UpdateRuleRequest) -> Result<Value, EcrError> {
-        self.allow("ecr:UpdatePullThroughCacheRule", Target::Registry, &[])
-            .await?;
-        self.check_registry(req.registry_id.as_ref())?;
-        check_rule_prefix(&req.ecr_repository_prefix)?;
-        let current = self
+    /// Authorizes `action` on the registry and loads the rule `prefix` names.
+    async fn existing_rule(
+        &self,
+        action: &str,
+        registry_id: Option<&String>,
+        prefix: &str,
+    ) -> Result<(DocumentRecord, Rule), EcrError> {
+        self.allow(action, Target::Registry, &[]).await?;
+        self.check_registry(registry_id)?;
+        check_rule_prefix(prefix)?;
+        let rec = self
             .reg
             .identity()
-            .document(RULE_KIND, &req.ecr_repository_prefix)
+            .document(RULE_KIND, prefix)
             .await
             .map_err(store)?
-            .ok_or_else(|| rule_not_found(&req.ecr_repository_prefix, self.registry_id()))?;
-        let mut rule = parse_rule(&current)?;
+            .ok_or_else(|| rule_not_found(prefix, self.registry_id()))?;
+        let rule = parse_rule(&rec)?;
+        Ok((rec, rule))
+    }
+
+    pub(super) async fn update_rule(&self, req: UpdateRuleRequest) -> Result<Value, EcrError> {
+        let (_, mut rule) = self
+            .existing_rule(
+                "ecr:UpdatePullThroughCacheRule",
+                req.registry_id.as_ref(),
+                &req.ecr_repository_prefix,
+            )
+            .await?;
         if let Some(arn) = &req.credential_arn {
             self.check_credential(arn).await?;
             rule.credential_arn = Some(arn.clone());
@@ -339,12 +360,7 @@ impl Ctx<'_> {
             "updatedAt": seconds(rec.updated_at),
             "upstreamRepositoryPrefix": rule.upstream_repository_prefix.as_deref().unwrap_or(ROOT_PREFIX),
         });
-        if let Some(a) = &rule.credential_arn {
-            v["credentialArn"] = json!(a);
-        }
-        if let Some(a) = &rule.custom_role_arn {
-            v["customRoleArn"] = json!(a);
-        }
+        add_arns(&mut v, &rule);
         Ok(v)
     }
 
@@ -375,18 +391,13 @@ impl Ctx<'_> {
     }
 
     pub(super) async fn validate_rule(&self, req: RulePrefixRequest) -> Result<Value, EcrError> {
-        self.allow("ecr:ValidatePullThroughCacheRule", Target::Registry, &[])
+        let (rec, rule) = self
+            .existing_rule(
+                "ecr:ValidatePullThroughCacheRule",
+                req.registry_id.as_ref(),
+                &req.ecr_repository_prefix,
+            )
             .await?;
-        self.check_registry(req.registry_id.as_ref())?;
-        check_rule_prefix(&req.ecr_repository_prefix)?;
-        let rec = self
-            .reg
-            .identity()
-            .document(RULE_KIND, &req.ecr_repository_prefix)
-            .await
-            .map_err(store)?
-            .ok_or_else(|| rule_not_found(&req.ecr_repository_prefix, self.registry_id()))?;
-        let rule = parse_rule(&rec)?;
         let failure = self
             .reg
             .validate_upstream(&rec.key, &rule, rec.updated_at)
@@ -401,12 +412,7 @@ impl Ctx<'_> {
         if let Some(f) = failure {
             v["failure"] = json!(f);
         }
-        if let Some(a) = &rule.credential_arn {
-            v["credentialArn"] = json!(a);
-        }
-        if let Some(a) = &rule.custom_role_arn {
-            v["customRoleArn"] = json!(a);
-        }
+        add_arns(&mut v, &rule);
         Ok(v)
     }
 
