@@ -548,16 +548,10 @@ impl Registry {
         }
     }
 
-    /// Whether the caller may import from the upstream into `repo` (ECR's
-    /// `ecr:BatchImportUpstreamImage`, and `ecr:CreateRepository` for a repository to create),
-    /// and the repository, created from the most specific `PULL_THROUGH_CACHE` creation
-    /// template when missing.
-    async fn pull_through_repository(
-        &self,
-        who: &Caller,
-        repo: &RepoName,
-        up: &Upstream,
-    ) -> Result<(), RegistryError> {
+    /// Whether the caller may import from the upstream into `repo`: ECR's
+    /// `ecr:BatchImportUpstreamImage`, and `ecr:CreateRepository` for a repository to create.
+    /// Asked before the upstream is: a caller who may only pull never makes upstream traffic.
+    async fn authorize_import(&self, who: &Caller, repo: &RepoName) -> Result<bool, RegistryError> {
         let exists = self.meta().repository(repo).await?.is_some();
         if self.config().auth {
             let mut actions = vec!["ecr:BatchImportUpstreamImage"];
@@ -572,7 +566,18 @@ impl Registry {
                 Err(crate::access::Denial::Denied(m)) => return Err(RegistryError::Denied(m)),
             }
         }
-        if exists {
+        Ok(exists)
+    }
+
+    /// [`Registry::authorize_import`], and the repository, created from the most specific
+    /// `PULL_THROUGH_CACHE` creation template when missing.
+    async fn pull_through_repository(
+        &self,
+        who: &Caller,
+        repo: &RepoName,
+        up: &Upstream,
+    ) -> Result<(), RegistryError> {
+        if self.authorize_import(who, repo).await? {
             return Ok(());
         }
         let templates = self.identity().templates().await?;
@@ -651,6 +656,7 @@ impl Registry {
                 if local.is_some() {
                     return Ok(Some(ManifestAnswer::Local("hit", None)));
                 }
+                self.authorize_import(who, repo).await?;
                 let raw = match self.pull_through.cached_manifest(d) {
                     Some(m) => m,
                     None => {
@@ -679,6 +685,14 @@ impl Registry {
                             .await?;
                         return Ok(Some(ManifestAnswer::Upstream(raw)));
                     }
+                }
+                // The upstream is asked only for a caller who may import; anyone who may pull
+                // gets what is cached.
+                if let Err(e) = self.authorize_import(who, repo).await {
+                    return match local {
+                        Some(_) => Ok(Some(ManifestAnswer::Local("hit", None))),
+                        None => Err(e),
+                    };
                 }
                 let img = up.image(Some(t.clone()), None)?;
                 let digest = match self.bounded(img.resolve()).await {

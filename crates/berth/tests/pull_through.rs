@@ -375,6 +375,8 @@ try:
     ecr.describe_pull_through_cache_rules(ecrRepositoryPrefixes=["missing"])
 except ecr.exceptions.PullThroughCacheRuleNotFoundException as e:
     out["missing"] = e.response["Error"]["Code"]
+ecr.create_pull_through_cache_rule(ecrRepositoryPrefix="tmp", upstreamRegistryUrl="quay.io")
+out["deleted"] = ecr.delete_pull_through_cache_rule(ecrRepositoryPrefix="tmp")["upstreamRegistryUrl"]
 out["prefixes"] = [r["ecrRepositoryPrefix"] for r in ecr.describe_pull_through_cache_rules()["pullThroughCacheRules"]]
 # Repositories the cache creates under hub/ get this template's settings.
 ecr.create_repository_creation_template(prefix="hub", appliedFor=["PULL_THROUGH_CACHE"],
@@ -392,6 +394,7 @@ json.dump(out, sys.stdout)
     assert_eq!(v["updated"], true, "{v}");
     assert_eq!(v["anonNow"], true, "{v}");
     assert_eq!(v["missing"], "PullThroughCacheRuleNotFoundException");
+    assert_eq!(v["deleted"], "quay.io");
     assert_eq!(v["prefixes"], serde_json::json!(["anon", "hub"]));
 
     // skopeo pulls through: the upstream's index, byte for byte, every platform.
@@ -767,4 +770,94 @@ fn twenty_concurrent_pulls_fetch_each_blob_once_and_429_serves_the_cache() {
     // Nothing cached and 429: the client is told to come back.
     let (status, _, _) = cache_header(&server, "rl/other", "latest");
     assert_eq!(status, 429);
+}
+
+/// With authentication on, pulling *through* needs `ecr:BatchImportUpstreamImage` (and
+/// `ecr:CreateRepository` for a new repository) besides the pull actions, as on ECR: a user who
+/// may only pull is refused before the upstream is asked, and pulls the image from the cache
+/// once a user who may import brought it in.
+#[test]
+fn only_callers_who_may_import_reach_the_upstream() {
+    const ROOT: (&str, &str) = (
+        "AKIAPULLTHROUGHROOT1",
+        "root-secret-for-the-pull-through-tests",
+    );
+    let fx = fixtures();
+    let upstream = Counting::start(fx.join("busybox"), "latest");
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_auth(
+        dir.path(),
+        &[],
+        &[
+            ("BERTH_ROOT_ACCESS_KEY_ID", ROOT.0),
+            ("BERTH_ROOT_SECRET_ACCESS_KEY", ROOT.1),
+        ],
+    );
+    let home = tempfile::tempdir().unwrap();
+    let as_user = |key: (&str, &str), args: &[&str]| -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+        aws_env(&mut cmd, home.path(), key.0, key.1);
+        cmd.env("AWS_ENDPOINT_URL_ECR", format!("http://{}", server.addr))
+            .env("BERTH_ECR_REGISTRIES", &server.addr);
+        run(cmd.args(args))
+    };
+    ok(
+        &as_user(
+            ROOT,
+            &[
+                "cache-rule",
+                "create",
+                "rl",
+                &format!("http://{}", upstream.addr),
+            ],
+        ),
+        "rule",
+    );
+    let (id, secret) = common::user(
+        &server,
+        "puller",
+        Some(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["ecr:GetAuthorizationToken","ecr:BatchGetImage","ecr:GetDownloadUrlForLayer","ecr:BatchCheckLayerAvailability"],"Resource":"*"}]}"#,
+        ),
+    );
+    let image = format!("{}/rl/busybox:latest", server.addr);
+    let out_dir = tempfile::tempdir().unwrap();
+    let pull = |key: (&str, &str), to: &str| {
+        as_user(
+            key,
+            &[
+                "pull",
+                "--progress",
+                "quiet",
+                &image,
+                out_dir.path().join(to).to_str().unwrap(),
+            ],
+        )
+    };
+    let refused = pull((&id, &secret), "a");
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("ecr:BatchImportUpstreamImage"), "{err}");
+    assert!(
+        upstream.requests.lock().unwrap().is_empty(),
+        "a caller who may not import made upstream traffic"
+    );
+    ok(&pull(ROOT, "b"), "the administrator pulls through");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if ok(
+            &as_user(ROOT, &["images", "ls", "rl/busybox", "--json"]),
+            "images",
+        )
+        .contains("\"latest\"")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the image was not cached");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    ok(
+        &pull((&id, &secret), "c"),
+        "the puller pulls what is cached",
+    );
 }

@@ -446,4 +446,13 @@ registry = "{}"
     let out = berth_cli(h, &source, &["images", "replication", "team/app:3"]);
     let text = ok(&out, "berth images replication");
     assert!(text.contains("us-west-2/111111111111  COMPLETE"), "{text}");
+    // boto3 clears the configuration: later pushes stay here.
+    let cleared = boto3(
+        h,
+        &source,
+        "ecr.put_replication_configuration(replicationConfiguration={'rules': []})\njson.dump(ecr.describe_registry()['replicationConfiguration'], sys.stdout)",
+    );
+    assert_eq!(cleared, json!({"rules": []}));
+    push_fixture(&fx, &format!("{}/team/cleared:1", source.addr()));
+    assert!(statuses(h, &source, "team/cleared", "1").is_empty());
 }
