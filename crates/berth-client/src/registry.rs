@@ -758,6 +758,23 @@ impl RegistryImage {
         }
     }
 
+    /// The size of a blob (`HEAD`, read pull-only); `NotFound` if the registry lacks it.
+    pub async fn blob_size(&self, digest: &Digest) -> Result<u64, ClientError> {
+        let url = self.client.url(&self.path(&format!("blobs/{digest}")));
+        let resp = self.client.send(&self.pull_scope, |h| h.head(&url)).await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Err(ClientError::NotFound(format!("blob {digest}")));
+        }
+        if !resp.status().is_success() {
+            return Err(unexpected("asking a blob's size", resp).await);
+        }
+        resp.headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(|| ClientError::Http(format!("no Content-Length for blob {digest}")))
+    }
+
     /// Deletes what the reference names: a tag (the manifest stays) or a manifest by digest
     /// (and every tag on it).
     pub async fn delete(&self) -> Result<(), ClientError> {

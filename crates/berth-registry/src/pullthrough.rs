@@ -962,9 +962,22 @@ impl Registry {
         let Some(up) = self.upstream_of(repo).await? else {
             return Ok(None);
         };
-        let Some(size) = lock(&self.pull_through.sizes).get(d).copied() else {
-            // Only manifests fetched through this process say a blob's size.
-            return Err(RegistryError::BlobUnknown(d.clone()));
+        let known = lock(&self.pull_through.sizes).get(d).copied();
+        let size = match known {
+            Some(s) => s,
+            None => {
+                // No manifest fetched through this process named it (a client resuming a pull
+                // across a restart): the upstream says, if the caller may ask it.
+                self.authorize_import(who, repo).await?;
+                let img = up.image(None, None)?;
+                match self.bounded(img.blob_size(d)).await {
+                    Ok(s) => s,
+                    Err(ClientError::NotFound(_)) => {
+                        return Err(RegistryError::BlobUnknown(d.clone()));
+                    }
+                    Err(e) => return Err(upstream_error(&up, e, &format!("blob {d}"))),
+                }
+            }
         };
         self.pull_through_repository(who, repo, &up).await?;
         if head {

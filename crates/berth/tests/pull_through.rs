@@ -714,6 +714,46 @@ fn twenty_concurrent_pulls_fetch_each_blob_once_and_429_serves_the_cache() {
         "rule",
     );
     let image = format!("{}/rl/busybox:latest", server.addr);
+    // A blob asked for before any manifest named it (a client resuming a pull across a
+    // restart): its size comes from the upstream, and it streams through.
+    let layout = fx.join("busybox");
+    let first = {
+        let index: Value =
+            serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+        let blob = |d: &str| {
+            layout
+                .join("blobs/sha256")
+                .join(d.trim_start_matches("sha256:"))
+        };
+        let root: Value = serde_json::from_slice(
+            &std::fs::read(blob(index["manifests"][0]["digest"].as_str().unwrap())).unwrap(),
+        )
+        .unwrap();
+        let m: Value = serde_json::from_slice(
+            &std::fs::read(blob(root["manifests"][0]["digest"].as_str().unwrap())).unwrap(),
+        )
+        .unwrap();
+        m["layers"][0]["digest"].as_str().unwrap().to_owned()
+    };
+    let got = Command::new("curl")
+        .args([
+            "-sf",
+            &format!("http://{}/v2/rl/busybox/blobs/{first}", server.addr),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        got.status.success(),
+        "{}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    assert_eq!(
+        format!(
+            "sha256:{}",
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&got.stdout))
+        ),
+        first
+    );
     let out = tempfile::tempdir().unwrap();
     let pulls: Vec<Child> = (0..20)
         .map(|i| {
