@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Podman, Server, aws_env, fixture_index_digest, fixtures};
+use common::{Podman, Server, aws_env, fixture_index_digest, fixtures, ok};
 use serde_json::Value;
 
 const USER: &str = "puller";
@@ -133,17 +133,6 @@ impl Drop for Upstream {
 
 fn run(cmd: &mut Command) -> Output {
     cmd.output().unwrap()
-}
-
-#[track_caller]
-fn ok(out: &Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what}: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
 }
 
 /// The environment of an AWS client of a `--no-auth` server (any key signs).

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Reference, Server, aws_env, fixture_index_digest, fixtures};
+use common::{Reference, Server, aws_env, fixture_index_digest, fixtures, ok};
 use serde_json::{Value, json};
 
 fn free_port() -> u16 {
@@ -85,16 +85,6 @@ impl Node {
     fn kill9(&mut self) {
         self.server.take().unwrap().kill9();
     }
-}
-
-fn ok(out: &Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what}: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
 }
 
 fn client_env(cmd: &mut Command, home: &Path, node: &Node) {

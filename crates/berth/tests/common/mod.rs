@@ -485,3 +485,15 @@ pub fn boto3(home: &Path, addr: &str, id: &str, secret: &str, script: &str) -> s
     );
     serde_json::from_slice(&out.stdout).unwrap()
 }
+
+/// A finished command's stdout, which must have succeeded (else its output in the panic).
+#[track_caller]
+pub fn ok(out: &Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
