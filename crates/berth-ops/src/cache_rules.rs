@@ -71,6 +71,44 @@ fn secs(t: Option<&ecr::primitives::DateTime>) -> Option<f64> {
     t.map(|t| t.as_secs_f64())
 }
 
+/// The name of the credential [`create_with_credential`] stores for a rule's prefix.
+pub fn own_credential_name(prefix: &str) -> String {
+    format!("ecr-pullthroughcache/{}", prefix.replace('/', "-"))
+}
+
+/// Stores `username`/`access_token` on `berth serve` as the rule's own credential
+/// ([`own_credential_name`]) and creates the rule with it.
+pub async fn create_with_credential(
+    c: &ecr::Client,
+    aws: &AwsOptions,
+    rule: &NewCacheRule,
+    username: &str,
+    access_token: &str,
+) -> Result<CacheRule> {
+    let mut rule = rule.clone();
+    let name = own_credential_name(&rule.prefix);
+    rule.credential_arn = Some(put_credential(aws, &name, username, access_token).await?);
+    create(c, &rule).await
+}
+
+/// Deletes a rule, and the credential [`create_with_credential`] stored for it alone (a
+/// credential of another name stays: other rules may use it).
+pub async fn delete_with_credential(
+    c: &ecr::Client,
+    aws: &AwsOptions,
+    prefix: &str,
+) -> Result<CacheRule> {
+    let gone = delete(c, prefix).await?;
+    let own = own_credential_name(prefix);
+    if let Some(arn) = &gone.credential_arn
+        && arn.rsplit_once(":secret:").map(|(_, n)| n) == Some(own.as_str())
+        && let Err(e) = delete_credential(aws, &own).await
+    {
+        tracing::debug!(error = %e, "the rule's credential stays");
+    }
+    Ok(gone)
+}
+
 /// Creates a rule.
 pub async fn create(c: &ecr::Client, rule: &NewCacheRule) -> Result<CacheRule> {
     let out = c

@@ -59,6 +59,36 @@ impl Configuration {
         })
     }
 
+    /// One rule: to each `REGION/REGISTRY_ID` of `to`, for the repositories starting with one
+    /// of `prefixes` (none: every repository).
+    pub fn single_rule(to: &[String], prefixes: &[String]) -> Result<Self> {
+        let destinations = to
+            .iter()
+            .map(|t| {
+                let (region, id) = t.split_once('/').ok_or_else(|| {
+                    OpsError::usage(format!("--to {t}: expected REGION/REGISTRY_ID"))
+                })?;
+                Ok(Destination {
+                    region: region.to_owned(),
+                    registry_id: id.to_owned(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let repository_filters = prefixes
+            .iter()
+            .map(|p| Filter {
+                filter: p.clone(),
+                filter_type: "PREFIX_MATCH".to_owned(),
+            })
+            .collect();
+        Ok(Configuration {
+            rules: vec![Rule {
+                destinations,
+                repository_filters,
+            }],
+        })
+    }
+
     fn to_sdk(&self) -> Result<ReplicationConfiguration> {
         let mut rules = Vec::new();
         for r in &self.rules {

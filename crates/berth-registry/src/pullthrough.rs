@@ -569,15 +569,15 @@ impl Registry {
         Ok(exists)
     }
 
-    /// [`Registry::authorize_import`], and the repository, created from the most specific
-    /// `PULL_THROUGH_CACHE` creation template when missing.
-    async fn pull_through_repository(
+    /// The repository, created from the most specific `PULL_THROUGH_CACHE` creation template
+    /// unless it `exists` (as [`Registry::authorize_import`], which the caller passed, found).
+    async fn ensure_cache_repository(
         &self,
-        who: &Caller,
         repo: &RepoName,
         up: &Upstream,
+        exists: bool,
     ) -> Result<(), RegistryError> {
-        if self.authorize_import(who, repo).await? {
+        if exists {
             return Ok(());
         }
         let templates = self.identity().templates().await?;
@@ -656,7 +656,7 @@ impl Registry {
                 if local.is_some() {
                     return Ok(Some(ManifestAnswer::Local("hit", None)));
                 }
-                self.authorize_import(who, repo).await?;
+                let exists = self.authorize_import(who, repo).await?;
                 let raw = match self.pull_through.cached_manifest(d) {
                     Some(m) => m,
                     None => {
@@ -666,7 +666,8 @@ impl Registry {
                             .map_err(|e| upstream_error(&up, e, &format!("manifest {d}")))?
                     }
                 };
-                self.start_import(who, repo, &up, raw.clone(), None).await?;
+                self.start_import(repo, &up, raw.clone(), None, exists)
+                    .await?;
                 Ok(Some(ManifestAnswer::Upstream(raw)))
             }
             Reference::Tag(t) => {
@@ -680,20 +681,25 @@ impl Registry {
                         return Ok(Some(ManifestAnswer::Local("hit", None)));
                     }
                     if let Some(raw) = self.pull_through.cached_manifest(&d) {
-                        // Being imported: the bytes the check fetched.
-                        self.start_import(who, repo, &up, raw.clone(), Some(t.clone()))
+                        // Being imported: the bytes the check fetched (not cached yet, so only
+                        // for a caller who may import).
+                        let exists = self.authorize_import(who, repo).await?;
+                        self.start_import(repo, &up, raw.clone(), Some(t.clone()), exists)
                             .await?;
                         return Ok(Some(ManifestAnswer::Upstream(raw)));
                     }
                 }
                 // The upstream is asked only for a caller who may import; anyone who may pull
                 // gets what is cached.
-                if let Err(e) = self.authorize_import(who, repo).await {
-                    return match local {
-                        Some(_) => Ok(Some(ManifestAnswer::Local("hit", None))),
-                        None => Err(e),
-                    };
-                }
+                let exists = match self.authorize_import(who, repo).await {
+                    Ok(exists) => exists,
+                    Err(e) => {
+                        return match local {
+                            Some(_) => Ok(Some(ManifestAnswer::Local("hit", None))),
+                            None => Err(e),
+                        };
+                    }
+                };
                 let img = up.image(Some(t.clone()), None)?;
                 let digest = match self.bounded(img.resolve()).await {
                     Ok(d) => d,
@@ -729,7 +735,7 @@ impl Registry {
                         }
                     }
                 };
-                self.start_import(who, repo, &up, raw.clone(), Some(t.clone()))
+                self.start_import(repo, &up, raw.clone(), Some(t.clone()), exists)
                     .await?;
                 Ok(Some(ManifestAnswer::Upstream(raw)))
             }
@@ -738,15 +744,17 @@ impl Registry {
     }
 
     /// Starts importing `root` (and everything it references) into `repo`, once at a time.
+    /// The caller has been authorized ([`Registry::authorize_import`]); `exists` is what that
+    /// found of the repository.
     async fn start_import(
         &self,
-        who: &Caller,
         repo: &RepoName,
         up: &Upstream,
         root: RawManifest,
         tag: Option<Tag>,
+        exists: bool,
     ) -> Result<(), RegistryError> {
-        self.pull_through_repository(who, repo, up).await?;
+        self.ensure_cache_repository(repo, up, exists).await?;
         self.pull_through.remember(&root);
         let key = (repo.to_string(), root.digest.clone());
         if !lock(&self.pull_through.imports).insert(key.clone()) {
@@ -962,13 +970,13 @@ impl Registry {
         let Some(up) = self.upstream_of(repo).await? else {
             return Ok(None);
         };
+        let exists = self.authorize_import(who, repo).await?;
         let known = lock(&self.pull_through.sizes).get(d).copied();
         let size = match known {
             Some(s) => s,
             None => {
                 // No manifest fetched through this process named it (a client resuming a pull
-                // across a restart): the upstream says, if the caller may ask it.
-                self.authorize_import(who, repo).await?;
+                // across a restart): the upstream says.
                 let img = up.image(None, None)?;
                 match self.bounded(img.blob_size(d)).await {
                     Ok(s) => s,
@@ -979,7 +987,7 @@ impl Registry {
                 }
             }
         };
-        self.pull_through_repository(who, repo, &up).await?;
+        self.ensure_cache_repository(repo, &up, exists).await?;
         if head {
             self.ensure_blob(&up, repo, d, size)
                 .await

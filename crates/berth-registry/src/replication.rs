@@ -14,7 +14,7 @@
 //! `copy` from the local image ([`LocalImage`]): every platform and every referrer, digests
 //! unchanged, verified by the destination as it receives them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -246,6 +246,9 @@ impl ReplicationConfiguration {
 pub struct Replication {
     config: Mutex<Option<(Instant, Arc<ReplicationConfiguration>)>>,
     clients: Mutex<HashMap<String, Arc<RegistryClient>>>,
+    /// (destination, repository) pairs known to exist at the destination: its ECR API (and
+    /// the AWS credential chain behind it) is asked once per repository, not once per push.
+    created: Mutex<HashSet<(String, String)>>,
     wake: tokio::sync::Notify,
 }
 
@@ -514,9 +517,23 @@ impl Registry {
             Err(e) => return Err(retry(e.to_string())),
         }
         if d.ecr_endpoint.is_some() && d.create_repositories {
-            self.create_destination_repository(&d, &repo)
-                .await
-                .map_err(retry)?;
+            let key = (d.key(), repo.to_string());
+            let known = self
+                .replication
+                .created
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&key);
+            if !known {
+                self.create_destination_repository(&d, &repo)
+                    .await
+                    .map_err(retry)?;
+                self.replication
+                    .created
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(key);
+            }
         }
         let client = self
             .destination_client(&d)

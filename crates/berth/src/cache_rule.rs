@@ -96,7 +96,7 @@ pub fn run(args: CacheRuleArgs) -> anyhow::Result<()> {
                 let mut rule = NewCacheRule::new(&prefix, &upstream);
                 rule.upstream_prefix = upstream_prefix;
                 rule.credential_arn = credential_arn;
-                if let (Some(user), true) = (username, password_stdin) {
+                let created = if let (Some(user), true) = (username, password_stdin) {
                     let mut token = String::new();
                     std::io::stdin()
                         .read_to_string(&mut token)
@@ -107,11 +107,10 @@ pub fn run(args: CacheRuleArgs) -> anyhow::Result<()> {
                             UsageError("--password-stdin: standard input is empty".into()).into(),
                         );
                     }
-                    let name = format!("ecr-pullthroughcache/{}", prefix.replace('/', "-"));
-                    rule.credential_arn =
-                        Some(cache_rules::put_credential(&aws, &name, &user, token).await?);
-                }
-                let created = cache_rules::create(&c, &rule).await?;
+                    cache_rules::create_with_credential(&c, &aws, &rule, &user, token).await?
+                } else {
+                    cache_rules::create(&c, &rule).await?
+                };
                 if json {
                     println!("{}", serde_json::to_string(&created)?);
                 } else {
@@ -123,16 +122,7 @@ pub fn run(args: CacheRuleArgs) -> anyhow::Result<()> {
             }
             CacheRuleCommand::Ls => print_rules(&cache_rules::list(&c).await?, json)?,
             CacheRuleCommand::Rm { prefix } => {
-                let gone = cache_rules::delete(&c, &prefix).await?;
-                if let Some(arn) = &gone.credential_arn
-                    && let Some(name) = arn.rsplit_once(":secret:").map(|(_, n)| n)
-                    && name == format!("ecr-pullthroughcache/{}", prefix.replace('/', "-"))
-                {
-                    // The credential `create --username` stored for this rule alone.
-                    if let Err(e) = cache_rules::delete_credential(&aws, name).await {
-                        tracing::debug!(error = %e, "the rule's credential stays");
-                    }
-                }
+                let gone = cache_rules::delete_with_credential(&c, &aws, &prefix).await?;
                 if json {
                     println!("{}", serde_json::to_string(&gone)?);
                 } else {

@@ -92,22 +92,7 @@ pub fn run(args: ReplicationArgs) -> anyhow::Result<()> {
                     };
                     Configuration::parse(&text)?
                 } else if !to.is_empty() {
-                    let destinations = to
-                        .iter()
-                        .map(|t| {
-                            t.split_once('/')
-                                .map(|(region, id)| serde_json::json!({"region": region, "registryId": id}))
-                                .ok_or_else(|| {
-                                    crate::UsageError(format!("--to {t}: expected REGION/REGISTRY_ID"))
-                                })
-                        })
-                        .collect::<Result<Vec<_>, _>>()?;
-                    let filters: Vec<_> = prefix
-                        .iter()
-                        .map(|p| serde_json::json!({"filter": p, "filterType": "PREFIX_MATCH"}))
-                        .collect();
-                    let rule = serde_json::json!({ "destinations": destinations, "repositoryFilters": filters });
-                    Configuration::parse(&serde_json::json!({ "rules": [rule] }).to_string())?
+                    Configuration::single_rule(&to, &prefix)?
                 } else {
                     return Err(crate::UsageError(
                         "give a configuration file, --to REGION/REGISTRY_ID, or --clear".into(),
