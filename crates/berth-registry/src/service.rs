@@ -663,7 +663,7 @@ impl Registry {
         }
         let before = match state.take() {
             Some(h) if h.bytes == offset && h.hasher.algorithm() == Algorithm::Sha256 => h,
-            _ => self.rehash(id, Algorithm::Sha256).await?,
+            _ => self.resume_hash(id, offset, Algorithm::Sha256).await?,
         };
         let meter = Metered {
             hash: Arc::new(Mutex::new(before.clone())),
@@ -673,7 +673,15 @@ impl Registry {
             metered(body, &meter, max_total),
             self.config.body_idle_timeout,
         );
-        let appended = self.blobs.upload_append(id, offset, stream).await;
+        let checkpoint_hash = Arc::clone(&meter.hash);
+        let checkpoint = move || {
+            let h = checkpoint_hash.lock().ok()?;
+            Some((h.bytes, h.hasher.save()))
+        };
+        let appended = self
+            .blobs
+            .upload_append(id, offset, stream, Some(&checkpoint))
+            .await;
         let over = meter.over_limit.load(std::sync::atomic::Ordering::SeqCst);
         let hash = Arc::try_unwrap(meter.hash)
             .ok()
@@ -706,6 +714,23 @@ impl Registry {
             *state = hash.filter(|h| h.bytes == size);
         }
         Err(failure)
+    }
+
+    /// The hash of an upload's first `size` staged bytes: the state its store saved with them
+    /// (an object store: the last chunk may have landed on another replica), else re-read.
+    async fn resume_hash(
+        &self,
+        id: &UploadId,
+        size: u64,
+        alg: Algorithm,
+    ) -> Result<HashState, RegistryError> {
+        if let Some((bytes, saved)) = self.blobs.upload_hash_state(id).await?
+            && bytes == size
+            && let Some(hasher) = Hasher::restore(&saved).filter(|h| h.algorithm() == alg)
+        {
+            return Ok(HashState { hasher, bytes });
+        }
+        self.rehash(id, alg).await
     }
 
     async fn rehash(&self, id: &UploadId, alg: Algorithm) -> Result<HashState, RegistryError> {
@@ -872,7 +897,12 @@ impl Registry {
             Some(h) if h.bytes == size && h.hasher.algorithm() == digest.algorithm() => {
                 h.hasher.finish()
             }
-            _ => self.rehash(id, digest.algorithm()).await?.hasher.finish(),
+            _ => {
+                self.resume_hash(id, size, digest.algorithm())
+                    .await?
+                    .hasher
+                    .finish()
+            }
         };
         if computed != *digest {
             return Err(RegistryError::DigestInvalid(format!(

@@ -12,6 +12,13 @@ use crate::StoreError;
 /// A stream of blob bytes.
 pub type ByteStream = BoxStream<'static, Result<Bytes, std::io::Error>>;
 
+/// Asked by a store that keeps hash state with its staged bytes, once an append has consumed
+/// its stream: the saved hash (`berth_oci::Hasher::save`) of the upload's first `n` bytes, with
+/// `n` (the store keeps it only if `n` is the staged size). Stored with the staged bytes in one
+/// write, it lets a chunk that lands on another replica continue the upload without re-reading
+/// what came before.
+pub type HashCheckpoint<'a> = &'a (dyn Fn() -> Option<(u64, Vec<u8>)> + Send + Sync);
+
 /// An upload session id: a random UUID in its hyphenated form.
 ///
 /// **Invariant:** only `[0-9a-f-]`, 36 characters, so it is safe in paths and URLs.
@@ -85,20 +92,35 @@ pub trait BlobStore: Send + Sync + fmt::Debug + 'static {
     /// Appends a stream at `offset`, which must be the staged size; returns the new size. If the
     /// stream fails ([`StoreError::Stream`]) the bytes received before it stay staged (a client may
     /// resume after them, or the caller may [`BlobStore::upload_truncate`] them away).
+    ///
+    /// A store that keeps hash state (see [`BlobStore::upload_hash_state`]) asks `checkpoint`
+    /// for it once the stream is consumed, and saves it with the staged bytes.
     async fn upload_append(
         &self,
         id: &UploadId,
         offset: u64,
         data: ByteStream,
+        checkpoint: Option<HashCheckpoint<'_>>,
     ) -> Result<u64, StoreError>;
 
-    /// Cuts the staged bytes back to `len` (to undo a chunk that did not arrive whole).
+    /// The hash state saved with an upload's staged bytes by the last append, with the number
+    /// of bytes it covers. `None` from stores that keep none (the filesystem store: re-reading
+    /// local staged bytes is cheap, and they are on one machine).
+    async fn upload_hash_state(&self, id: &UploadId) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        let _ = id;
+        Ok(None)
+    }
+
+    /// Cuts the staged bytes back to `len` (to undo a chunk that did not arrive whole). Stores
+    /// whose staged parts are immutable (S3) can cut back only to where the last append started.
     async fn upload_truncate(&self, id: &UploadId, len: u64) -> Result<(), StoreError>;
 
     /// Milliseconds since the epoch of the last change to the staged bytes.
     async fn upload_modified(&self, id: &UploadId) -> Result<i64, StoreError>;
 
-    /// Streams the staged bytes back (to re-hash an upload whose hash state was lost).
+    /// Streams the staged bytes back (to re-hash an upload whose hash state was lost). An
+    /// object store cannot read the parts of an unfinished multipart upload: it answers
+    /// [`StoreError::Unsupported`] once parts are staged (its appends save the hash state).
     async fn upload_read(&self, id: &UploadId) -> Result<ByteStream, StoreError>;
 
     /// Makes the staged bytes the durable blob `digest` (verified by the caller) and ends the
@@ -114,6 +136,17 @@ pub trait BlobStore: Send + Sync + fmt::Debug + 'static {
     /// Every stored blob with the time it was last written, milliseconds since the epoch (the
     /// garbage collector's listing, to find bytes the metadata store does not know).
     async fn list(&self) -> Result<Vec<(Digest, i64)>, StoreError>;
+
+    /// A URL a client may fetch the blob from directly for `expires` (a presigned object-store
+    /// URL), `None` when the store has no such thing (the filesystem store).
+    async fn download_url(
+        &self,
+        digest: &Digest,
+        expires: std::time::Duration,
+    ) -> Result<Option<String>, StoreError> {
+        let _ = (digest, expires);
+        Ok(None)
+    }
 
     /// A cheap check that the store is reachable: its root can be listed and its staging space
     /// exists (readiness probes). Reads no blob.

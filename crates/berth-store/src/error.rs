@@ -132,6 +132,12 @@ pub enum StoreError {
         /// Bytes the refused write would add.
         size: u64,
     },
+    /// The object store failed (an S3 request was refused or could not be made).
+    #[error("object store: {0}")]
+    ObjectStore(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The store cannot do this (e.g. read back the parts of an unfinished multipart upload).
+    #[error("{0}")]
+    Unsupported(String),
     /// The blocking worker running a store operation died.
     #[error("store worker failed: {0}")]
     Worker(String),

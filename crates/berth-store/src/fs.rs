@@ -11,7 +11,7 @@ use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt, stream};
 
 use crate::StoreError;
-use crate::blob::{BlobStore, ByteStream, UploadId};
+use crate::blob::{BlobStore, ByteStream, HashCheckpoint, UploadId};
 
 /// Size of each read when streaming a blob out.
 const READ_CHUNK: u64 = 1024 * 1024;
@@ -264,6 +264,7 @@ impl BlobStore for FsBlobStore {
         id: &UploadId,
         offset: u64,
         mut data: ByteStream,
+        _checkpoint: Option<HashCheckpoint<'_>>,
     ) -> Result<u64, StoreError> {
         let path = self.upload_path(id);
         let id_s = id.to_string();
@@ -497,12 +498,12 @@ mod tests {
             Ok(Bytes::from_static(b"world")),
         ];
         let size = store
-            .upload_append(&id, 0, stream::iter(parts).boxed())
+            .upload_append(&id, 0, stream::iter(parts).boxed(), None)
             .await
             .expect("append");
         assert_eq!(size, 11);
         let wrong = store
-            .upload_append(&id, 3, stream::iter(Vec::new()).boxed())
+            .upload_append(&id, 3, stream::iter(Vec::new()).boxed(), None)
             .await;
         assert!(matches!(
             wrong,

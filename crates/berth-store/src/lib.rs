@@ -14,11 +14,12 @@ mod error;
 mod fs;
 mod identity;
 mod meta;
+mod s3;
 mod sqlite;
 mod sqlite_identity;
 mod sqlite_schema;
 
-pub use blob::{BlobStore, ByteStream, UploadId};
+pub use blob::{BlobStore, ByteStream, HashCheckpoint, UploadId};
 pub use error::StoreError;
 pub use fs::FsBlobStore;
 pub use identity::{
@@ -31,6 +32,7 @@ pub use meta::{
     RepoSummary, RepositoryRecord, RepositoryUpdate, ScanRecord, SnapshotManifest, StorageUsage,
     TagFilter, TagRecord, TagRule, UploadLimits, UploadRecord, Usage,
 };
+pub use s3::{MIN_PART_SIZE, S3BlobStore, S3Options};
 pub use sqlite::{Durability, SqliteMeta};
 
 /// Milliseconds since the Unix epoch (the timestamp unit of the metadata store).

@@ -1,0 +1,834 @@
+//! The blob store on S3 or any S3-compatible object store (SeaweedFS, MinIO, Ceph RGW), over
+//! the `object_store` crate.
+//!
+//! Layout under the configured prefix:
+//!
+//! - `blobs/<algorithm>/<first two hex>/<hex>`: a blob, written once (`If-None-Match: *`).
+//! - `uploads/<id>/state.json`: an upload's state — the S3 multipart upload its full parts went
+//!   to, their ETags and sizes, the generation of its tail object, the saved hash of the staged
+//!   bytes, and the same for the state before the last append. Every change is one conditional
+//!   write (`If-Match` on the state's ETag): two replicas appending to one upload at once cannot
+//!   both win.
+//! - `uploads/<id>/tail-<generation>`: staged bytes after the last full part (less than a part;
+//!   S3 refuses parts under 5 MiB except the last).
+//! - `uploads/<id>/data`: the multipart upload's object, completed at commit and then copied to
+//!   its content address.
+//!
+//! An append streams: bytes are cut into parts of `part_size` and uploaded (two in flight) while
+//! the body still arrives, so memory stays at a few parts per upload whatever the blob's size.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use aws_credential_types::provider::ProvideCredentials;
+use berth_oci::{Algorithm, Digest};
+use bytes::{Bytes, BytesMut};
+use futures::stream::FuturesOrdered;
+use futures::{StreamExt, TryStreamExt};
+use object_store::aws::{AmazonS3, AmazonS3Builder, AwsCredential};
+use object_store::multipart::{MultipartStore, PartId};
+use object_store::path::Path;
+use object_store::signer::Signer;
+use object_store::{
+    CredentialProvider, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions,
+    PutPayload, PutPayloadMut, UpdateVersion,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::blob::{BlobStore, ByteStream, HashCheckpoint, UploadId};
+use crate::{StoreError, now_millis};
+
+/// S3 refuses multipart parts smaller than this, except the last.
+pub const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
+
+/// Parts uploaded at once by one append.
+const PARTS_IN_FLIGHT: usize = 2;
+
+/// Where and how to reach the bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct S3Options {
+    /// The bucket.
+    pub bucket: String,
+    /// The key prefix everything goes under (no leading or trailing `/`; may be empty).
+    pub prefix: String,
+    /// The endpoint URL of an S3-compatible store (`None`: AWS, from the region).
+    pub endpoint: Option<String>,
+    /// The region requests are signed for (`None`: from the AWS configuration, else us-east-1).
+    pub region: Option<String>,
+    /// Address the bucket in the path (`http://host/bucket/key`) instead of the host name.
+    pub path_style: bool,
+    /// Bytes per multipart part (at least [`MIN_PART_SIZE`]).
+    pub part_size: usize,
+}
+
+impl S3Options {
+    /// Options for `s3://BUCKET/PREFIX`; `None` if `url` is not of that form.
+    pub fn from_url(url: &str) -> Option<S3Options> {
+        let rest = url.strip_prefix("s3://")?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let bucket_ok = (3..=63).contains(&bucket.len())
+            && bucket
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+        let prefix = prefix.trim_matches('/');
+        let prefix_ok = prefix.split('/').all(|seg| {
+            prefix.is_empty() || (!seg.is_empty() && seg != "." && seg != ".." && !seg.contains('\\'))
+        });
+        (bucket_ok && prefix_ok).then(|| S3Options {
+            bucket: bucket.to_owned(),
+            prefix: prefix.to_owned(),
+            endpoint: None,
+            region: None,
+            path_style: false,
+            part_size: 8 * 1024 * 1024,
+        })
+    }
+}
+
+/// The blob store on an S3 bucket.
+pub struct S3BlobStore {
+    s3: Arc<AmazonS3>,
+    options: S3Options,
+}
+
+impl fmt::Debug for S3BlobStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3BlobStore")
+            .field("bucket", &self.options.bucket)
+            .field("prefix", &self.options.prefix)
+            .field("endpoint", &self.options.endpoint)
+            .finish()
+    }
+}
+
+/// Credentials from the AWS SDK's default chain (environment, shared config and credentials
+/// files with profiles, SSO, web identity, ECS and EC2 instance roles), cached until shortly
+/// before they expire.
+#[derive(Debug)]
+struct AwsChain {
+    provider: aws_credential_types::provider::SharedCredentialsProvider,
+    cached: tokio::sync::Mutex<Option<(Arc<AwsCredential>, Option<SystemTime>)>>,
+}
+
+#[async_trait]
+impl CredentialProvider for AwsChain {
+    type Credential = AwsCredential;
+
+    async fn get_credential(&self) -> object_store::Result<Arc<AwsCredential>> {
+        let mut cached = self.cached.lock().await;
+        if let Some((c, expiry)) = cached.as_ref() {
+            let fresh = expiry.is_none_or(|t| {
+                t.duration_since(SystemTime::now())
+                    .is_ok_and(|left| left > Duration::from_secs(300))
+            });
+            if fresh {
+                return Ok(Arc::clone(c));
+            }
+        }
+        let creds = self
+            .provider
+            .provide_credentials()
+            .await
+            .map_err(|e| object_store::Error::Generic {
+                store: "S3",
+                source: Box::new(e),
+            })?;
+        let c = Arc::new(AwsCredential {
+            key_id: creds.access_key_id().to_owned(),
+            secret_key: creds.secret_access_key().to_owned(),
+            token: creds.session_token().map(str::to_owned),
+        });
+        *cached = Some((Arc::clone(&c), creds.expiry()));
+        Ok(c)
+    }
+}
+
+/// One uploaded multipart part.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Part {
+    etag: String,
+    size: u64,
+}
+
+/// What is staged: full parts, then a tail object.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Staged {
+    size: u64,
+    parts: Vec<Part>,
+    /// Generation of the tail object and its size (bytes after the parts).
+    tail: Option<(u64, u64)>,
+    /// Saved hash of the first `.0` bytes (hex of `Hasher::save`).
+    hash: Option<(u64, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct UploadState {
+    created: i64,
+    modified: i64,
+    /// The multipart upload full parts go to, once the first was cut.
+    multipart: Option<String>,
+    /// The last tail generation written.
+    generation: u64,
+    now: Staged,
+    /// The staged state before the last append (what `upload_truncate` returns to).
+    before: Option<Staged>,
+}
+
+fn os_err(e: object_store::Error) -> StoreError {
+    StoreError::ObjectStore(Box::new(e))
+}
+
+fn is_not_found(e: &object_store::Error) -> bool {
+    matches!(e, object_store::Error::NotFound { .. })
+}
+
+fn io_err(e: object_store::Error) -> std::io::Error {
+    std::io::Error::other(e)
+}
+
+impl S3BlobStore {
+    /// Connects to the bucket (no request is made: see [`BlobStore::ready`]). Credentials come
+    /// from the AWS SDK's default chain.
+    pub async fn open(options: S3Options) -> Result<S3BlobStore, StoreError> {
+        if options.part_size < MIN_PART_SIZE {
+            return Err(StoreError::Unsupported(format!(
+                "an S3 part size of {} bytes is below S3's minimum of {MIN_PART_SIZE}",
+                options.part_size
+            )));
+        }
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .load()
+            .await;
+        let region = options
+            .region
+            .clone()
+            .or_else(|| sdk.region().map(ToString::to_string))
+            .unwrap_or_else(|| "us-east-1".to_owned());
+        let mut builder = AmazonS3Builder::new()
+            .with_bucket_name(&options.bucket)
+            .with_region(region)
+            .with_virtual_hosted_style_request(!options.path_style);
+        if let Some(provider) = sdk.credentials_provider() {
+            builder = builder.with_credentials(Arc::new(AwsChain {
+                provider,
+                cached: tokio::sync::Mutex::new(None),
+            }));
+        }
+        if let Some(ep) = &options.endpoint {
+            builder = builder
+                .with_endpoint(ep)
+                .with_allow_http(ep.starts_with("http://"));
+        }
+        let s3 = builder.build().map_err(os_err)?;
+        Ok(S3BlobStore {
+            s3: Arc::new(s3),
+            options,
+        })
+    }
+
+    fn key(&self, rest: &str) -> Path {
+        if self.options.prefix.is_empty() {
+            Path::from(rest)
+        } else {
+            Path::from(format!("{}/{rest}", self.options.prefix))
+        }
+    }
+
+    fn blob_key(&self, d: &Digest) -> Path {
+        let hex = d.hex();
+        self.key(&format!("blobs/{}/{}/{hex}", d.algorithm().as_str(), &hex[..2]))
+    }
+
+    fn upload_key(&self, id: &UploadId, name: &str) -> Path {
+        self.key(&format!("uploads/{id}/{name}"))
+    }
+
+    fn tail_key(&self, id: &UploadId, generation: u64) -> Path {
+        self.upload_key(id, &format!("tail-{generation}"))
+    }
+
+    async fn load(&self, id: &UploadId) -> Result<(UploadState, UpdateVersion), StoreError> {
+        let got = match self.s3.get(&self.upload_key(id, "state.json")).await {
+            Ok(g) => g,
+            Err(e) if is_not_found(&e) => return Err(StoreError::UploadUnknown(id.to_string())),
+            Err(e) => return Err(os_err(e)),
+        };
+        let version = UpdateVersion {
+            e_tag: got.meta.e_tag.clone(),
+            version: got.meta.version.clone(),
+        };
+        let bytes = got.bytes().await.map_err(os_err)?;
+        let state = serde_json::from_slice(&bytes)
+            .map_err(|e| StoreError::Corrupt(format!("upload {id} state: {e}")))?;
+        Ok((state, version))
+    }
+
+    /// Writes the state: created when `version` is `None`, else only over that version
+    /// (`None` back: someone else changed it first).
+    async fn save(
+        &self,
+        id: &UploadId,
+        state: &UploadState,
+        version: Option<UpdateVersion>,
+    ) -> Result<Option<()>, StoreError> {
+        let json = serde_json::to_vec(state)
+            .map_err(|e| StoreError::Corrupt(format!("upload {id} state: {e}")))?;
+        let mode = match version {
+            Some(v) => PutMode::Update(v),
+            None => PutMode::Create,
+        };
+        let opts = PutOptions {
+            mode,
+            ..PutOptions::default()
+        };
+        match self
+            .s3
+            .put_opts(&self.upload_key(id, "state.json"), json.into(), opts)
+            .await
+        {
+            Ok(_) => Ok(Some(())),
+            Err(object_store::Error::Precondition { .. } | object_store::Error::AlreadyExists { .. }) => {
+                Ok(None)
+            }
+            Err(e) => Err(os_err(e)),
+        }
+    }
+
+    /// The conflict answer when another writer changed an upload first.
+    async fn conflict(&self, id: &UploadId, expected: u64) -> StoreError {
+        match self.load(id).await {
+            Ok((st, _)) => StoreError::OffsetMismatch {
+                expected,
+                actual: st.now.size,
+            },
+            Err(e) => e,
+        }
+    }
+
+    async fn read_tail(&self, id: &UploadId, staged: &Staged) -> Result<Bytes, StoreError> {
+        match staged.tail {
+            None => Ok(Bytes::new()),
+            Some((generation, size)) => {
+                let b = self
+                    .s3
+                    .get(&self.tail_key(id, generation))
+                    .await
+                    .map_err(os_err)?
+                    .bytes()
+                    .await
+                    .map_err(os_err)?;
+                if b.len() as u64 != size {
+                    return Err(StoreError::Corrupt(format!(
+                        "upload {id}: tail {generation} has {} bytes, its state says {size}",
+                        b.len()
+                    )));
+                }
+                Ok(b)
+            }
+        }
+    }
+
+    /// Deletes tail objects of `generations`, best effort (leftovers go with the upload).
+    async fn drop_tails(&self, id: &UploadId, generations: impl IntoIterator<Item = u64>) {
+        for g in generations {
+            if let Err(e) = self.s3.delete(&self.tail_key(id, g)).await {
+                tracing::debug!(upload = %id, generation = g, error = %e, "tail not deleted");
+            }
+        }
+    }
+
+    /// Deletes everything under an upload's key prefix.
+    async fn remove_upload_objects(&self, id: &UploadId) -> Result<(), StoreError> {
+        let prefix = self.key(&format!("uploads/{id}"));
+        let keys: Vec<Path> = self
+            .s3
+            .list(Some(&prefix))
+            .map_ok(|m| m.location)
+            .try_collect()
+            .await
+            .map_err(os_err)?;
+        // The state last: while it exists the upload is still known.
+        let state = self.upload_key(id, "state.json");
+        for k in keys.iter().filter(|k| **k != state) {
+            match self.s3.delete(k).await {
+                Ok(()) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(os_err(e)),
+            }
+        }
+        match self.s3.delete(&state).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(os_err(e)),
+        }
+    }
+
+    /// Copies a completed object to its content address unless the blob is there already.
+    async fn publish(&self, from: &Path, digest: &Digest) -> Result<(), StoreError> {
+        let to = self.blob_key(digest);
+        match self.s3.copy_if_not_exists(from, &to).await {
+            Ok(()) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
+            // Stores without conditional copy: a plain copy of verified, content-addressed
+            // bytes is just as right (a concurrent writer writes the same bytes).
+            Err(object_store::Error::NotSupported { .. } | object_store::Error::NotImplemented { .. }) => {
+                self.s3.copy(from, &to).await.map_err(os_err)
+            }
+            Err(e) => Err(os_err(e)),
+        }
+    }
+}
+
+/// Uploads a part; the future the append keeps in flight.
+async fn put_part(
+    s3: Arc<AmazonS3>,
+    key: Path,
+    multipart: String,
+    index: usize,
+    data: PutPayload,
+    size: u64,
+) -> Result<Part, StoreError> {
+    let PartId { content_id } = s3
+        .put_part(&key, &multipart, index, data)
+        .await
+        .map_err(os_err)?;
+    Ok(Part {
+        etag: content_id,
+        size,
+    })
+}
+
+#[async_trait]
+impl BlobStore for S3BlobStore {
+    async fn stat(&self, digest: &Digest) -> Result<Option<u64>, StoreError> {
+        match self.s3.head(&self.blob_key(digest)).await {
+            Ok(m) => Ok(Some(m.size)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(os_err(e)),
+        }
+    }
+
+    async fn read(&self, digest: &Digest, offset: u64, len: u64) -> Result<ByteStream, StoreError> {
+        if len == 0 {
+            return Ok(futures::stream::empty().boxed());
+        }
+        let end = offset.checked_add(len).ok_or_else(|| {
+            StoreError::Io(std::io::Error::other("read range overflows"))
+        })?;
+        let opts = GetOptions {
+            range: Some(GetRange::Bounded(offset..end)),
+            ..GetOptions::default()
+        };
+        match self.s3.get_opts(&self.blob_key(digest), opts).await {
+            Ok(r) => Ok(r.into_stream().map_err(io_err).boxed()),
+            Err(e) if is_not_found(&e) => Err(StoreError::BlobNotFound(digest.clone())),
+            Err(e) => Err(os_err(e)),
+        }
+    }
+
+    async fn get(&self, digest: &Digest) -> Result<Bytes, StoreError> {
+        match self.s3.get(&self.blob_key(digest)).await {
+            Ok(r) => r.bytes().await.map_err(os_err),
+            Err(e) if is_not_found(&e) => Err(StoreError::BlobNotFound(digest.clone())),
+            Err(e) => Err(os_err(e)),
+        }
+    }
+
+    async fn put(&self, digest: &Digest, bytes: Bytes) -> Result<(), StoreError> {
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        match self
+            .s3
+            .put_opts(&self.blob_key(digest), bytes.into(), opts)
+            .await
+        {
+            // Content-addressed: what is there is these very bytes.
+            Ok(_) | Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => Ok(()),
+            Err(e) => Err(os_err(e)),
+        }
+    }
+
+    async fn delete(&self, digest: &Digest) -> Result<(), StoreError> {
+        match self.s3.delete(&self.blob_key(digest)).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(os_err(e)),
+        }
+    }
+
+    async fn delete_many(&self, digests: &[Digest]) -> Result<(), StoreError> {
+        let keys: Vec<object_store::Result<Path>> =
+            digests.iter().map(|d| Ok(self.blob_key(d))).collect();
+        // One DeleteObjects request per thousand keys.
+        let mut results = self.s3.delete_stream(futures::stream::iter(keys).boxed());
+        while let Some(r) = results.next().await {
+            match r {
+                Ok(_) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(os_err(e)),
+            }
+        }
+        Ok(())
+    }
+
+    async fn upload_start(&self, id: &UploadId) -> Result<(), StoreError> {
+        let now = now_millis();
+        let state = UploadState {
+            created: now,
+            modified: now,
+            multipart: None,
+            generation: 0,
+            now: Staged::default(),
+            before: None,
+        };
+        match self.save(id, &state, None).await? {
+            Some(()) => Ok(()),
+            None => Err(StoreError::Io(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                format!("upload {id} exists already"),
+            ))),
+        }
+    }
+
+    async fn upload_size(&self, id: &UploadId) -> Result<u64, StoreError> {
+        Ok(self.load(id).await?.0.now.size)
+    }
+
+    async fn upload_append(
+        &self,
+        id: &UploadId,
+        offset: u64,
+        mut data: ByteStream,
+        checkpoint: Option<HashCheckpoint<'_>>,
+    ) -> Result<u64, StoreError> {
+        let (mut state, version) = self.load(id).await?;
+        if state.now.size != offset {
+            return Err(StoreError::OffsetMismatch {
+                expected: offset,
+                actual: state.now.size,
+            });
+        }
+        let before = state.now.clone();
+        let part_size = self.options.part_size;
+        let data_key = self.upload_key(id, "data");
+        let mut next = before.clone();
+        next.tail = None;
+        next.hash = None;
+        let mut buf = BytesMut::from(self.read_tail(id, &before).await?);
+        let mut in_flight = FuturesOrdered::new();
+        let mut received = 0u64;
+        let mut stream_error = None;
+        let mut store_error = None;
+        loop {
+            let chunk = match data.next().await {
+                Some(Ok(c)) => c,
+                Some(Err(e)) => {
+                    stream_error = Some(e);
+                    break;
+                }
+                None => break,
+            };
+            received += chunk.len() as u64;
+            buf.extend_from_slice(&chunk);
+            if buf.len() < part_size {
+                continue;
+            }
+            let multipart = match &state.multipart {
+                Some(m) => m.clone(),
+                None => match self.s3.create_multipart(&data_key).await {
+                    Ok(m) => {
+                        state.multipart = Some(m.clone());
+                        m
+                    }
+                    Err(e) => {
+                        store_error = Some(os_err(e));
+                        break;
+                    }
+                },
+            };
+            let part = buf.split().freeze();
+            let size = part.len() as u64;
+            let mut payload = PutPayloadMut::new();
+            payload.push(part);
+            let index = next.parts.len() + in_flight.len();
+            in_flight.push_back(put_part(
+                Arc::clone(&self.s3),
+                data_key.clone(),
+                multipart,
+                index,
+                payload.freeze(),
+                size,
+            ));
+            if in_flight.len() >= PARTS_IN_FLIGHT
+                && let Some(done) = in_flight.next().await
+            {
+                match done {
+                    Ok(p) => next.parts.push(p),
+                    Err(e) => {
+                        store_error = Some(e);
+                        break;
+                    }
+                }
+            }
+        }
+        while let Some(done) = in_flight.next().await {
+            match done {
+                Ok(p) if store_error.is_none() => next.parts.push(p),
+                Ok(_) => {}
+                Err(e) => store_error = store_error.or(Some(e)),
+            }
+        }
+        if let Some(e) = store_error {
+            // Nothing of this append is recorded: the upload is as it was before it.
+            return Err(e);
+        }
+        next.size = offset + received;
+        if !buf.is_empty() {
+            let generation = state.generation + 1;
+            let len = buf.len() as u64;
+            self.s3
+                .put(&self.tail_key(id, generation), buf.freeze().into())
+                .await
+                .map_err(os_err)?;
+            state.generation = generation;
+            next.tail = Some((generation, len));
+        }
+        next.hash = checkpoint
+            .and_then(|c| c())
+            .filter(|(n, _)| *n == next.size)
+            .map(|(n, saved)| (n, hex::encode(saved)));
+        // Tails no state will refer to once this one is saved.
+        let unreferenced: Vec<u64> = state
+            .before
+            .iter()
+            .filter_map(|b| b.tail)
+            .map(|(g, _)| g)
+            .filter(|g| Some(*g) != before.tail.map(|t| t.0) && Some(*g) != next.tail.map(|t| t.0))
+            .collect();
+        state.before = Some(before);
+        state.now = next;
+        state.modified = now_millis();
+        if self.save(id, &state, Some(version)).await?.is_none() {
+            return Err(self.conflict(id, offset).await);
+        }
+        self.drop_tails(id, unreferenced).await;
+        match stream_error {
+            Some(e) => Err(StoreError::Stream(e)),
+            None => Ok(state.now.size),
+        }
+    }
+
+    async fn upload_hash_state(&self, id: &UploadId) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        let (state, _) = self.load(id).await?;
+        Ok(state
+            .now
+            .hash
+            .and_then(|(n, h)| hex::decode(h).ok().map(|bytes| (n, bytes))))
+    }
+
+    async fn upload_truncate(&self, id: &UploadId, len: u64) -> Result<(), StoreError> {
+        let (mut state, version) = self.load(id).await?;
+        if state.now.size == len {
+            return Ok(());
+        }
+        let Some(before) = state.before.take().filter(|b| b.size == len) else {
+            return Err(StoreError::Unsupported(format!(
+                "upload {id} in the object store can be cut back only to where its last append \
+                 started, not to {len} bytes"
+            )));
+        };
+        let dropped = state.now.tail.map(|t| t.0);
+        state.now = before;
+        state.modified = now_millis();
+        if self.save(id, &state, Some(version)).await?.is_none() {
+            return Err(self.conflict(id, len).await);
+        }
+        self.drop_tails(id, dropped).await;
+        Ok(())
+    }
+
+    async fn upload_modified(&self, id: &UploadId) -> Result<i64, StoreError> {
+        Ok(self.load(id).await?.0.modified)
+    }
+
+    async fn upload_read(&self, id: &UploadId) -> Result<ByteStream, StoreError> {
+        let (state, _) = self.load(id).await?;
+        if !state.now.parts.is_empty() {
+            return Err(StoreError::Unsupported(format!(
+                "the parts of upload {id} are in an unfinished S3 multipart upload, which \
+                 cannot be read back; its hash state was lost"
+            )));
+        }
+        let tail = self.read_tail(id, &state.now).await?;
+        Ok(futures::stream::iter([Ok(tail)]).boxed())
+    }
+
+    async fn upload_commit(&self, id: &UploadId, digest: &Digest) -> Result<u64, StoreError> {
+        let (state, _) = self.load(id).await?;
+        let size = state.now.size;
+        // Committed already by an attempt that stopped before cleaning up.
+        if self.stat(digest).await? == Some(size) {
+            self.remove_upload_objects(id).await?;
+            return Ok(size);
+        }
+        match (&state.multipart, state.now.parts.is_empty()) {
+            (_, true) => match state.now.tail {
+                Some((generation, _)) => self.publish(&self.tail_key(id, generation), digest).await?,
+                None => self.put(digest, Bytes::new()).await?,
+            },
+            (Some(multipart), false) => {
+                let data_key = self.upload_key(id, "data");
+                let mut parts: Vec<PartId> = state
+                    .now
+                    .parts
+                    .iter()
+                    .map(|p| PartId {
+                        content_id: p.etag.clone(),
+                    })
+                    .collect();
+                if state.now.tail.is_some() {
+                    let tail = self.read_tail(id, &state.now).await?;
+                    let last = put_part(
+                        Arc::clone(&self.s3),
+                        data_key.clone(),
+                        multipart.clone(),
+                        parts.len(),
+                        tail.into(),
+                        0,
+                    )
+                    .await?;
+                    parts.push(PartId {
+                        content_id: last.etag,
+                    });
+                }
+                match self.s3.complete_multipart(&data_key, multipart, parts).await {
+                    Ok(_) => {}
+                    // Completed by an attempt that stopped before the copy.
+                    Err(e) if is_not_found(&e) => {}
+                    Err(e) => return Err(os_err(e)),
+                }
+                match self.s3.head(&data_key).await {
+                    Ok(m) if m.size == size => {}
+                    Ok(m) => {
+                        return Err(StoreError::Corrupt(format!(
+                            "upload {id} completed as {} bytes, {size} were staged",
+                            m.size
+                        )));
+                    }
+                    Err(e) => return Err(os_err(e)),
+                }
+                self.publish(&data_key, digest).await?;
+            }
+            (None, false) => {
+                return Err(StoreError::Corrupt(format!(
+                    "upload {id} has parts but no multipart upload"
+                )));
+            }
+        }
+        self.remove_upload_objects(id).await?;
+        Ok(size)
+    }
+
+    async fn upload_abort(&self, id: &UploadId) -> Result<(), StoreError> {
+        let state = match self.load(id).await {
+            Ok((s, _)) => Some(s),
+            Err(StoreError::UploadUnknown(_)) => None,
+            // A corrupt state must not keep the upload's objects forever.
+            Err(StoreError::Corrupt(_)) => None,
+            Err(e) => return Err(e),
+        };
+        if let Some(multipart) = state.and_then(|s| s.multipart) {
+            match self
+                .s3
+                .abort_multipart(&self.upload_key(id, "data"), &multipart)
+                .await
+            {
+                Ok(()) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(os_err(e)),
+            }
+        }
+        self.remove_upload_objects(id).await
+    }
+
+    async fn upload_list(&self) -> Result<Vec<UploadId>, StoreError> {
+        let listed = self
+            .s3
+            .list_with_delimiter(Some(&self.key("uploads")))
+            .await
+            .map_err(os_err)?;
+        Ok(listed
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().and_then(UploadId::parse))
+            .collect())
+    }
+
+    async fn list(&self) -> Result<Vec<(Digest, i64)>, StoreError> {
+        let mut out = Vec::new();
+        for alg in [Algorithm::Sha256, Algorithm::Sha512] {
+            let prefix = self.key(&format!("blobs/{}", alg.as_str()));
+            let mut listing = self.s3.list(Some(&prefix));
+            while let Some(m) = listing.next().await {
+                let m = m.map_err(os_err)?;
+                let Some(hex) = m.location.filename() else {
+                    continue;
+                };
+                if let Ok(d) = Digest::parse(&format!("{}:{hex}", alg.as_str())) {
+                    out.push((d, m.last_modified.timestamp_millis()));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn download_url(
+        &self,
+        digest: &Digest,
+        expires: Duration,
+    ) -> Result<Option<String>, StoreError> {
+        let url = self
+            .s3
+            .signed_url(http::Method::GET, &self.blob_key(digest), expires)
+            .await
+            .map_err(os_err)?;
+        Ok(Some(url.to_string()))
+    }
+
+    async fn ready(&self) -> Result<(), StoreError> {
+        // One request that needs the bucket and the credentials: a HEAD of a key never written.
+        match self.s3.head(&self.key("uploads/.ready")).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(os_err(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_storage_urls() {
+        let o = S3Options::from_url("s3://my-bucket/team/registry/").expect("valid");
+        assert_eq!((o.bucket.as_str(), o.prefix.as_str()), ("my-bucket", "team/registry"));
+        let o = S3Options::from_url("s3://my-bucket").expect("valid");
+        assert_eq!(o.prefix, "");
+        for bad in [
+            "s3://",
+            "s3://ab",
+            "s3://Upper/x",
+            "s3://b_u/x",
+            "s3://bucket/a/../b",
+            "s3://bucket/a//b",
+            "file:///tmp",
+        ] {
+            assert!(S3Options::from_url(bad).is_none(), "{bad:?} must be refused");
+        }
+    }
+}
