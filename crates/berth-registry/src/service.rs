@@ -77,6 +77,9 @@ pub struct RegistryConfig {
     pub pull_through_timeout: Duration,
     /// The registries replication configurations may name (by region and registry id).
     pub replication_destinations: Vec<crate::replication::Destination>,
+    /// Answer a blob GET with a 307 to a URL of the blob store valid this long (a presigned
+    /// S3 URL), when the store has one; `GetDownloadUrlForLayer` returns the same URL.
+    pub blob_redirect: Option<Duration>,
 }
 
 impl Default for RegistryConfig {
@@ -103,6 +106,7 @@ impl Default for RegistryConfig {
             quota: Quota::NONE,
             pull_through_check: Duration::from_secs(6 * 3600),
             pull_through_timeout: Duration::from_secs(20),
+            blob_redirect: None,
             replication_destinations: Vec::new(),
         }
     }
@@ -487,6 +491,15 @@ impl Registry {
     }
 
     /// Streams part of a blob.
+    /// Where a client may fetch a blob from directly, when the registry is configured to
+    /// redirect blob downloads and its store has such URLs.
+    pub async fn blob_redirect(&self, digest: &Digest) -> Result<Option<String>, RegistryError> {
+        match self.config.blob_redirect {
+            Some(ttl) => Ok(self.blobs.download_url(digest, ttl).await?),
+            None => Ok(None),
+        }
+    }
+
     pub async fn read_blob(
         &self,
         digest: &Digest,
@@ -897,12 +910,11 @@ impl Registry {
             Some(h) if h.bytes == size && h.hasher.algorithm() == digest.algorithm() => {
                 h.hasher.finish()
             }
-            _ => {
-                self.resume_hash(id, size, digest.algorithm())
-                    .await?
-                    .hasher
-                    .finish()
-            }
+            _ => self
+                .resume_hash(id, size, digest.algorithm())
+                .await?
+                .hasher
+                .finish(),
         };
         if computed != *digest {
             return Err(RegistryError::DigestInvalid(format!(

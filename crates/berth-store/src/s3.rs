@@ -47,7 +47,7 @@ pub const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
 const PARTS_IN_FLIGHT: usize = 2;
 
 /// Where and how to reach the bucket.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct S3Options {
     /// The bucket.
@@ -62,6 +62,8 @@ pub struct S3Options {
     pub path_style: bool,
     /// Bytes per multipart part (at least [`MIN_PART_SIZE`]).
     pub part_size: usize,
+    /// An access key id and secret to use instead of the AWS credential chain.
+    pub credentials: Option<(String, String)>,
 }
 
 impl S3Options {
@@ -75,7 +77,8 @@ impl S3Options {
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
         let prefix = prefix.trim_matches('/');
         let prefix_ok = prefix.split('/').all(|seg| {
-            prefix.is_empty() || (!seg.is_empty() && seg != "." && seg != ".." && !seg.contains('\\'))
+            prefix.is_empty()
+                || (!seg.is_empty() && seg != "." && seg != ".." && !seg.contains('\\'))
         });
         (bucket_ok && prefix_ok).then(|| S3Options {
             bucket: bucket.to_owned(),
@@ -84,6 +87,7 @@ impl S3Options {
             region: None,
             path_style: false,
             part_size: 8 * 1024 * 1024,
+            credentials: None,
         })
     }
 }
@@ -92,6 +96,23 @@ impl S3Options {
 pub struct S3BlobStore {
     s3: Arc<AmazonS3>,
     options: S3Options,
+}
+
+impl fmt::Debug for S3Options {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Options")
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("path_style", &self.path_style)
+            .field("part_size", &self.part_size)
+            .field(
+                "credentials",
+                &self.credentials.as_ref().map(|(id, _)| (id, "…")),
+            )
+            .finish()
+    }
 }
 
 impl fmt::Debug for S3BlobStore {
@@ -128,14 +149,12 @@ impl CredentialProvider for AwsChain {
                 return Ok(Arc::clone(c));
             }
         }
-        let creds = self
-            .provider
-            .provide_credentials()
-            .await
-            .map_err(|e| object_store::Error::Generic {
+        let creds = self.provider.provide_credentials().await.map_err(|e| {
+            object_store::Error::Generic {
                 store: "S3",
                 source: Box::new(e),
-            })?;
+            }
+        })?;
         let c = Arc::new(AwsCredential {
             key_id: creds.access_key_id().to_owned(),
             secret_key: creds.secret_access_key().to_owned(),
@@ -211,7 +230,11 @@ impl S3BlobStore {
             .with_bucket_name(&options.bucket)
             .with_region(region)
             .with_virtual_hosted_style_request(!options.path_style);
-        if let Some(provider) = sdk.credentials_provider() {
+        if let Some((id, secret)) = &options.credentials {
+            builder = builder
+                .with_access_key_id(id)
+                .with_secret_access_key(secret);
+        } else if let Some(provider) = sdk.credentials_provider() {
             builder = builder.with_credentials(Arc::new(AwsChain {
                 provider,
                 cached: tokio::sync::Mutex::new(None),
@@ -239,7 +262,11 @@ impl S3BlobStore {
 
     fn blob_key(&self, d: &Digest) -> Path {
         let hex = d.hex();
-        self.key(&format!("blobs/{}/{}/{hex}", d.algorithm().as_str(), &hex[..2]))
+        self.key(&format!(
+            "blobs/{}/{}/{hex}",
+            d.algorithm().as_str(),
+            &hex[..2]
+        ))
     }
 
     fn upload_key(&self, id: &UploadId, name: &str) -> Path {
@@ -290,9 +317,10 @@ impl S3BlobStore {
             .await
         {
             Ok(_) => Ok(Some(())),
-            Err(object_store::Error::Precondition { .. } | object_store::Error::AlreadyExists { .. }) => {
-                Ok(None)
-            }
+            Err(
+                object_store::Error::Precondition { .. }
+                | object_store::Error::AlreadyExists { .. },
+            ) => Ok(None),
             Err(e) => Err(os_err(e)),
         }
     }
@@ -373,9 +401,10 @@ impl S3BlobStore {
             Ok(()) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
             // Stores without conditional copy: a plain copy of verified, content-addressed
             // bytes is just as right (a concurrent writer writes the same bytes).
-            Err(object_store::Error::NotSupported { .. } | object_store::Error::NotImplemented { .. }) => {
-                self.s3.copy(from, &to).await.map_err(os_err)
-            }
+            Err(
+                object_store::Error::NotSupported { .. }
+                | object_store::Error::NotImplemented { .. },
+            ) => self.s3.copy(from, &to).await.map_err(os_err),
             Err(e) => Err(os_err(e)),
         }
     }
@@ -414,9 +443,9 @@ impl BlobStore for S3BlobStore {
         if len == 0 {
             return Ok(futures::stream::empty().boxed());
         }
-        let end = offset.checked_add(len).ok_or_else(|| {
-            StoreError::Io(std::io::Error::other("read range overflows"))
-        })?;
+        let end = offset
+            .checked_add(len)
+            .ok_or_else(|| StoreError::Io(std::io::Error::other("read range overflows")))?;
         let opts = GetOptions {
             range: Some(GetRange::Bounded(offset..end)),
             ..GetOptions::default()
@@ -447,7 +476,11 @@ impl BlobStore for S3BlobStore {
             .await
         {
             // Content-addressed: what is there is these very bytes.
-            Ok(_) | Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => Ok(()),
+            Ok(_)
+            | Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => Ok(()),
             Err(e) => Err(os_err(e)),
         }
     }
@@ -677,7 +710,9 @@ impl BlobStore for S3BlobStore {
         }
         match (&state.multipart, state.now.parts.is_empty()) {
             (_, true) => match state.now.tail {
-                Some((generation, _)) => self.publish(&self.tail_key(id, generation), digest).await?,
+                Some((generation, _)) => {
+                    self.publish(&self.tail_key(id, generation), digest).await?
+                }
                 None => self.put(digest, Bytes::new()).await?,
             },
             (Some(multipart), false) => {
@@ -705,7 +740,11 @@ impl BlobStore for S3BlobStore {
                         content_id: last.etag,
                     });
                 }
-                match self.s3.complete_multipart(&data_key, multipart, parts).await {
+                match self
+                    .s3
+                    .complete_multipart(&data_key, multipart, parts)
+                    .await
+                {
                     Ok(_) => {}
                     // Completed by an attempt that stopped before the copy.
                     Err(e) if is_not_found(&e) => {}
@@ -756,16 +795,22 @@ impl BlobStore for S3BlobStore {
     }
 
     async fn upload_list(&self) -> Result<Vec<UploadId>, StoreError> {
-        let listed = self
-            .s3
-            .list_with_delimiter(Some(&self.key("uploads")))
-            .await
-            .map_err(os_err)?;
-        Ok(listed
-            .common_prefixes
-            .iter()
-            .filter_map(|p| p.filename().and_then(UploadId::parse))
-            .collect())
+        // Uploads with a state object (some stores keep empty "directories" around, so a
+        // delimiter listing's common prefixes would name uploads long gone).
+        let mut ids = Vec::new();
+        let mut listing = self.s3.list(Some(&self.key("uploads")));
+        while let Some(m) = listing.next().await {
+            let m = m.map_err(os_err)?;
+            if m.location.filename() != Some("state.json") {
+                continue;
+            }
+            let mut parts: Vec<_> = m.location.parts().collect();
+            parts.pop();
+            if let Some(id) = parts.last().and_then(|p| UploadId::parse(p.as_ref())) {
+                ids.push(id);
+            }
+        }
+        Ok(ids)
     }
 
     async fn list(&self) -> Result<Vec<(Digest, i64)>, StoreError> {
@@ -816,7 +861,10 @@ mod tests {
     #[test]
     fn parses_storage_urls() {
         let o = S3Options::from_url("s3://my-bucket/team/registry/").expect("valid");
-        assert_eq!((o.bucket.as_str(), o.prefix.as_str()), ("my-bucket", "team/registry"));
+        assert_eq!(
+            (o.bucket.as_str(), o.prefix.as_str()),
+            ("my-bucket", "team/registry")
+        );
         let o = S3Options::from_url("s3://my-bucket").expect("valid");
         assert_eq!(o.prefix, "");
         for bad in [
@@ -828,7 +876,10 @@ mod tests {
             "s3://bucket/a//b",
             "file:///tmp",
         ] {
-            assert!(S3Options::from_url(bad).is_none(), "{bad:?} must be refused");
+            assert!(
+                S3Options::from_url(bad).is_none(),
+                "{bad:?} must be refused"
+            );
         }
     }
 }

@@ -14,6 +14,11 @@ pub struct FileConfig {
     pub listen: Option<String>,
     /// Data directory.
     pub data: Option<PathBuf>,
+    /// Where blobs go: `fs` (under the data directory, the default) or `s3://BUCKET/PREFIX`
+    /// (settings in `[s3]`).
+    pub storage: Option<String>,
+    /// `[s3]`: how to reach the bucket of `storage = "s3://…"`.
+    pub s3: Option<S3Table>,
     /// Log filter (tracing `EnvFilter` syntax, e.g. `info` or `berth_registry=debug`).
     pub log_level: Option<String>,
     /// `text` or `json`.
@@ -128,6 +133,25 @@ mod tests {
         assert_eq!(c.create_on_push, Some(true));
         assert_eq!(c.metrics_listen.as_deref(), Some("127.0.0.1:5001"));
     }
+}
+
+/// The `[s3]` table. Credentials come from the AWS chain (environment, profiles, instance
+/// roles), never from this file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Table {
+    /// Endpoint URL of an S3-compatible store (`http://127.0.0.1:8333`); default AWS S3.
+    pub endpoint: Option<String>,
+    /// Region requests are signed for (default from the AWS configuration, else us-east-1).
+    pub region: Option<String>,
+    /// Address the bucket in the path, not the host name (default: true with `endpoint`).
+    pub path_style: Option<bool>,
+    /// Size of a multipart part in MiB (at least 5; default 8).
+    pub part_size_mib: Option<usize>,
+    /// Answer blob GETs with a 307 to a presigned URL, as ECR does (default false).
+    pub redirect: Option<bool>,
+    /// Lifetime of a presigned URL in seconds (default 900).
+    pub redirect_ttl_secs: Option<u64>,
 }
 
 /// A `[[replication_destinations]]` table: the registry ECR's (region, registryId) pair stands

@@ -8,7 +8,7 @@ use anyhow::Context;
 use berth_registry::audit::{AuditConfig, AuditDestination, AuditLog};
 use berth_registry::server::ServerLimits;
 use berth_registry::{GcOptions, Registry, RegistryConfig, TemplateInstall};
-use berth_store::{Durability, FsBlobStore, Quota, SqliteMeta};
+use berth_store::{BlobStore, Durability, FsBlobStore, Quota, S3BlobStore, S3Options, SqliteMeta};
 use clap::Args;
 use tracing_subscriber::EnvFilter;
 
@@ -25,7 +25,12 @@ pub struct ServeArgs {
     /// Directory holding all registry data (blobs, uploads, metadata database) [default: ./berth-data]
     #[arg(long, env = "BERTH_DATA", value_name = "DIR")]
     data: Option<PathBuf>,
-    /// TOML config file with any of: listen, data, log_level, log_format, max_blob_size,
+    /// Where blobs go: `fs` (the data directory) or `s3://BUCKET/PREFIX` on S3 or an
+    /// S3-compatible store (endpoint, region, path style, redirects: the `[s3]` table of the
+    /// config file; credentials from the AWS chain) [default: fs]
+    #[arg(long, env = "BERTH_STORAGE", value_name = "URL")]
+    storage: Option<String>,
+    /// TOML config file with any of: listen, data, storage, [s3], log_level, log_format, max_blob_size,
     /// upload_ttl_secs, body_idle_timeout_secs, header_read_timeout_secs, max_connections,
     /// max_requests_per_connection, max_concurrent_uploads, max_uploads_per_repository,
     /// max_uploads, ecr_body_budget, durability, auth, registry_id, region, public_host,
@@ -88,6 +93,9 @@ pub struct DataArgs {
     /// Directory holding all registry data [default: ./berth-data]
     #[arg(long, env = "BERTH_DATA", value_name = "DIR")]
     pub data: Option<PathBuf>,
+    /// Where blobs are: `fs` or `s3://BUCKET/PREFIX` (see `berth serve --help`)
+    #[arg(long, env = "BERTH_STORAGE", value_name = "URL")]
+    pub storage: Option<String>,
     /// TOML config file (see `berth serve --help`)
     #[arg(long, env = "BERTH_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -97,6 +105,8 @@ pub(crate) struct Settings {
     listen: String,
     server: ServerLimits,
     pub(crate) data: PathBuf,
+    /// The blob store: `None` for the data directory.
+    pub(crate) s3: Option<S3Options>,
     registry: RegistryConfig,
     pub(crate) durability: Durability,
     /// Bind address given as the public host (filled in once bound).
@@ -201,20 +211,86 @@ impl Settings {
 /// (`berth gc`).
 pub(crate) async fn open_registry(mut s: Settings) -> anyhow::Result<Registry> {
     let meta = open_meta(&s)?;
-    let blobs = FsBlobStore::open(&s.data)
-        .with_context(|| format!("opening blob store in {}", s.data.display()))?;
+    let blobs = open_blobs(&s).await?;
     let master = crate::admin::master_key(&s, &meta).await?;
     if !s.registry_id_set {
         s.registry.registry_id = crate::admin::registry_id(&meta).await?;
     }
     let meta = Arc::new(meta);
     Ok(Registry::new(
-        Arc::new(blobs),
+        blobs,
         Arc::clone(&meta) as Arc<dyn berth_store::MetadataStore>,
         meta,
         &master,
         s.registry,
     ))
+}
+
+/// Opens the configured blob store.
+pub(crate) async fn open_blobs(s: &Settings) -> anyhow::Result<Arc<dyn BlobStore>> {
+    match &s.s3 {
+        None => {
+            let fs = FsBlobStore::open(&s.data)
+                .with_context(|| format!("opening blob store in {}", s.data.display()))?;
+            Ok(Arc::new(fs))
+        }
+        Some(o) => {
+            let store = S3BlobStore::open(o.clone())
+                .await
+                .with_context(|| format!("opening blob store s3://{}/{}", o.bucket, o.prefix))?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+/// The blob store settings (flag > env > file).
+fn storage(
+    arg: Option<String>,
+    file: &FileConfig,
+) -> anyhow::Result<(Option<S3Options>, Option<Duration>)> {
+    let url = arg.or_else(|| file.storage.clone());
+    let table = file.s3.as_ref();
+    let Some(url) = url.filter(|u| u != "fs") else {
+        if table.is_some() {
+            return Err(UsageError(
+                "an [s3] table is set but storage is not s3://BUCKET/PREFIX".into(),
+            )
+            .into());
+        }
+        return Ok((None, None));
+    };
+    let mut o = S3Options::from_url(&url).ok_or_else(|| {
+        UsageError(format!(
+            "storage must be \"fs\" or s3://BUCKET/PREFIX (a bucket name of 3-63 lowercase \
+             letters, digits, dots and hyphens), not {url:?}"
+        ))
+    })?;
+    let mut redirect = None;
+    if let Some(t) = table {
+        o.endpoint.clone_from(&t.endpoint);
+        o.region.clone_from(&t.region);
+        o.path_style = t.path_style.unwrap_or(t.endpoint.is_some());
+        if let Some(mib) = t.part_size_mib {
+            if mib < 5 || mib > 5 * 1024 {
+                return Err(UsageError(format!(
+                    "[s3] part_size_mib must be between 5 and 5120, not {mib}"
+                ))
+                .into());
+            }
+            o.part_size = mib * 1024 * 1024;
+        }
+        if t.redirect.unwrap_or(false) {
+            let ttl = t.redirect_ttl_secs.unwrap_or(900);
+            if !(1..=604_800).contains(&ttl) {
+                return Err(UsageError(format!(
+                    "[s3] redirect_ttl_secs must be between 1 and 604800 (7 days), not {ttl}"
+                ))
+                .into());
+            }
+            redirect = Some(Duration::from_secs(ttl));
+        }
+    }
+    Ok((Some(o), redirect))
 }
 
 fn settings(args: ServeArgs) -> anyhow::Result<(Settings, String, String)> {
@@ -239,6 +315,8 @@ fn settings(args: ServeArgs) -> anyhow::Result<(Settings, String, String)> {
         }
     };
     let mut registry = RegistryConfig::default();
+    let (s3, blob_redirect) = storage(args.storage, &file)?;
+    registry.blob_redirect = blob_redirect;
     if let Some(n) = file.max_blob_size {
         registry.max_blob_size = n;
     }
@@ -337,6 +415,7 @@ fn settings(args: ServeArgs) -> anyhow::Result<(Settings, String, String)> {
         master_key_file: file.master_key_file,
         registry_id_set: registry_id.is_some(),
         listen,
+        s3,
         data: args
             .data
             .or(file.data)
@@ -405,6 +484,7 @@ pub(crate) fn data_settings(args: DataArgs) -> anyhow::Result<Settings> {
     let serve = ServeArgs {
         listen: None,
         data: args.data,
+        storage: args.storage,
         config: args.config,
         log_level: None,
         log_format: None,
@@ -423,8 +503,7 @@ pub(crate) fn data_settings(args: DataArgs) -> anyhow::Result<Settings> {
 
 async fn serve(mut s: Settings) -> anyhow::Result<()> {
     let meta = open_meta(&s)?;
-    let blobs = FsBlobStore::open(&s.data)
-        .with_context(|| format!("opening blob store in {}", s.data.display()))?;
+    let blobs = open_blobs(&s).await?;
     let master = crate::admin::master_key(&s, &meta).await?;
     if !s.registry_id_set {
         s.registry.registry_id = crate::admin::registry_id(&meta).await?;
@@ -456,7 +535,7 @@ async fn serve(mut s: Settings) -> anyhow::Result<()> {
     }
     let meta = Arc::new(meta);
     let mut registry = Registry::new(
-        Arc::new(blobs),
+        blobs,
         Arc::clone(&meta) as Arc<dyn berth_store::MetadataStore>,
         meta,
         &master,

@@ -4,6 +4,7 @@
 
 pub mod layout;
 pub mod scan_fixture;
+pub mod seaweed;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

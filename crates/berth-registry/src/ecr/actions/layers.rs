@@ -278,6 +278,14 @@ impl Ctx<'_> {
                 ),
             ));
         }
+        if let Some(url) = self
+            .reg
+            .blob_redirect(&digest)
+            .await
+            .map_err(EcrError::from)?
+        {
+            return Ok(json!({ "downloadUrl": url, "layerDigest": digest.to_string() }));
+        }
         let mut url = format!("{}/v2/{repo}/blobs/{digest}", self.reg.proxy_endpoint());
         if let Some(key) = &self.caller.access_key {
             let issued = self

@@ -1,0 +1,248 @@
+//! The blob-store contract, one suite run against every backend: the filesystem store and the
+//! S3 store on a real SeaweedFS (`weed mini`, which `scripts/test.sh` installs).
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_oci::{Algorithm, Digest, Hasher};
+use berth_store::{BlobStore, FsBlobStore, S3BlobStore, S3Options, StoreError, UploadId};
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt, stream};
+
+use common::seaweed::Seaweed;
+
+const MIB: usize = 1024 * 1024;
+
+fn data(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[1] ^ seed)
+        .collect()
+}
+
+/// A body of `frames` frames cut from `bytes`, optionally failing after them.
+fn body(bytes: &[u8], frame: usize, fail: bool) -> berth_store::ByteStream {
+    let mut frames: Vec<Result<Bytes, std::io::Error>> = bytes
+        .chunks(frame.max(1))
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    if fail {
+        frames.push(Err(std::io::Error::other("client went away")));
+    }
+    stream::iter(frames).boxed()
+}
+
+async fn read_all(store: &dyn BlobStore, d: &Digest, offset: u64, len: u64) -> Vec<u8> {
+    let s = store.read(d, offset, len).await.unwrap();
+    let parts: Vec<Bytes> = s.try_collect().await.unwrap();
+    parts.concat()
+}
+
+/// Appends `bytes` with a hash checkpoint that covers `hasher` (fed what is appended).
+async fn append(
+    store: &dyn BlobStore,
+    id: &UploadId,
+    offset: u64,
+    bytes: &[u8],
+    hasher: &mut Hasher,
+) -> u64 {
+    hasher.update(bytes);
+    let h = hasher.clone();
+    let total = offset + bytes.len() as u64;
+    let checkpoint = move || Some((total, h.save()));
+    store
+        .upload_append(id, offset, body(bytes, 64 * 1024, false), Some(&checkpoint))
+        .await
+        .unwrap()
+}
+
+async fn contract(store: Arc<dyn BlobStore>, keeps_hash: bool) {
+    store.ready().await.unwrap();
+
+    // Small blobs: put, stat, get, ranged reads, idempotent put, delete.
+    let small = data(10_000, 1);
+    let d = Digest::sha256(&small);
+    assert_eq!(store.stat(&d).await.unwrap(), None);
+    assert!(matches!(
+        store.get(&d).await,
+        Err(StoreError::BlobNotFound(_))
+    ));
+    store.put(&d, Bytes::from(small.clone())).await.unwrap();
+    store.put(&d, Bytes::from(small.clone())).await.unwrap();
+    assert_eq!(store.stat(&d).await.unwrap(), Some(10_000));
+    assert_eq!(store.get(&d).await.unwrap(), small);
+    assert_eq!(read_all(&*store, &d, 0, 10_000).await, small);
+    assert_eq!(read_all(&*store, &d, 1_000, 24).await, &small[1_000..1_024]);
+    assert!(store.list().await.unwrap().iter().any(|(x, _)| *x == d));
+
+    // A chunked upload that crosses several 5 MiB part boundaries, in chunks of odd sizes.
+    let big = data(13 * MIB + 12_345, 2);
+    let id = UploadId::random();
+    store.upload_start(&id).await.unwrap();
+    assert!(store.upload_list().await.unwrap().contains(&id));
+    let mut hasher = Algorithm::Sha256.hasher();
+    let cuts = [0, 700_000, 6 * MIB + 3, 6 * MIB + 4, 11 * MIB, big.len()];
+    let mut size = 0;
+    for w in cuts.windows(2) {
+        size = append(&*store, &id, size, &big[w[0]..w[1]], &mut hasher).await;
+        assert_eq!(size, w[1] as u64);
+        assert_eq!(store.upload_size(&id).await.unwrap(), size);
+        let saved = store.upload_hash_state(&id).await.unwrap();
+        if keeps_hash {
+            // The saved state continues the hash exactly where the staged bytes end.
+            let (n, state) = saved.expect("a hash state is kept");
+            assert_eq!(n, size);
+            let mut resumed = Hasher::restore(&state).unwrap();
+            let mut reference = Algorithm::Sha256.hasher();
+            reference.update(&big[..w[1]]);
+            resumed.update(b"x");
+            reference.update(b"x");
+            assert_eq!(resumed.finish(), reference.finish());
+        } else {
+            assert!(saved.is_none());
+        }
+    }
+    // An append at the wrong offset is refused and changes nothing.
+    assert!(matches!(
+        store
+            .upload_append(&id, 5, body(b"nope", 4, false), None)
+            .await,
+        Err(StoreError::OffsetMismatch { expected: 5, .. })
+    ));
+    // A body that breaks off: what arrived is staged, and cutting back restores the upload.
+    let extra = data(6 * MIB, 3);
+    let failed = store
+        .upload_append(&id, size, body(&extra, MIB, true), None)
+        .await;
+    assert!(matches!(failed, Err(StoreError::Stream(_))), "{failed:?}");
+    assert_eq!(
+        store.upload_size(&id).await.unwrap(),
+        size + extra.len() as u64
+    );
+    store.upload_truncate(&id, size).await.unwrap();
+    assert_eq!(store.upload_size(&id).await.unwrap(), size);
+    if keeps_hash {
+        assert_eq!(store.upload_hash_state(&id).await.unwrap().unwrap().0, size);
+    }
+    assert!(store.upload_modified(&id).await.unwrap() > 0);
+    let digest = hasher.finish();
+    assert_eq!(digest, Digest::sha256(&big));
+    assert_eq!(
+        store.upload_commit(&id, &digest).await.unwrap(),
+        big.len() as u64
+    );
+    assert!(!store.upload_list().await.unwrap().contains(&id));
+    assert!(matches!(
+        store.upload_size(&id).await,
+        Err(StoreError::UploadUnknown(_))
+    ));
+    assert_eq!(store.stat(&digest).await.unwrap(), Some(big.len() as u64));
+    let back = read_all(&*store, &digest, 0, big.len() as u64).await;
+    assert!(
+        back == big,
+        "the committed blob differs from what was appended"
+    );
+    let tail = read_all(&*store, &digest, 9 * MIB as u64, 5).await;
+    assert_eq!(tail, &big[9 * MIB..9 * MIB + 5]);
+
+    // A small upload (no full part) reads back, commits, and an empty blob commits too.
+    let id2 = UploadId::random();
+    store.upload_start(&id2).await.unwrap();
+    let few = data(3_000, 4);
+    store
+        .upload_append(&id2, 0, body(&few, 1_000, false), None)
+        .await
+        .unwrap();
+    let staged: Vec<Bytes> = store
+        .upload_read(&id2)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(staged.concat(), few);
+    let d2 = Digest::sha256(&few);
+    assert_eq!(store.upload_commit(&id2, &d2).await.unwrap(), 3_000);
+    assert_eq!(store.get(&d2).await.unwrap(), few);
+    let id3 = UploadId::random();
+    store.upload_start(&id3).await.unwrap();
+    let empty = Digest::sha256(b"");
+    assert_eq!(store.upload_commit(&id3, &empty).await.unwrap(), 0);
+    assert_eq!(store.stat(&empty).await.unwrap(), Some(0));
+
+    // Aborting forgets an upload with parts; aborting twice is fine.
+    let id4 = UploadId::random();
+    store.upload_start(&id4).await.unwrap();
+    store
+        .upload_append(&id4, 0, body(&extra, MIB, false), None)
+        .await
+        .unwrap();
+    store.upload_abort(&id4).await.unwrap();
+    store.upload_abort(&id4).await.unwrap();
+    assert!(!store.upload_list().await.unwrap().contains(&id4));
+    assert!(matches!(
+        store.upload_size(&id4).await,
+        Err(StoreError::UploadUnknown(_))
+    ));
+
+    // Deleting: one, many, absent.
+    store.delete(&d2).await.unwrap();
+    store.delete(&d2).await.unwrap();
+    assert_eq!(store.stat(&d2).await.unwrap(), None);
+    store
+        .delete_many(&[d.clone(), digest.clone(), d2.clone()])
+        .await
+        .unwrap();
+    assert_eq!(store.stat(&d).await.unwrap(), None);
+    assert_eq!(store.stat(&digest).await.unwrap(), None);
+    let left: Vec<Digest> = store
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|x| x.0)
+        .collect();
+    assert_eq!(left, vec![empty]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_filesystem_store_keeps_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsBlobStore::open(dir.path()).unwrap();
+    contract(Arc::new(store), false).await;
+}
+
+async fn s3_store(weed: &Seaweed, prefix: &str) -> S3BlobStore {
+    let mut o = S3Options::from_url(&format!("s3://{}/{prefix}", weed.bucket)).unwrap();
+    o.endpoint = Some(weed.endpoint.clone());
+    o.path_style = true;
+    o.part_size = 5 * MIB;
+    o.credentials = Some((
+        common::seaweed::KEY_ID.to_owned(),
+        common::seaweed::SECRET.to_owned(),
+    ));
+    S3BlobStore::open(o).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_s3_store_keeps_the_contract() {
+    let weed = Seaweed::start("contract");
+    let store = s3_store(&weed, "reg/one").await;
+    contract(Arc::new(store), true).await;
+    // Presigned downloads fetch the blob without credentials.
+    let store = s3_store(&weed, "reg/one").await;
+    let bytes = data(100_000, 9);
+    let d = Digest::sha256(&bytes);
+    store.put(&d, Bytes::from(bytes.clone())).await.unwrap();
+    let url = store
+        .download_url(&d, Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    let got = common::client().get(&url).send().await.unwrap();
+    assert_eq!(got.status(), 200, "{url}");
+    assert_eq!(got.bytes().await.unwrap(), bytes);
+}
