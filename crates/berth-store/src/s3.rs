@@ -229,7 +229,14 @@ impl S3BlobStore {
         let mut builder = AmazonS3Builder::new()
             .with_bucket_name(&options.bucket)
             .with_region(region)
-            .with_virtual_hosted_style_request(!options.path_style);
+            .with_virtual_hosted_style_request(!options.path_style)
+            // A few quick retries (throttling, a dropped connection), then a clear 5xx: a
+            // client retries a push; minutes of silent retrying help nobody.
+            .with_retry(object_store::RetryConfig {
+                max_retries: 4,
+                retry_timeout: Duration::from_secs(20),
+                ..object_store::RetryConfig::default()
+            });
         if let Some((id, secret)) = &options.credentials {
             builder = builder
                 .with_access_key_id(id)

@@ -97,14 +97,14 @@ impl Seaweed {
             .unwrap_or_else(|e| panic!("{} ({e}): scripts/test.sh installs it", weed().display()));
         std::fs::create_dir_all(self.dir.path().join("data")).unwrap();
         self.child = Some(child);
-        // Ready when the bucket answers a signed-less HEAD with anything but a connection error
-        // and the bucket exists (403 for anonymous access to an existing bucket, 404 before).
+        // Ready when the bucket exists, which the filer (no authentication) shows as the
+        // directory /buckets/NAME, and the S3 API answers.
         let deadline = Instant::now() + Duration::from_secs(60);
-        let addr = self.endpoint.trim_start_matches("http://").to_owned();
+        let s3_addr = self.endpoint.trim_start_matches("http://").to_owned();
+        let filer_addr = format!("127.0.0.1:{filer}");
         while Instant::now() < deadline {
-            if let Some(status) = head_status(&addr, &format!("/{}", self.bucket))
-                && status != 404
-                && status < 500
+            if head_status(&filer_addr, &format!("/buckets/{}/", self.bucket)) == Some(200)
+                && head_status(&s3_addr, "/").is_some_and(|s| s < 500)
             {
                 return;
             }
