@@ -271,7 +271,7 @@ fn storage(
         o.region.clone_from(&t.region);
         o.path_style = t.path_style.unwrap_or(t.endpoint.is_some());
         if let Some(mib) = t.part_size_mib {
-            if mib < 5 || mib > 5 * 1024 {
+            if !(5..=5 * 1024).contains(&mib) {
                 return Err(UsageError(format!(
                     "[s3] part_size_mib must be between 5 and 5120, not {mib}"
                 ))
