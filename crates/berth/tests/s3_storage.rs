@@ -75,7 +75,7 @@ fn walk(dir: &Path) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skopeo_pushes_and_pulls_the_multi_arch_fixture_through_s3_and_redirects() {
     let fx = fixtures();
-    let weed = Seaweed::start("images");
+    let weed = common::seaweed::start("images");
     let data = tempfile::tempdir().unwrap();
     let server = serve(&weed, data.path(), "team/registry", "");
     let reg = server.addr.clone();
@@ -178,7 +178,7 @@ async fn skopeo_pushes_and_pulls_the_multi_arch_fixture_through_s3_and_redirects
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chunked_upload_continues_after_a_kill_9_from_the_hash_state_in_the_bucket() {
-    let weed = Seaweed::start("chunks");
+    let weed = common::seaweed::start("chunks");
     let data = tempfile::tempdir().unwrap();
     // 5 MiB parts, so the first chunk already leaves a full part in the multipart upload
     // (which the store cannot read back: the upload can only go on from the saved hash).
@@ -256,7 +256,7 @@ async fn a_chunked_upload_continues_after_a_kill_9_from_the_hash_state_in_the_bu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_that_refuses_writes_gives_5xx_and_nothing_is_recorded() {
-    let mut weed = Seaweed::start("refusing");
+    let mut weed = common::seaweed::start("refusing");
     let data = tempfile::tempdir().unwrap();
     let server = serve(&weed, data.path(), "r", "");
     let c = client();

