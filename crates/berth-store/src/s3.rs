@@ -92,10 +92,59 @@ impl S3Options {
     }
 }
 
+/// Bytes of small blobs (manifests) kept in memory by [`BlobStore::get`].
+const SMALL_CACHE_BYTES: usize = 32 * 1024 * 1024;
+
+/// Blobs larger than this are never cached.
+const SMALL_CACHE_MAX_BLOB: usize = 256 * 1024;
+
 /// The blob store on an S3 bucket.
 pub struct S3BlobStore {
     s3: Arc<AmazonS3>,
     options: S3Options,
+    /// Recently read or written small blobs (`get`/`put`: manifests). Content-addressed bytes
+    /// never change, so an entry is never stale; the registry reads a manifest only after its
+    /// metadata says it exists, so a deleted blob still cached is never served.
+    small: std::sync::Mutex<SmallCache>,
+}
+
+/// A byte-bounded FIFO of small blobs (first in, first out: manifests read again and again stay
+/// hot by being re-inserted after eviction on their next miss).
+#[derive(Debug, Default)]
+struct SmallCache {
+    map: std::collections::HashMap<Digest, Bytes>,
+    order: std::collections::VecDeque<Digest>,
+    bytes: usize,
+}
+
+impl SmallCache {
+    fn get(&self, d: &Digest) -> Option<Bytes> {
+        self.map.get(d).cloned()
+    }
+
+    fn insert(&mut self, d: &Digest, b: &Bytes) {
+        if b.len() > SMALL_CACHE_MAX_BLOB || self.map.contains_key(d) {
+            return;
+        }
+        while self.bytes + b.len() > SMALL_CACHE_BYTES {
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(v) = self.map.remove(&old) {
+                self.bytes -= v.len();
+            }
+        }
+        self.bytes += b.len();
+        self.map.insert(d.clone(), b.clone());
+        self.order.push_back(d.clone());
+    }
+
+    fn remove(&mut self, d: &Digest) {
+        if let Some(v) = self.map.remove(d) {
+            self.bytes -= v.len();
+            self.order.retain(|x| x != d);
+        }
+    }
 }
 
 impl fmt::Debug for S3Options {
@@ -256,6 +305,7 @@ impl S3BlobStore {
         Ok(S3BlobStore {
             s3: Arc::new(s3),
             options,
+            small: std::sync::Mutex::new(SmallCache::default()),
         })
     }
 
@@ -465,8 +515,17 @@ impl BlobStore for S3BlobStore {
     }
 
     async fn get(&self, digest: &Digest) -> Result<Bytes, StoreError> {
+        if let Some(b) = self.small.lock().ok().and_then(|c| c.get(digest)) {
+            return Ok(b);
+        }
         match self.s3.get(&self.blob_key(digest)).await {
-            Ok(r) => r.bytes().await.map_err(os_err),
+            Ok(r) => {
+                let b = r.bytes().await.map_err(os_err)?;
+                if let Ok(mut c) = self.small.lock() {
+                    c.insert(digest, &b);
+                }
+                Ok(b)
+            }
             Err(e) if is_not_found(&e) => Err(StoreError::BlobNotFound(digest.clone())),
             Err(e) => Err(os_err(e)),
         }
@@ -479,20 +538,27 @@ impl BlobStore for S3BlobStore {
         };
         match self
             .s3
-            .put_opts(&self.blob_key(digest), bytes.into(), opts)
+            .put_opts(&self.blob_key(digest), bytes.clone().into(), opts)
             .await
         {
             // Content-addressed: what is there is these very bytes.
             Ok(_)
             | Err(
-                object_store::Error::AlreadyExists { .. }
-                | object_store::Error::Precondition { .. },
-            ) => Ok(()),
+                object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. },
+            ) => {
+                if let Ok(mut c) = self.small.lock() {
+                    c.insert(digest, &bytes);
+                }
+                Ok(())
+            }
             Err(e) => Err(os_err(e)),
         }
     }
 
     async fn delete(&self, digest: &Digest) -> Result<(), StoreError> {
+        if let Ok(mut c) = self.small.lock() {
+            c.remove(digest);
+        }
         match self.s3.delete(&self.blob_key(digest)).await {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
@@ -501,6 +567,11 @@ impl BlobStore for S3BlobStore {
     }
 
     async fn delete_many(&self, digests: &[Digest]) -> Result<(), StoreError> {
+        if let Ok(mut c) = self.small.lock() {
+            for d in digests {
+                c.remove(d);
+            }
+        }
         let keys: Vec<object_store::Result<Path>> =
             digests.iter().map(|d| Ok(self.blob_key(d))).collect();
         // One DeleteObjects request per thousand keys.
