@@ -149,6 +149,12 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
+impl From<postgres::Error> for StoreError {
+    fn from(e: postgres::Error) -> Self {
+        StoreError::Database(Box::new(e))
+    }
+}
+
 impl From<tokio::task::JoinError> for StoreError {
     fn from(e: tokio::task::JoinError) -> Self {
         StoreError::Worker(e.to_string())

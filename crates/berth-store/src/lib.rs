@@ -6,19 +6,24 @@
 //! the only place where consistency is decided, in transactions.
 //!
 //! The embedded defaults are [`FsBlobStore`] (temp file → fsync → rename) and [`SqliteMeta`]
-//! (WAL, versioned migrations). The HTTP layer only sees the traits, so an object-store blob store
-//! and a PostgreSQL metadata store can be added beside them.
+//! (WAL, versioned migrations). The HTTP layer only sees the traits; beside them are
+//! [`S3BlobStore`] and [`PgMeta`] (metadata and identities in PostgreSQL, for replicas sharing
+//! one database).
 
 mod blob;
 mod error;
 mod fs;
 mod identity;
 mod meta;
+mod postgres;
+mod postgres_identity;
+mod postgres_schema;
 mod s3;
 mod sqlite;
 mod sqlite_identity;
 mod sqlite_schema;
 
+pub use crate::postgres::{DEFAULT_MAX_CONNECTIONS, PgMeta, PgOptions};
 pub use blob::{BlobStore, ByteStream, HashCheckpoint, UploadId};
 pub use error::StoreError;
 pub use fs::FsBlobStore;

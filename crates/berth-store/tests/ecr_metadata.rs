@@ -1,19 +1,95 @@
-//! The ECR-facing parts of the SQLite metadata store: repository settings, immutable tags
-//! checked inside the transaction, image listings, forced deletes, identities and templates.
+//! The metadata store's conformance suite: every test runs against the SQLite store and the
+//! PostgreSQL one (`<test>::sqlite`, `<test>::postgres`; PostgreSQL from `common/pg.rs`).
+//! The ECR-facing parts: repository settings, immutable tags checked inside the transaction,
+//! image listings, forced deletes, identities and templates, uploads, replication jobs.
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use std::sync::Arc;
+
 use berth_oci::{Digest, RepoName, Tag};
 use berth_store::{
-    Durability, IdentityStore, MetadataStore, NewManifest, NewRepository, Quota, RepositoryUpdate,
-    SqliteMeta, StoreError, TagFilter, UploadId, UploadLimits,
+    Durability, IdentityStore, MetadataStore, NewManifest, NewRepository, PgMeta, Quota,
+    RepositoryUpdate, SqliteMeta, StoreError, TagFilter, UploadId, UploadLimits,
 };
 
-fn open() -> (tempfile::TempDir, SqliteMeta) {
-    let dir = tempfile::tempdir().unwrap();
-    let meta = SqliteMeta::open(dir.path().join("meta.db"), Durability::Normal).unwrap();
-    (dir, meta)
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    Sqlite,
+    Postgres,
 }
+
+/// Both store traits, as the registry uses them (one object).
+trait Store: MetadataStore + IdentityStore {}
+impl<T: MetadataStore + IdentityStore> Store for T {}
+
+type Meta = Arc<dyn Store>;
+
+/// Where a test's database lives (a temporary SQLite file, or a PostgreSQL database of its
+/// own); [`TestDb::open`] connects to it, again for a restart.
+struct TestDb {
+    backend: Backend,
+    dir: tempfile::TempDir,
+    pg: Option<common::pg::Database>,
+}
+
+impl TestDb {
+    fn new(backend: Backend) -> Self {
+        TestDb {
+            backend,
+            dir: tempfile::tempdir().unwrap(),
+            pg: matches!(backend, Backend::Postgres).then(common::pg::database),
+        }
+    }
+
+    async fn open(&self) -> Meta {
+        match (self.backend, &self.pg) {
+            (Backend::Postgres, Some(pg)) => Arc::new(PgMeta::open(&pg.url).await.unwrap()),
+            _ => Arc::new(
+                SqliteMeta::open(self.dir.path().join("meta.db"), Durability::Normal).unwrap(),
+            ),
+        }
+    }
+}
+
+async fn open(backend: Backend) -> (TestDb, Meta) {
+    let db = TestDb::new(backend);
+    let meta = db.open().await;
+    (db, meta)
+}
+
+/// Each named `async fn(Backend)` becomes a module with a `sqlite` and a `postgres` test.
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name(super::Backend::Sqlite).await;
+            }
+            #[tokio::test]
+            async fn postgres() {
+                super::$name(super::Backend::Postgres).await;
+            }
+        }
+    )*};
+}
+
+conformance!(
+    repository_settings_round_trip_and_conflicts,
+    immutable_tags_are_refused_inside_the_transaction,
+    images_filter_paginate_and_force_delete,
+    users_keys_policies_settings_templates,
+    documents_are_created_replaced_listed_by_kind_and_deleted,
+    pulls_are_recorded_and_never_move_back,
+    a_short_part_before_the_last_marks_the_upload,
+    writes_never_recreate_a_deleted_repository,
+    open_upload_sessions_are_bounded,
+    untagging_the_last_tag_takes_the_image_in_the_same_transaction,
+    storage_usage_ranks_repositories_by_bytes,
+    replication_jobs_run_in_order_per_destination_and_survive_reopening,
+);
 
 fn manifest(n: u8) -> NewManifest {
     NewManifest {
@@ -27,9 +103,8 @@ fn manifest(n: u8) -> NewManifest {
     }
 }
 
-#[tokio::test]
-async fn repository_settings_round_trip_and_conflicts() {
-    let (_dir, meta) = open();
+async fn repository_settings_round_trip_and_conflicts(backend: Backend) {
+    let (_db, meta) = open(backend).await;
     let repo = RepoName::parse("team/app").unwrap();
     let settings = NewRepository {
         tag_mutability: "IMMUTABLE_WITH_EXCLUSION".into(),
@@ -84,9 +159,8 @@ fn mutable(_: &str, _: &[String], _: &str) -> bool {
     false
 }
 
-#[tokio::test]
-async fn immutable_tags_are_refused_inside_the_transaction() {
-    let (_dir, meta) = open();
+async fn immutable_tags_are_refused_inside_the_transaction(backend: Backend) {
+    let (_db, meta) = open(backend).await;
     let repo = RepoName::parse("app").unwrap();
     meta.create_repository(&repo, &NewRepository::default())
         .await
@@ -123,9 +197,8 @@ async fn immutable_tags_are_refused_inside_the_transaction() {
     assert_eq!(current.digest, Digest::sha256(&[2]));
 }
 
-#[tokio::test]
-async fn images_filter_paginate_and_force_delete() {
-    let (_dir, meta) = open();
+async fn images_filter_paginate_and_force_delete(backend: Backend) {
+    let (_db, meta) = open(backend).await;
     let repo = RepoName::parse("app").unwrap();
     meta.create_repository(&repo, &NewRepository::default())
         .await
@@ -193,9 +266,8 @@ async fn images_filter_paginate_and_force_delete() {
     ));
 }
 
-#[tokio::test]
-async fn users_keys_policies_settings_templates() {
-    let (_dir, meta) = open();
+async fn users_keys_policies_settings_templates(backend: Backend) {
+    let (_db, meta) = open(backend).await;
     meta.create_user("ci", false).await.unwrap();
     assert!(matches!(
         meta.create_user("ci", false).await,
@@ -276,10 +348,9 @@ async fn users_keys_policies_settings_templates() {
     ));
 }
 
-#[tokio::test]
-async fn documents_are_created_replaced_listed_by_kind_and_deleted() {
+async fn documents_are_created_replaced_listed_by_kind_and_deleted(backend: Backend) {
     use berth_store::PutMode;
-    let (_dir, meta) = open();
+    let (_db, meta) = open(backend).await;
     let rule = meta
         .put_document("rule", "hub", r#"{"u":1}"#, PutMode::Create)
         .await
@@ -332,9 +403,8 @@ async fn documents_are_created_replaced_listed_by_kind_and_deleted() {
     assert!(meta.document("secret", "hub").await.unwrap().is_some());
 }
 
-#[tokio::test]
-async fn pulls_are_recorded_and_never_move_back() {
-    let (_dir, meta) = open();
+async fn pulls_are_recorded_and_never_move_back(backend: Backend) {
+    let (_db, meta) = open(backend).await;
     let repo = RepoName::parse("app").unwrap();
     meta.create_repository(&repo, &NewRepository::default())
         .await
@@ -343,7 +413,7 @@ async fn pulls_are_recorded_and_never_move_back() {
     meta.put_manifest(&repo, &m, None, mutable, Quota::NONE)
         .await
         .unwrap();
-    let pulled = |meta: SqliteMeta| {
+    let pulled = |meta: Meta| {
         let (repo, digest) = (repo.clone(), m.digest.clone());
         async move {
             let rec = meta.manifest(&repo, &digest).await.unwrap().unwrap();
@@ -370,7 +440,7 @@ const LIMITS: UploadLimits = UploadLimits {
 
 /// Records parts as the registry does, before each append: `parts` are (bytes that landed,
 /// bytes the part had), so a crash or a failed append lands fewer. Returns the staged size.
-async fn append_parts(meta: &SqliteMeta, id: &UploadId, parts: &[(u64, u64)]) -> u64 {
+async fn append_parts(meta: &Meta, id: &UploadId, parts: &[(u64, u64)]) -> u64 {
     let mut size = 0;
     for &(landed, len) in parts {
         meta.record_upload_part(id, size, len, 5).await.unwrap();
@@ -379,9 +449,8 @@ async fn append_parts(meta: &SqliteMeta, id: &UploadId, parts: &[(u64, u64)]) ->
     size
 }
 
-#[tokio::test]
-async fn a_short_part_before_the_last_marks_the_upload() {
-    let (_dir, meta) = open();
+async fn a_short_part_before_the_last_marks_the_upload(backend: Backend) {
+    let (_db, meta) = open(backend).await;
     let repo = RepoName::parse("app").unwrap();
     meta.create_repository(&repo, &NewRepository::default())
         .await
@@ -420,9 +489,8 @@ async fn a_short_part_before_the_last_marks_the_upload() {
 
 /// Issue 21, item 1: a push whose repository was deleted after its checks must fail, not bring
 /// the repository back with default settings.
-#[tokio::test]
-async fn writes_never_recreate_a_deleted_repository() {
-    let (_dir, meta) = open();
+async fn writes_never_recreate_a_deleted_repository(backend: Backend) {
+    let (_db, meta) = open(backend).await;
     let repo = RepoName::parse("team/app").unwrap();
     let settings = NewRepository {
         tag_mutability: "IMMUTABLE".into(),
@@ -456,9 +524,8 @@ async fn writes_never_recreate_a_deleted_repository() {
 }
 
 /// Issue 21, item 5: open upload sessions are bounded per repository and in total.
-#[tokio::test]
-async fn open_upload_sessions_are_bounded() {
-    let (_dir, meta) = open();
+async fn open_upload_sessions_are_bounded(backend: Backend) {
+    let (_db, meta) = open(backend).await;
     let (a, b) = (RepoName::parse("a").unwrap(), RepoName::parse("b").unwrap());
     for r in [&a, &b] {
         meta.create_repository(r, &NewRepository::default())
@@ -495,9 +562,8 @@ async fn open_upload_sessions_are_bounded() {
         .unwrap();
 }
 
-#[tokio::test]
-async fn untagging_the_last_tag_takes_the_image_in_the_same_transaction() {
-    let (_dir, meta) = open();
+async fn untagging_the_last_tag_takes_the_image_in_the_same_transaction(backend: Backend) {
+    let (_db, meta) = open(backend).await;
     let repo = RepoName::parse("app").unwrap();
     meta.create_repository(&repo, &NewRepository::default())
         .await
@@ -522,9 +588,8 @@ async fn untagging_the_last_tag_takes_the_image_in_the_same_transaction() {
 
 /// Issue 24: the storage metrics' query — the registry's bytes, the repository count and the
 /// largest repositories, each blob counted once per repository; and the readiness query.
-#[tokio::test]
-async fn storage_usage_ranks_repositories_by_bytes() {
-    let (_dir, meta) = open();
+async fn storage_usage_ranks_repositories_by_bytes(backend: Backend) {
+    let (_db, meta) = open(backend).await;
     let names = ["team/a", "team/b", "team/empty"];
     for n in names {
         let repo = RepoName::parse(n).unwrap();
@@ -559,11 +624,9 @@ async fn storage_usage_ranks_repositories_by_bytes() {
     meta.ready().await.unwrap();
 }
 
-#[tokio::test]
-async fn replication_jobs_run_in_order_per_destination_and_survive_reopening() {
+async fn replication_jobs_run_in_order_per_destination_and_survive_reopening(backend: Backend) {
     use berth_store::{JobOutcome, NewReplicationJob};
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("meta.db");
+    let db = TestDb::new(backend);
     let d = |n: u8| Digest::sha256(&[n]);
     let job = |n: u8, dest: &str| NewReplicationJob {
         repository: "team/app".into(),
@@ -572,13 +635,13 @@ async fn replication_jobs_run_in_order_per_destination_and_survive_reopening() {
         destination: dest.into(),
     };
     {
-        let meta = SqliteMeta::open(&path, Durability::Normal).unwrap();
+        let meta = db.open().await;
         meta.add_replication_jobs(&[job(1, "west"), job(1, "east"), job(2, "west")])
             .await
             .unwrap();
     }
     // Reopened (a restart): every job is still there, the oldest of each destination first.
-    let meta = SqliteMeta::open(&path, Durability::Normal).unwrap();
+    let meta = db.open().await;
     let next = meta.next_replication_jobs().await.unwrap();
     let heads: Vec<(&str, &Digest)> = next
         .iter()
