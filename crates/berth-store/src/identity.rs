@@ -166,6 +166,11 @@ pub trait IdentityStore: Send + Sync + fmt::Debug + 'static {
         value: Option<&str>,
     ) -> Result<Option<String>, StoreError>;
 
+    /// Stores `value` under `key` unless the key has a value, in one transaction; returns the
+    /// value the key has afterwards (`value`, or what was there). Replicas starting together
+    /// agree on one generated value (the registry id) this way.
+    async fn init_setting(&self, key: &str, value: &str) -> Result<String, StoreError>;
+
     /// Creates a template (`TemplateExists` if the prefix has one) or, with `replace`, updates
     /// an existing one (`TemplateUnknown` if it has none).
     async fn put_template(

@@ -40,6 +40,12 @@ pub use meta::{
 pub use s3::{MIN_PART_SIZE, S3BlobStore, S3Options};
 pub use sqlite::{Durability, SqliteMeta};
 
+/// A metadata database: the metadata and identity stores in one (both implementations are).
+/// `Arc<dyn MetadataDb>` coerces to either trait object.
+pub trait MetadataDb: MetadataStore + IdentityStore {}
+
+impl<T: MetadataStore + IdentityStore> MetadataDb for T {}
+
 /// Milliseconds since the Unix epoch (the timestamp unit of the metadata store).
 pub fn now_millis() -> i64 {
     std::time::SystemTime::now()

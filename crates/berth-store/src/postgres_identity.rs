@@ -310,6 +310,20 @@ impl IdentityStore for PgMeta {
         .await
     }
 
+    async fn init_setting(&self, key: &str, value: &str) -> Result<String, StoreError> {
+        let (key, value) = (key.to_owned(), value.to_owned());
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+                &[&key, &value],
+            )?;
+            read_setting(c, &key)?.ok_or_else(|| {
+                StoreError::Corrupt(format!("setting {key} vanished inside its transaction"))
+            })
+        })
+        .await
+    }
+
     async fn put_template(
         &self,
         prefix: &str,

@@ -544,7 +544,8 @@ impl BlobStore for S3BlobStore {
             // Content-addressed: what is there is these very bytes.
             Ok(_)
             | Err(
-                object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. },
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
             ) => {
                 if let Ok(mut c) = self.small.lock() {
                     c.insert(digest, &bytes);

@@ -307,6 +307,21 @@ impl IdentityStore for SqliteMeta {
         .await
     }
 
+    async fn init_setting(&self, key: &str, value: &str) -> Result<String, StoreError> {
+        let (key, value) = (key.to_owned(), value.to_owned());
+        self.write(move |tx| {
+            tx.prepare_cached(
+                "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
+            )?
+            .execute(params![key, value])?;
+            let now: String = tx
+                .prepare_cached("SELECT value FROM settings WHERE key = ?1")?
+                .query_row([&key], |r| r.get(0))?;
+            Ok(now)
+        })
+        .await
+    }
+
     async fn put_template(
         &self,
         prefix: &str,

@@ -333,6 +333,19 @@ async fn users_keys_policies_settings_templates(backend: Backend) {
     );
     meta.set_setting("registry_policy", None).await.unwrap();
     assert_eq!(meta.setting("registry_policy").await.unwrap(), None);
+    // The first value stored wins; later ones get it back.
+    assert_eq!(
+        meta.init_setting("registry_id", "111").await.unwrap(),
+        "111"
+    );
+    assert_eq!(
+        meta.init_setting("registry_id", "222").await.unwrap(),
+        "111"
+    );
+    assert_eq!(
+        meta.setting("registry_id").await.unwrap().as_deref(),
+        Some("111")
+    );
 
     meta.put_template("team", "{}", false).await.unwrap();
     assert!(matches!(

@@ -8,7 +8,7 @@ use anyhow::Context;
 use berth_iam::keys::{MasterKey, generate_access_key, is_access_key_id};
 use berth_iam::policy::{Policy, PolicyKind};
 use berth_oci::RepoName;
-use berth_store::{IdentityStore, MetadataStore, RepositoryUpdate, SqliteMeta, StoreError};
+use berth_store::{MetadataDb, RepositoryUpdate, StoreError};
 use clap::{Args, Subcommand};
 
 use crate::UsageError;
@@ -124,7 +124,7 @@ enum KeyCommand {
 /// Reads the master key: `BERTH_MASTER_KEY` (base64), else the configured file, else
 /// `<data>/master.key`, generated (0600) when absent — only while no access key is sealed yet:
 /// a new key would silently make every stored secret unreadable.
-pub(crate) async fn master_key(s: &Settings, meta: &SqliteMeta) -> anyhow::Result<MasterKey> {
+pub(crate) async fn master_key(s: &Settings, meta: &dyn MetadataDb) -> anyhow::Result<MasterKey> {
     if let Ok(v) = std::env::var("BERTH_MASTER_KEY") {
         return MasterKey::from_base64(&v)
             .map_err(|e| UsageError(format!("BERTH_MASTER_KEY: {e}")).into());
@@ -136,6 +136,16 @@ pub(crate) async fn master_key(s: &Settings, meta: &SqliteMeta) -> anyhow::Resul
     match std::fs::read_to_string(&path) {
         Ok(text) => MasterKey::from_base64(&text)
             .map_err(|e| UsageError(format!("master key file {}: {e}", path.display())).into()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && s.metadata.is_some() => {
+            Err(UsageError(format!(
+                "the master key file {} is missing: with a shared metadata database (--metadata) \
+                 every replica must have the same master key, so none is generated — set \
+                 BERTH_MASTER_KEY (base64 of 32 random bytes: `head -c32 /dev/urandom | base64`) \
+                 or master_key_file on every replica",
+                path.display()
+            ))
+            .into())
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let sealed = meta.access_keys(None).await?.len();
             if sealed > 0 {
@@ -186,21 +196,22 @@ fn write_secret_file(path: &Path, contents: &str) -> anyhow::Result<()> {
 }
 
 /// The registry id stored in the database, generated at first start.
-pub(crate) async fn registry_id(meta: &SqliteMeta) -> anyhow::Result<String> {
+pub(crate) async fn registry_id(meta: &dyn MetadataDb) -> anyhow::Result<String> {
     if let Some(id) = meta.setting(REGISTRY_ID_SETTING).await? {
         return Ok(id);
     }
     let n: u64 = rand::random_range(100_000_000_000..1_000_000_000_000);
-    let id = n.to_string();
-    meta.set_setting(REGISTRY_ID_SETTING, Some(&id)).await?;
-    Ok(id)
+    // Replicas starting together on one database agree on the first id stored.
+    Ok(meta
+        .init_setting(REGISTRY_ID_SETTING, &n.to_string())
+        .await?)
 }
 
 /// Makes sure an administrator exists: from `BERTH_ROOT_ACCESS_KEY_ID` /
 /// `BERTH_ROOT_SECRET_ACCESS_KEY` when set, otherwise (first start only) a generated key written
 /// once to a 0600 file in the data directory.
 pub(crate) async fn bootstrap_root(
-    meta: &SqliteMeta,
+    meta: &dyn MetadataDb,
     master: &MasterKey,
     data: &Path,
 ) -> anyhow::Result<Option<PathBuf>> {
@@ -215,26 +226,18 @@ pub(crate) async fn bootstrap_root(
                 )
                 .into());
             }
-            if let Some(owner) = meta.key_owner(&id).await? {
-                let stored = master
-                    .seal_key()
-                    .open(&owner.key.sealed_secret, id.as_bytes())
-                    .map_err(|e| anyhow::anyhow!("opening the root key's secret: {e}"))?;
-                let same: bool =
-                    subtle::ConstantTimeEq::ct_eq(stored.expose().as_bytes(), secret.as_bytes())
-                        .into();
-                if !same || !owner.user.admin {
-                    return Err(UsageError(format!(
-                        "BERTH_ROOT_ACCESS_KEY_ID {id} exists with another secret or owner; \
-                         delete it with `berth admin key rm {id}` to set it again"
-                    ))
-                    .into());
-                }
+            if root_key_installed(meta, master, &id, &secret).await? {
                 return Ok(None);
             }
             ensure_admin(meta).await?;
             let sealed = master.seal_key().seal(secret.as_bytes(), id.as_bytes())?;
-            meta.create_access_key(ADMIN_USER, &id, &sealed).await?;
+            if let Err(e) = meta.create_access_key(ADMIN_USER, &id, &sealed).await {
+                // Another replica starting at the same time may have installed it first.
+                if root_key_installed(meta, master, &id, &secret).await? {
+                    return Ok(None);
+                }
+                return Err(e.into());
+            }
             tracing::info!(access_key_id = %id, "root access key from BERTH_ROOT_ACCESS_KEY_ID installed");
             Ok(None)
         }
@@ -277,7 +280,34 @@ pub(crate) async fn bootstrap_root(
     }
 }
 
-async fn ensure_admin(meta: &SqliteMeta) -> anyhow::Result<()> {
+/// Whether the root key `id` is installed with `secret` for an administrator (`false`: absent);
+/// an error if it exists with another secret or owner.
+async fn root_key_installed(
+    meta: &dyn MetadataDb,
+    master: &MasterKey,
+    id: &str,
+    secret: &str,
+) -> anyhow::Result<bool> {
+    let Some(owner) = meta.key_owner(id).await? else {
+        return Ok(false);
+    };
+    let stored = master
+        .seal_key()
+        .open(&owner.key.sealed_secret, id.as_bytes())
+        .map_err(|e| anyhow::anyhow!("opening the root key's secret: {e}"))?;
+    let same: bool =
+        subtle::ConstantTimeEq::ct_eq(stored.expose().as_bytes(), secret.as_bytes()).into();
+    if !same || !owner.user.admin {
+        return Err(UsageError(format!(
+            "BERTH_ROOT_ACCESS_KEY_ID {id} exists with another secret or owner; \
+             delete it with `berth admin key rm {id}` to set it again"
+        ))
+        .into());
+    }
+    Ok(true)
+}
+
+async fn ensure_admin(meta: &dyn MetadataDb) -> anyhow::Result<()> {
     match meta.create_user(ADMIN_USER, true).await {
         Ok(_) | Err(StoreError::UserExists(_)) => Ok(()),
         Err(e) => Err(e.into()),
@@ -322,7 +352,7 @@ fn read_policy(path: &Path) -> anyhow::Result<String> {
     Ok(text)
 }
 
-async fn new_key(meta: &SqliteMeta, master: &MasterKey, user: &str) -> anyhow::Result<()> {
+async fn new_key(meta: &dyn MetadataDb, master: &MasterKey, user: &str) -> anyhow::Result<()> {
     let (id, secret) = generate_access_key();
     let sealed = master
         .seal_key()
@@ -354,7 +384,8 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
-        let meta = open_meta(&s)?;
+        let meta = open_meta(&s).await?;
+        let meta = &*meta;
         let mut out = std::io::stdout();
         match args.command {
             AdminCommand::User(UserCommand::Create {
@@ -364,13 +395,13 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
             }) => {
                 check_user_name(&name)?;
                 let doc = policy.as_deref().map(read_policy).transpose()?;
-                let master = master_key(&s, &meta).await?;
+                let master = master_key(&s, meta).await?;
                 meta.create_user(&name, admin).await.map_err(user_error)?;
                 if let Some(doc) = doc {
                     meta.put_user_policy(&name, "default", &doc).await?;
                 }
                 writeln!(out, "User: {name}")?;
-                new_key(&meta, &master, &name).await?;
+                new_key(meta, &master, &name).await?;
             }
             AdminCommand::User(UserCommand::Ls) => {
                 for u in meta.users().await? {
@@ -458,8 +489,8 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
                 writeln!(out, "registry_quota_bytes\t{reg}")?;
             }
             AdminCommand::Key(KeyCommand::Create { user }) => {
-                let master = master_key(&s, &meta).await?;
-                new_key(&meta, &master, &user).await?;
+                let master = master_key(&s, meta).await?;
+                new_key(meta, &master, &user).await?;
             }
             AdminCommand::Key(KeyCommand::Ls { user }) => {
                 for k in meta.access_keys(user.as_deref()).await? {

@@ -19,6 +19,8 @@ pub struct FileConfig {
     pub storage: Option<String>,
     /// `[s3]`: how to reach the bucket of `storage = "s3://…"`.
     pub s3: Option<S3Table>,
+    /// Where metadata goes: `sqlite` (the default) or a `postgres://` URL.
+    pub metadata: Option<String>,
     /// Log filter (tracing `EnvFilter` syntax, e.g. `info` or `berth_registry=debug`).
     pub log_level: Option<String>,
     /// `text` or `json`.

@@ -8,7 +8,10 @@ use anyhow::Context;
 use berth_registry::audit::{AuditConfig, AuditDestination, AuditLog};
 use berth_registry::server::ServerLimits;
 use berth_registry::{GcOptions, Registry, RegistryConfig, TemplateInstall};
-use berth_store::{BlobStore, Durability, FsBlobStore, Quota, S3BlobStore, S3Options, SqliteMeta};
+use berth_store::{
+    BlobStore, Durability, FsBlobStore, MetadataDb, PgMeta, Quota, S3BlobStore, S3Options,
+    SqliteMeta,
+};
 use clap::Args;
 use tracing_subscriber::EnvFilter;
 
@@ -30,7 +33,12 @@ pub struct ServeArgs {
     /// config file; credentials from the AWS chain) [default: fs]
     #[arg(long, env = "BERTH_STORAGE", value_name = "URL")]
     storage: Option<String>,
-    /// TOML config file with any of: listen, data, storage, [s3], log_level, log_format, max_blob_size,
+    /// Where metadata goes: `sqlite` (`meta.db` in the data directory) or a PostgreSQL URL
+    /// (`postgres://USER[:PASSWORD]@HOST[:PORT]/DB`), which several replicas may share (they
+    /// need the same master key, `BERTH_MASTER_KEY` or master_key_file) [default: sqlite]
+    #[arg(long, env = "BERTH_METADATA", value_name = "URL")]
+    metadata: Option<String>,
+    /// TOML config file with any of: listen, data, storage, [s3], metadata, log_level, log_format, max_blob_size,
     /// upload_ttl_secs, body_idle_timeout_secs, header_read_timeout_secs, max_connections,
     /// max_requests_per_connection, max_concurrent_uploads, max_uploads_per_repository,
     /// max_uploads, ecr_body_budget, durability, auth, registry_id, region, public_host,
@@ -96,6 +104,9 @@ pub struct DataArgs {
     /// Where blobs are: `fs` or `s3://BUCKET/PREFIX` (see `berth serve --help`)
     #[arg(long, env = "BERTH_STORAGE", value_name = "URL")]
     pub storage: Option<String>,
+    /// Where metadata is: `sqlite` or `postgres://…` (see `berth serve --help`)
+    #[arg(long, env = "BERTH_METADATA", value_name = "URL")]
+    pub metadata: Option<String>,
     /// TOML config file (see `berth serve --help`)
     #[arg(long, env = "BERTH_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -107,6 +118,8 @@ pub(crate) struct Settings {
     pub(crate) data: PathBuf,
     /// The blob store: `None` for the data directory.
     pub(crate) s3: Option<S3Options>,
+    /// The PostgreSQL URL of the metadata database: `None` for SQLite in the data directory.
+    pub(crate) metadata: Option<String>,
     registry: RegistryConfig,
     pub(crate) durability: Durability,
     /// Bind address given as the public host (filled in once bound).
@@ -210,13 +223,12 @@ impl Settings {
 /// A registry over a data directory, for commands that work on it without serving
 /// (`berth gc`).
 pub(crate) async fn open_registry(mut s: Settings) -> anyhow::Result<Registry> {
-    let meta = open_meta(&s)?;
+    let meta = open_meta(&s).await?;
     let blobs = open_blobs(&s).await?;
-    let master = crate::admin::master_key(&s, &meta).await?;
+    let master = crate::admin::master_key(&s, &*meta).await?;
     if !s.registry_id_set {
-        s.registry.registry_id = crate::admin::registry_id(&meta).await?;
+        s.registry.registry_id = crate::admin::registry_id(&*meta).await?;
     }
-    let meta = Arc::new(meta);
     Ok(Registry::new(
         blobs,
         Arc::clone(&meta) as Arc<dyn berth_store::MetadataStore>,
@@ -316,6 +328,18 @@ fn settings(args: ServeArgs) -> anyhow::Result<(Settings, String, String)> {
     };
     let mut registry = RegistryConfig::default();
     let (s3, blob_redirect) = storage(args.storage, &file)?;
+    let metadata = match args.metadata.or_else(|| file.metadata.clone()) {
+        None => None,
+        Some(m) if m == "sqlite" => None,
+        Some(m) if m.starts_with("postgres://") || m.starts_with("postgresql://") => Some(m),
+        Some(m) => {
+            return Err(UsageError(format!(
+                "metadata must be \"sqlite\" or a postgres:// URL, not {:?}",
+                m.split('@').next_back().unwrap_or_default()
+            ))
+            .into());
+        }
+    };
     registry.blob_redirect = blob_redirect;
     if let Some(n) = file.max_blob_size {
         registry.max_blob_size = n;
@@ -416,6 +440,7 @@ fn settings(args: ServeArgs) -> anyhow::Result<(Settings, String, String)> {
         registry_id_set: registry_id.is_some(),
         listen,
         s3,
+        metadata,
         data: args
             .data
             .or(file.data)
@@ -471,12 +496,21 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(serve(s))
 }
 
-/// Opens the metadata database of a data directory (creating the directory).
-pub(crate) fn open_meta(s: &Settings) -> anyhow::Result<SqliteMeta> {
+/// Opens the metadata database: PostgreSQL when configured, else SQLite in the data directory
+/// (creating the directory either way: it holds the master key and root credentials files).
+pub(crate) async fn open_meta(s: &Settings) -> anyhow::Result<Arc<dyn MetadataDb>> {
     std::fs::create_dir_all(&s.data)
         .with_context(|| format!("creating data directory {}", s.data.display()))?;
-    SqliteMeta::open(s.data.join("meta.db"), s.durability)
-        .with_context(|| format!("opening metadata database in {}", s.data.display()))
+    if let Some(url) = &s.metadata {
+        let db = PgMeta::open(url).await.with_context(|| {
+            // Not the URL: it may carry a password.
+            "opening the PostgreSQL metadata database (--metadata)"
+        })?;
+        return Ok(Arc::new(db));
+    }
+    let db = SqliteMeta::open(s.data.join("meta.db"), s.durability)
+        .with_context(|| format!("opening metadata database in {}", s.data.display()))?;
+    Ok(Arc::new(db))
 }
 
 /// The settings `admin` needs (data directory, durability, master key file).
@@ -485,6 +519,7 @@ pub(crate) fn data_settings(args: DataArgs) -> anyhow::Result<Settings> {
         listen: None,
         data: args.data,
         storage: args.storage,
+        metadata: args.metadata,
         config: args.config,
         log_level: None,
         log_format: None,
@@ -502,11 +537,11 @@ pub(crate) fn data_settings(args: DataArgs) -> anyhow::Result<Settings> {
 }
 
 async fn serve(mut s: Settings) -> anyhow::Result<()> {
-    let meta = open_meta(&s)?;
+    let meta = open_meta(&s).await?;
     let blobs = open_blobs(&s).await?;
-    let master = crate::admin::master_key(&s, &meta).await?;
+    let master = crate::admin::master_key(&s, &*meta).await?;
     if !s.registry_id_set {
-        s.registry.registry_id = crate::admin::registry_id(&meta).await?;
+        s.registry.registry_id = crate::admin::registry_id(&*meta).await?;
     }
     let listener = tokio::net::TcpListener::bind(&s.listen)
         .await
@@ -526,14 +561,13 @@ async fn serve(mut s: Settings) -> anyhow::Result<()> {
     }
     let mut new_credentials = None;
     if s.registry.auth {
-        new_credentials = crate::admin::bootstrap_root(&meta, &master, &s.data).await?;
+        new_credentials = crate::admin::bootstrap_root(&*meta, &master, &s.data).await?;
     } else {
         tracing::warn!(
             "AUTHENTICATION IS OFF (--no-auth / auth = false): every request, from anyone who can \
              reach this address, acts as the administrator"
         );
     }
-    let meta = Arc::new(meta);
     let mut registry = Registry::new(
         blobs,
         Arc::clone(&meta) as Arc<dyn berth_store::MetadataStore>,

@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod layout;
+pub mod pg;
 pub mod scan_fixture;
 pub mod seaweed;
 

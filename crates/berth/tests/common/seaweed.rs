@@ -5,6 +5,7 @@ use std::path::PathBuf;
 #[path = "../../../berth-bench/src/seaweed.rs"]
 mod launcher;
 
+#[allow(unused_imports)]
 pub use launcher::{KEY_ID, SECRET, Seaweed};
 
 /// The `weed` binary: `BERTH_WEED`, else the venv `scripts/test.sh` makes.
