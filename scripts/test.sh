@@ -137,6 +137,11 @@ scripts/chaos.sh 5
 log "gc bench smoke: lifecycle and collection of 2000 images while pulls go on"
 BERTH_BIN=target/debug/berth target/debug/berth-bench gc --images 2000
 
+# ---- S3 registry bench smoke (the full run: berth-bench registry --backend s3, release) ---------
+log "registry bench smoke on S3: berth on SeaweedFS vs boto3 and the embedded backend"
+BERTH_BIN=target/debug/berth target/debug/berth-bench registry --backend s3 --quick --seconds 1 \
+  --weed "$weed_venv/bin/weed" --python "$py_venv/bin/python"
+
 # ---- scan bench smoke (the full run: berth-bench scan --runs 3, release) -------------------------
 log "scan bench smoke: berth scan vs syft on an image of this machine's packages"
 BERTH_BIN=target/debug/berth target/debug/berth-bench scan --runs 1 --syft "$syft_venv"

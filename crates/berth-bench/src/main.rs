@@ -60,6 +60,9 @@ enum Bench {
         /// A python with boto3 (scripts/test.sh makes this venv).
         #[arg(long, default_value = "target/py-venv/bin/python")]
         python: PathBuf,
+        /// A smoke run (`--backend s3`): a few 1 MiB and 10 MiB blobs only.
+        #[arg(long)]
+        quick: bool,
     },
     /// berth push / copy vs skopeo copy --all: a multi-platform image layout → registry and
     /// registry → registry, wall time and client peak RSS.
@@ -152,13 +155,14 @@ fn main() -> anyhow::Result<()> {
             backend,
             weed,
             python,
+            quick,
         } => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
             match backend.as_str() {
                 "fs" => rt.block_on(registry(seconds, no_gib, &reference)),
-                "s3" => rt.block_on(s3::run(seconds, no_gib, &weed, &python)),
+                "s3" => rt.block_on(s3::run(seconds, no_gib, quick, &weed, &python)),
                 other => bail!("--backend must be fs or s3, not {other:?}"),
             }
         }

@@ -37,7 +37,13 @@ for f in files:
 print(json.dumps({"push": push, "pull": pull}))
 "#;
 
-pub async fn run(secs: u64, no_gib: bool, weed: &Path, python: &Path) -> anyhow::Result<()> {
+pub async fn run(
+    secs: u64,
+    no_gib: bool,
+    quick: bool,
+    weed: &Path,
+    python: &Path,
+) -> anyhow::Result<()> {
     let bin = berth_binary()?;
     let store = Seaweed::start(weed, "bench").context("starting SeaweedFS")?;
     let data = tempfile::tempdir()?;
@@ -56,6 +62,9 @@ pub async fn run(secs: u64, no_gib: bool, weed: &Path, python: &Path) -> anyhow:
     let mut sizes = vec![(1usize << 20, 20usize), (10 << 20, 10), (100 << 20, 5)];
     if !no_gib {
         sizes.push((1 << 30, 2));
+    }
+    if quick {
+        sizes = vec![(1 << 20, 3), (10 << 20, 2)];
     }
     let files_dir = tempfile::tempdir()?;
     for (size, reps) in sizes {
