@@ -137,6 +137,26 @@ impl Registry {
         })
     }
 
+    /// The scheduled run, every `every`: [`Registry::run_all_lifecycles`], by one replica per
+    /// period when the stores are shared (the first to take the `lifecycle` lease for most of
+    /// the period). `None`: another replica has this period.
+    pub async fn run_scheduled_lifecycles(
+        &self,
+        every: std::time::Duration,
+    ) -> Result<Option<usize>, RegistryError> {
+        if self.config().shared_stores {
+            let ttl = i64::try_from(every.as_millis().saturating_mul(9) / 10).unwrap_or(i64::MAX);
+            if !self
+                .meta()
+                .acquire_lease("lifecycle", self.instance_id(), ttl.max(1))
+                .await?
+            {
+                return Ok(None);
+            }
+        }
+        self.run_all_lifecycles().await.map(Some)
+    }
+
     /// Applies every repository's lifecycle policy (the scheduled run); failures are logged
     /// per repository. Returns how many images were expired.
     pub async fn run_all_lifecycles(&self) -> Result<usize, RegistryError> {

@@ -153,6 +153,17 @@ impl Registry {
         if updated.is_none() || updated == seen {
             return Ok(0);
         }
+        // Replicas sharing a database each see an update of their own scan database: one of
+        // them (the lease holder for the poll period) queues the rescans.
+        if self.config().shared_stores
+            && !self
+                .meta()
+                .acquire_lease("continuous-scan", self.instance_id(), 10 * 60 * 1000)
+                .await?
+        {
+            *scanner.seen.lock().unwrap_or_else(|p| p.into_inner()) = updated;
+            return Ok(0);
+        }
         let config = self.scanning_configuration().await?;
         let mut n = 0;
         for (repo, digest) in self.meta().scanned_images().await? {
@@ -185,6 +196,10 @@ pub(crate) struct Scanner {
 }
 
 pub(crate) const IN_PROGRESS: &str = "IN_PROGRESS";
+
+/// With shared stores, a scan in progress this long (milliseconds) is presumed abandoned by its
+/// replica and taken over by one that starts.
+const SHARED_SCAN_TAKEOVER_MS: i64 = 30 * 60 * 1000;
 pub(crate) const COMPLETE: &str = "COMPLETE";
 pub(crate) const FAILED: &str = "FAILED";
 pub(crate) const UNSUPPORTED: &str = "UNSUPPORTED_IMAGE";
@@ -259,12 +274,25 @@ impl Registry {
         let now = self.scan_db_updated().await;
         *scanner.seen.lock().unwrap_or_else(|p| p.into_inner()) = now;
         let pending = self.meta().scans_in_progress().await?;
+        // With a shared database, a scan another replica is running looks the same: only
+        // scans left in progress for long are taken over.
+        let stale_before = millis(self.clock.now()).saturating_sub(SHARED_SCAN_TAKEOVER_MS);
         let mut n = 0;
         for (repo, digest) in pending {
-            if let Ok(r) = RepoName::parse(&repo) {
-                self.queue_scan(&r, &digest).await?;
-                n += 1;
+            let Ok(r) = RepoName::parse(&repo) else {
+                continue;
+            };
+            if self.config().shared_stores
+                && self
+                    .meta()
+                    .scan(&r, &digest)
+                    .await?
+                    .is_some_and(|rec| rec.updated_at > stale_before)
+            {
+                continue;
             }
+            self.queue_scan(&r, &digest).await?;
+            n += 1;
         }
         Ok(n)
     }

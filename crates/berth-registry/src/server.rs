@@ -5,6 +5,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,6 +38,91 @@ pub struct ServerLimits {
     pub max_requests_per_connection: u64,
     /// Streams open at once on one HTTP/2 connection.
     pub max_h2_streams: u32,
+    /// Load balancers whose `X-Forwarded-For` is believed: a request from one of these
+    /// networks is taken to come from the address its proxies name (for `aws:SourceIp` and the
+    /// audit log); from anywhere else the header is ignored. Empty: never believed.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+/// An IP network (`10.0.0.0/8`, `::1/128`; a bare address is one host).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    /// Parses `ADDR` or `ADDR/PREFIX`.
+    pub fn parse(s: &str) -> Option<IpNet> {
+        let (a, p) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = a.trim().parse().ok()?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match p {
+            Some(p) => p.trim().parse::<u8>().ok().filter(|&n| n <= max)?,
+            None => max,
+        };
+        Some(IpNet { addr, prefix })
+    }
+
+    /// Whether `ip` is in the network.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match (self.addr, ip) {
+            (IpAddr::V4(_), IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => return false,
+            },
+            _ => ip,
+        };
+        let (net, ip, bits) = match (self.addr, ip) {
+            (IpAddr::V4(n), IpAddr::V4(i)) => (
+                u128::from(u32::from(n)) << 96,
+                u128::from(u32::from(i)) << 96,
+                self.prefix,
+            ),
+            (IpAddr::V6(n), IpAddr::V6(i)) => (u128::from(n), u128::from(i), self.prefix),
+            _ => return false,
+        };
+        let mask = if bits == 0 {
+            0
+        } else {
+            u128::MAX << (128 - u32::from(bits))
+        };
+        net & mask == ip & mask
+    }
+}
+
+/// The client's address: the peer's, or — when the peer is a trusted proxy — the last address
+/// in `X-Forwarded-For` that is not itself a trusted proxy (each proxy appends the address it
+/// was reached from, so addresses before the first untrusted one could be forged by the client).
+fn client_address(
+    peer: SocketAddr,
+    headers: &axum::http::HeaderMap,
+    trusted: &[IpNet],
+) -> SocketAddr {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if trusted.is_empty() || !is_trusted(peer.ip()) {
+        return peer;
+    }
+    let mut hops: Vec<IpAddr> = Vec::new();
+    for v in headers.get_all("x-forwarded-for") {
+        let Ok(v) = v.to_str() else {
+            return peer;
+        };
+        for part in v.split(',') {
+            match part.trim().parse::<IpAddr>() {
+                Ok(ip) => hops.push(ip),
+                // A malformed hop: nothing before it can be trusted.
+                Err(_) => return peer,
+            }
+        }
+    }
+    match hops.into_iter().rev().find(|ip| !is_trusted(*ip)) {
+        Some(ip) => SocketAddr::new(ip, peer.port()),
+        None => peer,
+    }
 }
 
 impl Default for ServerLimits {
@@ -47,6 +133,7 @@ impl Default for ServerLimits {
             max_connections: 1024,
             max_requests_per_connection: 10_000,
             max_h2_streams: 128,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -111,7 +198,8 @@ pub async fn serve(
                     let version = req.version();
                     let mut req = req
                         .map(|b| axum::body::Body::new(IdleBody::new(b, limits.body_idle_timeout)));
-                    req.extensions_mut().insert(ConnectInfo(remote));
+                    let client = client_address(remote, req.headers(), &limits.trusted_proxies);
+                    req.extensions_mut().insert(ConnectInfo(client));
                     let mut resp = app.oneshot(req).await?;
                     let http1 = matches!(version, Version::HTTP_10 | Version::HTTP_11);
                     if http1 && n >= limits.max_requests_per_connection {
@@ -206,5 +294,68 @@ impl Body for IdleBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        SocketAddr::new(s.parse().unwrap_or(IpAddr::from([0, 0, 0, 0])), 4000)
+    }
+
+    #[test]
+    fn networks_parse_and_match() {
+        let n = IpNet::parse("10.0.0.0/8").expect("valid");
+        assert!(n.contains("10.200.3.4".parse().expect("ip")));
+        assert!(!n.contains("11.0.0.1".parse().expect("ip")));
+        assert!(n.contains("::ffff:10.1.1.1".parse().expect("ip")));
+        let one = IpNet::parse("127.0.0.1").expect("valid");
+        assert!(one.contains("127.0.0.1".parse().expect("ip")));
+        assert!(!one.contains("127.0.0.2".parse().expect("ip")));
+        let v6 = IpNet::parse("fd00::/8").expect("valid");
+        assert!(v6.contains("fd12::1".parse().expect("ip")));
+        assert!(
+            IpNet::parse("0.0.0.0/0")
+                .expect("valid")
+                .contains("8.8.8.8".parse().expect("ip"))
+        );
+        for bad in ["", "10.0.0.0/33", "::/129", "nonsense", "10.0.0.0/x"] {
+            assert!(IpNet::parse(bad).is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn forwarded_addresses_are_believed_only_from_trusted_proxies() {
+        let trusted = [IpNet::parse("10.0.0.0/8").expect("valid")];
+        let mut h = axum::http::HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("1.2.3.4, 203.0.113.9, 10.0.0.5"),
+        );
+        // The last untrusted hop: the client could have written 1.2.3.4 itself.
+        assert_eq!(
+            client_address(addr("10.0.0.2"), &h, &trusted).ip(),
+            addr("203.0.113.9").ip()
+        );
+        // From an untrusted peer, or with no trusted proxies, the header is ignored.
+        assert_eq!(
+            client_address(addr("198.51.100.7"), &h, &trusted),
+            addr("198.51.100.7")
+        );
+        assert_eq!(client_address(addr("10.0.0.2"), &h, &[]), addr("10.0.0.2"));
+        // A malformed hop: nothing in the header is believed.
+        h.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4, junk"));
+        assert_eq!(
+            client_address(addr("10.0.0.2"), &h, &trusted),
+            addr("10.0.0.2")
+        );
+        // Every hop trusted: the peer stands.
+        h.insert("x-forwarded-for", HeaderValue::from_static("10.1.1.1"));
+        assert_eq!(
+            client_address(addr("10.0.0.2"), &h, &trusted),
+            addr("10.0.0.2")
+        );
     }
 }

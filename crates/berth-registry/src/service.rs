@@ -80,6 +80,9 @@ pub struct RegistryConfig {
     /// Answer a blob GET with a 307 to a URL of the blob store valid this long (a presigned
     /// S3 URL), when the store has one; `GetDownloadUrlForLayer` returns the same URL.
     pub blob_redirect: Option<Duration>,
+    /// The stores may be shared with other replicas (an object store, a PostgreSQL database):
+    /// what a start cleans up or resumes is limited to what no live replica can be working on.
+    pub shared_stores: bool,
 }
 
 impl Default for RegistryConfig {
@@ -107,6 +110,7 @@ impl Default for RegistryConfig {
             pull_through_check: Duration::from_secs(6 * 3600),
             pull_through_timeout: Duration::from_secs(20),
             blob_redirect: None,
+            shared_stores: false,
             replication_destinations: Vec::new(),
         }
     }
@@ -399,8 +403,9 @@ impl Registry {
             removed += 1;
         }
         // Staged data without a session: monolithic uploads cut off by a crash (any, at start)
-        // or whose request vanished without cleaning up (idle for an hour, later on).
-        let orphan_cutoff = if at_start {
+        // or whose request vanished without cleaning up (idle for an hour, later on). With
+        // shared stores another replica may be streaming one right now: an hour, always.
+        let orphan_cutoff = if at_start && !self.config.shared_stores {
             i64::MAX
         } else {
             now.saturating_sub(3_600_000)

@@ -21,6 +21,9 @@ pub struct FileConfig {
     pub s3: Option<S3Table>,
     /// Where metadata goes: `sqlite` (the default) or a `postgres://` URL.
     pub metadata: Option<String>,
+    /// Load balancers (addresses or CIDR networks) whose `X-Forwarded-For` names the client
+    /// (for `aws:SourceIp` and the audit log); default none.
+    pub trusted_proxies: Option<Vec<String>>,
     /// Log filter (tracing `EnvFilter` syntax, e.g. `info` or `berth_registry=debug`).
     pub log_level: Option<String>,
     /// `text` or `json`.

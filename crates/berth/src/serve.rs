@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use berth_registry::audit::{AuditConfig, AuditDestination, AuditLog};
-use berth_registry::server::ServerLimits;
+use berth_registry::server::{IpNet, ServerLimits};
 use berth_registry::{GcOptions, Registry, RegistryConfig, TemplateInstall};
 use berth_store::{
     BlobStore, Durability, FsBlobStore, MetadataDb, PgMeta, Quota, S3BlobStore, S3Options,
@@ -340,6 +340,7 @@ fn settings(args: ServeArgs) -> anyhow::Result<(Settings, String, String)> {
             .into());
         }
     };
+    registry.shared_stores = s3.is_some() || metadata.is_some();
     registry.blob_redirect = blob_redirect;
     if let Some(n) = file.max_blob_size {
         registry.max_blob_size = n;
@@ -398,6 +399,13 @@ fn settings(args: ServeArgs) -> anyhow::Result<(Settings, String, String)> {
     }
     if let Some(n) = file.max_requests_per_connection {
         server.max_requests_per_connection = n.max(1);
+    }
+    for p in file.trusted_proxies.iter().flatten() {
+        server.trusted_proxies.push(IpNet::parse(p).ok_or_else(|| {
+            UsageError(format!(
+                "trusted_proxies: {p:?} is not an address or a network (10.0.0.0/8, fd00::/8)"
+            ))
+        })?);
     }
     registry.auth = !args.no_auth && file.auth.unwrap_or(true);
     registry.auto_create = file.auto_create_repositories.unwrap_or(!registry.auth);
@@ -634,9 +642,12 @@ async fn serve(mut s: Settings) -> anyhow::Result<()> {
             }
         },
     );
-    periodically(s.lifecycle_interval, registry.clone(), |r| async move {
-        match r.run_all_lifecycles().await {
-            Ok(n) => tracing::info!(expired = n, "scheduled lifecycle run finished"),
+    let lifecycle_every = s.lifecycle_interval;
+    periodically(lifecycle_every, registry.clone(), move |r| async move {
+        let every = lifecycle_every.unwrap_or(Duration::from_secs(86_400));
+        match r.run_scheduled_lifecycles(every).await {
+            Ok(Some(n)) => tracing::info!(expired = n, "scheduled lifecycle run finished"),
+            Ok(None) => tracing::debug!("scheduled lifecycle run left to another replica"),
             Err(e) => tracing::warn!(error = %e, "scheduled lifecycle run failed"),
         }
     });

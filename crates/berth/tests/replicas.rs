@@ -26,12 +26,17 @@ fn master_key() -> String {
 
 /// A replica over `weed`'s bucket and the database at `db`, with its own data directory.
 fn replica(weed: &Seaweed, db: &str, data: &Path) -> Server {
+    replica_with_metrics(weed, db, data, "").0
+}
+
+/// [`replica`] with extra config lines; also returns its metrics address.
+fn replica_with_metrics(weed: &Seaweed, db: &str, data: &Path, extra: &str) -> (Server, String) {
     let config = data.join("berth.toml");
     std::fs::create_dir_all(data).unwrap();
     std::fs::write(
         &config,
         format!(
-            "metadata = \"{db}\"\n{}",
+            "metadata = \"{db}\"\n{extra}{}",
             weed.config("shared", "part_size_mib = 5\n")
         ),
     )
@@ -40,8 +45,16 @@ fn replica(weed: &Seaweed, db: &str, data: &Path) -> Server {
     env.push(("BERTH_MASTER_KEY", master_key()));
     env.push(("BERTH_ROOT_ACCESS_KEY_ID", ROOT_ID.to_owned()));
     env.push(("BERTH_ROOT_SECRET_ACCESS_KEY", ROOT_SECRET.to_owned()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    Server::start_auth(data, &["--config", config.to_str().unwrap()], &env)
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .args(["--config", config.to_str().unwrap()])
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env(
+            "BERTH_LOG",
+            std::env::var("BERTH_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+        );
+    Server::spawn_with_metrics(cmd, data)
 }
 
 #[track_caller]
@@ -216,4 +229,235 @@ async fn replicas_share_images_tokens_and_uploads() {
         .await
         .unwrap();
     assert_eq!(format!("sha256:{}", sha256_hex(&back)), digest);
+}
+
+/// HAProxy (Debian's, which `scripts/test.sh` installs) in round-robin over `backends`, on a
+/// free loopback port; killed on drop.
+struct Haproxy {
+    child: std::process::Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Haproxy {
+    fn start(backends: &[String]) -> Haproxy {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let servers: String = backends
+            .iter()
+            .enumerate()
+            .map(|(i, b)| format!("    server r{i} {b} check inter 500ms fall 1 rise 2\n"))
+            .collect();
+        let cfg = dir.path().join("haproxy.cfg");
+        std::fs::write(
+            &cfg,
+            format!(
+                "global\n    maxconn 512\ndefaults\n    mode http\n    timeout connect 2s\n    \
+                 timeout client 120s\n    timeout server 120s\n    option redispatch\n    \
+                 retries 3\nfrontend registry\n    bind 127.0.0.1:{port}\n    \
+                 default_backend berth\nbackend berth\n    balance roundrobin\n    \
+                 option httpchk GET /v2/\n    http-check expect rstatus (200|401)\n{servers}"
+            ),
+        )
+        .unwrap();
+        let child = Command::new("haproxy")
+            .arg("-f")
+            .arg(&cfg)
+            .arg("-db")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("haproxy ({e}): scripts/test.sh installs it"));
+        // Owned first, so a failed start kills it on the way out.
+        let lb = Haproxy {
+            child,
+            addr: format!("127.0.0.1:{port}"),
+            _dir: dir,
+        };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(&lb.addr).is_ok() {
+                return lb;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("haproxy did not listen on {}", lb.addr);
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Upload chunks (PATCH) a replica answered, from its metrics.
+async fn patches(metrics: &str) -> u64 {
+    let text = client()
+        .get(format!("http://{metrics}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("berth_http_requests_total{") && l.contains("method=\"PATCH\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_behind_haproxy_serve_skopeo_podman_and_a_spread_chunked_push() {
+    let fx = fixtures();
+    let weed = common::seaweed::start("balanced");
+    let db = common::pg::database();
+    let dirs = tempfile::tempdir().unwrap();
+    let mut replicas: Vec<(Server, String)> = (0..3)
+        .map(|i| {
+            replica_with_metrics(
+                &weed,
+                &db.url,
+                &dirs.path().join(format!("r{i}")),
+                "trusted_proxies = [\"127.0.0.1\"]\n",
+            )
+        })
+        .collect();
+    let lb = Haproxy::start(
+        &replicas
+            .iter()
+            .map(|(r, _)| r.addr.clone())
+            .collect::<Vec<_>>(),
+    );
+    let reg = lb.addr.clone();
+    // The ECR API through the balancer (each call may land anywhere).
+    for name in ["fixtures/busybox", "podman/busybox", "spread/app"] {
+        ecr(&reg)
+            .create_repository()
+            .repository_name(name)
+            .send()
+            .await
+            .unwrap();
+    }
+    let listed = ecr(&reg).describe_repositories().send().await.unwrap();
+    assert_eq!(listed.repositories().len(), 3);
+    let creds = format!("{ROOT_ID}:{ROOT_SECRET}");
+    run(skopeo()
+        .args([
+            "copy",
+            "--all",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            &creds,
+        ])
+        .arg(format!("oci:{}:latest", fx.join("busybox").display()))
+        .arg(format!("docker://{reg}/fixtures/busybox:latest")));
+    let raw = run(skopeo()
+        .args(["inspect", "--raw", "--tls-verify=false", "--creds", &creds])
+        .arg(format!("docker://{reg}/fixtures/busybox:latest")));
+    assert_eq!(
+        format!("sha256:{}", sha256_hex(raw.as_bytes())),
+        fixture_index_digest(&fx)
+    );
+    // podman logs in through the balancer and pushes and pulls the amd64 image.
+    let podman = common::Podman::new(&reg);
+    run(podman.cmd().args([
+        "login",
+        "--tls-verify=false",
+        "-u",
+        ROOT_ID,
+        "-p",
+        ROOT_SECRET,
+        &reg,
+    ]));
+    run(podman.cmd().args([
+        "pull",
+        "--tls-verify=false",
+        &format!("{reg}/fixtures/busybox:latest"),
+    ]));
+    run(podman.cmd().args([
+        "tag",
+        &format!("{reg}/fixtures/busybox:latest"),
+        &format!("{reg}/podman/busybox:v1"),
+    ]));
+    run(podman.cmd().args([
+        "push",
+        "--tls-verify=false",
+        &format!("{reg}/podman/busybox:v1"),
+    ]));
+    let tags = run(skopeo()
+        .args(["list-tags", "--tls-verify=false", "--creds", &creds])
+        .arg(format!("docker://{reg}/podman/busybox")));
+    assert!(tags.contains("\"v1\""), "{tags}");
+
+    // A chunked upload through the balancer: its chunks land on several replicas, and one
+    // replica dies in the middle; HAProxy sends the rest to the others.
+    let before: Vec<u64> =
+        futures::future::join_all(replicas.iter().map(|(_, m)| patches(m))).await;
+    let c = client();
+    let auth = |r: reqwest::RequestBuilder| r.basic_auth(ROOT_ID, Some(ROOT_SECRET));
+    let blob: Vec<u8> = (0..16 * MIB + 99).map(|i| (i % 239) as u8).collect();
+    let digest = format!("sha256:{}", sha256_hex(&blob));
+    let url = |path: &str| {
+        if path.starts_with("http") {
+            path.to_owned()
+        } else {
+            format!("http://{reg}{path}")
+        }
+    };
+    let r = auth(c.post(url("/v2/spread/app/blobs/uploads/")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let mut location = r.headers()["location"].to_str().unwrap().to_owned();
+    let step = 2 * MIB;
+    let mut at = 0;
+    let mut n = 0;
+    while at + step < blob.len() {
+        if n == 3 {
+            let (dead, _) = replicas.remove(1);
+            dead.kill9();
+        }
+        let r = auth(c.patch(url(&location)))
+            .header("content-range", format!("{at}-{}", at + step - 1))
+            .body(blob[at..at + step].to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202, "chunk {n}: {}", r.text().await.unwrap());
+        location = r.headers()["location"].to_str().unwrap().to_owned();
+        at += step;
+        n += 1;
+    }
+    let sep = if location.contains('?') { '&' } else { '?' };
+    let r = auth(c.put(url(&format!("{location}{sep}digest={digest}"))))
+        .header("content-range", format!("{at}-{}", blob.len() - 1))
+        .body(blob[at..].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let back = auth(c.get(url(&format!("/v2/spread/app/blobs/{digest}"))))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(format!("sha256:{}", sha256_hex(&back)), digest);
+    let after: Vec<u64> = futures::future::join_all(replicas.iter().map(|(_, m)| patches(m))).await;
+    let took: Vec<u64> = [0usize, 2]
+        .iter()
+        .zip(&after)
+        .map(|(&i, a)| a - before[i])
+        .collect();
+    assert!(
+        took.iter().all(|&t| t > 0),
+        "the surviving replicas each took chunks: {took:?}"
+    );
 }
