@@ -461,3 +461,141 @@ async fn three_replicas_behind_haproxy_serve_skopeo_podman_and_a_spread_chunked_
         "the surviving replicas each took chunks: {took:?}"
     );
 }
+
+/// Pushes a one-layer image as `repo:tag` over HTTP; returns (manifest digest, layer digest,
+/// layer bytes).
+async fn push_small_image(addr: &str, repo: &str, tag: &str) -> (String, String, Vec<u8>) {
+    let c = client();
+    let auth = |r: reqwest::RequestBuilder| r.basic_auth(ROOT_ID, Some(ROOT_SECRET));
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#
+            .to_vec();
+    let layer: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    for blob in [&config, &layer] {
+        let d = format!("sha256:{}", sha256_hex(blob));
+        let r = auth(c.post(format!("http://{addr}/v2/{repo}/blobs/uploads/?digest={d}")))
+            .body(blob.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": format!("sha256:{}", sha256_hex(&config)), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": format!("sha256:{}", sha256_hex(&layer)), "size": layer.len()}]
+    });
+    let bytes = serde_json::to_vec(&manifest).unwrap();
+    let r = auth(c.put(format!("http://{addr}/v2/{repo}/manifests/{tag}")))
+        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+        .body(bytes.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    (
+        format!("sha256:{}", sha256_hex(&bytes)),
+        format!("sha256:{}", sha256_hex(&layer)),
+        layer,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pulls_through_a_postgresql_restart_get_right_answers_or_5xx() {
+    let weed = common::seaweed::start("dbrestart");
+    let db = common::pg::database();
+    let dirs = tempfile::tempdir().unwrap();
+    let r = replica(&weed, &db.url, &dirs.path().join("r"));
+    let addr = r.addr.clone();
+    ecr(&addr)
+        .create_repository()
+        .repository_name("steady/app")
+        .send()
+        .await
+        .unwrap();
+    let (manifest, layer, layer_bytes) = push_small_image(&addr, "steady/app", "v1").await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for worker in 0..4 {
+        let (addr, manifest, layer, stop) =
+            (addr.clone(), manifest.clone(), layer.clone(), stop.clone());
+        let layer_len = layer_bytes.len();
+        tasks.push(tokio::spawn(async move {
+            let c = client();
+            let (mut ok, mut unavailable, mut wrong) = (0u32, 0u32, Vec::new());
+            let mut last_ok = false;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let (url, want) = if worker % 2 == 0 {
+                    (
+                        format!("http://{addr}/v2/steady/app/manifests/v1"),
+                        &manifest,
+                    )
+                } else {
+                    (format!("http://{addr}/v2/steady/app/blobs/{layer}"), &layer)
+                };
+                let r = c
+                    .get(&url)
+                    .basic_auth(ROOT_ID, Some(ROOT_SECRET))
+                    .header("accept", "application/vnd.oci.image.manifest.v1+json")
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) if r.status() == 200 => {
+                        let body = r.bytes().await.unwrap_or_default();
+                        let got = format!("sha256:{}", sha256_hex(&body));
+                        if &got == want && (worker % 2 == 0 || body.len() == layer_len) {
+                            ok += 1;
+                            last_ok = true;
+                        } else {
+                            wrong.push(format!("200 with {got}, not {want}"));
+                        }
+                    }
+                    Ok(r) if r.status().is_server_error() => {
+                        unavailable += 1;
+                        last_ok = false;
+                    }
+                    Ok(r) => wrong.push(format!(
+                        "{} {}",
+                        r.status(),
+                        r.text().await.unwrap_or_default()
+                    )),
+                    // A connection cut while the database restarts is a retryable failure.
+                    Err(_) => {
+                        unavailable += 1;
+                        last_ok = false;
+                    }
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            (ok, unavailable, wrong, last_ok)
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    tokio::task::spawn_blocking(|| common::pg::restart(std::time::Duration::from_secs(2)))
+        .await
+        .unwrap();
+    // Pulls recover by themselves once the database is back.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut unavailable_total = 0;
+    for t in tasks {
+        let (ok, unavailable, wrong, last_ok) = t.await.unwrap();
+        assert!(
+            wrong.is_empty(),
+            "wrong answers during the restart: {wrong:?}"
+        );
+        assert!(
+            ok > 0 && last_ok,
+            "pulls did not recover (ok {ok}, 5xx {unavailable})"
+        );
+        unavailable_total += unavailable;
+    }
+    // The restart was seen (a 2 s outage), as clear 5xx.
+    assert!(
+        unavailable_total > 0,
+        "no pull noticed the database going away"
+    );
+}

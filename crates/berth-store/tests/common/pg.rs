@@ -26,9 +26,61 @@ use std::sync::OnceLock;
 
 const DEFAULT_BIN: &str = "/usr/lib/postgresql/15/bin";
 
-/// The server: the URL of its `postgres` database, as a superuser.
+/// The server: the URL of its `postgres` database, as a superuser; and, for a cluster of its
+/// own, how to stop and start it.
 struct Server {
     admin_url: String,
+    own: Option<Own>,
+}
+
+/// A throwaway cluster: its binaries, its directory, whether it runs as the postgres user.
+struct Own {
+    bin: PathBuf,
+    dir: PathBuf,
+    root: bool,
+}
+
+/// Stops the test server (`pg_ctl stop -m fast`: sessions are cut), waits `downtime`, and
+/// starts it again with the same settings; for fault tests. Panics on an external server
+/// (`BERTH_TEST_POSTGRES`), which a test must not restart.
+pub fn restart(downtime: std::time::Duration) {
+    let server = match SERVER.get_or_init(server) {
+        Ok(s) => s,
+        Err(e) => panic!("no PostgreSQL for the tests: {e}"),
+    };
+    let own = server
+        .own
+        .as_ref()
+        .unwrap_or_else(|| panic!("BERTH_TEST_POSTGRES names a server this test cannot restart"));
+    let pg_ctl = own.bin.join("pg_ctl");
+    let data = own.dir.join("data");
+    run(as_server_user(own.root, &pg_ctl)
+        .arg("-D")
+        .arg(&data)
+        .args(["-m", "fast", "-w", "stop"]))
+    .unwrap_or_else(|e| panic!("{e}"));
+    std::thread::sleep(downtime);
+    // `postmaster.opts` keeps the options of the first start; -o repeats the socket directory.
+    let opts = std::fs::read_to_string(data.join("postmaster.opts")).unwrap_or_default();
+    let port = opts
+        .split_whitespace()
+        .skip_while(|w| *w != "\"-p\"")
+        .nth(1)
+        .map(|p| p.trim_matches('"').to_owned())
+        .unwrap_or_default();
+    run(as_server_user(own.root, &pg_ctl)
+        .arg("-D")
+        .arg(&data)
+        .arg("-o")
+        .arg(format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off \
+             -c full_page_writes=off -c max_connections=300",
+            own.dir.display()
+        ))
+        .arg("-l")
+        .arg(own.dir.join("log"))
+        .args(["-w", "-t", "60", "start"]))
+    .unwrap_or_else(|e| panic!("{e}"));
 }
 
 static SERVER: OnceLock<Result<Server, String>> = OnceLock::new();
@@ -101,7 +153,10 @@ fn with_dbname(url: &str, name: &str) -> String {
 
 fn server() -> Result<Server, String> {
     if let Ok(url) = std::env::var("BERTH_TEST_POSTGRES") {
-        return Ok(Server { admin_url: url });
+        return Ok(Server {
+            admin_url: url,
+            own: None,
+        });
     }
     let bin = PathBuf::from(std::env::var("BERTH_TEST_PG_BIN").unwrap_or(DEFAULT_BIN.into()));
     if !bin.join("initdb").exists() {
@@ -158,6 +213,11 @@ fn server() -> Result<Server, String> {
             Ok(()) => {
                 return Ok(Server {
                     admin_url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+                    own: Some(Own {
+                        bin: bin.clone(),
+                        dir: dir.clone(),
+                        root,
+                    }),
                 });
             }
             // Most likely the port was taken meanwhile: try another.

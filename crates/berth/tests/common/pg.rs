@@ -4,4 +4,4 @@
 mod launcher;
 
 #[allow(unused_imports)]
-pub use launcher::{Database, database};
+pub use launcher::{Database, database, restart};
