@@ -15,6 +15,7 @@ mod error;
 mod fs;
 mod identity;
 mod meta;
+pub mod migrate;
 mod postgres;
 mod postgres_identity;
 mod postgres_schema;

@@ -41,6 +41,10 @@ enum AdminCommand {
     /// Byte quotas of repositories, and what they hold
     #[command(subcommand)]
     Quota(QuotaCommand),
+    /// Copies an embedded registry (--from DATA_DIR) into S3-compatible storage and
+    /// PostgreSQL: every blob verified on the way (a rerun skips what was copied), then all
+    /// metadata in one transaction
+    Migrate(crate::migrate::MigrateArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -377,17 +381,27 @@ fn user_error(e: StoreError) -> anyhow::Error {
 }
 
 /// Runs `berth admin`.
-pub fn run(args: AdminArgs) -> anyhow::Result<()> {
+pub fn run(mut args: AdminArgs) -> anyhow::Result<()> {
+    if let AdminCommand::Migrate(m) = &args.command {
+        let (storage, metadata) = m.targets();
+        args.data.storage = storage.or(args.data.storage);
+        args.data.metadata = metadata.or(args.data.metadata);
+    }
     let s = data_settings(args.data)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    if let AdminCommand::Migrate(m) = &args.command {
+        return runtime.block_on(crate::migrate::run(m, &s));
+    }
     runtime.block_on(async move {
         let meta = open_meta(&s).await?;
         let meta = &*meta;
         let mut out = std::io::stdout();
         match args.command {
+            // Handled above, before a metadata database is opened.
+            AdminCommand::Migrate(_) => {}
             AdminCommand::User(UserCommand::Create {
                 name,
                 admin,

@@ -9,6 +9,7 @@ mod gc;
 mod lint;
 mod login;
 mod mcp;
+mod migrate;
 mod progress;
 mod release;
 mod replication;
