@@ -11,7 +11,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use berth_oci::Digest;
 use berth_registry::{Registry, RegistryConfig, router};
-use berth_store::{Durability, FsBlobStore, SqliteMeta};
+use berth_store::{Durability, FsBlobStore, PgMeta, S3BlobStore, S3Options, SqliteMeta};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
@@ -74,6 +74,22 @@ pub enum Mode {
 pub struct Harness {
     pub mode: Mode,
     pub dir: tempfile::TempDir,
+    /// The scaled backends of a `scaled` harness, kept alive with it, and its blob store.
+    scaled: Option<(seaweed::Seaweed, pg::Database, Arc<S3BlobStore>)>,
+}
+
+#[path = "../../../berth-bench/src/seaweed.rs"]
+mod seaweed;
+
+#[path = "../../../berth-store/tests/common/pg.rs"]
+mod pg;
+
+/// SeaweedFS's `weed`: `BERTH_WEED`, else the venv `scripts/test.sh` makes.
+fn weed() -> PathBuf {
+    if let Some(p) = std::env::var_os("BERTH_WEED") {
+        return PathBuf::from(p);
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/weed-venv/bin/weed")
 }
 
 pub fn open_registry(dir: &Path, config: RegistryConfig) -> Registry {
@@ -90,6 +106,15 @@ pub fn open_registry(dir: &Path, config: RegistryConfig) -> Registry {
 }
 
 impl Harness {
+    /// An in-process harness over a router built elsewhere, keeping `dir`.
+    pub fn from_router(app: Router, dir: tempfile::TempDir) -> Self {
+        Harness {
+            mode: Mode::InProcess(app),
+            dir,
+            scaled: None,
+        }
+    }
+
     pub async fn in_process() -> Self {
         Self::in_process_with(RegistryConfig::default()).await
     }
@@ -100,6 +125,7 @@ impl Harness {
         Harness {
             mode: Mode::InProcess(router(reg)),
             dir,
+            scaled: None,
         }
     }
 
@@ -118,12 +144,57 @@ impl Harness {
                 task,
             },
             dir,
+            scaled: None,
         }
     }
 
-    /// Both modes, for scenarios that must behave the same either way.
+    /// Over a real socket on the scaled backends: blobs in SeaweedFS (S3, 5 MiB parts),
+    /// metadata in PostgreSQL.
+    pub async fn scaled() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let weed = seaweed::Seaweed::start(&weed(), "protocol").unwrap_or_else(|e| panic!("{e}"));
+        let db = pg::database();
+        let mut o = S3Options::from_url(&format!("s3://{}/registry", weed.bucket)).unwrap();
+        o.endpoint = Some(weed.endpoint.clone());
+        o.path_style = true;
+        o.part_size = berth_store::MIN_PART_SIZE;
+        o.credentials = Some((seaweed::KEY_ID.to_owned(), seaweed::SECRET.to_owned()));
+        let blobs = Arc::new(S3BlobStore::open(o).await.unwrap());
+        let meta = Arc::new(PgMeta::open(&db.url).await.unwrap());
+        let key = berth_iam::keys::MasterKey::generate();
+        let mut config = RegistryConfig::default();
+        config.shared_stores = true;
+        let reg = Registry::new(
+            Arc::clone(&blobs) as Arc<dyn berth_store::BlobStore>,
+            Arc::clone(&meta) as Arc<dyn berth_store::MetadataStore>,
+            meta,
+            &key,
+            config,
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, router(reg)).await.unwrap();
+        });
+        Harness {
+            mode: Mode::Socket {
+                base: format!("http://{addr}"),
+                client: reqwest::Client::builder().no_proxy().build().unwrap(),
+                task,
+            },
+            dir,
+            scaled: Some((weed, db, blobs)),
+        }
+    }
+
+    /// Every mode, for scenarios that must behave the same either way: in-process and over a
+    /// socket on the embedded backends, and over a socket on S3 + PostgreSQL.
     pub async fn both() -> Vec<Self> {
-        vec![Self::in_process().await, Self::socket().await]
+        vec![
+            Self::in_process().await,
+            Self::socket().await,
+            Self::scaled().await,
+        ]
     }
 
     /// The in-process router, for requests the helpers cannot express (streamed bodies).
@@ -135,9 +206,10 @@ impl Harness {
     }
 
     pub fn name(&self) -> &'static str {
-        match self.mode {
-            Mode::InProcess(_) => "in-process",
-            Mode::Socket { .. } => "socket",
+        match (&self.mode, &self.scaled) {
+            (Mode::InProcess(_), _) => "in-process",
+            (Mode::Socket { .. }, None) => "socket",
+            (Mode::Socket { .. }, Some(_)) => "s3+postgres",
         }
     }
 
@@ -254,10 +326,27 @@ impl Harness {
     }
 
     /// Every file under the data directory except the SQLite files, with sizes.
-    pub fn files(&self) -> Vec<(String, u64)> {
+    /// What the blob store holds, as the filesystem store lays it out: `blobs/<alg>/<2 hex>/<hex>`
+    /// with sizes, and `uploads/<id>` (size 0 in an object store) for staged uploads.
+    pub async fn files(&self) -> Vec<(String, u64)> {
+        use berth_store::BlobStore as _;
         let mut out = Vec::new();
-        walk(self.dir.path(), self.dir.path(), &mut out);
-        out.retain(|(p, _)| !p.starts_with("meta.db"));
+        if let Some((_, _, blobs)) = &self.scaled {
+            for (d, _) in blobs.list().await.unwrap() {
+                let size = blobs.stat(&d).await.unwrap().unwrap_or(0);
+                let hex = d.hex();
+                out.push((
+                    format!("blobs/{}/{}/{hex}", d.algorithm().as_str(), &hex[..2]),
+                    size,
+                ));
+            }
+            for id in blobs.upload_list().await.unwrap() {
+                out.push((format!("uploads/{id}"), 0));
+            }
+        } else {
+            walk(self.dir.path(), self.dir.path(), &mut out);
+            out.retain(|(p, _)| !p.starts_with("meta.db"));
+        }
         out.sort();
         out
     }
