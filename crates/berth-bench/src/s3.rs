@@ -9,6 +9,7 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
+use crate::haproxy::Haproxy;
 use crate::seaweed::Seaweed;
 use crate::{
     Figure, berth_binary, client, digest_of, human, payload, pull_curl, push_file, rate,
@@ -41,22 +42,39 @@ pub async fn run(
     secs: u64,
     no_gib: bool,
     quick: bool,
+    postgres: bool,
     weed: &Path,
     python: &Path,
 ) -> anyhow::Result<()> {
     let bin = berth_binary()?;
     let store = Seaweed::start(weed, "bench").context("starting SeaweedFS")?;
+    let db = postgres.then(crate::pg::database);
     let data = tempfile::tempdir()?;
     let config = data.path().join("berth.toml");
-    std::fs::write(&config, store.config("registry", ""))?;
-    let env = store.env();
+    let metadata = db
+        .as_ref()
+        .map(|d| format!("metadata = \"{}\"\n", d.url))
+        .unwrap_or_default();
+    std::fs::write(
+        &config,
+        format!("{metadata}{}", store.config("registry", "")),
+    )?;
+    let mut env = store.env();
+    // Replicas sharing a database need one master key.
+    env.push((
+        "BERTH_MASTER_KEY",
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".to_owned(),
+    ));
     let berth = spawn_berth_with(&bin, data.path(), "warn", Some(&config), &env)?;
     let fs_dir = tempfile::tempdir()?;
     let embedded = spawn_berth_with(&bin, fs_dir.path(), "warn", None, &[])?;
     let c = client()?;
     println!(
-        "berth serve on S3 (SeaweedFS {}): {}   embedded berth serve: {}",
-        store.endpoint, berth.base, embedded.base
+        "berth serve on S3 (SeaweedFS {}){}: {}   embedded berth serve: {}",
+        store.endpoint,
+        if postgres { " + PostgreSQL" } else { "" },
+        berth.base,
+        embedded.base
     );
     let mut figures = Vec::new();
     let mut sizes = vec![(1usize << 20, 20usize), (10 << 20, 10), (100 << 20, 5)];
@@ -143,6 +161,9 @@ pub async fn run(
             });
         }
     }
+    if postgres {
+        replicas(&c, &bin, &store, &config, &env, &berth, secs, &mut figures).await?;
+    }
     figures.push(Figure {
         name: "peak RSS (vs embedded)".into(),
         unit: "MiB",
@@ -150,6 +171,83 @@ pub async fn run(
         reference: embedded.peak_rss_mib(),
         higher_is_better: false,
     });
-    crate::print_figures("berth on S3", "peer", &figures);
+    let ours = if postgres {
+        "berth on S3 + PostgreSQL"
+    } else {
+        "berth on S3"
+    };
+    crate::print_figures(ours, "peer", &figures);
+    Ok(())
+}
+
+/// One replica vs three behind HAProxy (round-robin): manifest GET rates and a 100 MiB pull
+/// through the balancer. The first replica is `first`; two more join it on the same stores.
+#[allow(clippy::too_many_arguments)]
+async fn replicas(
+    c: &reqwest::Client,
+    bin: &Path,
+    store: &Seaweed,
+    config: &Path,
+    env: &[(&str, String)],
+    first: &crate::Proc,
+    secs: u64,
+    figures: &mut Vec<Figure>,
+) -> anyhow::Result<()> {
+    let _ = store;
+    let mut dirs = Vec::new();
+    let mut more = Vec::new();
+    for _ in 0..2 {
+        let d = tempfile::tempdir()?;
+        more.push(spawn_berth_with(bin, d.path(), "warn", Some(config), env)?);
+        dirs.push(d);
+    }
+    let strip = |b: &str| b.trim_start_matches("http://").to_owned();
+    let one = Haproxy::start(&[strip(&first.base)])?;
+    let three = Haproxy::start(&[
+        strip(&first.base),
+        strip(&more[0].base),
+        strip(&more[1].base),
+    ])?;
+    let big = payload(100 << 20, 4242);
+    let digest = digest_of(&big);
+    let file = dirs[0].path().join("big");
+    std::fs::write(&file, &big)?;
+    drop(big);
+    push_file(c, &first.base, "bench/lb", &file, &digest).await?;
+    let url = |lb: &Haproxy| format!("http://{}/v2/bench/app/manifests/latest", lb.addr);
+    for conc in [16usize, 64] {
+        let b3 = rate(c, &url(&three), false, conc, secs).await?;
+        let b1 = rate(c, &url(&one), false, conc, secs).await?;
+        figures.push(Figure {
+            name: format!("manifest GET c={conc}, 3 replicas (vs 1) behind HAProxy"),
+            unit: "req/s",
+            berth: b3,
+            reference: b1,
+            higher_is_better: true,
+        });
+    }
+    // Four pulls at once of the 100 MiB blob.
+    let mut mbps = [0.0f64; 2];
+    for (i, lb) in [&three, &one].into_iter().enumerate() {
+        let base = format!("http://{}", lb.addr);
+        let start = std::time::Instant::now();
+        let pulls: Vec<_> = (0..4)
+            .map(|_| {
+                let (base, digest) = (base.clone(), digest.clone());
+                tokio::task::spawn_blocking(move || pull_curl(&base, "bench/lb", &digest))
+            })
+            .collect();
+        for p in pulls {
+            p.await??;
+        }
+        mbps[i] = 4.0 * 104.857_6 / start.elapsed().as_secs_f64();
+    }
+    figures.push(Figure {
+        name: "4 concurrent 100 MiB pulls, 3 replicas (vs 1) behind HAProxy".into(),
+        unit: "MB/s",
+        berth: mbps[0],
+        reference: mbps[1],
+        higher_is_better: true,
+    });
     Ok(())
 }

@@ -231,69 +231,10 @@ async fn replicas_share_images_tokens_and_uploads() {
     assert_eq!(format!("sha256:{}", sha256_hex(&back)), digest);
 }
 
-/// HAProxy (Debian's, which `scripts/test.sh` installs) in round-robin over `backends`, on a
-/// free loopback port; killed on drop.
-struct Haproxy {
-    child: std::process::Child,
-    addr: String,
-    _dir: tempfile::TempDir,
-}
+#[path = "../../berth-bench/src/haproxy.rs"]
+mod haproxy;
 
-impl Haproxy {
-    fn start(backends: &[String]) -> Haproxy {
-        let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let servers: String = backends
-            .iter()
-            .enumerate()
-            .map(|(i, b)| format!("    server r{i} {b} check inter 500ms fall 1 rise 2\n"))
-            .collect();
-        let cfg = dir.path().join("haproxy.cfg");
-        std::fs::write(
-            &cfg,
-            format!(
-                "global\n    maxconn 512\ndefaults\n    mode http\n    timeout connect 2s\n    \
-                 timeout client 120s\n    timeout server 120s\n    option redispatch\n    \
-                 retries 3\nfrontend registry\n    bind 127.0.0.1:{port}\n    \
-                 default_backend berth\nbackend berth\n    balance roundrobin\n    \
-                 option httpchk GET /v2/\n    http-check expect rstatus (200|401)\n{servers}"
-            ),
-        )
-        .unwrap();
-        let child = Command::new("haproxy")
-            .arg("-f")
-            .arg(&cfg)
-            .arg("-db")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("haproxy ({e}): scripts/test.sh installs it"));
-        // Owned first, so a failed start kills it on the way out.
-        let lb = Haproxy {
-            child,
-            addr: format!("127.0.0.1:{port}"),
-            _dir: dir,
-        };
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(&lb.addr).is_ok() {
-                return lb;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        panic!("haproxy did not listen on {}", lb.addr);
-    }
-}
-
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use haproxy::Haproxy;
 
 /// Upload chunks (PATCH) a replica answered, from its metrics.
 async fn patches(metrics: &str) -> u64 {
@@ -332,7 +273,8 @@ async fn three_replicas_behind_haproxy_serve_skopeo_podman_and_a_spread_chunked_
             .iter()
             .map(|(r, _)| r.addr.clone())
             .collect::<Vec<_>>(),
-    );
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let reg = lb.addr.clone();
     // The ECR API through the balancer (each call may land anywhere).
     for name in ["fixtures/busybox", "podman/busybox", "spread/app"] {
