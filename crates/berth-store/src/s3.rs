@@ -435,13 +435,21 @@ impl S3BlobStore {
             .try_collect()
             .await
             .map_err(os_err)?;
-        // The state last: while it exists the upload is still known.
+        // The state last: while it exists the upload is still known. The rest in one request.
         let state = self.upload_key(id, "state.json");
-        for k in keys.iter().filter(|k| **k != state) {
-            match self.s3.delete(k).await {
-                Ok(()) => {}
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(os_err(e)),
+        let others: Vec<object_store::Result<Path>> = keys
+            .into_iter()
+            .filter(|k| *k != state)
+            .map(Ok)
+            .collect();
+        if !others.is_empty() {
+            let mut results = self.s3.delete_stream(futures::stream::iter(others).boxed());
+            while let Some(r) = results.next().await {
+                match r {
+                    Ok(_) => {}
+                    Err(e) if is_not_found(&e) => {}
+                    Err(e) => return Err(os_err(e)),
+                }
             }
         }
         match self.s3.delete(&state).await {
@@ -464,6 +472,80 @@ impl S3BlobStore {
             ) => self.s3.copy(from, &to).await.map_err(os_err),
             Err(e) => Err(os_err(e)),
         }
+    }
+}
+
+impl S3BlobStore {
+    /// Puts an upload's staged bytes at `digest`: the tail copied when there are no parts,
+    /// else the multipart upload completed (the tail as its last part) and copied.
+    async fn publish_staged(
+        &self,
+        id: &UploadId,
+        state: &UploadState,
+        digest: &Digest,
+    ) -> Result<(), StoreError> {
+        let size = state.now.size;
+        match (&state.multipart, state.now.parts.is_empty()) {
+            (_, true) => match state.now.tail {
+                Some((generation, _)) => {
+                    self.publish(&self.tail_key(id, generation), digest).await?
+                }
+                None => self.put(digest, Bytes::new()).await?,
+            },
+            (Some(multipart), false) => {
+                let data_key = self.upload_key(id, "data");
+                let mut parts: Vec<PartId> = state
+                    .now
+                    .parts
+                    .iter()
+                    .map(|p| PartId {
+                        content_id: p.etag.clone(),
+                    })
+                    .collect();
+                if state.now.tail.is_some() {
+                    let tail = self.read_tail(id, &state.now).await?;
+                    let last = put_part(
+                        Arc::clone(&self.s3),
+                        data_key.clone(),
+                        multipart.clone(),
+                        parts.len(),
+                        tail.into(),
+                        0,
+                    )
+                    .await?;
+                    parts.push(PartId {
+                        content_id: last.etag,
+                    });
+                }
+                match self
+                    .s3
+                    .complete_multipart(&data_key, multipart, parts)
+                    .await
+                {
+                    Ok(_) => {}
+                    // Completed by an attempt that stopped before the copy.
+                    Err(e) if is_not_found(&e) => {}
+                    Err(e) => return Err(os_err(e)),
+                }
+                match self.s3.head(&data_key).await {
+                    Ok(m) if m.size == size => {}
+                    Ok(m) => {
+                        return Err(StoreError::Corrupt(format!(
+                            "upload {id} completed as {} bytes, {size} were staged",
+                            m.size
+                        )));
+                    }
+                    Err(e) => return Err(os_err(e)),
+                }
+                self.publish(&data_key, digest).await?;
+            }
+            (None, false) => {
+                return Err(StoreError::Corrupt(format!(
+                    "upload {id} has parts but no multipart upload"
+                )));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -630,7 +712,9 @@ impl BlobStore for S3BlobStore {
         let mut next = before.clone();
         next.tail = None;
         next.hash = None;
-        let mut buf = BytesMut::from(self.read_tail(id, &before).await?);
+        // The tail is read when the first bytes arrive: an empty body (the final PUT of most
+        // clients) changes nothing and writes nothing.
+        let mut buf: Option<BytesMut> = None;
         let mut in_flight = FuturesOrdered::new();
         let mut received = 0u64;
         let mut stream_error = None;
@@ -643,6 +727,13 @@ impl BlobStore for S3BlobStore {
                     break;
                 }
                 None => break,
+            };
+            if chunk.is_empty() {
+                continue;
+            }
+            let buf = match &mut buf {
+                Some(b) => b,
+                None => buf.insert(BytesMut::from(self.read_tail(id, &before).await?)),
             };
             received += chunk.len() as u64;
             buf.extend_from_slice(&chunk);
@@ -698,6 +789,13 @@ impl BlobStore for S3BlobStore {
             // Nothing of this append is recorded: the upload is as it was before it.
             return Err(e);
         }
+        let Some(buf) = buf else {
+            // Nothing arrived: the upload is as it was.
+            return match stream_error {
+                Some(e) => Err(StoreError::Stream(e)),
+                None => Ok(offset),
+            };
+        };
         next.size = offset + received;
         if !buf.is_empty() {
             let generation = state.generation + 1;
@@ -782,69 +880,11 @@ impl BlobStore for S3BlobStore {
     async fn upload_commit(&self, id: &UploadId, digest: &Digest) -> Result<u64, StoreError> {
         let (state, _) = self.load(id).await?;
         let size = state.now.size;
-        // Committed already by an attempt that stopped before cleaning up.
-        if self.stat(digest).await? == Some(size) {
-            self.remove_upload_objects(id).await?;
-            return Ok(size);
-        }
-        match (&state.multipart, state.now.parts.is_empty()) {
-            (_, true) => match state.now.tail {
-                Some((generation, _)) => {
-                    self.publish(&self.tail_key(id, generation), digest).await?
-                }
-                None => self.put(digest, Bytes::new()).await?,
-            },
-            (Some(multipart), false) => {
-                let data_key = self.upload_key(id, "data");
-                let mut parts: Vec<PartId> = state
-                    .now
-                    .parts
-                    .iter()
-                    .map(|p| PartId {
-                        content_id: p.etag.clone(),
-                    })
-                    .collect();
-                if state.now.tail.is_some() {
-                    let tail = self.read_tail(id, &state.now).await?;
-                    let last = put_part(
-                        Arc::clone(&self.s3),
-                        data_key.clone(),
-                        multipart.clone(),
-                        parts.len(),
-                        tail.into(),
-                        0,
-                    )
-                    .await?;
-                    parts.push(PartId {
-                        content_id: last.etag,
-                    });
-                }
-                match self
-                    .s3
-                    .complete_multipart(&data_key, multipart, parts)
-                    .await
-                {
-                    Ok(_) => {}
-                    // Completed by an attempt that stopped before the copy.
-                    Err(e) if is_not_found(&e) => {}
-                    Err(e) => return Err(os_err(e)),
-                }
-                match self.s3.head(&data_key).await {
-                    Ok(m) if m.size == size => {}
-                    Ok(m) => {
-                        return Err(StoreError::Corrupt(format!(
-                            "upload {id} completed as {} bytes, {size} were staged",
-                            m.size
-                        )));
-                    }
-                    Err(e) => return Err(os_err(e)),
-                }
-                self.publish(&data_key, digest).await?;
-            }
-            (None, false) => {
-                return Err(StoreError::Corrupt(format!(
-                    "upload {id} has parts but no multipart upload"
-                )));
+        if let Err(e) = self.publish_staged(id, &state, digest).await {
+            // Committed already by an attempt that stopped before cleaning up (its staged
+            // objects may be gone): the blob is there, verified when it was committed.
+            if self.stat(digest).await? != Some(size) {
+                return Err(e);
             }
         }
         self.remove_upload_objects(id).await?;
