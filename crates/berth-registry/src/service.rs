@@ -185,6 +185,10 @@ pub struct Registry {
     pub(crate) replication: Arc<crate::replication::Replication>,
 }
 
+/// Blobs up to this size sent whole in one request body are received in memory and written
+/// once at their digest, without staging.
+const SMALL_BLOB: u64 = 4 * 1024 * 1024;
+
 /// A body stream with a byte limit that hashes what passes through.
 struct Metered {
     hash: Arc<Mutex<HashState>>,
@@ -875,6 +879,9 @@ impl Registry {
         self.meta
             .check_quota(repo, Some(digest), declared.unwrap_or(0), self.config.quota)
             .await?;
+        if let Some(n) = declared.filter(|&n| n <= SMALL_BLOB) {
+            return self.put_small(repo, None, digest, n, body).await;
+        }
         let id = UploadId::random();
         self.blobs.upload_start(&id).await?;
         // Discards the staged bytes on failure, and also if the request is dropped midway
@@ -894,6 +901,74 @@ impl Registry {
         result
     }
 
+    /// A whole blob of `len` (at most [`SMALL_BLOB`]) bytes in one body, to an upload with
+    /// nothing staged (`id`; `None` for a monolithic push): received in memory, verified, and
+    /// written once at its digest — no staging, which on an object store is several requests.
+    /// A crash before the link leaves the blob unlinked (the collector's) and the session
+    /// open: the retried request does it all again.
+    async fn put_small(
+        &self,
+        repo: &RepoName,
+        id: Option<&UploadId>,
+        digest: &Digest,
+        len: u64,
+        body: ByteStream,
+    ) -> Result<u64, RegistryError> {
+        let meter = Metered {
+            hash: Arc::new(Mutex::new(HashState {
+                hasher: digest.algorithm().hasher(),
+                bytes: 0,
+            })),
+            over_limit: Arc::default(),
+        };
+        let mut stream = with_idle_timeout(
+            metered(body, &meter, len),
+            self.config.body_idle_timeout,
+        );
+        let mut buf = bytes::BytesMut::with_capacity(usize::try_from(len).unwrap_or(0));
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(c) => buf.extend_from_slice(&c),
+                Err(_) if meter.over_limit.load(std::sync::atomic::Ordering::SeqCst) => {
+                    return Err(RegistryError::UploadInvalid(
+                        "body is longer than declared".into(),
+                    ));
+                }
+                Err(e) => return Err(RegistryError::Body(e.to_string())),
+            }
+        }
+        drop(stream);
+        if buf.len() as u64 != len {
+            return Err(RegistryError::UploadInvalid(format!(
+                "body ended after {} of {len} declared bytes",
+                buf.len()
+            )));
+        }
+        let computed = Arc::try_unwrap(meter.hash)
+            .ok()
+            .and_then(|m| m.into_inner().ok())
+            .map(|h| h.hasher.finish())
+            .unwrap_or_else(|| Digest::of(digest.algorithm(), &buf));
+        if computed != *digest {
+            return Err(RegistryError::DigestInvalid(format!(
+                "content digest {computed} does not match the digest {digest} given"
+            )));
+        }
+        self.meta
+            .check_quota(repo, Some(digest), len, self.config.quota)
+            .await?;
+        self.pin(digest, len).await?;
+        self.blobs.put(digest, buf.freeze()).await?;
+        self.crash_point("blob-committed");
+        self.meta
+            .link_blob(repo, digest, len, id, self.config.quota)
+            .await?;
+        if let Some(id) = id {
+            self.blobs.upload_abort(id).await?;
+        }
+        Ok(len)
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn finish(
         &self,
@@ -906,6 +981,21 @@ impl Registry {
         declared: Option<u64>,
         body: ByteStream,
     ) -> Result<u64, RegistryError> {
+        // The whole blob in this one small body, nothing staged before it: written once.
+        let whole = match range {
+            Some((0, end)) => end.checked_add(1).filter(|n| declared.is_none_or(|d| d == *n)),
+            Some(_) => None,
+            None => declared,
+        };
+        if session
+            && let Some(n) = whole.filter(|&n| n <= SMALL_BLOB)
+            && state.as_ref().is_none_or(|h| h.bytes == 0)
+            && self.blobs.upload_size(id).await? == 0
+        {
+            let size = self.put_small(repo, Some(id), digest, n, body).await?;
+            *state = None;
+            return Ok(size);
+        }
         let t0 = std::time::Instant::now();
         let size = self
             .append_locked(id, state, range, declared, None, body)
