@@ -18,6 +18,17 @@ impl Haproxy {
     /// Balances over `backends` (`host:port`), health-checking `/v2/` (200 or 401) every
     /// 500 ms; a request that finds a backend dead is sent to another (`redispatch`).
     pub fn start(backends: &[String]) -> std::io::Result<Haproxy> {
+        // The port is found by binding and letting go, so another process may take it first;
+        // haproxy then exits: try another.
+        for _ in 0..5 {
+            if let Some(lb) = Self::start_once(backends)? {
+                return Ok(lb);
+            }
+        }
+        Err(std::io::Error::other("haproxy did not start in 5 attempts"))
+    }
+
+    fn start_once(backends: &[String]) -> std::io::Result<Option<Haproxy>> {
         let dir = tempfile::tempdir()?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
@@ -49,14 +60,22 @@ impl Haproxy {
                 std::io::Error::other(format!("haproxy ({e}): scripts/test.sh installs it"))
             })?;
         // Owned first, so a failed start kills it on the way out.
-        let lb = Haproxy {
+        let mut lb = Haproxy {
             child,
             addr: format!("127.0.0.1:{port}"),
             _dir: dir,
         };
         for _ in 0..100 {
+            if lb.child.try_wait()?.is_some() {
+                return Ok(None);
+            }
             if std::net::TcpStream::connect(&lb.addr).is_ok() {
-                return Ok(lb);
+                // Still ours a moment later (not another process that took the port)?
+                std::thread::sleep(Duration::from_millis(100));
+                if lb.child.try_wait()?.is_some() {
+                    return Ok(None);
+                }
+                return Ok(Some(lb));
             }
             std::thread::sleep(Duration::from_millis(50));
         }

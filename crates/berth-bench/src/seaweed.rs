@@ -40,6 +40,23 @@ impl Seaweed {
     /// Starts `weed mini` (the binary at `weed`) with bucket `bucket` and waits until the bucket
     /// exists and its S3 API answers.
     pub fn start(weed: &Path, bucket: &str) -> std::io::Result<Seaweed> {
+        // Free ports are found by binding and letting go, so another process (a test running
+        // beside this one) may take one first; weed then exits at once: try other ports.
+        let mut last = None;
+        for _ in 0..5 {
+            match Self::start_once(weed, bucket)? {
+                Ok(s) => return Ok(s),
+                Err(log) => last = Some(log),
+            }
+        }
+        Err(std::io::Error::other(format!(
+            "weed mini did not start with bucket {bucket} in 5 attempts; its last log:\n{}",
+            last.unwrap_or_default()
+        )))
+    }
+
+    /// One attempt: `Ok(Err(log))` when weed exited (a port was taken) before serving.
+    fn start_once(weed: &Path, bucket: &str) -> std::io::Result<Result<Seaweed, String>> {
         let dir = tempfile::tempdir()?;
         let mut ports: Vec<u16> = Vec::new();
         while ports.len() < 5 {
@@ -89,6 +106,9 @@ impl Seaweed {
             bucket: bucket.to_owned(),
             dir,
         };
+        let read_log = |s: &Seaweed| {
+            std::fs::read_to_string(s.dir.path().join("weed.log")).unwrap_or_default()
+        };
         // Ready when the bucket exists, which the filer (no authentication) shows as the
         // directory /buckets/NAME, and the S3 API answers.
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -98,7 +118,16 @@ impl Seaweed {
             if head_status(&filer_addr, &format!("/buckets/{bucket}/")) == Some(200)
                 && head_status(&s3_addr, "/").is_some_and(|st| st < 500)
             {
-                return Ok(s);
+                return Ok(Ok(s));
+            }
+            let exited = match s.child.as_mut() {
+                Some(c) => c.try_wait()?.is_some(),
+                None => true,
+            };
+            if exited {
+                let log = read_log(&s);
+                s.kill();
+                return Ok(Err(log));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -106,7 +135,7 @@ impl Seaweed {
         Err(std::io::Error::other(format!(
             "weed mini did not serve bucket {bucket} at {} within 60 s; its log:\n{}",
             s.endpoint,
-            std::fs::read_to_string(s.dir.path().join("weed.log")).unwrap_or_default()
+            read_log(&s)
         )))
     }
 

@@ -921,10 +921,8 @@ impl Registry {
             })),
             over_limit: Arc::default(),
         };
-        let mut stream = with_idle_timeout(
-            metered(body, &meter, len),
-            self.config.body_idle_timeout,
-        );
+        let mut stream =
+            with_idle_timeout(metered(body, &meter, len), self.config.body_idle_timeout);
         let mut buf = bytes::BytesMut::with_capacity(usize::try_from(len).unwrap_or(0));
         while let Some(chunk) = stream.next().await {
             match chunk {
@@ -983,7 +981,9 @@ impl Registry {
     ) -> Result<u64, RegistryError> {
         // The whole blob in this one small body, nothing staged before it: written once.
         let whole = match range {
-            Some((0, end)) => end.checked_add(1).filter(|n| declared.is_none_or(|d| d == *n)),
+            Some((0, end)) => end
+                .checked_add(1)
+                .filter(|n| declared.is_none_or(|d| d == *n)),
             Some(_) => None,
             None => declared,
         };

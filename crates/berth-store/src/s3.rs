@@ -437,11 +437,8 @@ impl S3BlobStore {
             .map_err(os_err)?;
         // The state last: while it exists the upload is still known. The rest in one request.
         let state = self.upload_key(id, "state.json");
-        let others: Vec<object_store::Result<Path>> = keys
-            .into_iter()
-            .filter(|k| *k != state)
-            .map(Ok)
-            .collect();
+        let others: Vec<object_store::Result<Path>> =
+            keys.into_iter().filter(|k| *k != state).map(Ok).collect();
         if !others.is_empty() {
             let mut results = self.s3.delete_stream(futures::stream::iter(others).boxed());
             while let Some(r) = results.next().await {
@@ -862,7 +859,23 @@ impl BlobStore for S3BlobStore {
     }
 
     async fn upload_modified(&self, id: &UploadId) -> Result<i64, StoreError> {
-        Ok(self.load(id).await?.0.modified)
+        match self.load(id).await {
+            Ok((s, _)) => Ok(s.modified),
+            // Objects without a state (an append cut off before its first state write, or a
+            // cleanup cut off): their newest write, so the collector of abandoned uploads
+            // removes them in time.
+            Err(StoreError::UploadUnknown(u)) => {
+                let prefix = self.key(&format!("uploads/{id}"));
+                let mut newest = None;
+                let mut listing = self.s3.list(Some(&prefix));
+                while let Some(m) = listing.next().await {
+                    let t = m.map_err(os_err)?.last_modified.timestamp_millis();
+                    newest = Some(newest.map_or(t, |n: i64| n.max(t)));
+                }
+                newest.ok_or(StoreError::UploadUnknown(u))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     async fn upload_read(&self, id: &UploadId) -> Result<ByteStream, StoreError> {
@@ -899,6 +912,19 @@ impl BlobStore for S3BlobStore {
             Err(StoreError::Corrupt(_)) => None,
             Err(e) => return Err(e),
         };
+        // Nothing but the state was ever written (no tail generation, no multipart upload):
+        // one request. An append cut off before its first state write could have left a tail
+        // behind; `upload_list` names such objects and the collector removes them.
+        if let Some(s) = &state
+            && s.generation == 0
+            && s.multipart.is_none()
+        {
+            return match self.s3.delete(&self.upload_key(id, "state.json")).await {
+                Ok(()) => Ok(()),
+                Err(e) if is_not_found(&e) => Ok(()),
+                Err(e) => Err(os_err(e)),
+            };
+        }
         if let Some(multipart) = state.and_then(|s| s.multipart) {
             match self
                 .s3
@@ -914,22 +940,19 @@ impl BlobStore for S3BlobStore {
     }
 
     async fn upload_list(&self) -> Result<Vec<UploadId>, StoreError> {
-        // Uploads with a state object (some stores keep empty "directories" around, so a
-        // delimiter listing's common prefixes would name uploads long gone).
-        let mut ids = Vec::new();
+        // Uploads with any object (a full listing: some stores keep empty "directories"
+        // around, so a delimiter listing's common prefixes would name uploads long gone).
+        let mut ids = std::collections::BTreeSet::new();
         let mut listing = self.s3.list(Some(&self.key("uploads")));
         while let Some(m) = listing.next().await {
             let m = m.map_err(os_err)?;
-            if m.location.filename() != Some("state.json") {
-                continue;
-            }
             let mut parts: Vec<_> = m.location.parts().collect();
             parts.pop();
             if let Some(id) = parts.last().and_then(|p| UploadId::parse(p.as_ref())) {
-                ids.push(id);
+                ids.insert(id.as_str().to_owned());
             }
         }
-        Ok(ids)
+        Ok(ids.iter().filter_map(|i| UploadId::parse(i)).collect())
     }
 
     async fn list(&self) -> Result<Vec<(Digest, i64)>, StoreError> {
