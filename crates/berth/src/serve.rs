@@ -38,7 +38,8 @@ pub struct ServeArgs {
     /// need the same master key, `BERTH_MASTER_KEY` or master_key_file) [default: sqlite]
     #[arg(long, env = "BERTH_METADATA", value_name = "URL")]
     metadata: Option<String>,
-    /// TOML config file with any of: listen, data, storage, [s3], metadata, log_level, log_format, max_blob_size,
+    /// TOML config file with any of: listen, data, storage, [s3], metadata, trusted_proxies,
+    /// log_level, log_format, max_blob_size,
     /// upload_ttl_secs, body_idle_timeout_secs, header_read_timeout_secs, max_connections,
     /// max_requests_per_connection, max_concurrent_uploads, max_uploads_per_repository,
     /// max_uploads, ecr_body_budget, durability, auth, registry_id, region, public_host,
