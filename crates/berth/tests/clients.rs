@@ -7,29 +7,9 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Command;
 
-use common::{Podman, Server, client, fixture_index_digest, fixtures, sha256_hex};
-
-#[track_caller]
-fn run(cmd: &mut Command) -> String {
-    let out: Output = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?} ({e}); scripts/test.sh installs it"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\nstdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn skopeo() -> Command {
-    let mut c = Command::new("skopeo");
-    c.arg("--insecure-policy");
-    c
-}
+use common::{Podman, Server, client, fixture_index_digest, fixtures, run, sha256_hex, skopeo};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skopeo_copy_all_roundtrip_list_tags_and_delete() {

@@ -10,27 +10,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{Server, fixture_index_digest, fixtures, sha256_hex};
-
-#[track_caller]
-fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?} ({e}); scripts/test.sh installs it"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\nstdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn skopeo() -> Command {
-    let mut c = Command::new("skopeo");
-    c.arg("--insecure-policy");
-    c
-}
+use common::{Server, fixture_index_digest, fixtures, run, sha256_hex, skopeo};
 
 const POLICY: &str =
     r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ecr:*","Resource":"*"}]}"#;

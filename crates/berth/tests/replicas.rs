@@ -14,7 +14,7 @@ use std::process::Command;
 
 use base64::Engine as _;
 use common::seaweed::Seaweed;
-use common::{Server, client, fixture_index_digest, fixtures, sha256_hex};
+use common::{Server, client, fixture_index_digest, fixtures, run, sha256_hex, skopeo};
 
 const ROOT_ID: &str = "AKIAREPLICAROOT00001";
 const ROOT_SECRET: &str = "replica-root-secret-0123456789";
@@ -57,26 +57,6 @@ fn replica_with_metrics(weed: &Seaweed, db: &str, data: &Path, extra: &str) -> (
     Server::spawn_with_metrics(cmd, data)
 }
 
-#[track_caller]
-fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?} ({e}); scripts/test.sh installs it"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\nstdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn skopeo() -> Command {
-    let mut c = Command::new("skopeo");
-    c.arg("--insecure-policy");
-    c
-}
-
 fn ecr(addr: &str) -> aws_sdk_ecr::Client {
     let creds = aws_sdk_ecr::config::Credentials::new(ROOT_ID, ROOT_SECRET, None, None, "test");
     let conf = aws_sdk_ecr::Config::builder()
@@ -86,6 +66,80 @@ fn ecr(addr: &str) -> aws_sdk_ecr::Client {
         .endpoint_url(format!("http://{addr}"))
         .build();
     aws_sdk_ecr::Client::from_conf(conf)
+}
+
+/// The upload `Location`s of the root key's requests, absolute against `base`.
+fn absolute(base: &str, path: &str) -> String {
+    if path.starts_with("http") {
+        path.to_owned()
+    } else {
+        format!("{base}{path}")
+    }
+}
+
+/// Starts an upload at `base`; its location.
+async fn start_upload(base: &str, repo: &str) -> String {
+    let r = client()
+        .post(format!("{base}/v2/{repo}/blobs/uploads/"))
+        .basic_auth(ROOT_ID, Some(ROOT_SECRET))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    r.headers()["location"].to_str().unwrap().to_owned()
+}
+
+/// Sends `bytes` at offset `from` to the upload at `location`, through `base`; the new location.
+async fn patch_chunk(base: &str, location: &str, from: usize, bytes: &[u8]) -> String {
+    let r = client()
+        .patch(absolute(base, location))
+        .basic_auth(ROOT_ID, Some(ROOT_SECRET))
+        .header(
+            "content-range",
+            format!("{from}-{}", from + bytes.len() - 1),
+        )
+        .body(bytes.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        202,
+        "chunk at {from}: {}",
+        r.text().await.unwrap()
+    );
+    r.headers()["location"].to_str().unwrap().to_owned()
+}
+
+/// Completes the upload with its last bytes (at `from`) and `digest`, through `base`.
+async fn finish_upload(base: &str, location: &str, digest: &str, from: usize, bytes: &[u8]) {
+    let sep = if location.contains('?') { '&' } else { '?' };
+    let r = client()
+        .put(absolute(base, &format!("{location}{sep}digest={digest}")))
+        .basic_auth(ROOT_ID, Some(ROOT_SECRET))
+        .header(
+            "content-range",
+            format!("{from}-{}", from + bytes.len() - 1),
+        )
+        .body(bytes.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+}
+
+/// The digest of the blob `digest` of `repo` as served through `base`.
+async fn blob_digest(base: &str, repo: &str, digest: &str) -> String {
+    let back = client()
+        .get(format!("{base}/v2/{repo}/blobs/{digest}"))
+        .basic_auth(ROOT_ID, Some(ROOT_SECRET))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    format!("sha256:{}", sha256_hex(&back))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,52 +237,18 @@ async fn replicas_share_images_tokens_and_uploads() {
 
     // A chunked upload: POST on 0, chunks on 0, 1 and 2, the PUT on 1 — after replica 0, which
     // took the first chunk (a full 5 MiB part in the bucket), is killed.
-    let c = client();
     let blob: Vec<u8> = (0..12 * MIB + 321).map(|i| (i % 241) as u8).collect();
     let digest = format!("sha256:{}", sha256_hex(&blob));
-    let auth = |r: reqwest::RequestBuilder| r.basic_auth(ROOT_ID, Some(ROOT_SECRET));
-    let url = |i: usize, path: &str| {
-        if path.starts_with("http") {
-            path.to_owned()
-        } else {
-            format!("http://{}{path}", addrs[i])
-        }
-    };
-    let r = auth(c.post(url(0, "/v2/spread/app/blobs/uploads/")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
-    let mut location = r.headers()["location"].to_str().unwrap().to_owned();
+    let base = |i: usize| format!("http://{}", addrs[i]);
+    let mut location = start_upload(&base(0), "spread/app").await;
     let cuts = [(0usize, 6 * MIB), (6 * MIB, 9 * MIB), (9 * MIB, 11 * MIB)];
     for (n, (from, to)) in cuts.iter().enumerate() {
-        let r = auth(c.patch(url(n, &location)))
-            .header("content-range", format!("{from}-{}", to - 1))
-            .body(blob[*from..*to].to_vec())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 202, "chunk {n}: {}", r.text().await.unwrap());
-        location = r.headers()["location"].to_str().unwrap().to_owned();
+        location = patch_chunk(&base(n), &location, *from, &blob[*from..*to]).await;
     }
     let mut replicas = replicas;
     replicas.remove(0).kill9();
-    let sep = if location.contains('?') { '&' } else { '?' };
-    let r = auth(c.put(url(1, &format!("{location}{sep}digest={digest}"))))
-        .header("content-range", format!("{}-{}", 11 * MIB, blob.len() - 1))
-        .body(blob[11 * MIB..].to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
-    let back = auth(c.get(url(2, &format!("/v2/spread/app/blobs/{digest}"))))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    assert_eq!(format!("sha256:{}", sha256_hex(&back)), digest);
+    finish_upload(&base(1), &location, &digest, 11 * MIB, &blob[11 * MIB..]).await;
+    assert_eq!(blob_digest(&base(2), "spread/app", &digest).await, digest);
 }
 
 #[path = "../../berth-bench/src/haproxy.rs"]
@@ -340,23 +360,10 @@ async fn three_replicas_behind_haproxy_serve_skopeo_podman_and_a_spread_chunked_
     // replica dies in the middle; HAProxy sends the rest to the others.
     let before: Vec<u64> =
         futures::future::join_all(replicas.iter().map(|(_, m)| patches(m))).await;
-    let c = client();
-    let auth = |r: reqwest::RequestBuilder| r.basic_auth(ROOT_ID, Some(ROOT_SECRET));
     let blob: Vec<u8> = (0..16 * MIB + 99).map(|i| (i % 239) as u8).collect();
     let digest = format!("sha256:{}", sha256_hex(&blob));
-    let url = |path: &str| {
-        if path.starts_with("http") {
-            path.to_owned()
-        } else {
-            format!("http://{reg}{path}")
-        }
-    };
-    let r = auth(c.post(url("/v2/spread/app/blobs/uploads/")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
-    let mut location = r.headers()["location"].to_str().unwrap().to_owned();
+    let base = format!("http://{reg}");
+    let mut location = start_upload(&base, "spread/app").await;
     let step = 2 * MIB;
     let mut at = 0;
     let mut n = 0;
@@ -365,33 +372,12 @@ async fn three_replicas_behind_haproxy_serve_skopeo_podman_and_a_spread_chunked_
             let (dead, _) = replicas.remove(1);
             dead.kill9();
         }
-        let r = auth(c.patch(url(&location)))
-            .header("content-range", format!("{at}-{}", at + step - 1))
-            .body(blob[at..at + step].to_vec())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 202, "chunk {n}: {}", r.text().await.unwrap());
-        location = r.headers()["location"].to_str().unwrap().to_owned();
+        location = patch_chunk(&base, &location, at, &blob[at..at + step]).await;
         at += step;
         n += 1;
     }
-    let sep = if location.contains('?') { '&' } else { '?' };
-    let r = auth(c.put(url(&format!("{location}{sep}digest={digest}"))))
-        .header("content-range", format!("{at}-{}", blob.len() - 1))
-        .body(blob[at..].to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
-    let back = auth(c.get(url(&format!("/v2/spread/app/blobs/{digest}"))))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    assert_eq!(format!("sha256:{}", sha256_hex(&back)), digest);
+    finish_upload(&base, &location, &digest, at, &blob[at..]).await;
+    assert_eq!(blob_digest(&base, "spread/app", &digest).await, digest);
     let after: Vec<u64> = futures::future::join_all(replicas.iter().map(|(_, m)| patches(m))).await;
     let took: Vec<u64> = [0usize, 2]
         .iter()

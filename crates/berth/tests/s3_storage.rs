@@ -9,10 +9,9 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use common::seaweed::Seaweed;
-use common::{Server, client, fixture_index_digest, fixtures, sha256_hex};
+use common::{Server, client, fixture_index_digest, fixtures, run, sha256_hex, skopeo};
 
 const MIB: usize = 1024 * 1024;
 
@@ -27,26 +26,6 @@ fn serve(weed: &Seaweed, data: &Path, prefix: &str, extra_s3: &str) -> Server {
         &["--no-auth", "--config", config.to_str().unwrap()],
         &env,
     )
-}
-
-#[track_caller]
-fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?} ({e}); scripts/test.sh installs it"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\nstdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn skopeo() -> Command {
-    let mut c = Command::new("skopeo");
-    c.arg("--insecure-policy");
-    c
 }
 
 /// Files under the data directory's blob store (there must be none: blobs go to S3).

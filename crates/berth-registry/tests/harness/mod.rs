@@ -132,6 +132,15 @@ impl Harness {
     pub async fn socket() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let reg = open_registry(dir.path(), RegistryConfig::default());
+        Self::serve(reg, dir, None).await
+    }
+
+    /// Serves `reg` on a loopback port.
+    async fn serve(
+        reg: Registry,
+        dir: tempfile::TempDir,
+        scaled: Option<(seaweed::Seaweed, pg::Database, Arc<S3BlobStore>)>,
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(async move {
@@ -144,7 +153,7 @@ impl Harness {
                 task,
             },
             dir,
-            scaled: None,
+            scaled,
         }
     }
 
@@ -171,20 +180,7 @@ impl Harness {
             &key,
             config,
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, router(reg)).await.unwrap();
-        });
-        Harness {
-            mode: Mode::Socket {
-                base: format!("http://{addr}"),
-                client: reqwest::Client::builder().no_proxy().build().unwrap(),
-                task,
-            },
-            dir,
-            scaled: Some((weed, db, blobs)),
-        }
+        Self::serve(reg, dir, Some((weed, db, blobs))).await
     }
 
     /// Every mode, for scenarios that must behave the same either way: in-process and over a

@@ -488,6 +488,28 @@ pub fn boto3(home: &Path, addr: &str, id: &str, secret: &str, script: &str) -> s
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// Runs a command that must succeed; its stdout (else its output in the panic).
+#[track_caller]
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?} ({e}); scripts/test.sh installs it"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// skopeo, with no signature policy to consult.
+pub fn skopeo() -> Command {
+    let mut c = Command::new("skopeo");
+    c.arg("--insecure-policy");
+    c
+}
+
 /// A finished command's stdout, which must have succeeded (else its output in the panic).
 #[track_caller]
 pub fn ok(out: &Output, what: &str) -> String {
