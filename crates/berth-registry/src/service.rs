@@ -914,6 +914,12 @@ impl Registry {
         len: u64,
         body: ByteStream,
     ) -> Result<u64, RegistryError> {
+        if len > self.config.max_blob_size {
+            return Err(RegistryError::TooLarge {
+                what: "blob",
+                limit: self.config.max_blob_size,
+            });
+        }
         let meter = Metered {
             hash: Arc::new(Mutex::new(HashState {
                 hasher: digest.algorithm().hasher(),
