@@ -162,7 +162,7 @@ pub async fn run(
         }
     }
     if postgres {
-        replicas(&c, &bin, &store, &config, &env, &berth, secs, &mut figures).await?;
+        replicas(&c, &bin, &config, &env, &berth, secs, &mut figures).await?;
     }
     figures.push(Figure {
         name: "peak RSS (vs embedded)".into(),
@@ -182,18 +182,15 @@ pub async fn run(
 
 /// One replica vs three behind HAProxy (round-robin): manifest GET rates and a 100 MiB pull
 /// through the balancer. The first replica is `first`; two more join it on the same stores.
-#[allow(clippy::too_many_arguments)]
 async fn replicas(
     c: &reqwest::Client,
     bin: &Path,
-    store: &Seaweed,
     config: &Path,
     env: &[(&str, String)],
     first: &crate::Proc,
     secs: u64,
     figures: &mut Vec<Figure>,
 ) -> anyhow::Result<()> {
-    let _ = store;
     let mut dirs = Vec::new();
     let mut more = Vec::new();
     for _ in 0..2 {

@@ -14,7 +14,10 @@ use std::process::Command;
 
 use base64::Engine as _;
 use common::seaweed::Seaweed;
-use common::{Server, client, fixture_index_digest, fixtures, run, sha256_hex, skopeo};
+use common::{
+    Server, client, fixture_index_digest, fixtures, pull_layout, push_layout, run, sha256_hex,
+    skopeo,
+};
 
 const ROOT_ID: &str = "AKIAREPLICAROOT00001";
 const ROOT_SECRET: &str = "replica-root-secret-0123456789";
@@ -189,16 +192,11 @@ async fn replicas_share_images_tokens_and_uploads() {
 
     // Pushed through replica 0, pulled through replica 1 with a token replica 2 issued.
     let creds = format!("{ROOT_ID}:{ROOT_SECRET}");
-    run(skopeo()
-        .args([
-            "copy",
-            "--all",
-            "--dest-tls-verify=false",
-            "--dest-creds",
-            &creds,
-        ])
-        .arg(format!("oci:{}:latest", fx.join("busybox").display()))
-        .arg(format!("docker://{}/fixtures/busybox:latest", addrs[0])));
+    push_layout(
+        &fx.join("busybox"),
+        &format!("{}/fixtures/busybox:latest", addrs[0]),
+        Some(&creds),
+    );
     let token = ecr(&addrs[2])
         .get_authorization_token()
         .send()
@@ -215,21 +213,10 @@ async fn replicas_share_images_tokens_and_uploads() {
     )
     .unwrap();
     assert!(basic.starts_with("AWS:"), "{basic}");
-    let out = tempfile::tempdir().unwrap();
-    let dest = out.path().join("layout");
-    run(skopeo()
-        .args([
-            "copy",
-            "--all",
-            "--src-tls-verify=false",
-            "--src-creds",
-            &basic,
-        ])
-        .arg(format!("docker://{}/fixtures/busybox:latest", addrs[1]))
-        .arg(format!("oci:{}:latest", dest.display())));
-    let back = run(skopeo()
-        .args(["inspect", "--raw"])
-        .arg(format!("oci:{}:latest", dest.display())));
+    let (back, _keep) = pull_layout(
+        &format!("{}/fixtures/busybox:latest", addrs[1]),
+        Some(&basic),
+    );
     assert_eq!(
         format!("sha256:{}", sha256_hex(back.as_bytes())),
         fixture_index_digest(&fx)
@@ -308,16 +295,11 @@ async fn three_replicas_behind_haproxy_serve_skopeo_podman_and_a_spread_chunked_
     let listed = ecr(&reg).describe_repositories().send().await.unwrap();
     assert_eq!(listed.repositories().len(), 3);
     let creds = format!("{ROOT_ID}:{ROOT_SECRET}");
-    run(skopeo()
-        .args([
-            "copy",
-            "--all",
-            "--dest-tls-verify=false",
-            "--dest-creds",
-            &creds,
-        ])
-        .arg(format!("oci:{}:latest", fx.join("busybox").display()))
-        .arg(format!("docker://{reg}/fixtures/busybox:latest")));
+    push_layout(
+        &fx.join("busybox"),
+        &format!("{reg}/fixtures/busybox:latest"),
+        Some(&creds),
+    );
     let raw = run(skopeo()
         .args(["inspect", "--raw", "--tls-verify=false", "--creds", &creds])
         .arg(format!("docker://{reg}/fixtures/busybox:latest")));

@@ -11,7 +11,10 @@ mod common;
 use std::path::Path;
 
 use common::seaweed::Seaweed;
-use common::{Server, client, fixture_index_digest, fixtures, run, sha256_hex, skopeo};
+use common::{
+    Server, client, fixture_index_digest, fixtures, pull_layout, push_layout, run, sha256_hex,
+    skopeo,
+};
 
 const MIB: usize = 1024 * 1024;
 
@@ -59,35 +62,18 @@ async fn skopeo_pushes_and_pulls_the_multi_arch_fixture_through_s3_and_redirects
     let server = serve(&weed, data.path(), "team/registry", "");
     let reg = server.addr.clone();
     let want = fixture_index_digest(&fx);
-    run(skopeo()
-        .args(["copy", "--all", "--dest-tls-verify=false"])
-        .arg(format!("oci:{}:latest", fx.join("busybox").display()))
-        .arg(format!("docker://{reg}/fixtures/busybox:latest")));
+    push_layout(
+        &fx.join("busybox"),
+        &format!("{reg}/fixtures/busybox:latest"),
+        None,
+    );
     let raw = run(skopeo()
         .args(["inspect", "--raw", "--tls-verify=false"])
         .arg(format!("docker://{reg}/fixtures/busybox:latest")));
     assert_eq!(format!("sha256:{}", sha256_hex(raw.as_bytes())), want);
     assert_eq!(local_blobs(data.path()), 0, "blobs must go to the bucket");
 
-    let pull = |reg: &str, name: &str| {
-        let out = tempfile::tempdir().unwrap();
-        let dest = out.path().join("layout");
-        run(skopeo()
-            .args(["copy", "--all", "--src-tls-verify=false"])
-            .arg(format!("docker://{reg}/fixtures/busybox:latest"))
-            .arg(format!("oci:{}:{name}", dest.display())));
-        let back = run(skopeo()
-            .args(["inspect", "--raw"])
-            .arg(format!("oci:{}:{name}", dest.display())));
-        // Every blob pulled has the digest it is stored under.
-        for e in std::fs::read_dir(dest.join("blobs/sha256")).unwrap() {
-            let e = e.unwrap();
-            let bytes = std::fs::read(e.path()).unwrap();
-            assert_eq!(sha256_hex(&bytes), e.file_name().to_str().unwrap());
-        }
-        (back, out)
-    };
-    let (back, _keep) = pull(&reg, "streamed");
+    let (back, _keep) = pull_layout(&format!("{reg}/fixtures/busybox:latest"), None);
     assert_eq!(back, raw);
     drop(server);
 
@@ -151,7 +137,7 @@ async fn skopeo_pushes_and_pulls_the_multi_arch_fixture_through_s3_and_redirects
         bytes.len().to_string()
     );
     // skopeo follows the redirects to the same bytes.
-    let (back, _keep) = pull(&server.addr, "redirected");
+    let (back, _keep) = pull_layout(&format!("{}/fixtures/busybox:latest", server.addr), None);
     assert_eq!(back, raw);
 }
 

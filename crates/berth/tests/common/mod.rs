@@ -510,6 +510,46 @@ pub fn skopeo() -> Command {
     c
 }
 
+/// `skopeo copy --all` of the `latest` image of an OCI layout to `dest` (`host/name:tag`,
+/// plain HTTP), with `user:secret` credentials if given.
+#[track_caller]
+pub fn push_layout(layout: &Path, dest: &str, creds: Option<&str>) {
+    let mut cmd = skopeo();
+    cmd.args(["copy", "--all", "--dest-tls-verify=false"]);
+    if let Some(c) = creds {
+        cmd.args(["--dest-creds", c]);
+    }
+    run(cmd
+        .arg(format!("oci:{}:latest", layout.display()))
+        .arg(format!("docker://{dest}")));
+}
+
+/// `skopeo copy --all` of `src` (`host/name:tag`, plain HTTP) into a new OCI layout, checking
+/// that every blob pulled has the digest it is stored under; the raw manifest or index pulled,
+/// and the directory holding the layout (`layout/`).
+#[track_caller]
+pub fn pull_layout(src: &str, creds: Option<&str>) -> (String, tempfile::TempDir) {
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("layout");
+    let mut cmd = skopeo();
+    cmd.args(["copy", "--all", "--src-tls-verify=false"]);
+    if let Some(c) = creds {
+        cmd.args(["--src-creds", c]);
+    }
+    run(cmd
+        .arg(format!("docker://{src}"))
+        .arg(format!("oci:{}:pulled", dest.display())));
+    let raw = run(skopeo()
+        .args(["inspect", "--raw"])
+        .arg(format!("oci:{}:pulled", dest.display())));
+    for e in std::fs::read_dir(dest.join("blobs/sha256")).unwrap() {
+        let e = e.unwrap();
+        let bytes = std::fs::read(e.path()).unwrap();
+        assert_eq!(sha256_hex(&bytes), e.file_name().to_str().unwrap());
+    }
+    (raw, out)
+}
+
 /// A finished command's stdout, which must have succeeded (else its output in the panic).
 #[track_caller]
 pub fn ok(out: &Output, what: &str) -> String {
