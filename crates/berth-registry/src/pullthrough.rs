@@ -22,7 +22,7 @@
 //! Concurrent checks of one tag (or fetches of one manifest) are serialised on a lock stripe,
 //! so twenty clients pulling an uncached image make one upstream request per manifest and blob.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher as _};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -33,7 +33,7 @@ use berth_client::auth::Credentials;
 use berth_client::image::{ImageSource, RawManifest};
 use berth_client::registry::{RegistryClient, RegistryImage};
 use berth_oci::{Digest, ImageRef, Reference, RepoName, Tag};
-use berth_store::{ByteStream, PutMode, StoreError};
+use berth_store::{ByteStream, DigestCache, PutMode, StoreError};
 use bytes::Bytes;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -203,37 +203,12 @@ pub struct PullThrough {
     clients: Mutex<HashMap<(String, i64), Arc<RegistryClient>>>,
     /// Tag checks: (repository, tag) → when, and the digest the upstream answered.
     checked: Mutex<HashMap<(String, String), (Instant, Digest)>>,
-    manifests: Mutex<ManifestCache>,
+    manifests: Mutex<DigestCache<RawManifest>>,
     /// Blob sizes from the manifests seen (a blob GET carries no size).
     sizes: Mutex<HashMap<Digest, u64>>,
     blobs: Mutex<HashMap<(String, Digest), Done>>,
     imports: Mutex<HashSet<(String, Digest)>>,
     stripes: Vec<tokio::sync::Mutex<()>>,
-}
-
-#[derive(Debug, Default)]
-struct ManifestCache {
-    order: VecDeque<Digest>,
-    map: HashMap<Digest, RawManifest>,
-    bytes: usize,
-}
-
-impl ManifestCache {
-    fn insert(&mut self, m: RawManifest) {
-        if self.map.contains_key(&m.digest) {
-            return;
-        }
-        self.bytes += m.bytes.len();
-        self.order.push_back(m.digest.clone());
-        self.map.insert(m.digest.clone(), m);
-        while self.bytes > MANIFEST_CACHE_BYTES
-            && let Some(d) = self.order.pop_front()
-        {
-            if let Some(old) = self.map.remove(&d) {
-                self.bytes -= old.bytes.len();
-            }
-        }
-    }
 }
 
 impl PullThrough {
@@ -246,7 +221,7 @@ impl PullThrough {
             rules: Mutex::new(None),
             clients: Mutex::new(HashMap::new()),
             checked: Mutex::new(HashMap::new()),
-            manifests: Mutex::new(ManifestCache::default()),
+            manifests: Mutex::new(DigestCache::new(MANIFEST_CACHE_BYTES)),
             sizes: Mutex::new(HashMap::new()),
             blobs: Mutex::new(HashMap::new()),
             imports: Mutex::new(HashSet::new()),
@@ -277,11 +252,11 @@ impl PullThrough {
                 sizes.insert(d.0, d.1);
             }
         }
-        lock(&self.manifests).insert(m.clone());
+        lock(&self.manifests).insert(&m.digest, m.clone(), m.bytes.len());
     }
 
     fn cached_manifest(&self, d: &Digest) -> Option<RawManifest> {
-        lock(&self.manifests).map.get(d).cloned()
+        lock(&self.manifests).get(d)
     }
 }
 
@@ -1125,19 +1100,20 @@ mod tests {
 
     #[test]
     fn the_manifest_cache_is_bounded_by_bytes() {
-        let mut c = ManifestCache::default();
+        let mut c = DigestCache::new(MANIFEST_CACHE_BYTES);
         let big = Bytes::from(vec![b'x'; 30 * 1024 * 1024]);
         for i in 0..4u8 {
             let mut b = big.to_vec();
             b[0] = i;
             let bytes = Bytes::from(b);
-            c.insert(RawManifest {
+            let m = RawManifest {
                 digest: Digest::sha256(&bytes),
                 bytes,
                 media_type: "application/vnd.oci.image.manifest.v1+json".into(),
-            });
+            };
+            c.insert(&m.digest.clone(), m.clone(), m.bytes.len());
         }
-        assert!(c.bytes <= MANIFEST_CACHE_BYTES);
-        assert_eq!(c.map.len(), 2);
+        assert!(c.bytes() <= MANIFEST_CACHE_BYTES);
+        assert_eq!(c.len(), 2);
     }
 }

@@ -11,6 +11,7 @@
 //! one database).
 
 mod blob;
+mod cache;
 mod error;
 mod fs;
 mod identity;
@@ -26,6 +27,7 @@ mod sqlite_schema;
 
 pub use crate::postgres::{DEFAULT_MAX_CONNECTIONS, PgMeta, PgOptions};
 pub use blob::{BlobStore, ByteStream, HashCheckpoint, UploadId};
+pub use cache::DigestCache;
 pub use error::StoreError;
 pub use fs::FsBlobStore;
 pub use identity::{

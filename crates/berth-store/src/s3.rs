@@ -38,7 +38,7 @@ use object_store::{
 use serde::{Deserialize, Serialize};
 
 use crate::blob::{BlobStore, ByteStream, HashCheckpoint, UploadId};
-use crate::{StoreError, now_millis};
+use crate::{DigestCache, StoreError, now_millis};
 
 /// S3 refuses multipart parts smaller than this, except the last.
 pub const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
@@ -105,46 +105,7 @@ pub struct S3BlobStore {
     /// Recently read or written small blobs (`get`/`put`: manifests). Content-addressed bytes
     /// never change, so an entry is never stale; the registry reads a manifest only after its
     /// metadata says it exists, so a deleted blob still cached is never served.
-    small: std::sync::Mutex<SmallCache>,
-}
-
-/// A byte-bounded FIFO of small blobs (first in, first out: manifests read again and again stay
-/// hot by being re-inserted after eviction on their next miss).
-#[derive(Debug, Default)]
-struct SmallCache {
-    map: std::collections::HashMap<Digest, Bytes>,
-    order: std::collections::VecDeque<Digest>,
-    bytes: usize,
-}
-
-impl SmallCache {
-    fn get(&self, d: &Digest) -> Option<Bytes> {
-        self.map.get(d).cloned()
-    }
-
-    fn insert(&mut self, d: &Digest, b: &Bytes) {
-        if b.len() > SMALL_CACHE_MAX_BLOB || self.map.contains_key(d) {
-            return;
-        }
-        while self.bytes + b.len() > SMALL_CACHE_BYTES {
-            let Some(old) = self.order.pop_front() else {
-                break;
-            };
-            if let Some(v) = self.map.remove(&old) {
-                self.bytes -= v.len();
-            }
-        }
-        self.bytes += b.len();
-        self.map.insert(d.clone(), b.clone());
-        self.order.push_back(d.clone());
-    }
-
-    fn remove(&mut self, d: &Digest) {
-        if let Some(v) = self.map.remove(d) {
-            self.bytes -= v.len();
-            self.order.retain(|x| x != d);
-        }
-    }
+    small: std::sync::Mutex<DigestCache<Bytes>>,
 }
 
 impl fmt::Debug for S3Options {
@@ -305,8 +266,17 @@ impl S3BlobStore {
         Ok(S3BlobStore {
             s3: Arc::new(s3),
             options,
-            small: std::sync::Mutex::new(SmallCache::default()),
+            small: std::sync::Mutex::new(DigestCache::new(SMALL_CACHE_BYTES)),
         })
+    }
+
+    /// Keeps a small blob (a manifest) in memory for `get`.
+    fn cache_small(&self, digest: &Digest, bytes: &Bytes) {
+        if bytes.len() <= SMALL_CACHE_MAX_BLOB
+            && let Ok(mut c) = self.small.lock()
+        {
+            c.insert(digest, bytes.clone(), bytes.len());
+        }
     }
 
     fn key(&self, rest: &str) -> Path {
@@ -600,9 +570,7 @@ impl BlobStore for S3BlobStore {
         match self.s3.get(&self.blob_key(digest)).await {
             Ok(r) => {
                 let b = r.bytes().await.map_err(os_err)?;
-                if let Ok(mut c) = self.small.lock() {
-                    c.insert(digest, &b);
-                }
+                self.cache_small(digest, &b);
                 Ok(b)
             }
             Err(e) if is_not_found(&e) => Err(StoreError::BlobNotFound(digest.clone())),
@@ -626,9 +594,7 @@ impl BlobStore for S3BlobStore {
                 object_store::Error::AlreadyExists { .. }
                 | object_store::Error::Precondition { .. },
             ) => {
-                if let Ok(mut c) = self.small.lock() {
-                    c.insert(digest, &bytes);
-                }
+                self.cache_small(digest, &bytes);
                 Ok(())
             }
             Err(e) => Err(os_err(e)),
