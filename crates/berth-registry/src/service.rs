@@ -904,8 +904,8 @@ impl Registry {
     /// A whole blob of `len` (at most [`SMALL_BLOB`]) bytes in one body, to an upload with
     /// nothing staged (`id`; `None` for a monolithic push): received in memory, verified, and
     /// written once at its digest — no staging, which on an object store is several requests.
-    /// A crash before the link leaves the blob unlinked (the collector's) and the session
-    /// open: the retried request does it all again.
+    /// A crash before the link leaves the blob unlinked (the collector's); a retried
+    /// completion of the session links it.
     async fn put_small(
         &self,
         repo: &RepoName,
@@ -963,13 +963,17 @@ impl Registry {
             .await?;
         self.pin(digest, len).await?;
         self.blobs.put(digest, buf.freeze()).await?;
+        if let Some(id) = id {
+            // As `finish` does: marked, then the (empty) staging gone, then linked — so the
+            // staging never outlives its session, and a completion retried after a crash in
+            // between finds the blob and links it (`committed_upload`).
+            self.meta.mark_upload_committing(id, digest).await?;
+            self.blobs.upload_abort(id).await?;
+        }
         self.crash_point("blob-committed");
         self.meta
             .link_blob(repo, digest, len, id, self.config.quota)
             .await?;
-        if let Some(id) = id {
-            self.blobs.upload_abort(id).await?;
-        }
         Ok(len)
     }
 
