@@ -10,7 +10,7 @@ use berth_iam::policy::Policy;
 use berth_oci::{Algorithm, Digest, Hasher, Manifest, Reference, RepoName, Tag};
 use berth_store::{
     BlobStore, ByteStream, IdentityStore, ManifestRecord, MetadataStore, NewManifest, Quota,
-    StoreError, TagRecord, UploadId, UploadLimits, now_millis,
+    StoreError, TagRecord, UploadId, UploadLimits, UploadRecord, now_millis,
 };
 use bytes::Bytes;
 use futures::StreamExt;
@@ -571,9 +571,18 @@ impl Registry {
     }
 
     async fn session(&self, repo: &RepoName, id: &str) -> Result<UploadId, RegistryError> {
+        Ok(self.session_record(repo, id).await?.id)
+    }
+
+    /// The session `id` of `repo`, with its record.
+    async fn session_record(
+        &self,
+        repo: &RepoName,
+        id: &str,
+    ) -> Result<UploadRecord, RegistryError> {
         let id = UploadId::parse(id).ok_or(RegistryError::UploadUnknown)?;
         match self.meta.upload(&id).await? {
-            Some(rec) if rec.repo == *repo => Ok(id),
+            Some(rec) if rec.repo == *repo => Ok(rec),
             _ => Err(RegistryError::UploadUnknown),
         }
     }
@@ -779,10 +788,11 @@ impl Registry {
         body: ByteStream,
     ) -> Result<u64, RegistryError> {
         let _permit = self.upload_permit()?;
-        let id = self.session(repo, id).await?;
+        let rec = self.session_record(repo, id).await?;
+        let id = rec.id.clone();
         let slot = self.slot(&id);
         let mut state = slot.lock().await;
-        if let Some(size) = self.committed_upload(repo, &id, digest).await? {
+        if let Some(size) = self.committed_upload(repo, &rec, digest).await? {
             drop(state);
             self.forget_slot(&id);
             return Ok(size);
@@ -810,23 +820,24 @@ impl Registry {
     }
 
     /// Finishes an upload whose blob was committed as `digest` by an earlier completion that
-    /// crashed before linking it (the session is marked committing, its staged data is gone and
-    /// the blob is stored): links it now and ends the session. `None` if that is not the case.
-    /// Call with the upload's lock held.
+    /// crashed before linking it (the session is marked committing — which happens only once
+    /// its bytes were verified as `digest` —, nothing or nothing more is staged, and the blob is
+    /// stored): links it now and ends the session. `None` if that is not the case. Call with
+    /// the upload's lock held; `rec` is the session's record, read under it or just before.
     async fn committed_upload(
         &self,
         repo: &RepoName,
-        id: &UploadId,
+        rec: &UploadRecord,
         digest: &Digest,
     ) -> Result<Option<u64>, RegistryError> {
-        let Some(rec) = self.meta.upload(id).await? else {
-            return Ok(None);
-        };
         if rec.committing.as_ref() != Some(digest) {
             return Ok(None);
         }
+        let id = &rec.id;
         match self.blobs.upload_size(id).await {
-            Err(StoreError::UploadUnknown(_)) => {}
+            // Gone with the commit (an object store that creates nothing before the first
+            // byte answers 0 for an upload it has no trace of).
+            Err(StoreError::UploadUnknown(_)) | Ok(0) => {}
             Ok(_) => return Ok(None),
             Err(e) => return Err(e.into()),
         }
@@ -834,6 +845,8 @@ impl Registry {
             return Ok(None);
         };
         tracing::info!(upload = %id, %digest, "linking a blob committed before a crash");
+        // The staging, if any is left, goes before the session does.
+        self.blobs.upload_abort(id).await?;
         self.meta
             .link_blob(repo, digest, size, Some(id), self.config.quota)
             .await?;
@@ -847,10 +860,11 @@ impl Registry {
         id: &str,
         digest: &Digest,
     ) -> Result<Option<u64>, RegistryError> {
-        let id = self.session(repo, id).await?;
+        let rec = self.session_record(repo, id).await?;
+        let id = rec.id.clone();
         let slot = self.slot(&id);
         let state = slot.lock().await;
-        let out = self.committed_upload(repo, &id, digest).await?;
+        let out = self.committed_upload(repo, &rec, digest).await?;
         drop(state);
         if out.is_some() {
             self.forget_slot(&id);
@@ -879,8 +893,8 @@ impl Registry {
         self.meta
             .check_quota(repo, Some(digest), declared.unwrap_or(0), self.config.quota)
             .await?;
-        if let Some(n) = declared.filter(|&n| n <= SMALL_BLOB) {
-            return self.put_small(repo, None, digest, n, body).await;
+        if let Some(n) = declared.filter(|&n| self.goes_whole(n)) {
+            return self.put_whole(repo, None, digest, n, body).await;
         }
         let id = UploadId::random();
         self.blobs.upload_start(&id).await?;
@@ -901,12 +915,20 @@ impl Registry {
         result
     }
 
-    /// A whole blob of `len` (at most [`SMALL_BLOB`]) bytes in one body, to an upload with
-    /// nothing staged (`id`; `None` for a monolithic push): received in memory, verified, and
-    /// written once at its digest — no staging, which on an object store is several requests.
-    /// A crash before the link leaves the blob unlinked (the collector's); a retried
-    /// completion of the session links it.
-    async fn put_small(
+    /// Whether a whole blob of `len` bytes sent in one body is written once at its digest
+    /// ([`Registry::put_whole`]) rather than staged: small ones always, any size on a store that
+    /// streams whole blobs to their content address (an object store).
+    fn goes_whole(&self, len: u64) -> bool {
+        len <= SMALL_BLOB || self.blobs.puts_streams()
+    }
+
+    /// A whole blob of `len` bytes in one body, to an upload with nothing staged (`id`; `None`
+    /// for a monolithic push): verified as it arrives and written once at its digest — no
+    /// staging, which on an object store is several requests and a server-side copy. Up to
+    /// [`SMALL_BLOB`] it is received in memory, verified, then `put`; beyond, streamed with
+    /// `put_stream`, which shows the blob only once it is verified. A crash before the link
+    /// leaves the blob unlinked (the collector's); a retried completion of the session links it.
+    async fn put_whole(
         &self,
         repo: &RepoName,
         id: Option<&UploadId>,
@@ -929,40 +951,67 @@ impl Registry {
         };
         let mut stream =
             with_idle_timeout(metered(body, &meter, len), self.config.body_idle_timeout);
-        let mut buf = bytes::BytesMut::with_capacity(usize::try_from(len).unwrap_or(0));
-        while let Some(chunk) = stream.next().await {
-            match chunk {
-                Ok(c) => buf.extend_from_slice(&c),
-                Err(_) if meter.over_limit.load(std::sync::atomic::Ordering::SeqCst) => {
-                    return Err(RegistryError::UploadInvalid(
-                        "body is longer than declared".into(),
-                    ));
-                }
-                Err(e) => return Err(RegistryError::Body(e.to_string())),
+        // What the body turned out to be, once it ended: its length and digest.
+        let seen: Mutex<Option<(u64, Digest)>> = Mutex::new(None);
+        let verify = |n: u64| {
+            let computed = meter
+                .hash
+                .lock()
+                .map(|h| h.hasher.clone().finish())
+                .unwrap_or_else(|p| p.into_inner().hasher.clone().finish());
+            let ok = n == len && computed == *digest;
+            if let Ok(mut s) = seen.lock() {
+                *s = Some((n, computed));
             }
+            ok
+        };
+        let body_error = |e: std::io::Error| {
+            if meter.over_limit.load(std::sync::atomic::Ordering::SeqCst) {
+                RegistryError::UploadInvalid("body is longer than declared".into())
+            } else {
+                RegistryError::Body(e.to_string())
+            }
+        };
+        let stored = if len <= SMALL_BLOB {
+            let mut buf = bytes::BytesMut::with_capacity(usize::try_from(len).unwrap_or(0));
+            while let Some(chunk) = stream.next().await {
+                buf.extend_from_slice(&chunk.map_err(body_error)?);
+            }
+            drop(stream);
+            if verify(buf.len() as u64) {
+                self.meta
+                    .check_quota(repo, Some(digest), len, self.config.quota)
+                    .await?;
+                self.pin(digest, len).await?;
+                self.blobs.put(digest, buf.freeze()).await?;
+                true
+            } else {
+                false
+            }
+        } else {
+            // Pinned before the first byte can be visible.
+            self.meta
+                .check_quota(repo, Some(digest), len, self.config.quota)
+                .await?;
+            self.pin(digest, len).await?;
+            match self.blobs.put_stream(digest, len, stream, &verify).await {
+                Ok(stored) => stored,
+                Err(StoreError::Stream(e)) => return Err(body_error(e)),
+                Err(e) => return Err(e.into()),
+            }
+        };
+        if !stored {
+            let seen = seen.lock().map(|s| s.clone()).unwrap_or(None);
+            return Err(match seen {
+                Some((n, _)) if n != len => RegistryError::UploadInvalid(format!(
+                    "body ended after {n} of {len} declared bytes"
+                )),
+                Some((_, computed)) => RegistryError::DigestInvalid(format!(
+                    "content digest {computed} does not match the digest {digest} given"
+                )),
+                None => RegistryError::UploadInvalid("the body could not be verified".into()),
+            });
         }
-        drop(stream);
-        if buf.len() as u64 != len {
-            return Err(RegistryError::UploadInvalid(format!(
-                "body ended after {} of {len} declared bytes",
-                buf.len()
-            )));
-        }
-        let computed = Arc::try_unwrap(meter.hash)
-            .ok()
-            .and_then(|m| m.into_inner().ok())
-            .map(|h| h.hasher.finish())
-            .unwrap_or_else(|| Digest::of(digest.algorithm(), &buf));
-        if computed != *digest {
-            return Err(RegistryError::DigestInvalid(format!(
-                "content digest {computed} does not match the digest {digest} given"
-            )));
-        }
-        self.meta
-            .check_quota(repo, Some(digest), len, self.config.quota)
-            .await?;
-        self.pin(digest, len).await?;
-        self.blobs.put(digest, buf.freeze()).await?;
         if let Some(id) = id {
             // As `finish` does: marked, then the (empty) staging gone, then linked — so the
             // staging never outlives its session, and a completion retried after a crash in
@@ -989,7 +1038,7 @@ impl Registry {
         declared: Option<u64>,
         body: ByteStream,
     ) -> Result<u64, RegistryError> {
-        // The whole blob in this one small body, nothing staged before it: written once.
+        // The whole blob in this one body, nothing staged before it: written once.
         let whole = match range {
             Some((0, end)) => end
                 .checked_add(1)
@@ -998,11 +1047,11 @@ impl Registry {
             None => declared,
         };
         if session
-            && let Some(n) = whole.filter(|&n| n <= SMALL_BLOB)
+            && let Some(n) = whole.filter(|&n| self.goes_whole(n))
             && state.as_ref().is_none_or(|h| h.bytes == 0)
             && self.blobs.upload_size(id).await? == 0
         {
-            let size = self.put_small(repo, Some(id), digest, n, body).await?;
+            let size = self.put_whole(repo, Some(id), digest, n, body).await?;
             *state = None;
             return Ok(size);
         }

@@ -165,6 +165,73 @@ async fn end_4b_monolithic_post() {
     }
 }
 
+/// Bodies over the in-memory limit (4 MiB) sent whole: on an object store they stream to
+/// their content address as a multipart upload completed only once verified, so a wrong digest
+/// or a repeated push must leave exactly what a staged upload would.
+#[tokio::test]
+async fn large_blobs_sent_whole() {
+    for h in Harness::both().await {
+        let data: Vec<u8> = (0..6 * 1024 * 1024 + 5u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let d = Digest::sha256(&data);
+        let wrong = Digest::sha256(b"not these bytes");
+        let before = h.files().await;
+        let loc = h.start_upload("/v2/big/blobs/uploads/").await;
+        h.req(
+            Method::PUT,
+            &format!("{loc}?digest={wrong}"),
+            &[],
+            data.clone(),
+        )
+        .await
+        .expect_error(400, "DIGEST_INVALID");
+        h.get(&loc).await.expect_error(404, "BLOB_UPLOAD_UNKNOWN");
+        h.req(
+            Method::POST,
+            &format!("/v2/big/blobs/uploads/?digest={wrong}"),
+            &[],
+            data.clone(),
+        )
+        .await
+        .expect_error(400, "DIGEST_INVALID");
+        assert_eq!(
+            before,
+            h.files().await,
+            "{}: a refused body left bytes",
+            h.name()
+        );
+        h.get(&format!("/v2/big/blobs/{d}"))
+            .await
+            .expect_error(404, "BLOB_UNKNOWN");
+        // Right: stored once, served byte for byte; pushed again (session, then monolithic):
+        // accepted, nothing more stored.
+        let loc = h.start_upload("/v2/big/blobs/uploads/").await;
+        h.req(Method::PUT, &format!("{loc}?digest={d}"), &[], data.clone())
+            .await
+            .expect(201);
+        let stored = h.files().await;
+        let loc = h.start_upload("/v2/big/blobs/uploads/").await;
+        h.req(Method::PUT, &format!("{loc}?digest={d}"), &[], data.clone())
+            .await
+            .expect(201);
+        h.req(
+            Method::POST,
+            &format!("/v2/big2/blobs/uploads/?digest={d}"),
+            &[],
+            data.clone(),
+        )
+        .await
+        .expect(201);
+        assert_eq!(stored, h.files().await, "{}", h.name());
+        for repo in ["big", "big2"] {
+            let got = h.get(&format!("/v2/{repo}/blobs/{d}")).await;
+            got.expect(200);
+            assert!(got.body == data, "{}: {repo} serves other bytes", h.name());
+        }
+    }
+}
+
 #[tokio::test]
 async fn end_5_end_13_chunked_patch_status_and_416() {
     for h in Harness::both().await {

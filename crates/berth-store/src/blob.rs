@@ -19,6 +19,11 @@ pub type ByteStream = BoxStream<'static, Result<Bytes, std::io::Error>>;
 /// what came before.
 pub type HashCheckpoint<'a> = &'a (dyn Fn() -> Option<(u64, Vec<u8>)> + Send + Sync);
 
+/// Asked by [`BlobStore::put_stream`] once its stream has ended, with the number of bytes it
+/// carried: whether they are the blob (the caller hashed them as they went by). The blob becomes
+/// visible only after a `true`.
+pub type Verify<'a> = &'a (dyn Fn(u64) -> bool + Send + Sync);
+
 /// An upload session id: a random UUID in its hyphenated form.
 ///
 /// **Invariant:** only `[0-9a-f-]`, 36 characters, so it is safe in paths and URLs.
@@ -83,10 +88,38 @@ pub trait BlobStore: Send + Sync + fmt::Debug + 'static {
         Ok(())
     }
 
-    /// Creates empty staging space for an upload.
+    /// Whether [`BlobStore::put_stream`] writes a blob straight to its content address (an
+    /// object store, where staging costs requests and a server-side copy). Stores that answer
+    /// `false` (the filesystem) do not implement it: their staging is as cheap as a direct write.
+    fn puts_streams(&self) -> bool {
+        false
+    }
+
+    /// Streams a whole blob of `len` bytes to `digest` without staging it, in bounded memory. Once
+    /// the stream has ended, `verify` decides: on `true` the blob is durable and visible (`Ok(true)`),
+    /// on `false` nothing is (`Ok(false)`). A failure or a dropped call leaves no blob. Only for
+    /// stores whose [`BlobStore::puts_streams`] is `true`; the others answer
+    /// [`StoreError::Unsupported`].
+    async fn put_stream(
+        &self,
+        digest: &Digest,
+        len: u64,
+        data: ByteStream,
+        verify: Verify<'_>,
+    ) -> Result<bool, StoreError> {
+        let _ = (digest, len, data, verify);
+        Err(StoreError::Unsupported(
+            "this store stages uploads instead of streaming whole blobs".into(),
+        ))
+    }
+
+    /// Creates empty staging space for an upload. An object store creates nothing until the
+    /// first byte arrives: there an upload it has no trace of is empty.
     async fn upload_start(&self, id: &UploadId) -> Result<(), StoreError>;
 
-    /// How many bytes are staged.
+    /// How many bytes are staged. [`StoreError::UploadUnknown`] for an upload never started
+    /// or already ended, except in stores that create nothing before the first byte (see
+    /// [`BlobStore::upload_start`]), which answer 0.
     async fn upload_size(&self, id: &UploadId) -> Result<u64, StoreError>;
 
     /// Appends a stream at `offset`, which must be the staged size; returns the new size. If the

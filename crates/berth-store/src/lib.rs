@@ -26,7 +26,7 @@ mod sqlite_identity;
 mod sqlite_schema;
 
 pub use crate::postgres::{DEFAULT_MAX_CONNECTIONS, PgMeta, PgOptions};
-pub use blob::{BlobStore, ByteStream, HashCheckpoint, UploadId};
+pub use blob::{BlobStore, ByteStream, HashCheckpoint, UploadId, Verify};
 pub use cache::DigestCache;
 pub use error::StoreError;
 pub use fs::FsBlobStore;

@@ -6,9 +6,10 @@
 //! - `blobs/<algorithm>/<first two hex>/<hex>`: a blob, written once (`If-None-Match: *`).
 //! - `uploads/<id>/state.json`: an upload's state — the S3 multipart upload its full parts went
 //!   to, their ETags and sizes, the generation of its tail object, the saved hash of the staged
-//!   bytes, and the same for the state before the last append. Every change is one conditional
-//!   write (`If-Match` on the state's ETag): two replicas appending to one upload at once cannot
-//!   both win.
+//!   bytes, and the same for the state before the last append. Created by the first append that
+//!   brings bytes (an upload with no state is empty: starting one costs no request); every
+//!   change is one conditional write (`If-None-Match` to create, `If-Match` on the state's ETag
+//!   after): two replicas appending to one upload at once cannot both win.
 //! - `uploads/<id>/tail-<generation>`: staged bytes after the last full part (less than a part;
 //!   S3 refuses parts under 5 MiB except the last).
 //! - `uploads/<id>/data`: the multipart upload's object, completed at commit and then copied to
@@ -16,6 +17,11 @@
 //!
 //! An append streams: bytes are cut into parts of `part_size` and uploaded (two in flight) while
 //! the body still arrives, so memory stays at a few parts per upload whatever the blob's size.
+//!
+//! A whole blob sent in one request with its digest known ([`BlobStore::put_stream`]) skips
+//! staging: up to a part it is one `PUT` at its content address; beyond, a multipart upload
+//! at the content address, completed only once the caller has verified the bytes (until then
+//! S3 shows nothing; a failure aborts it). No state, no tail, no copy.
 
 use std::fmt;
 use std::sync::Arc;
@@ -25,6 +31,8 @@ use async_trait::async_trait;
 use aws_credential_types::provider::ProvideCredentials;
 use berth_oci::{Algorithm, Digest};
 use bytes::{Bytes, BytesMut};
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use futures::stream::FuturesOrdered;
 use futures::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder, AwsCredential};
@@ -33,11 +41,11 @@ use object_store::path::Path;
 use object_store::signer::Signer;
 use object_store::{
     CredentialProvider, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions,
-    PutPayload, PutPayloadMut, UpdateVersion,
+    PutPayload, UpdateVersion,
 };
 use serde::{Deserialize, Serialize};
 
-use crate::blob::{BlobStore, ByteStream, HashCheckpoint, UploadId};
+use crate::blob::{BlobStore, ByteStream, HashCheckpoint, UploadId, Verify};
 use crate::{DigestCache, StoreError, now_millis};
 
 /// S3 refuses multipart parts smaller than this, except the last.
@@ -320,6 +328,31 @@ impl S3BlobStore {
         Ok((state, version))
     }
 
+    /// The state, or a fresh one (and no version) for an upload nothing was appended to yet.
+    async fn load_or_empty(
+        &self,
+        id: &UploadId,
+    ) -> Result<(UploadState, Option<UpdateVersion>), StoreError> {
+        match self.load(id).await {
+            Ok((s, v)) => Ok((s, Some(v))),
+            Err(StoreError::UploadUnknown(_)) => {
+                let now = now_millis();
+                Ok((
+                    UploadState {
+                        created: now,
+                        modified: now,
+                        multipart: None,
+                        generation: 0,
+                        now: Staged::default(),
+                        before: None,
+                    },
+                    None,
+                ))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Writes the state: created when `version` is `None`, else only over that version
     /// (`None` back: someone else changed it first).
     async fn save(
@@ -354,7 +387,7 @@ impl S3BlobStore {
 
     /// The conflict answer when another writer changed an upload first.
     async fn conflict(&self, id: &UploadId, expected: u64) -> StoreError {
-        match self.load(id).await {
+        match self.load_or_empty(id).await {
             Ok((st, _)) => StoreError::OffsetMismatch {
                 expected,
                 actual: st.now.size,
@@ -535,6 +568,118 @@ async fn put_part(
     })
 }
 
+/// Cuts bytes into the parts of one multipart upload as they arrive: a part goes out whenever a
+/// part's worth is buffered, [`PARTS_IN_FLIGHT`] at most at once, so memory stays at a few
+/// parts. The multipart upload is created at the first full part unless given.
+struct PartCutter {
+    s3: Arc<AmazonS3>,
+    key: Path,
+    part_size: usize,
+    multipart: Option<String>,
+    /// The index of the first part this cutter sends (parts staged before it come first).
+    first: usize,
+    /// Bytes not yet sent (less than a part once `feed` returns).
+    buf: BytesMut,
+    /// Parts sent and acknowledged, in order.
+    parts: Vec<Part>,
+    in_flight: FuturesOrdered<BoxFuture<'static, Result<Part, StoreError>>>,
+}
+
+impl PartCutter {
+    fn new(
+        s3: Arc<AmazonS3>,
+        key: Path,
+        part_size: usize,
+        multipart: Option<String>,
+        first: usize,
+        buf: BytesMut,
+    ) -> PartCutter {
+        PartCutter {
+            s3,
+            key,
+            part_size,
+            multipart,
+            first,
+            buf,
+            parts: Vec::new(),
+            in_flight: FuturesOrdered::new(),
+        }
+    }
+
+    /// Adds bytes, sending a part (and waiting for room) when a part's worth is buffered. After
+    /// an error, [`PartCutter::settle`] before giving up.
+    async fn feed(&mut self, chunk: &[u8]) -> Result<(), StoreError> {
+        self.buf.extend_from_slice(chunk);
+        if self.buf.len() < self.part_size {
+            return Ok(());
+        }
+        let multipart = match &self.multipart {
+            Some(m) => m.clone(),
+            None => {
+                let m = self.s3.create_multipart(&self.key).await.map_err(os_err)?;
+                self.multipart = Some(m.clone());
+                m
+            }
+        };
+        let part = self.buf.split().freeze();
+        let size = part.len() as u64;
+        let index = self.first + self.parts.len() + self.in_flight.len();
+        self.in_flight.push_back(
+            put_part(
+                Arc::clone(&self.s3),
+                self.key.clone(),
+                multipart,
+                index,
+                PutPayload::from(part),
+                size,
+            )
+            .boxed(),
+        );
+        if self.in_flight.len() >= PARTS_IN_FLIGHT
+            && let Some(done) = self.in_flight.next().await
+        {
+            self.parts.push(done?);
+        }
+        Ok(())
+    }
+
+    /// Waits for every part in flight; the first failure, if any.
+    async fn settle(&mut self) -> Result<(), StoreError> {
+        let mut failed = None;
+        while let Some(done) = self.in_flight.next().await {
+            match done {
+                Ok(p) if failed.is_none() => self.parts.push(p),
+                Ok(_) => {}
+                Err(e) => failed = failed.or(Some(e)),
+            }
+        }
+        failed.map_or(Ok(()), Err)
+    }
+}
+
+/// Aborts a multipart upload when dropped armed (a failed or abandoned whole-blob upload): S3
+/// then frees its parts. Disarmed once the upload is completed.
+struct AbortOnDrop {
+    s3: Arc<AmazonS3>,
+    key: Path,
+    multipart: Option<String>,
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let (Some(multipart), Ok(rt)) =
+            (self.multipart.take(), tokio::runtime::Handle::try_current())
+        {
+            let (s3, key) = (Arc::clone(&self.s3), self.key.clone());
+            rt.spawn(async move {
+                if let Err(e) = s3.abort_multipart(&key, &multipart).await {
+                    tracing::debug!(%key, error = %e, "multipart upload not aborted");
+                }
+            });
+        }
+    }
+}
+
 #[async_trait]
 impl BlobStore for S3BlobStore {
     async fn stat(&self, digest: &Digest) -> Result<Option<u64>, StoreError> {
@@ -632,27 +777,110 @@ impl BlobStore for S3BlobStore {
         Ok(())
     }
 
-    async fn upload_start(&self, id: &UploadId) -> Result<(), StoreError> {
-        let now = now_millis();
-        let state = UploadState {
-            created: now,
-            modified: now,
-            multipart: None,
-            generation: 0,
-            now: Staged::default(),
-            before: None,
-        };
-        match self.save(id, &state, None).await? {
-            Some(()) => Ok(()),
-            None => Err(StoreError::Io(std::io::Error::new(
-                std::io::ErrorKind::AlreadyExists,
-                format!("upload {id} exists already"),
-            ))),
+    fn puts_streams(&self) -> bool {
+        true
+    }
+
+    async fn put_stream(
+        &self,
+        digest: &Digest,
+        len: u64,
+        mut data: ByteStream,
+        verify: Verify<'_>,
+    ) -> Result<bool, StoreError> {
+        let part_size = self.options.part_size;
+        if len <= part_size as u64 {
+            // One part's worth: buffered, then one conditional PUT.
+            let mut buf = BytesMut::with_capacity(usize::try_from(len).unwrap_or(0));
+            while let Some(chunk) = data.next().await {
+                buf.extend_from_slice(&chunk.map_err(StoreError::Stream)?);
+                if buf.len() > part_size {
+                    break;
+                }
+            }
+            if !verify(buf.len() as u64) {
+                return Ok(false);
+            }
+            self.put(digest, buf.freeze()).await?;
+            return Ok(true);
         }
+        if self.stat(digest).await? == Some(len) {
+            // Stored already: the bytes are still received and checked, and nothing is written.
+            let mut received = 0u64;
+            while let Some(chunk) = data.next().await {
+                received += chunk.map_err(StoreError::Stream)?.len() as u64;
+            }
+            return Ok(verify(received));
+        }
+        let key = self.blob_key(digest);
+        let multipart = self.s3.create_multipart(&key).await.map_err(os_err)?;
+        let mut guard = AbortOnDrop {
+            s3: Arc::clone(&self.s3),
+            key: key.clone(),
+            multipart: Some(multipart.clone()),
+        };
+        let mut cutter = PartCutter::new(
+            Arc::clone(&self.s3),
+            key.clone(),
+            part_size,
+            Some(multipart.clone()),
+            0,
+            BytesMut::new(),
+        );
+        let mut received = 0u64;
+        while let Some(chunk) = data.next().await {
+            let fed = match chunk {
+                Ok(chunk) => {
+                    received += chunk.len() as u64;
+                    cutter.feed(&chunk).await
+                }
+                Err(e) => Err(StoreError::Stream(e)),
+            };
+            if let Err(e) = fed {
+                let _ = cutter.settle().await;
+                return Err(e);
+            }
+        }
+        cutter.settle().await?;
+        if !verify(received) {
+            return Ok(false);
+        }
+        let mut parts = std::mem::take(&mut cutter.parts);
+        if !cutter.buf.is_empty() {
+            let last = cutter.buf.split().freeze();
+            let size = last.len() as u64;
+            parts.push(
+                put_part(
+                    Arc::clone(&self.s3),
+                    key.clone(),
+                    multipart.clone(),
+                    parts.len(),
+                    last.into(),
+                    size,
+                )
+                .await?,
+            );
+        }
+        let ids = parts
+            .into_iter()
+            .map(|p| PartId { content_id: p.etag })
+            .collect();
+        self.s3
+            .complete_multipart(&key, &multipart, ids)
+            .await
+            .map_err(os_err)?;
+        guard.multipart = None;
+        Ok(true)
+    }
+
+    async fn upload_start(&self, id: &UploadId) -> Result<(), StoreError> {
+        // Nothing to create: the first append that brings bytes writes the state.
+        let _ = id;
+        Ok(())
     }
 
     async fn upload_size(&self, id: &UploadId) -> Result<u64, StoreError> {
-        Ok(self.load(id).await?.0.now.size)
+        Ok(self.load_or_empty(id).await?.0.now.size)
     }
 
     async fn upload_append(
@@ -662,7 +890,7 @@ impl BlobStore for S3BlobStore {
         mut data: ByteStream,
         checkpoint: Option<HashCheckpoint<'_>>,
     ) -> Result<u64, StoreError> {
-        let (mut state, version) = self.load(id).await?;
+        let (mut state, version) = self.load_or_empty(id).await?;
         if state.now.size != offset {
             return Err(StoreError::OffsetMismatch {
                 expected: offset,
@@ -670,18 +898,14 @@ impl BlobStore for S3BlobStore {
             });
         }
         let before = state.now.clone();
-        let part_size = self.options.part_size;
-        let data_key = self.upload_key(id, "data");
         let mut next = before.clone();
         next.tail = None;
         next.hash = None;
-        // The tail is read when the first bytes arrive: an empty body (the final PUT of most
-        // clients) changes nothing and writes nothing.
-        let mut buf: Option<BytesMut> = None;
-        let mut in_flight = FuturesOrdered::new();
+        // Started (the tail read) when the first bytes arrive: an empty body (the final PUT of
+        // most clients) changes nothing and writes nothing.
+        let mut cutter: Option<PartCutter> = None;
         let mut received = 0u64;
         let mut stream_error = None;
-        let mut store_error = None;
         loop {
             let chunk = match data.next().await {
                 Some(Ok(c)) => c,
@@ -694,71 +918,35 @@ impl BlobStore for S3BlobStore {
             if chunk.is_empty() {
                 continue;
             }
-            let buf = match &mut buf {
-                Some(b) => b,
-                None => buf.insert(BytesMut::from(self.read_tail(id, &before).await?)),
+            let c = match &mut cutter {
+                Some(c) => c,
+                None => cutter.insert(PartCutter::new(
+                    Arc::clone(&self.s3),
+                    self.upload_key(id, "data"),
+                    self.options.part_size,
+                    state.multipart.clone(),
+                    before.parts.len(),
+                    BytesMut::from(self.read_tail(id, &before).await?),
+                )),
             };
             received += chunk.len() as u64;
-            buf.extend_from_slice(&chunk);
-            if buf.len() < part_size {
-                continue;
-            }
-            let multipart = match &state.multipart {
-                Some(m) => m.clone(),
-                None => match self.s3.create_multipart(&data_key).await {
-                    Ok(m) => {
-                        state.multipart = Some(m.clone());
-                        m
-                    }
-                    Err(e) => {
-                        store_error = Some(os_err(e));
-                        break;
-                    }
-                },
-            };
-            let part = buf.split().freeze();
-            let size = part.len() as u64;
-            let mut payload = PutPayloadMut::new();
-            payload.push(part);
-            let index = next.parts.len() + in_flight.len();
-            in_flight.push_back(put_part(
-                Arc::clone(&self.s3),
-                data_key.clone(),
-                multipart,
-                index,
-                payload.freeze(),
-                size,
-            ));
-            if in_flight.len() >= PARTS_IN_FLIGHT
-                && let Some(done) = in_flight.next().await
-            {
-                match done {
-                    Ok(p) => next.parts.push(p),
-                    Err(e) => {
-                        store_error = Some(e);
-                        break;
-                    }
-                }
+            if let Err(e) = c.feed(&chunk).await {
+                // Nothing of this append is recorded: the upload is as it was before it.
+                let _ = c.settle().await;
+                return Err(e);
             }
         }
-        while let Some(done) = in_flight.next().await {
-            match done {
-                Ok(p) if store_error.is_none() => next.parts.push(p),
-                Ok(_) => {}
-                Err(e) => store_error = store_error.or(Some(e)),
-            }
-        }
-        if let Some(e) = store_error {
-            // Nothing of this append is recorded: the upload is as it was before it.
-            return Err(e);
-        }
-        let Some(buf) = buf else {
+        let Some(mut cutter) = cutter else {
             // Nothing arrived: the upload is as it was.
             return match stream_error {
                 Some(e) => Err(StoreError::Stream(e)),
                 None => Ok(offset),
             };
         };
+        cutter.settle().await?;
+        state.multipart = cutter.multipart.take();
+        next.parts.append(&mut cutter.parts);
+        let buf = cutter.buf;
         next.size = offset + received;
         if !buf.is_empty() {
             let generation = state.generation + 1;
@@ -785,7 +973,7 @@ impl BlobStore for S3BlobStore {
         state.before = Some(before);
         state.now = next;
         state.modified = now_millis();
-        if self.save(id, &state, Some(version)).await?.is_none() {
+        if self.save(id, &state, version).await?.is_none() {
             return Err(self.conflict(id, offset).await);
         }
         self.drop_tails(id, unreferenced).await;
@@ -796,7 +984,7 @@ impl BlobStore for S3BlobStore {
     }
 
     async fn upload_hash_state(&self, id: &UploadId) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
-        let (state, _) = self.load(id).await?;
+        let (state, _) = self.load_or_empty(id).await?;
         Ok(state
             .now
             .hash
@@ -804,7 +992,7 @@ impl BlobStore for S3BlobStore {
     }
 
     async fn upload_truncate(&self, id: &UploadId, len: u64) -> Result<(), StoreError> {
-        let (mut state, version) = self.load(id).await?;
+        let (mut state, version) = self.load_or_empty(id).await?;
         if state.now.size == len {
             return Ok(());
         }
@@ -817,7 +1005,7 @@ impl BlobStore for S3BlobStore {
         let dropped = state.now.tail.map(|t| t.0);
         state.now = before;
         state.modified = now_millis();
-        if self.save(id, &state, Some(version)).await?.is_none() {
+        if self.save(id, &state, version).await?.is_none() {
             return Err(self.conflict(id, len).await);
         }
         self.drop_tails(id, dropped).await;
@@ -845,7 +1033,7 @@ impl BlobStore for S3BlobStore {
     }
 
     async fn upload_read(&self, id: &UploadId) -> Result<ByteStream, StoreError> {
-        let (state, _) = self.load(id).await?;
+        let (state, _) = self.load_or_empty(id).await?;
         if !state.now.parts.is_empty() {
             return Err(StoreError::Unsupported(format!(
                 "the parts of upload {id} are in an unfinished S3 multipart upload, which \
@@ -857,7 +1045,12 @@ impl BlobStore for S3BlobStore {
     }
 
     async fn upload_commit(&self, id: &UploadId, digest: &Digest) -> Result<u64, StoreError> {
-        let (state, _) = self.load(id).await?;
+        let (state, version) = self.load_or_empty(id).await?;
+        if version.is_none() && *digest != Digest::of(digest.algorithm(), b"") {
+            // No state: nothing staged, so only the empty blob can be committed. (The caller
+            // verified the digest against the staged bytes; this guards a misuse.)
+            return Err(StoreError::UploadUnknown(id.to_string()));
+        }
         let size = state.now.size;
         if let Err(e) = self.publish_staged(id, &state, digest).await {
             // Committed already by an attempt that stopped before cleaning up (its staged
@@ -866,32 +1059,34 @@ impl BlobStore for S3BlobStore {
                 return Err(e);
             }
         }
-        self.remove_upload_objects(id).await?;
+        if version.is_some() {
+            self.remove_upload_objects(id).await?;
+        }
         Ok(size)
     }
 
     async fn upload_abort(&self, id: &UploadId) -> Result<(), StoreError> {
-        let state = match self.load(id).await {
-            Ok((s, _)) => Some(s),
-            Err(StoreError::UploadUnknown(_)) => None,
-            // A corrupt state must not keep the upload's objects forever.
-            Err(StoreError::Corrupt(_)) => None,
+        // One listing finds whatever the upload wrote; an upload that never received a byte
+        // (most that end in a whole-blob `PUT`) wrote nothing, and that is the only request.
+        let prefix = self.key(&format!("uploads/{id}"));
+        let any = self
+            .s3
+            .list(Some(&prefix))
+            .next()
+            .await
+            .transpose()
+            .map_err(os_err)?;
+        if any.is_none() {
+            return Ok(());
+        }
+        let multipart = match self.load(id).await {
+            Ok((s, _)) => s.multipart,
+            // Tails without a state (an append cut off before its first state write), or a
+            // corrupt state: its objects must not stay forever.
+            Err(StoreError::UploadUnknown(_) | StoreError::Corrupt(_)) => None,
             Err(e) => return Err(e),
         };
-        // Nothing but the state was ever written (no tail generation, no multipart upload):
-        // one request. An append cut off before its first state write could have left a tail
-        // behind; `upload_list` names such objects and the collector removes them.
-        if let Some(s) = &state
-            && s.generation == 0
-            && s.multipart.is_none()
-        {
-            return match self.s3.delete(&self.upload_key(id, "state.json")).await {
-                Ok(()) => Ok(()),
-                Err(e) if is_not_found(&e) => Ok(()),
-                Err(e) => Err(os_err(e)),
-            };
-        }
-        if let Some(multipart) = state.and_then(|s| s.multipart) {
+        if let Some(multipart) = multipart {
             match self
                 .s3
                 .abort_multipart(&self.upload_key(id, "data"), &multipart)
