@@ -12,8 +12,8 @@ use anyhow::{Context, bail};
 use crate::haproxy::Haproxy;
 use crate::seaweed::Seaweed;
 use crate::{
-    Figure, berth_binary, client, digest_of, human, payload, pull_curl, push_file, push_file_streamed, rate,
-    seed_manifest, spawn_berth_with,
+    Figure, berth_binary, client, digest_of, human, payload, pull_curl, push_file,
+    push_file_streamed, rate, seed_manifest, spawn_berth_with,
 };
 
 /// Times boto3 uploads and downloads of the given files (in one Python process, so start-up is

@@ -74,9 +74,15 @@ pub enum Mode {
 pub struct Harness {
     pub mode: Mode,
     pub dir: tempfile::TempDir,
-    /// The scaled backends of a `scaled` harness, kept alive with it, and its blob store.
-    scaled: Option<(seaweed::Seaweed, pg::Database, Arc<S3BlobStore>)>,
+    /// The scaled backends of a `scaled` or `balanced` harness, kept alive with it, and its
+    /// blob store.
+    scaled: Option<(Arc<seaweed::Seaweed>, pg::Database, Arc<S3BlobStore>)>,
+    /// The load balancer of a `balanced` harness and the replicas behind it.
+    balanced: Option<(haproxy::Haproxy, Vec<tokio::task::JoinHandle<()>>)>,
 }
+
+#[path = "../../../berth-bench/src/haproxy.rs"]
+mod haproxy;
 
 #[path = "../../../berth-bench/src/seaweed.rs"]
 mod seaweed;
@@ -112,6 +118,7 @@ impl Harness {
             mode: Mode::InProcess(app),
             dir,
             scaled: None,
+            balanced: None,
         }
     }
 
@@ -126,6 +133,7 @@ impl Harness {
             mode: Mode::InProcess(router(reg)),
             dir,
             scaled: None,
+            balanced: None,
         }
     }
 
@@ -139,13 +147,9 @@ impl Harness {
     async fn serve(
         reg: Registry,
         dir: tempfile::TempDir,
-        scaled: Option<(seaweed::Seaweed, pg::Database, Arc<S3BlobStore>)>,
+        scaled: Option<(Arc<seaweed::Seaweed>, pg::Database, Arc<S3BlobStore>)>,
     ) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, router(reg)).await.unwrap();
-        });
+        let (addr, task) = listen(reg).await;
         Harness {
             mode: Mode::Socket {
                 base: format!("http://{addr}"),
@@ -154,42 +158,69 @@ impl Harness {
             },
             dir,
             scaled,
+            balanced: None,
         }
     }
 
     /// Over a real socket on the scaled backends: blobs in SeaweedFS (S3, 5 MiB parts),
     /// metadata in PostgreSQL.
     pub async fn scaled() -> Self {
+        Self::scaled_on(Arc::new(start_weed())).await
+    }
+
+    async fn scaled_on(weed: Arc<seaweed::Seaweed>) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let weed = seaweed::Seaweed::start(&weed(), "protocol").unwrap_or_else(|e| panic!("{e}"));
         let db = pg::database();
-        let mut o = S3Options::from_url(&format!("s3://{}/registry", weed.bucket)).unwrap();
-        o.endpoint = Some(weed.endpoint.clone());
-        o.path_style = true;
-        o.part_size = berth_store::MIN_PART_SIZE;
-        o.credentials = Some((seaweed::KEY_ID.to_owned(), seaweed::SECRET.to_owned()));
-        let blobs = Arc::new(S3BlobStore::open(o).await.unwrap());
-        let meta = Arc::new(PgMeta::open(&db.url).await.unwrap());
         let key = berth_iam::keys::MasterKey::generate();
-        let mut config = RegistryConfig::default();
-        config.shared_stores = true;
-        let reg = Registry::new(
-            Arc::clone(&blobs) as Arc<dyn berth_store::BlobStore>,
-            Arc::clone(&meta) as Arc<dyn berth_store::MetadataStore>,
-            meta,
-            &key,
-            config,
-        );
+        let (reg, blobs) = scaled_registry(&weed, "registry", &db.url, &key).await;
         Self::serve(reg, dir, Some((weed, db, blobs))).await
     }
 
+    /// Three replicas on the scaled backends (one bucket prefix, one database, one master key)
+    /// behind HAProxy in round robin: consecutive requests of one upload land on different
+    /// replicas.
+    pub async fn balanced_on(weed: Arc<seaweed::Seaweed>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let db = pg::database();
+        let key = berth_iam::keys::MasterKey::generate();
+        let mut addrs = Vec::new();
+        let mut tasks = Vec::new();
+        let mut first = None;
+        for _ in 0..3 {
+            let (reg, blobs) = scaled_registry(&weed, "balanced", &db.url, &key).await;
+            first.get_or_insert(blobs);
+            let (addr, task) = listen(reg).await;
+            addrs.push(addr.to_string());
+            tasks.push(task);
+        }
+        let lb = haproxy::Haproxy::start(&addrs).unwrap_or_else(|e| panic!("{e}"));
+        Harness {
+            mode: Mode::Socket {
+                base: format!("http://{}", lb.addr),
+                // One request per connection: HAProxy then spreads requests one by one.
+                client: reqwest::Client::builder()
+                    .no_proxy()
+                    .pool_max_idle_per_host(0)
+                    .build()
+                    .unwrap(),
+                task: tokio::spawn(async {}),
+            },
+            dir,
+            scaled: Some((weed, db, first.unwrap())),
+            balanced: Some((lb, tasks)),
+        }
+    }
+
     /// Every mode, for scenarios that must behave the same either way: in-process and over a
-    /// socket on the embedded backends, and over a socket on S3 + PostgreSQL.
+    /// socket on the embedded backends, over a socket on S3 + PostgreSQL, and through HAProxy
+    /// to three replicas on S3 + PostgreSQL.
     pub async fn both() -> Vec<Self> {
+        let weed = Arc::new(start_weed());
         vec![
             Self::in_process().await,
             Self::socket().await,
-            Self::scaled().await,
+            Self::scaled_on(Arc::clone(&weed)).await,
+            Self::balanced_on(weed).await,
         ]
     }
 
@@ -205,6 +236,9 @@ impl Harness {
         match (&self.mode, &self.scaled) {
             (Mode::InProcess(_), _) => "in-process",
             (Mode::Socket { .. }, None) => "socket",
+            (Mode::Socket { .. }, Some(_)) if self.balanced.is_some() => {
+                "3 replicas behind haproxy"
+            }
             (Mode::Socket { .. }, Some(_)) => "s3+postgres",
         }
     }
@@ -346,6 +380,47 @@ impl Harness {
         out.sort();
         out
     }
+}
+
+fn start_weed() -> seaweed::Seaweed {
+    seaweed::Seaweed::start(&weed(), "protocol").unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A registry on SeaweedFS under `prefix` (5 MiB parts) and the PostgreSQL database `db`, as
+/// a replica: stores shared with others.
+async fn scaled_registry(
+    weed: &seaweed::Seaweed,
+    prefix: &str,
+    db: &str,
+    key: &berth_iam::keys::MasterKey,
+) -> (Registry, Arc<S3BlobStore>) {
+    let mut o = S3Options::from_url(&format!("s3://{}/{prefix}", weed.bucket)).unwrap();
+    o.endpoint = Some(weed.endpoint.clone());
+    o.path_style = true;
+    o.part_size = berth_store::MIN_PART_SIZE;
+    o.credentials = Some((seaweed::KEY_ID.to_owned(), seaweed::SECRET.to_owned()));
+    let blobs = Arc::new(S3BlobStore::open(o).await.unwrap());
+    let meta = Arc::new(PgMeta::open(db).await.unwrap());
+    let mut config = RegistryConfig::default();
+    config.shared_stores = true;
+    let reg = Registry::new(
+        Arc::clone(&blobs) as Arc<dyn berth_store::BlobStore>,
+        Arc::clone(&meta) as Arc<dyn berth_store::MetadataStore>,
+        meta,
+        key,
+        config,
+    );
+    (reg, blobs)
+}
+
+/// Serves `reg` on a free loopback port.
+async fn listen(reg: Registry) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, router(reg)).await.unwrap();
+    });
+    (addr, task)
 }
 
 fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, u64)>) {
