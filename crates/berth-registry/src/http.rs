@@ -1,6 +1,6 @@
 //! The axum router: thin handlers translating HTTP to [`Registry`] calls.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, HttpBody};
@@ -917,7 +917,13 @@ async fn put_manifest(reg: &Registry, name: &RepoName, r: &str, req: Request) ->
         what: "manifest",
         limit: limit as u64,
     };
-    if content_length(req.headers())?.is_some_and(|n| n > limit as u64) {
+    if let Some(n) = content_length(req.headers())?.filter(|&n| n > limit as u64) {
+        if n <= LINGER_MAX {
+            // Read (and drop) what is on its way before answering: closing a socket with
+            // unread bytes resets it, and a client — or a load balancer in between — would
+            // then see "connection reset" instead of this 413.
+            linger(req.into_body()).await;
+        }
         return Err(too_large());
     }
     let _permit = reg.manifest_permit()?;
@@ -940,6 +946,18 @@ async fn put_manifest(reg: &Registry, name: &RepoName, r: &str, req: Request) ->
         h.insert("OCI-Subject", hv(&s.to_string()));
     }
     Ok(resp)
+}
+
+/// The largest refused body read to its end before the refusal is sent (see [`linger`]).
+const LINGER_MAX: u64 = 16 * 1024 * 1024;
+
+/// Reads a refused body to its end, dropping it, for at most 2 seconds.
+async fn linger(body: Body) {
+    let mut body = body.into_data_stream();
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(Ok(_)) = body.next().await {}
+    })
+    .await;
 }
 
 /// Reads a whole body if it is at most `limit` bytes (`None` if larger).

@@ -640,7 +640,7 @@ impl Registry {
         let slot = self.slot(&id);
         let mut state = slot.lock().await;
         let size = self
-            .append_locked(&id, &mut state, range, declared, min_part, body)
+            .append_locked(&id, &mut state, None, range, declared, min_part, body)
             .await?;
         Ok(UploadStatus { id, size })
     }
@@ -648,17 +648,23 @@ impl Registry {
     /// Appends one request body to an upload. A body of known length (`Content-Range` or
     /// `Content-Length`) lands whole or not at all: if it breaks off, the staged data is cut back
     /// to where it was. A streamed body of unknown length keeps what arrived. With `min_part`
-    /// (an ECR part), the part is recorded before it is appended.
+    /// (an ECR part), the part is recorded before it is appended. `staged`: the staged size if
+    /// the caller just read it.
+    #[allow(clippy::too_many_arguments)]
     async fn append_locked(
         &self,
         id: &UploadId,
         state: &mut Option<HashState>,
+        staged: Option<u64>,
         range: Option<(u64, u64)>,
         declared: Option<u64>,
         min_part: Option<u64>,
         body: ByteStream,
     ) -> Result<u64, RegistryError> {
-        let offset = self.blobs.upload_size(id).await?;
+        let offset = match staged {
+            Some(n) => n,
+            None => self.blobs.upload_size(id).await?,
+        };
         let mut expect = declared;
         if let Some((start, end)) = range {
             let len = end
@@ -696,6 +702,11 @@ impl Registry {
             Some(h) if h.bytes == offset && h.hasher.algorithm() == Algorithm::Sha256 => h,
             _ => self.resume_hash(id, offset, Algorithm::Sha256).await?,
         };
+        if expect == Some(0) {
+            // An empty body (the final PUT of most clients): nothing to append.
+            *state = Some(before);
+            return Ok(offset);
+        }
         let meter = Metered {
             hash: Arc::new(Mutex::new(before.clone())),
             over_limit: Arc::default(),
@@ -1046,18 +1057,22 @@ impl Registry {
             Some(_) => None,
             None => declared,
         };
+        let mut staged = None;
         if session
             && let Some(n) = whole.filter(|&n| self.goes_whole(n))
             && state.as_ref().is_none_or(|h| h.bytes == 0)
-            && self.blobs.upload_size(id).await? == 0
         {
-            let size = self.put_whole(repo, Some(id), digest, n, body).await?;
-            *state = None;
-            return Ok(size);
+            let size = self.blobs.upload_size(id).await?;
+            if size == 0 {
+                let size = self.put_whole(repo, Some(id), digest, n, body).await?;
+                *state = None;
+                return Ok(size);
+            }
+            staged = Some(size);
         }
         let t0 = std::time::Instant::now();
         let size = self
-            .append_locked(id, state, range, declared, None, body)
+            .append_locked(id, state, staged, range, declared, None, body)
             .await?;
         let t1 = t0.elapsed();
         let computed = match state.take() {

@@ -459,6 +459,31 @@ impl S3BlobStore {
         }
     }
 
+    /// Deletes a committed upload's objects, known from its state, in one request (no
+    /// listing). A tail a best-effort delete left behind earlier is still under the upload's
+    /// prefix: `upload_list` names it, and the collector of abandoned uploads removes it.
+    async fn remove_committed(&self, id: &UploadId, state: &UploadState) -> Result<(), StoreError> {
+        let mut keys: Vec<object_store::Result<Path>> =
+            [state.now.tail, state.before.as_ref().and_then(|b| b.tail)]
+                .into_iter()
+                .flatten()
+                .map(|(g, _)| Ok(self.tail_key(id, g)))
+                .collect();
+        if state.multipart.is_some() {
+            keys.push(Ok(self.upload_key(id, "data")));
+        }
+        keys.push(Ok(self.upload_key(id, "state.json")));
+        let mut results = self.s3.delete_stream(futures::stream::iter(keys).boxed());
+        while let Some(r) = results.next().await {
+            match r {
+                Ok(_) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(os_err(e)),
+            }
+        }
+        Ok(())
+    }
+
     /// Copies a completed object to its content address unless the blob is there already.
     async fn publish(&self, from: &Path, digest: &Digest) -> Result<(), StoreError> {
         let to = self.blob_key(digest);
@@ -1060,7 +1085,7 @@ impl BlobStore for S3BlobStore {
             }
         }
         if version.is_some() {
-            self.remove_upload_objects(id).await?;
+            self.remove_committed(id, &state).await?;
         }
         Ok(size)
     }
