@@ -22,8 +22,9 @@ log() { printf '\n==> %s\n' "$*"; }
 # keys) and procps' pgrep checks the agent is gone after the build; postgresql (15) is the
 # database of the PostgreSQL metadata store's tests (each test process starts a throwaway
 # cluster as the postgres user on a free loopback port; the packaged cluster is not used);
-# haproxy is the load balancer of the replica test (round-robin over three `berth serve`).
-packages=(skopeo podman buildah runc crun uidmap qemu-user-static binfmt-support busybox-static docker-registry git curl ca-certificates awscli python3 python3-venv bsdutils strace rpm golang-go debootstrap openssh-client procps postgresql haproxy)
+# haproxy is the load balancer of the replica test (round-robin over three `berth serve`);
+# openssl makes the throwaway cluster's TLS certificates (the PostgreSQL TLS tests).
+packages=(skopeo podman buildah runc crun uidmap qemu-user-static binfmt-support busybox-static docker-registry git curl ca-certificates awscli python3 python3-venv bsdutils strace rpm golang-go debootstrap openssh-client procps postgresql haproxy openssl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

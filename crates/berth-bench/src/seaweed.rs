@@ -110,14 +110,19 @@ impl Seaweed {
             std::fs::read_to_string(s.dir.path().join("weed.log")).unwrap_or_default()
         };
         // Ready when the bucket exists, which the filer (no authentication) shows as the
-        // directory /buckets/NAME, and the S3 API answers.
+        // directory /buckets/NAME, the S3 API answers, and a write lands: the first writes
+        // after a start fail (500) while the volume servers register and volumes are grown.
         let deadline = Instant::now() + Duration::from_secs(60);
         let s3_addr = format!("127.0.0.1:{s3}");
         let filer_addr = format!("127.0.0.1:{filer}");
         while Instant::now() < deadline {
+            let probe = format!("/buckets/{bucket}/.berth-ready");
             if head_status(&filer_addr, &format!("/buckets/{bucket}/")) == Some(200)
                 && head_status(&s3_addr, "/").is_some_and(|st| st < 500)
+                && request_status(&filer_addr, "PUT", &probe, b"ready")
+                    .is_some_and(|st| (200..300).contains(&st))
             {
+                request_status(&filer_addr, "DELETE", &probe, b"");
                 return Ok(Ok(s));
             }
             let exited = match s.child.as_mut() {
@@ -172,14 +177,22 @@ impl Seaweed {
 
 /// The status of an anonymous `HEAD path` (HTTP/1.1 over a fresh connection).
 fn head_status(addr: &str, path: &str) -> Option<u16> {
+    request_status(addr, "HEAD", path, b"")
+}
+
+/// The status of an anonymous request with a small body (HTTP/1.1 over a fresh connection).
+fn request_status(addr: &str, method: &str, path: &str, body: &[u8]) -> Option<u16> {
     use std::io::{Read, Write};
     let mut c = std::net::TcpStream::connect(addr).ok()?;
-    c.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    c.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(
         c,
-        "HEAD {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
     )
     .ok()?;
+    c.write_all(body).ok()?;
     let mut buf = [0u8; 64];
     let n = c.read(&mut buf).ok()?;
     let line = std::str::from_utf8(&buf[..n]).ok()?;

@@ -20,6 +20,7 @@ pub mod migrate;
 mod postgres;
 mod postgres_identity;
 mod postgres_schema;
+mod postgres_tls;
 mod s3;
 mod sqlite;
 mod sqlite_identity;

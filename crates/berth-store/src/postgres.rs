@@ -41,8 +41,9 @@
 //! Migrations run once per database in a `READ COMMITTED` transaction holding a transaction-level
 //! advisory lock: replicas starting together wait for the first, then see its version.
 //!
-//! Connections use no TLS (`postgres::NoTls`; `sslmode=require` is refused): run the database on
-//! a trusted network or a local socket until TLS is added.
+//! Connections use TLS as libpq would for the URL's `sslmode` and `sslrootcert` (see
+//! `postgres_tls`): by default, encrypted when the server offers it; `verify-full` checks the
+//! chain and the host name.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -118,6 +119,8 @@ impl fmt::Debug for PgMeta {
 
 struct Inner {
     config: postgres::Config,
+    /// The TLS connector (`None`: `sslmode=disable`).
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
     max_connections: usize,
     idle: Mutex<Vec<Conn>>,
     /// One per connection: an operation holds one while it runs.
@@ -159,9 +162,16 @@ pub(crate) struct Conn {
 pub(crate) type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
 impl Conn {
-    fn connect(config: &postgres::Config) -> Result<Conn, StoreError> {
+    fn connect(
+        config: &postgres::Config,
+        tls: Option<&tokio_postgres_rustls::MakeRustlsConnect>,
+    ) -> Result<Conn, StoreError> {
+        let client = match tls {
+            Some(tls) => config.connect(tls.clone())?,
+            None => config.connect(NoTls)?,
+        };
         Ok(Conn {
-            client: config.connect(NoTls)?,
+            client,
             statements: HashMap::new(),
             broken: false,
         })
@@ -349,7 +359,7 @@ impl Inner {
                 Some(c) if c.reusable() => return Ok(c),
                 // Dropped here, off the lock.
                 Some(_) => {}
-                None => return Conn::connect(&self.config),
+                None => return Conn::connect(&self.config, self.tls.as_ref()),
             }
         }
     }
@@ -381,7 +391,10 @@ impl PgMeta {
 
     /// [`PgMeta::open`] with options.
     pub async fn open_with(url: &str, options: PgOptions) -> Result<Self, StoreError> {
-        let mut config: postgres::Config = url.parse()?;
+        let tls = crate::postgres_tls::settings(url)?;
+        let mut config: postgres::Config = tls.rest.parse()?;
+        config.ssl_mode(tls.ssl_mode());
+        let connector = tls.connector()?;
         if config.get_application_name().is_none() {
             config.application_name("berth");
         }
@@ -389,6 +402,7 @@ impl PgMeta {
         let meta = PgMeta {
             inner: Arc::new(Inner {
                 config,
+                tls: connector,
                 max_connections: max,
                 idle: Mutex::new(Vec::new()),
                 permits: tokio::sync::Semaphore::new(max),

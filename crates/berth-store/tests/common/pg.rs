@@ -17,6 +17,11 @@
 //!
 //! Every test gets its own database (`t_<random hex>`), dropped when its [`Database`] is, so
 //! tests never see each other's rows.
+//!
+//! A throwaway cluster also speaks TLS (`ssl=on`; plain connections stay allowed): its
+//! certificate, made with `openssl` at start, is for the name `localhost` only (not for the
+//! address `127.0.0.1`), signed by a CA of its own ([`tls_ca`]) — so the TLS tests can tell a
+//! checked chain from a checked host name.
 
 use std::net::TcpListener;
 use std::os::unix::fs::MetadataExt;
@@ -72,15 +77,60 @@ pub fn restart(downtime: std::time::Duration) {
         .arg("-D")
         .arg(&data)
         .arg("-o")
-        .arg(format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off \
-             -c full_page_writes=off -c max_connections=300",
-            own.dir.display()
-        ))
+        .arg(start_options(&port, &own.dir))
         .arg("-l")
         .arg(own.dir.join("log"))
         .args(["-w", "-t", "60", "start"]))
     .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// The server options of a throwaway cluster in `dir` on `port`.
+fn start_options(port: &str, dir: &Path) -> String {
+    let tls = dir.join("tls");
+    format!(
+        "-p {port} -k {dir} -c listen_addresses=127.0.0.1 -c fsync=off \
+         -c full_page_writes=off -c max_connections=300 -c ssl=on \
+         -c ssl_cert_file={cert} -c ssl_key_file={key}",
+        dir = dir.display(),
+        cert = tls.join("server.crt").display(),
+        key = tls.join("server.key").display(),
+    )
+}
+
+/// The CA certificate (PEM) the throwaway cluster's TLS certificate is signed by; `None` for a
+/// server named by `BERTH_TEST_POSTGRES`.
+pub fn tls_ca() -> Option<PathBuf> {
+    let server = match SERVER.get_or_init(server) {
+        Ok(s) => s,
+        Err(e) => panic!("no PostgreSQL for the tests: {e}"),
+    };
+    server.own.as_ref().map(|o| o.dir.join("tls/ca.crt"))
+}
+
+/// The superuser URL of the `postgres` database on the test server.
+pub fn admin_url() -> String {
+    match SERVER.get_or_init(server) {
+        Ok(s) => s.admin_url.clone(),
+        Err(e) => panic!("no PostgreSQL for the tests: {e}"),
+    }
+}
+
+/// Makes the cluster's TLS material in `dir/tls` (as the server user, who must own the key):
+/// a CA, and a certificate for `localhost` it signs.
+fn make_tls(dir: &Path, root: bool) -> Result<(), String> {
+    let script = "set -e; mkdir -p tls; cd tls; \
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+          -subj /CN=berth-test-ca -keyout ca.key -out ca.crt 2>/dev/null; \
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+          -subj /CN=localhost -keyout server.key -out server.csr 2>/dev/null; \
+        printf 'subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > ext; \
+        openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
+          -extfile ext -out server.crt 2>/dev/null; \
+        chmod 600 server.key ca.key";
+    run(as_server_user(root, Path::new("sh"))
+        .args(["-c", script])
+        .current_dir(dir))
+    .map_err(|e| format!("making TLS certificates (apt-get install openssl): {e}"))
 }
 
 static SERVER: OnceLock<Result<Server, String>> = OnceLock::new();
@@ -194,6 +244,7 @@ fn server() -> Result<Server, String> {
             "--locale=C.UTF-8",
             "-N",
         ]))?;
+    make_tls(&dir, root)?;
     let mut last = String::new();
     for _ in 0..5 {
         let port = free_port()?;
@@ -201,11 +252,7 @@ fn server() -> Result<Server, String> {
             .arg("-D")
             .arg(&data)
             .arg("-o")
-            .arg(format!(
-                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off \
-                 -c full_page_writes=off -c max_connections=300",
-                dir.display()
-            ))
+            .arg(start_options(&port.to_string(), &dir))
             .arg("-l")
             .arg(dir.join("log"))
             .args(["-w", "-t", "60", "start"]));
