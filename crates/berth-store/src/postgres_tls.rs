@@ -25,7 +25,9 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::StoreError;
@@ -295,8 +297,7 @@ impl ServerCertVerifier for ChainOnly {
         {
             // The name is checked after the chain: this error means the chain is good.
             Err(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName
-                | CertificateError::NotValidForNameContext { .. },
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
             other => other,
         }
@@ -326,6 +327,7 @@ impl ServerCertVerifier for ChainOnly {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -337,7 +339,10 @@ mod tests {
         .unwrap();
         assert_eq!(s.mode, Mode::VerifyFull);
         assert_eq!(s.roots, Some(Roots::File(PathBuf::from("/etc/ca.pem"))));
-        assert_eq!(s.rest, "postgres://u:p%40ss@db:5432/berth?application_name=x");
+        assert_eq!(
+            s.rest,
+            "postgres://u:p%40ss@db:5432/berth?application_name=x"
+        );
         let s = settings("host=db user=u sslmode=require dbname=berth").unwrap();
         assert_eq!((s.mode, s.roots), (Mode::Require, None));
         assert_eq!(s.rest, "host=db user=u dbname=berth");

@@ -12,8 +12,13 @@
 //!   after): two replicas appending to one upload at once cannot both win.
 //! - `uploads/<id>/tail-<generation>`: staged bytes after the last full part (less than a part;
 //!   S3 refuses parts under 5 MiB except the last).
-//! - `uploads/<id>/data`: the multipart upload's object, completed at commit and then copied to
-//!   its content address.
+//! - `data/<id>`: the multipart upload of upload `id`'s full parts, completed at commit; the
+//!   blob's bytes stay there, and its content address holds an **alias**: an empty object whose
+//!   metadata (`x-amz-meta-berth-data`, `x-amz-meta-berth-size`) names this key and the size.
+//!   No copy, whatever the size; a read of an alias costs one lookup (then cached). An upload
+//!   with no full part (under `part_size`) is copied to its content address as before (a copy of
+//!   at most a part). Uploads started before aliases existed (`uploads/<id>/data`) still
+//!   complete and copy as they did.
 //!
 //! An append streams: bytes are cut into parts of `part_size` and uploaded (two in flight) while
 //! the body still arrives, so memory stays at a few parts per upload whatever the blob's size.
@@ -40,8 +45,8 @@ use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
 use object_store::signer::Signer;
 use object_store::{
-    CredentialProvider, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions,
-    PutPayload, UpdateVersion,
+    Attribute, Attributes, CredentialProvider, GetOptions, GetRange, ObjectStore, ObjectStoreExt,
+    PutMode, PutOptions, PutPayload, UpdateVersion,
 };
 use serde::{Deserialize, Serialize};
 
@@ -114,7 +119,13 @@ pub struct S3BlobStore {
     /// never change, so an entry is never stale; the registry reads a manifest only after its
     /// metadata says it exists, so a deleted blob still cached is never served.
     small: std::sync::Mutex<DigestCache<Bytes>>,
+    /// Aliases looked up or written: where a blob's bytes are (never stale while the blob
+    /// exists; a read that finds the target gone looks again).
+    aliases: std::sync::Mutex<DigestCache<(Path, u64)>>,
 }
+
+/// Bytes of alias entries kept (about 200 bytes each).
+const ALIAS_CACHE_BYTES: usize = 4 * 1024 * 1024;
 
 impl fmt::Debug for S3Options {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -212,6 +223,38 @@ struct UploadState {
     now: Staged,
     /// The staged state before the last append (what `upload_truncate` returns to).
     before: Option<Staged>,
+    /// The key the multipart upload completes at (`data/<id>`), where the blob's bytes then
+    /// stay. `None` before the first part, and in states written before aliases existed (their
+    /// multipart upload is at `uploads/<id>/data`, copied at commit).
+    #[serde(default)]
+    data: Option<String>,
+    /// The digest the upload is committed as, saved before its multipart upload is completed:
+    /// after that, `data` is the blob's unless an alias to it is missing (see `upload_abort`).
+    #[serde(default)]
+    committing: Option<String>,
+}
+
+/// The metadata keys of an alias: the key holding the blob's bytes, and their size.
+const ALIAS_KEY: &str = "berth-data";
+const ALIAS_SIZE: &str = "berth-size";
+
+/// The target of an alias object (its key and size), `None` for an object that is a blob.
+fn alias_of(attributes: &object_store::Attributes) -> Option<(Path, u64)> {
+    let key = attributes.get(&Attribute::Metadata(ALIAS_KEY.into()))?;
+    let size = attributes
+        .get(&Attribute::Metadata(ALIAS_SIZE.into()))?
+        .parse()
+        .ok()?;
+    Some((Path::from(key.as_ref()), size))
+}
+
+/// Where a stored blob's bytes are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Location {
+    /// At its content address, this many bytes.
+    Direct(u64),
+    /// Under `key` (an alias at its content address), `size` bytes.
+    Alias { key: Path, size: u64 },
 }
 
 fn os_err(e: object_store::Error) -> StoreError {
@@ -275,6 +318,7 @@ impl S3BlobStore {
             s3: Arc::new(s3),
             options,
             small: std::sync::Mutex::new(DigestCache::new(SMALL_CACHE_BYTES)),
+            aliases: std::sync::Mutex::new(DigestCache::new(ALIAS_CACHE_BYTES)),
         })
     }
 
@@ -345,6 +389,8 @@ impl S3BlobStore {
                         generation: 0,
                         now: Staged::default(),
                         before: None,
+                        data: None,
+                        committing: None,
                     },
                     None,
                 ))
@@ -459,6 +505,123 @@ impl S3BlobStore {
         }
     }
 
+    fn alias_cached(&self, digest: &Digest) -> Option<(Path, u64)> {
+        self.aliases.lock().ok().and_then(|c| c.get(digest))
+    }
+
+    fn remember_alias(&self, digest: &Digest, key: &Path, size: u64) {
+        if let Ok(mut c) = self.aliases.lock() {
+            c.insert(digest, (key.clone(), size), 200);
+        }
+    }
+
+    fn forget_alias(&self, digest: &Digest) {
+        if let Ok(mut c) = self.aliases.lock() {
+            c.remove(digest);
+        }
+    }
+
+    /// Where a blob's bytes are, `None` if it is not stored: one `HEAD`, never the cache (a
+    /// blob another replica deleted must not look stored). Reads use the cache, and look
+    /// again when its target is gone.
+    async fn locate(&self, digest: &Digest) -> Result<Option<Location>, StoreError> {
+        let opts = GetOptions {
+            head: true,
+            ..GetOptions::default()
+        };
+        match self.s3.get_opts(&self.blob_key(digest), opts).await {
+            Ok(r) => Ok(Some(match alias_of(&r.attributes) {
+                Some((key, size)) => {
+                    self.remember_alias(digest, &key, size);
+                    Location::Alias { key, size }
+                }
+                None => {
+                    self.forget_alias(digest);
+                    Location::Direct(r.meta.size)
+                }
+            })),
+            Err(e) if is_not_found(&e) => {
+                self.forget_alias(digest);
+                Ok(None)
+            }
+            Err(e) => Err(os_err(e)),
+        }
+    }
+
+    /// The key an upload's multipart upload completes at: `data/<id>`, or where a state from
+    /// before aliases put it.
+    fn data_key(&self, id: &UploadId, state: &UploadState) -> Path {
+        match (&state.data, &state.multipart) {
+            (Some(key), _) => Path::from(key.as_str()),
+            (None, Some(_)) => self.upload_key(id, "data"),
+            (None, None) => self.key(&format!("data/{id}")),
+        }
+    }
+
+    /// Deletes `key`; absent is fine.
+    async fn delete_key(&self, key: &Path) -> Result<(), StoreError> {
+        match self.s3.delete(key).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(os_err(e)),
+        }
+    }
+
+    /// Makes the completed object at `data` (`size` bytes) the blob `digest`: an alias at the
+    /// content address (`If-None-Match`). If the blob is there already — stored by another
+    /// upload, or aliased by an earlier attempt of this commit — `data` goes, or stays if it is
+    /// the alias's own target.
+    async fn write_alias(&self, digest: &Digest, data: &Path, size: u64) -> Result<(), StoreError> {
+        let mut attributes = Attributes::new();
+        attributes.insert(
+            Attribute::Metadata(ALIAS_KEY.into()),
+            data.to_string().into(),
+        );
+        attributes.insert(
+            Attribute::Metadata(ALIAS_SIZE.into()),
+            size.to_string().into(),
+        );
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            attributes,
+            ..PutOptions::default()
+        };
+        match self
+            .s3
+            .put_opts(&self.blob_key(digest), PutPayload::new(), opts)
+            .await
+        {
+            Ok(_) => {
+                self.remember_alias(digest, data, size);
+                Ok(())
+            }
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => match self.locate(digest).await? {
+                Some(Location::Alias { key, .. }) if key == *data => Ok(()),
+                Some(_) => self.delete_key(data).await,
+                None => Err(StoreError::Io(std::io::Error::other(format!(
+                    "blob {digest} vanished while its alias was written; try again"
+                )))),
+            },
+            Err(e) => Err(os_err(e)),
+        }
+    }
+
+    /// GETs `range` of the object at `key`.
+    async fn get_range(
+        &self,
+        key: &Path,
+        range: std::ops::Range<u64>,
+    ) -> object_store::Result<object_store::GetResult> {
+        let opts = GetOptions {
+            range: Some(GetRange::Bounded(range)),
+            ..GetOptions::default()
+        };
+        self.s3.get_opts(key, opts).await
+    }
+
     /// Deletes a committed upload's objects, known from its state, in one request (no
     /// listing). A tail a best-effort delete left behind earlier is still under the upload's
     /// prefix: `upload_list` names it, and the collector of abandoned uploads removes it.
@@ -469,7 +632,8 @@ impl S3BlobStore {
                 .flatten()
                 .map(|(g, _)| Ok(self.tail_key(id, g)))
                 .collect();
-        if state.multipart.is_some() {
+        if state.multipart.is_some() && state.data.is_none() {
+            // Before aliases: the multipart object was copied to the content address.
             keys.push(Ok(self.upload_key(id, "data")));
         }
         keys.push(Ok(self.upload_key(id, "state.json")));
@@ -502,7 +666,8 @@ impl S3BlobStore {
 
 impl S3BlobStore {
     /// Puts an upload's staged bytes at `digest`: the tail copied when there are no parts,
-    /// else the multipart upload completed (the tail as its last part) and copied.
+    /// else the multipart upload completed (the tail as its last part) and aliased (copied, for
+    /// a state from before aliases).
     async fn publish_staged(
         &self,
         id: &UploadId,
@@ -518,7 +683,7 @@ impl S3BlobStore {
                 None => self.put(digest, Bytes::new()).await?,
             },
             (Some(multipart), false) => {
-                let data_key = self.upload_key(id, "data");
+                let data_key = self.data_key(id, state);
                 let mut parts: Vec<PartId> = state
                     .now
                     .parts
@@ -548,7 +713,7 @@ impl S3BlobStore {
                     .await
                 {
                     Ok(_) => {}
-                    // Completed by an attempt that stopped before the copy.
+                    // Completed by an attempt that stopped before the alias (or the copy).
                     Err(e) if is_not_found(&e) => {}
                     Err(e) => return Err(os_err(e)),
                 }
@@ -562,7 +727,11 @@ impl S3BlobStore {
                     }
                     Err(e) => return Err(os_err(e)),
                 }
-                self.publish(&data_key, digest).await?;
+                if state.data.is_some() {
+                    self.write_alias(digest, &data_key, size).await?;
+                } else {
+                    self.publish(&data_key, digest).await?;
+                }
             }
             (None, false) => {
                 return Err(StoreError::Corrupt(format!(
@@ -708,11 +877,9 @@ impl Drop for AbortOnDrop {
 #[async_trait]
 impl BlobStore for S3BlobStore {
     async fn stat(&self, digest: &Digest) -> Result<Option<u64>, StoreError> {
-        match self.s3.head(&self.blob_key(digest)).await {
-            Ok(m) => Ok(Some(m.size)),
-            Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(os_err(e)),
-        }
+        Ok(self.locate(digest).await?.map(|l| match l {
+            Location::Direct(size) | Location::Alias { size, .. } => size,
+        }))
     }
 
     async fn read(&self, digest: &Digest, offset: u64, len: u64) -> Result<ByteStream, StoreError> {
@@ -722,14 +889,31 @@ impl BlobStore for S3BlobStore {
         let end = offset
             .checked_add(len)
             .ok_or_else(|| StoreError::Io(std::io::Error::other("read range overflows")))?;
-        let opts = GetOptions {
-            range: Some(GetRange::Bounded(offset..end)),
-            ..GetOptions::default()
+        let stream = |r: object_store::GetResult| r.into_stream().map_err(io_err).boxed();
+        let not_found = || StoreError::BlobNotFound(digest.clone());
+        if let Some((key, _)) = self.alias_cached(digest) {
+            match self.get_range(&key, offset..end).await {
+                Ok(r) => return Ok(stream(r)),
+                // Deleted (and perhaps stored again since): look again.
+                Err(e) if is_not_found(&e) => self.forget_alias(digest),
+                Err(e) => return Err(os_err(e)),
+            }
+        }
+        let failed = match self.get_range(&self.blob_key(digest), offset..end).await {
+            Ok(r) if alias_of(&r.attributes).is_none() => return Ok(stream(r)),
+            Ok(_) => None,
+            Err(e) if is_not_found(&e) => return Err(not_found()),
+            // An alias is empty, so a range of its blob is not satisfiable there.
+            Err(e) => Some(e),
         };
-        match self.s3.get_opts(&self.blob_key(digest), opts).await {
-            Ok(r) => Ok(r.into_stream().map_err(io_err).boxed()),
-            Err(e) if is_not_found(&e) => Err(StoreError::BlobNotFound(digest.clone())),
-            Err(e) => Err(os_err(e)),
+        match self.locate(digest).await? {
+            Some(Location::Alias { key, .. }) => match self.get_range(&key, offset..end).await {
+                Ok(r) => Ok(stream(r)),
+                Err(e) if is_not_found(&e) => Err(not_found()),
+                Err(e) => Err(os_err(e)),
+            },
+            Some(Location::Direct(_)) => Err(failed.map_or_else(not_found, os_err)),
+            None => Err(not_found()),
         }
     }
 
@@ -737,15 +921,34 @@ impl BlobStore for S3BlobStore {
         if let Some(b) = self.small.lock().ok().and_then(|c| c.get(digest)) {
             return Ok(b);
         }
-        match self.s3.get(&self.blob_key(digest)).await {
-            Ok(r) => {
-                let b = r.bytes().await.map_err(os_err)?;
-                self.cache_small(digest, &b);
-                Ok(b)
+        let key = match self.alias_cached(digest) {
+            Some((key, _)) => key,
+            None => self.blob_key(digest),
+        };
+        let r = match self.s3.get(&key).await {
+            Ok(r) => r,
+            Err(e) if is_not_found(&e) => {
+                self.forget_alias(digest);
+                return Err(StoreError::BlobNotFound(digest.clone()));
             }
-            Err(e) if is_not_found(&e) => Err(StoreError::BlobNotFound(digest.clone())),
-            Err(e) => Err(os_err(e)),
-        }
+            Err(e) => return Err(os_err(e)),
+        };
+        let r = match alias_of(&r.attributes) {
+            Some((key, size)) => {
+                self.remember_alias(digest, &key, size);
+                match self.s3.get(&key).await {
+                    Ok(r) => r,
+                    Err(e) if is_not_found(&e) => {
+                        return Err(StoreError::BlobNotFound(digest.clone()));
+                    }
+                    Err(e) => return Err(os_err(e)),
+                }
+            }
+            None => r,
+        };
+        let b = r.bytes().await.map_err(os_err)?;
+        self.cache_small(digest, &b);
+        Ok(b)
     }
 
     async fn put(&self, digest: &Digest, bytes: Bytes) -> Result<(), StoreError> {
@@ -772,14 +975,7 @@ impl BlobStore for S3BlobStore {
     }
 
     async fn delete(&self, digest: &Digest) -> Result<(), StoreError> {
-        if let Ok(mut c) = self.small.lock() {
-            c.remove(digest);
-        }
-        match self.s3.delete(&self.blob_key(digest)).await {
-            Ok(()) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(os_err(e)),
-        }
+        self.delete_many(std::slice::from_ref(digest)).await
     }
 
     async fn delete_many(&self, digests: &[Digest]) -> Result<(), StoreError> {
@@ -788,16 +984,38 @@ impl BlobStore for S3BlobStore {
                 c.remove(d);
             }
         }
+        // An alias's bytes go first, then the alias: a failure in between leaves an alias a
+        // later delete still follows.
+        let mut located: Vec<Option<Location>> = Vec::with_capacity(digests.len());
+        for chunk in digests.chunks(16) {
+            located
+                .extend(futures::future::try_join_all(chunk.iter().map(|d| self.locate(d))).await?);
+        }
+        let targets: Vec<object_store::Result<Path>> = located
+            .into_iter()
+            .filter_map(|l| match l {
+                Some(Location::Alias { key, .. }) => Some(Ok(key)),
+                _ => None,
+            })
+            .collect();
         let keys: Vec<object_store::Result<Path>> =
             digests.iter().map(|d| Ok(self.blob_key(d))).collect();
-        // One DeleteObjects request per thousand keys.
-        let mut results = self.s3.delete_stream(futures::stream::iter(keys).boxed());
-        while let Some(r) = results.next().await {
-            match r {
-                Ok(_) => {}
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(os_err(e)),
+        for batch in [targets, keys] {
+            if batch.is_empty() {
+                continue;
             }
+            // One DeleteObjects request per thousand keys.
+            let mut results = self.s3.delete_stream(futures::stream::iter(batch).boxed());
+            while let Some(r) = results.next().await {
+                match r {
+                    Ok(_) => {}
+                    Err(e) if is_not_found(&e) => {}
+                    Err(e) => return Err(os_err(e)),
+                }
+            }
+        }
+        for d in digests {
+            self.forget_alias(d);
         }
         Ok(())
     }
@@ -947,7 +1165,7 @@ impl BlobStore for S3BlobStore {
                 Some(c) => c,
                 None => cutter.insert(PartCutter::new(
                     Arc::clone(&self.s3),
-                    self.upload_key(id, "data"),
+                    self.data_key(id, &state),
                     self.options.part_size,
                     state.multipart.clone(),
                     before.parts.len(),
@@ -969,6 +1187,9 @@ impl BlobStore for S3BlobStore {
             };
         };
         cutter.settle().await?;
+        if state.multipart.is_none() && cutter.multipart.is_some() {
+            state.data = Some(cutter.key.to_string());
+        }
         state.multipart = cutter.multipart.take();
         next.parts.append(&mut cutter.parts);
         let buf = cutter.buf;
@@ -1070,13 +1291,26 @@ impl BlobStore for S3BlobStore {
     }
 
     async fn upload_commit(&self, id: &UploadId, digest: &Digest) -> Result<u64, StoreError> {
-        let (state, version) = self.load_or_empty(id).await?;
+        let (mut state, mut version) = self.load_or_empty(id).await?;
         if version.is_none() && *digest != Digest::of(digest.algorithm(), b"") {
             // No state: nothing staged, so only the empty blob can be committed. (The caller
             // verified the digest against the staged bytes; this guards a misuse.)
             return Err(StoreError::UploadUnknown(id.to_string()));
         }
         let size = state.now.size;
+        let name = digest.to_string();
+        if state.data.is_some()
+            && !state.now.parts.is_empty()
+            && state.committing.as_deref() != Some(name.as_str())
+        {
+            // Saved before the multipart upload completes: an abort after that must know
+            // whether `data/<id>` became this blob (see `upload_abort`).
+            state.committing = Some(name);
+            if self.save(id, &state, version.clone()).await?.is_none() {
+                return Err(self.conflict(id, size).await);
+            }
+            version = Some(self.load(id).await?.1);
+        }
         if let Err(e) = self.publish_staged(id, &state, digest).await {
             // Committed already by an attempt that stopped before cleaning up (its staged
             // objects may be gone): the blob is there, verified when it was committed.
@@ -1104,22 +1338,34 @@ impl BlobStore for S3BlobStore {
         if any.is_none() {
             return Ok(());
         }
-        let multipart = match self.load(id).await {
-            Ok((s, _)) => s.multipart,
+        let state = match self.load(id).await {
+            Ok((s, _)) => Some(s),
             // Tails without a state (an append cut off before its first state write), or a
             // corrupt state: its objects must not stay forever.
             Err(StoreError::UploadUnknown(_) | StoreError::Corrupt(_)) => None,
             Err(e) => return Err(e),
         };
-        if let Some(multipart) = multipart {
-            match self
-                .s3
-                .abort_multipart(&self.upload_key(id, "data"), &multipart)
-                .await
-            {
+        if let Some(state) = state
+            && let Some(multipart) = &state.multipart
+        {
+            let data_key = self.data_key(id, &state);
+            match self.s3.abort_multipart(&data_key, multipart).await {
                 Ok(()) => {}
+                // Completed (or aborted) already.
                 Err(e) if is_not_found(&e) => {}
                 Err(e) => return Err(os_err(e)),
+            }
+            if state.data.is_some() {
+                // Completed as a blob whose alias was written: the bytes are that blob's now.
+                let aliased = match state.committing.as_deref().map(Digest::parse) {
+                    Some(Ok(d)) => {
+                        matches!(self.locate(&d).await?, Some(Location::Alias { key, .. }) if key == data_key)
+                    }
+                    _ => false,
+                };
+                if !aliased {
+                    self.delete_key(&data_key).await?;
+                }
             }
         }
         self.remove_upload_objects(id).await
@@ -1164,9 +1410,13 @@ impl BlobStore for S3BlobStore {
         digest: &Digest,
         expires: Duration,
     ) -> Result<Option<String>, StoreError> {
+        let key = match self.locate(digest).await? {
+            Some(Location::Alias { key, .. }) => key,
+            _ => self.blob_key(digest),
+        };
         let url = self
             .s3
-            .signed_url(http::Method::GET, &self.blob_key(digest), expires)
+            .signed_url(http::Method::GET, &key, expires)
             .await
             .map_err(os_err)?;
         Ok(Some(url.to_string()))

@@ -314,4 +314,68 @@ async fn the_s3_store_keeps_the_contract() {
     let got = common::client().get(&url).send().await.unwrap();
     assert_eq!(got.status(), 200, "{url}");
     assert_eq!(got.bytes().await.unwrap(), bytes);
+
+    // A blob committed from full parts stays where its multipart upload completed, with an
+    // alias at its content address: every read follows it, on this store and on a fresh one
+    // (another replica, nothing cached); the same bytes committed again leave one copy; a
+    // delete removes both objects.
+    let store = s3_store(&weed, "reg/alias").await;
+    let bytes = data(11 * MIB + 17, 11);
+    let len = bytes.len() as u64;
+    let d = Digest::sha256(&bytes);
+    for _ in 0..2 {
+        let id = UploadId::random();
+        store.upload_start(&id).await.unwrap();
+        let mut hasher = Algorithm::Sha256.hasher();
+        append(&store, &id, 0, &bytes, &mut hasher).await;
+        assert_eq!(store.upload_commit(&id, &d).await.unwrap(), len);
+    }
+    let objects = || {
+        // `aws s3 ls` exits 1 when it lists nothing.
+        let out = std::process::Command::new("aws")
+            .envs(weed.env())
+            .args(["--endpoint-url", &weed.endpoint, "s3", "ls", "--recursive"])
+            .arg(format!("s3://{}/reg/alias/", weed.bucket))
+            .output()
+            .unwrap();
+        assert!(out.status.code().is_some_and(|c| c <= 1), "{out:?}");
+        let mut keys: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(3).map(str::to_owned))
+            .collect();
+        keys.sort();
+        keys
+    };
+    let stored = objects();
+    assert_eq!(stored.len(), 2, "one alias and one data object: {stored:?}");
+    assert!(
+        stored[0].starts_with("reg/alias/blobs/sha256/"),
+        "{stored:?}"
+    );
+    assert!(stored[1].starts_with("reg/alias/data/"), "{stored:?}");
+    let fresh = s3_store(&weed, "reg/alias").await;
+    for s in [&store, &fresh] {
+        assert_eq!(s.stat(&d).await.unwrap(), Some(len));
+        assert!(read_all(s, &d, 0, len).await == bytes);
+        assert_eq!(
+            read_all(s, &d, 9 * MIB as u64, 7).await,
+            &bytes[9 * MIB..9 * MIB + 7]
+        );
+    }
+    assert!(fresh.get(&d).await.unwrap() == bytes);
+    let url = fresh
+        .download_url(&d, Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    let got = common::client().get(&url).send().await.unwrap();
+    assert_eq!(got.status(), 200, "{url}");
+    assert!(got.bytes().await.unwrap() == bytes);
+    store.delete(&d).await.unwrap();
+    assert_eq!(objects(), Vec::<String>::new());
+    assert_eq!(fresh.stat(&d).await.unwrap(), None);
+    assert!(matches!(
+        fresh.read(&d, 0, len).await,
+        Err(StoreError::BlobNotFound(_))
+    ));
 }
