@@ -301,6 +301,13 @@ pub fn range_header(size: u64) -> String {
     format!("0-{}", size.saturating_sub(1))
 }
 
+impl RegistryError {
+    /// A server-side failure described by `cause` (logged, never sent): 500.
+    pub(crate) fn unavailable(cause: String) -> Self {
+        RegistryError::Store(StoreError::Database(cause.into()))
+    }
+}
+
 impl From<StoreError> for RegistryError {
     fn from(e: StoreError) -> Self {
         match e {

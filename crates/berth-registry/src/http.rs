@@ -113,6 +113,7 @@ async fn guarded(State(g): State<Guard>, req: Request, next: Next) -> Response {
             respond(Err(reg.unauthorized("authentication required")), audit)
         }
         Err(Denial::Denied(m)) => respond(Err(RegistryError::Denied(m)), audit),
+        Err(Denial::Unavailable(m)) => respond(Err(RegistryError::unavailable(m)), audit),
     }
 }
 
@@ -388,6 +389,7 @@ async fn allow(reg: &Registry, who: &Caller, actions: &[&str], repo: &RepoName) 
         Ok(_) => Ok(()),
         Err(Denial::Unauthenticated) => Err(reg.unauthorized("authentication required")),
         Err(Denial::Denied(m)) => Err(RegistryError::Denied(m)),
+        Err(Denial::Unavailable(m)) => Err(RegistryError::unavailable(m)),
     }
 }
 

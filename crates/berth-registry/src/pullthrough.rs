@@ -539,6 +539,9 @@ impl Registry {
                     return Err(self.unauthorized("authentication required"));
                 }
                 Err(crate::access::Denial::Denied(m)) => return Err(RegistryError::Denied(m)),
+                Err(crate::access::Denial::Unavailable(e)) => {
+                    return Err(RegistryError::unavailable(e));
+                }
             }
         }
         Ok(exists)

@@ -815,11 +815,15 @@ impl Registry {
             result,
             Err(RegistryError::RangeNotSatisfiable { .. }
                 | RegistryError::Body(_)
-                | RegistryError::TooManyRequests(_))
+                | RegistryError::TooManyRequests(_)
+                | RegistryError::Store(_))
         ) {
             // Finished (the session row went with the link) or failed for good: the session
             // ends, and a failure (e.g. a digest mismatch) discards the data. A busy answer
-            // (429: the collector is deleting this blob) keeps the session for the retry.
+            // (429: the collector is deleting this blob) keeps the session for the retry, and
+            // so does a storage failure: the commit may be under way on another replica (the
+            // client gave up waiting and retried), and discarding the staging under it would
+            // lose the blob; an abandoned session is the collector's.
             if result.is_err() {
                 self.blobs.upload_abort(&id).await?;
                 self.meta.delete_upload(&id).await?;

@@ -234,6 +234,10 @@ struct UploadState {
     committing: Option<String>,
 }
 
+/// How long after a commit began an abort leaves its completed object alone (completing a
+/// multipart upload of many GiB can take minutes on S3).
+const COMMIT_WINDOW_MS: i64 = 3_600_000;
+
 /// The metadata keys of an alias: the key holding the blob's bytes, and their size.
 const ALIAS_KEY: &str = "berth-data";
 const ALIAS_SIZE: &str = "berth-size";
@@ -558,6 +562,20 @@ impl S3BlobStore {
         }
     }
 
+    /// The size of the object at `key`, `None` if there is none.
+    async fn object_size(&self, key: &Path) -> Result<Option<u64>, StoreError> {
+        match self.s3.head(key).await {
+            Ok(m) => Ok(Some(m.size)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(os_err(e)),
+        }
+    }
+
+    /// Whether the blob `digest` is an alias to `key` (so the object there is that blob's).
+    async fn aliased_to(&self, digest: &Digest, key: &Path) -> Result<bool, StoreError> {
+        Ok(matches!(self.locate(digest).await?, Some(Location::Alias { key: k, .. }) if k == *key))
+    }
+
     /// Deletes `key`; absent is fine.
     async fn delete_key(&self, key: &Path) -> Result<(), StoreError> {
         match self.s3.delete(key).await {
@@ -682,6 +700,16 @@ impl S3BlobStore {
                 }
                 None => self.put(digest, Bytes::new()).await?,
             },
+            (Some(_), false)
+                if state.data.is_some()
+                    && state.committing.as_deref() == Some(digest.to_string().as_str())
+                    && self.object_size(&self.data_key(id, state)).await? == Some(size) =>
+            {
+                // Completed by an earlier attempt of this commit (its tail was the last part, so
+                // the multipart upload is gone): only the alias may be missing.
+                self.write_alias(digest, &self.data_key(id, state), size)
+                    .await?;
+            }
             (Some(multipart), false) => {
                 let data_key = self.data_key(id, state);
                 let mut parts: Vec<PartId> = state
@@ -921,16 +949,21 @@ impl BlobStore for S3BlobStore {
         if let Some(b) = self.small.lock().ok().and_then(|c| c.get(digest)) {
             return Ok(b);
         }
-        let key = match self.alias_cached(digest) {
-            Some((key, _)) => key,
-            None => self.blob_key(digest),
-        };
-        let r = match self.s3.get(&key).await {
-            Ok(r) => r,
-            Err(e) if is_not_found(&e) => {
-                self.forget_alias(digest);
-                return Err(StoreError::BlobNotFound(digest.clone()));
+        if let Some((key, _)) = self.alias_cached(digest) {
+            match self.s3.get(&key).await {
+                Ok(r) => {
+                    let b = r.bytes().await.map_err(os_err)?;
+                    self.cache_small(digest, &b);
+                    return Ok(b);
+                }
+                // Deleted (and perhaps stored again since): look again.
+                Err(e) if is_not_found(&e) => self.forget_alias(digest),
+                Err(e) => return Err(os_err(e)),
             }
+        }
+        let r = match self.s3.get(&self.blob_key(digest)).await {
+            Ok(r) => r,
+            Err(e) if is_not_found(&e) => return Err(StoreError::BlobNotFound(digest.clone())),
             Err(e) => return Err(os_err(e)),
         };
         let r = match alias_of(&r.attributes) {
@@ -1103,6 +1136,12 @@ impl BlobStore for S3BlobStore {
                 )
                 .await?,
             );
+        }
+        if self.stat(digest).await? == Some(len) {
+            // Stored meanwhile (another replica, perhaps as an alias, which completing here would
+            // overwrite and orphan its object): this upload goes.
+            drop(guard);
+            return Ok(true);
         }
         let ids = parts
             .into_iter()
@@ -1306,6 +1345,7 @@ impl BlobStore for S3BlobStore {
             // Saved before the multipart upload completes: an abort after that must know
             // whether `data/<id>` became this blob (see `upload_abort`).
             state.committing = Some(name);
+            state.modified = now_millis();
             if self.save(id, &state, version.clone()).await?.is_none() {
                 return Err(self.conflict(id, size).await);
             }
@@ -1313,9 +1353,18 @@ impl BlobStore for S3BlobStore {
         }
         if let Err(e) = self.publish_staged(id, &state, digest).await {
             // Committed already by an attempt that stopped before cleaning up (its staged
-            // objects may be gone): the blob is there, verified when it was committed.
+            // objects may be gone), or by another upload: the blob is there, verified when it
+            // was committed.
             if self.stat(digest).await? != Some(size) {
                 return Err(e);
+            }
+            if state.data.is_some() && state.committing.is_some() {
+                // This upload's completed object, unless it is the blob's: nothing else would
+                // ever find it once the state is gone.
+                let data_key = self.data_key(id, &state);
+                if !self.aliased_to(digest, &data_key).await? {
+                    self.delete_key(&data_key).await?;
+                }
             }
         }
         if version.is_some() {
@@ -1358,11 +1407,19 @@ impl BlobStore for S3BlobStore {
             if state.data.is_some() {
                 // Completed as a blob whose alias was written: the bytes are that blob's now.
                 let aliased = match state.committing.as_deref().map(Digest::parse) {
-                    Some(Ok(d)) => {
-                        matches!(self.locate(&d).await?, Some(Location::Alias { key, .. }) if key == data_key)
-                    }
+                    Some(Ok(d)) => self.aliased_to(&d, &data_key).await?,
                     _ => false,
                 };
+                if !aliased
+                    && state.committing.is_some()
+                    && now_millis() - state.modified < COMMIT_WINDOW_MS
+                {
+                    // A commit began within the hour and has not written its alias: it may be
+                    // running on another replica. Its object is not ours to delete yet.
+                    return Err(StoreError::Io(std::io::Error::other(format!(
+                        "upload {id} is being committed; try again later"
+                    ))));
+                }
                 if !aliased {
                     self.delete_key(&data_key).await?;
                 }

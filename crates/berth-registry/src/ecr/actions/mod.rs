@@ -789,6 +789,7 @@ fn borrow_context(extra: &[(String, Vec<String>)]) -> Vec<(&str, Vec<String>)> {
 pub(crate) fn denied(d: Denial, action: &str) -> EcrError {
     match d {
         Denial::Denied(m) => EcrError::new("AccessDeniedException", m),
+        Denial::Unavailable(m) => EcrError::server(m),
         Denial::Unauthenticated => EcrError::new(
             "AccessDeniedException",
             format!("Anonymous callers are not authorized to perform: {action}"),
