@@ -445,6 +445,13 @@ async fn start_session(
     repo: &str,
     digest: &str,
 ) -> anyhow::Result<String> {
+    let url = open_session(c, base, repo).await?;
+    let sep = if url.contains('?') { '&' } else { '?' };
+    Ok(format!("{url}{sep}digest={digest}"))
+}
+
+/// Opens an upload session; returns its absolute upload URL.
+async fn open_session(c: &reqwest::Client, base: &str, repo: &str) -> anyhow::Result<String> {
     let r = c
         .post(format!("{base}/v2/{repo}/blobs/uploads/"))
         .send()
@@ -452,9 +459,7 @@ async fn start_session(
     if r.status() != 202 {
         bail!("POST upload: {}", r.status());
     }
-    let url = absolute(base, r.headers()["location"].to_str()?);
-    let sep = if url.contains('?') { '&' } else { '?' };
-    Ok(format!("{url}{sep}digest={digest}"))
+    Ok(absolute(base, r.headers()["location"].to_str()?))
 }
 
 /// POST + PUT with the whole body (what every registry supports): seconds taken.
@@ -536,14 +541,7 @@ async fn push_file_streamed(
     digest: &str,
 ) -> anyhow::Result<f64> {
     let start = Instant::now();
-    let r = c
-        .post(format!("{base}/v2/{repo}/blobs/uploads/"))
-        .send()
-        .await?;
-    if r.status() != 202 {
-        bail!("POST upload: {}", r.status());
-    }
-    let url = absolute(base, r.headers()["location"].to_str()?);
+    let url = open_session(c, base, repo).await?;
     let post = start.elapsed().as_secs_f64();
     let file = file.to_string_lossy();
     let patch = curl(

@@ -401,7 +401,12 @@ impl Registry {
                 Ok(_) | Err(StoreError::UploadUnknown(_)) => {}
                 Err(e) => return Err(e.into()),
             }
-            self.blobs.upload_abort(&id).await?;
+            if let Err(e) = self.blobs.upload_abort(&id).await {
+                // One upload that cannot go now (its commit may be running on another
+                // replica) does not stop the others; the next pass tries it again.
+                tracing::warn!(upload = %id, error = %e, "an expired upload was not removed");
+                continue;
+            }
             self.meta.delete_upload(&id).await?;
             self.forget_slot(&id);
             removed += 1;
@@ -420,8 +425,12 @@ impl Registry {
             }
             match self.blobs.upload_modified(&id).await {
                 Ok(modified) if modified < orphan_cutoff => {
-                    self.blobs.upload_abort(&id).await?;
-                    removed += 1;
+                    match self.blobs.upload_abort(&id).await {
+                        Ok(()) => removed += 1,
+                        Err(e) => {
+                            tracing::warn!(upload = %id, error = %e, "staged data was not removed");
+                        }
+                    }
                 }
                 Ok(_) | Err(StoreError::UploadUnknown(_)) => {}
                 Err(e) => return Err(e.into()),
