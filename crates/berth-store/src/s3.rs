@@ -1330,7 +1330,7 @@ impl BlobStore for S3BlobStore {
     }
 
     async fn upload_commit(&self, id: &UploadId, digest: &Digest) -> Result<u64, StoreError> {
-        let (mut state, mut version) = self.load_or_empty(id).await?;
+        let (mut state, version) = self.load_or_empty(id).await?;
         if version.is_none() && *digest != Digest::of(digest.algorithm(), b"") {
             // No state: nothing staged, so only the empty blob can be committed. (The caller
             // verified the digest against the staged bytes; this guards a misuse.)
@@ -1349,7 +1349,6 @@ impl BlobStore for S3BlobStore {
             if self.save(id, &state, version.clone()).await?.is_none() {
                 return Err(self.conflict(id, size).await);
             }
-            version = Some(self.load(id).await?.1);
         }
         if let Err(e) = self.publish_staged(id, &state, digest).await {
             // Committed already by an attempt that stopped before cleaning up (its staged
@@ -1363,6 +1362,13 @@ impl BlobStore for S3BlobStore {
                 // ever find it once the state is gone.
                 let data_key = self.data_key(id, &state);
                 if !self.aliased_to(digest, &data_key).await? {
+                    if let Some(multipart) = &state.multipart {
+                        match self.s3.abort_multipart(&data_key, multipart).await {
+                            Ok(()) => {}
+                            Err(e) if is_not_found(&e) => {}
+                            Err(e) => return Err(os_err(e)),
+                        }
+                    }
                     self.delete_key(&data_key).await?;
                 }
             }
