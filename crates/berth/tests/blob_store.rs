@@ -296,6 +296,18 @@ async fn s3_store(weed: &Seaweed, prefix: &str) -> S3BlobStore {
     S3BlobStore::open(o).await.unwrap()
 }
 
+/// The blob fetched from its presigned URL, without credentials.
+async fn presigned(store: &S3BlobStore, d: &Digest) -> Bytes {
+    let url = store
+        .download_url(d, Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    let got = common::client().get(&url).send().await.unwrap();
+    assert_eq!(got.status(), 200, "{url}");
+    got.bytes().await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_s3_store_keeps_the_contract() {
     let weed = common::seaweed::start("contract");
@@ -306,14 +318,7 @@ async fn the_s3_store_keeps_the_contract() {
     let bytes = data(100_000, 9);
     let d = Digest::sha256(&bytes);
     store.put(&d, Bytes::from(bytes.clone())).await.unwrap();
-    let url = store
-        .download_url(&d, Duration::from_secs(60))
-        .await
-        .unwrap()
-        .unwrap();
-    let got = common::client().get(&url).send().await.unwrap();
-    assert_eq!(got.status(), 200, "{url}");
-    assert_eq!(got.bytes().await.unwrap(), bytes);
+    assert_eq!(presigned(&store, &d).await, bytes);
 
     // A blob committed from full parts stays where its multipart upload completed, with an
     // alias at its content address: every read follows it, on this store and on a fresh one
@@ -363,14 +368,7 @@ async fn the_s3_store_keeps_the_contract() {
         );
     }
     assert!(fresh.get(&d).await.unwrap() == bytes);
-    let url = fresh
-        .download_url(&d, Duration::from_secs(60))
-        .await
-        .unwrap()
-        .unwrap();
-    let got = common::client().get(&url).send().await.unwrap();
-    assert_eq!(got.status(), 200, "{url}");
-    assert!(got.bytes().await.unwrap() == bytes);
+    assert!(presigned(&fresh, &d).await == bytes);
     store.delete(&d).await.unwrap();
     assert_eq!(objects(), Vec::<String>::new());
     assert_eq!(fresh.stat(&d).await.unwrap(), None);
