@@ -490,19 +490,32 @@ impl S3BlobStore {
             .map_err(os_err)?;
         // The state last: while it exists the upload is still known. The rest in one request.
         let state = self.upload_key(id, "state.json");
-        let others: Vec<object_store::Result<Path>> =
-            keys.into_iter().filter(|k| *k != state).map(Ok).collect();
-        if !others.is_empty() {
-            let mut results = self.s3.delete_stream(futures::stream::iter(others).boxed());
-            while let Some(r) = results.next().await {
-                match r {
-                    Ok(_) => {}
-                    Err(e) if is_not_found(&e) => {}
-                    Err(e) => return Err(os_err(e)),
-                }
+        self.delete_keys(keys.into_iter().filter(|k| *k != state).collect())
+            .await?;
+        self.delete_key(&state).await
+    }
+
+    /// Deletes `keys` (absent ones are fine), a thousand per `DeleteObjects` request.
+    async fn delete_keys(&self, keys: Vec<Path>) -> Result<(), StoreError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let keys = futures::stream::iter(keys.into_iter().map(Ok)).boxed();
+        let mut results = self.s3.delete_stream(keys);
+        while let Some(r) = results.next().await {
+            match r {
+                Ok(_) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(os_err(e)),
             }
         }
-        match self.s3.delete(&state).await {
+        Ok(())
+    }
+
+    /// Aborts the multipart upload `multipart` at `key`; one completed or aborted already is
+    /// fine.
+    async fn abort_multipart(&self, key: &Path, multipart: &str) -> Result<(), StoreError> {
+        match self.s3.abort_multipart(key, &multipart.to_owned()).await {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
             Err(e) => Err(os_err(e)),
@@ -644,26 +657,17 @@ impl S3BlobStore {
     /// listing). A tail a best-effort delete left behind earlier is still under the upload's
     /// prefix: `upload_list` names it, and the collector of abandoned uploads removes it.
     async fn remove_committed(&self, id: &UploadId, state: &UploadState) -> Result<(), StoreError> {
-        let mut keys: Vec<object_store::Result<Path>> =
-            [state.now.tail, state.before.as_ref().and_then(|b| b.tail)]
-                .into_iter()
-                .flatten()
-                .map(|(g, _)| Ok(self.tail_key(id, g)))
-                .collect();
+        let mut keys: Vec<Path> = [state.now.tail, state.before.as_ref().and_then(|b| b.tail)]
+            .into_iter()
+            .flatten()
+            .map(|(g, _)| self.tail_key(id, g))
+            .collect();
         if state.multipart.is_some() && state.data.is_none() {
             // Before aliases: the multipart object was copied to the content address.
-            keys.push(Ok(self.upload_key(id, "data")));
+            keys.push(self.upload_key(id, "data"));
         }
-        keys.push(Ok(self.upload_key(id, "state.json")));
-        let mut results = self.s3.delete_stream(futures::stream::iter(keys).boxed());
-        while let Some(r) = results.next().await {
-            match r {
-                Ok(_) => {}
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(os_err(e)),
-            }
-        }
-        Ok(())
+        keys.push(self.upload_key(id, "state.json"));
+        self.delete_keys(keys).await
     }
 
     /// Copies a completed object to its content address unless the blob is there already.
@@ -686,11 +690,14 @@ impl S3BlobStore {
     /// Puts an upload's staged bytes at `digest`: the tail copied when there are no parts,
     /// else the multipart upload completed (the tail as its last part) and aliased (copied, for
     /// a state from before aliases).
+    /// `resumed`: an earlier attempt of this commit got as far as saving its digest, so it may
+    /// have completed the multipart upload already.
     async fn publish_staged(
         &self,
         id: &UploadId,
         state: &UploadState,
         digest: &Digest,
+        resumed: bool,
     ) -> Result<(), StoreError> {
         let size = state.now.size;
         match (&state.multipart, state.now.parts.is_empty()) {
@@ -701,8 +708,8 @@ impl S3BlobStore {
                 None => self.put(digest, Bytes::new()).await?,
             },
             (Some(_), false)
-                if state.data.is_some()
-                    && state.committing.as_deref() == Some(digest.to_string().as_str())
+                if resumed
+                    && state.data.is_some()
                     && self.object_size(&self.data_key(id, state)).await? == Some(size) =>
             {
                 // Completed by an earlier attempt of this commit (its tail was the last part, so
@@ -1024,29 +1031,16 @@ impl BlobStore for S3BlobStore {
             located
                 .extend(futures::future::try_join_all(chunk.iter().map(|d| self.locate(d))).await?);
         }
-        let targets: Vec<object_store::Result<Path>> = located
+        let targets = located
             .into_iter()
             .filter_map(|l| match l {
-                Some(Location::Alias { key, .. }) => Some(Ok(key)),
+                Some(Location::Alias { key, .. }) => Some(key),
                 _ => None,
             })
             .collect();
-        let keys: Vec<object_store::Result<Path>> =
-            digests.iter().map(|d| Ok(self.blob_key(d))).collect();
-        for batch in [targets, keys] {
-            if batch.is_empty() {
-                continue;
-            }
-            // One DeleteObjects request per thousand keys.
-            let mut results = self.s3.delete_stream(futures::stream::iter(batch).boxed());
-            while let Some(r) = results.next().await {
-                match r {
-                    Ok(_) => {}
-                    Err(e) if is_not_found(&e) => {}
-                    Err(e) => return Err(os_err(e)),
-                }
-            }
-        }
+        self.delete_keys(targets).await?;
+        self.delete_keys(digests.iter().map(|d| self.blob_key(d)).collect())
+            .await?;
         for d in digests {
             self.forget_alias(d);
         }
@@ -1338,10 +1332,8 @@ impl BlobStore for S3BlobStore {
         }
         let size = state.now.size;
         let name = digest.to_string();
-        if state.data.is_some()
-            && !state.now.parts.is_empty()
-            && state.committing.as_deref() != Some(name.as_str())
-        {
+        let resumed = state.committing.as_deref() == Some(name.as_str());
+        if state.data.is_some() && !state.now.parts.is_empty() && !resumed {
             // Saved before the multipart upload completes: an abort after that must know
             // whether `data/<id>` became this blob (see `upload_abort`).
             state.committing = Some(name);
@@ -1350,7 +1342,7 @@ impl BlobStore for S3BlobStore {
                 return Err(self.conflict(id, size).await);
             }
         }
-        if let Err(e) = self.publish_staged(id, &state, digest).await {
+        if let Err(e) = self.publish_staged(id, &state, digest, resumed).await {
             // Committed already by an attempt that stopped before cleaning up (its staged
             // objects may be gone), or by another upload: the blob is there, verified when it
             // was committed.
@@ -1363,11 +1355,7 @@ impl BlobStore for S3BlobStore {
                 let data_key = self.data_key(id, &state);
                 if !self.aliased_to(digest, &data_key).await? {
                     if let Some(multipart) = &state.multipart {
-                        match self.s3.abort_multipart(&data_key, multipart).await {
-                            Ok(()) => {}
-                            Err(e) if is_not_found(&e) => {}
-                            Err(e) => return Err(os_err(e)),
-                        }
+                        self.abort_multipart(&data_key, multipart).await?;
                     }
                     self.delete_key(&data_key).await?;
                 }
@@ -1404,12 +1392,7 @@ impl BlobStore for S3BlobStore {
             && let Some(multipart) = &state.multipart
         {
             let data_key = self.data_key(id, &state);
-            match self.s3.abort_multipart(&data_key, multipart).await {
-                Ok(()) => {}
-                // Completed (or aborted) already.
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(os_err(e)),
-            }
+            self.abort_multipart(&data_key, multipart).await?;
             if state.data.is_some() {
                 // Completed as a blob whose alias was written: the bytes are that blob's now.
                 let aliased = match state.committing.as_deref().map(Digest::parse) {

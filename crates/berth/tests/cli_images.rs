@@ -6,9 +6,9 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Command;
 
-use common::{Server, client, fixture_index_digest, fixtures, sha256_hex};
+use common::{Server, client, fixture_index_digest, fixtures, run, sha256_hex};
 use serde_json::Value;
 
 fn berth() -> Command {
@@ -21,20 +21,8 @@ fn berth() -> Command {
 }
 
 #[track_caller]
-fn ok(cmd: &mut Command) -> String {
-    let out: Output = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\nstdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-#[track_caller]
 fn json(cmd: &mut Command) -> Value {
-    let out = ok(cmd.args(["--json", "--progress", "quiet"]));
+    let out = run(cmd.args(["--json", "--progress", "quiet"]));
     serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
 }
 
@@ -286,14 +274,14 @@ async fn tag_strategies_and_registry_verbs() {
     );
     assert_eq!(again["blobsCopied"], 0);
 
-    let tags = ok(berth().arg("tags").arg(format!("{reg}/app/web")));
+    let tags = run(berth().arg("tags").arg(format!("{reg}/app/web")));
     let mut expect = vec!["latest", "v1", "v1.4", "v1.4.2", short];
     expect.sort_unstable();
     assert_eq!(tags.lines().collect::<Vec<_>>(), expect);
-    let digest = ok(berth().arg("digest").arg(format!("{reg}/app/web:v1")));
+    let digest = run(berth().arg("digest").arg(format!("{reg}/app/web:v1")));
     assert_eq!(digest.trim(), want);
 
-    ok(berth()
+    run(berth()
         .arg("tag")
         .arg(format!("{reg}/app/web:v1"))
         .args(["stable", "prod"]));
@@ -303,7 +291,7 @@ async fn tag_strategies_and_registry_verbs() {
             .as_deref(),
         Some(want.as_str())
     );
-    ok(berth().arg("rm").arg(format!("{reg}/app/web:prod")));
+    run(berth().arg("rm").arg(format!("{reg}/app/web:prod")));
     assert_eq!(
         head_digest(&server, "/v2/app/web/manifests/prod").await,
         None
@@ -314,17 +302,17 @@ async fn tag_strategies_and_registry_verbs() {
             .is_some()
     );
 
-    let info: Value = serde_json::from_str(&ok(berth()
+    let info: Value = serde_json::from_str(&run(berth()
         .args(["inspect", "--json"])
         .arg(format!("{reg}/app/web:v1"))))
     .unwrap();
     assert_eq!(info["digest"], want.as_str());
     assert_eq!(info["manifests"].as_array().unwrap().len(), 2);
-    let raw = ok(berth()
+    let raw = run(berth()
         .args(["inspect", "--raw"])
         .arg(format!("{reg}/app/web:v1")));
     assert_eq!(format!("sha256:{}", sha256_hex(raw.as_bytes())), want);
-    let config: Value = serde_json::from_str(&ok(berth()
+    let config: Value = serde_json::from_str(&run(berth()
         .args(["inspect", "--config", "--platform", "linux/arm64"])
         .arg(format!("{reg}/app/web:v1"))))
     .unwrap();
@@ -333,7 +321,7 @@ async fn tag_strategies_and_registry_verbs() {
     // The git strategy: the short commit and the branch of the checkout berth runs in.
     let repo = tempfile::tempdir().unwrap();
     let git = |args: &[&str]| {
-        ok(Command::new("git")
+        run(Command::new("git")
             .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
             .args(args)
             .current_dir(repo.path()))
@@ -368,7 +356,7 @@ async fn tag_strategies_and_registry_verbs() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     // Deleting by digest removes the manifest and every tag on it.
-    ok(berth().arg("rm").arg(format!("{reg}/app/web@{want}")));
+    run(berth().arg("rm").arg(format!("{reg}/app/web@{want}")));
     assert_eq!(head_digest(&server, "/v2/app/web/manifests/v1").await, None);
     assert!(server.terminate().success());
 }

@@ -94,17 +94,13 @@ async fn start_upload(base: &str, repo: &str) -> String {
 
 /// Sends `bytes` at offset `from` to the upload at `location`, through `base`; the new location.
 async fn patch_chunk(base: &str, location: &str, from: usize, bytes: &[u8]) -> String {
-    let r = client()
-        .patch(absolute(base, location))
-        .basic_auth(ROOT_ID, Some(ROOT_SECRET))
-        .header(
-            "content-range",
-            format!("{from}-{}", from + bytes.len() - 1),
-        )
-        .body(bytes.to_vec())
-        .send()
-        .await
-        .unwrap();
+    let r = ranged(
+        reqwest::Method::PATCH,
+        absolute(base, location),
+        from,
+        bytes,
+    )
+    .await;
     assert_eq!(
         r.status(),
         202,
@@ -117,8 +113,20 @@ async fn patch_chunk(base: &str, location: &str, from: usize, bytes: &[u8]) -> S
 /// Completes the upload with its last bytes (at `from`) and `digest`, through `base`.
 async fn finish_upload(base: &str, location: &str, digest: &str, from: usize, bytes: &[u8]) {
     let sep = if location.contains('?') { '&' } else { '?' };
-    let r = client()
-        .put(absolute(base, &format!("{location}{sep}digest={digest}")))
+    let url = absolute(base, &format!("{location}{sep}digest={digest}"));
+    let r = ranged(reqwest::Method::PUT, url, from, bytes).await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+}
+
+/// `method` with `bytes` as the range starting at `from`, as the administrator.
+async fn ranged(
+    method: reqwest::Method,
+    url: String,
+    from: usize,
+    bytes: &[u8],
+) -> reqwest::Response {
+    client()
+        .request(method, url)
         .basic_auth(ROOT_ID, Some(ROOT_SECRET))
         .header(
             "content-range",
@@ -127,8 +135,7 @@ async fn finish_upload(base: &str, location: &str, digest: &str, from: usize, by
         .body(bytes.to_vec())
         .send()
         .await
-        .unwrap();
-    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+        .unwrap()
 }
 
 /// The digest of the blob `digest` of `repo` as served through `base`.
