@@ -63,6 +63,14 @@ pub async fn copy_blobs(
     Ok(out)
 }
 
+/// A source blob that does not read back as itself.
+fn damaged(digest: &Digest, size: u64, n: u64, d: &Digest) -> StoreError {
+    StoreError::Corrupt(format!(
+        "blob {digest} in the source reads as {n} bytes with digest {d} (expected {size} bytes): \
+         the source is damaged; nothing of it was copied"
+    ))
+}
+
 async fn copy_one(
     from: &dyn BlobStore,
     to: &dyn BlobStore,
@@ -83,24 +91,38 @@ async fn copy_one(
             chunk
         })
         .boxed();
+    let computed = || {
+        hasher
+            .lock()
+            .map(|h| h.clone().finish())
+            .map_err(|_| StoreError::Worker("the hashing lock was poisoned".into()))
+    };
+    if to.puts_streams() {
+        // Straight to its content address, shown only once verified: no staging.
+        let seen = std::sync::Mutex::new(0u64);
+        let verify = |n: u64| {
+            if let Ok(mut s) = seen.lock() {
+                *s = n;
+            }
+            n == size && computed().is_ok_and(|d| d == *digest)
+        };
+        if to.put_stream(digest, size, stream, &verify).await? {
+            return Ok(());
+        }
+        let n = seen.lock().map(|s| *s).unwrap_or_default();
+        return Err(damaged(digest, size, n, &computed()?));
+    }
     let id = UploadId::random();
     to.upload_start(&id).await?;
     let appended = to.upload_append(&id, 0, stream, None).await;
-    let computed = hasher
-        .lock()
-        .map(|h| h.clone().finish())
-        .map_err(|_| StoreError::Worker("the hashing lock was poisoned".into()));
-    match (appended, computed) {
+    match (appended, computed()) {
         (Ok(n), Ok(d)) if n == size && d == *digest => {
             to.upload_commit(&id, digest).await?;
             Ok(())
         }
         (Ok(n), Ok(d)) => {
             to.upload_abort(&id).await?;
-            Err(StoreError::Corrupt(format!(
-                "blob {digest} in the source reads as {n} bytes with digest {d} (expected {size} \
-                 bytes): the source is damaged; nothing of it was copied"
-            )))
+            Err(damaged(digest, size, n, &d))
         }
         (Err(e), _) | (_, Err(e)) => {
             let _ = to.upload_abort(&id).await;
